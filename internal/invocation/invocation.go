@@ -1,0 +1,50 @@
+// Package invocation holds the types of one synchronous invocation as it
+// travels Frontend → Worker Manager → Worker → Runtime API and back.
+package invocation
+
+import "time"
+
+// Request is one invocation of a function version.
+type Request struct {
+	// RequestID is Lambda's request id (a UUID), the same across retries.
+	RequestID string
+	// Payload is the event, as JSON bytes (may be empty, meaning "{}"-less
+	// empty payload as Lambda passes it).
+	Payload []byte
+	// ClientContext is the base64 X-Amz-Client-Context, passed through to
+	// the Runtime API's Lambda-Runtime-Client-Context header (decoded).
+	ClientContext string
+	// TraceID is passed as Lambda-Runtime-Trace-Id / _X_AMZN_TRACE_ID.
+	TraceID string
+}
+
+// FunctionError kinds, as in X-Amz-Function-Error.
+const (
+	ErrorUnhandled = "Unhandled"
+	ErrorHandled   = "Handled"
+)
+
+// Result is the outcome of one invocation that reached a sandbox.
+type Result struct {
+	RequestID string
+	// Payload is the function's response, or, when FunctionError is set,
+	// the error document {"errorMessage","errorType","stackTrace"}.
+	Payload []byte
+	// FunctionError is "" on success, else ErrorUnhandled.
+	FunctionError string
+	// ErrorType mirrors the errorType of the error document (e.g.
+	// "Sandbox.Timedout", "Runtime.ExitError"), "" on success.
+	ErrorType string
+	// Log is the invocation's log as framed by the worker (any init output,
+	// START, the function's lines, END, REPORT). The frontend sends the
+	// last 4 KB of it as X-Amz-Log-Result when asked for LogType Tail.
+	Log []byte
+	// ExecutedVersion is the version that ran ("$LATEST" or a number).
+	ExecutedVersion string
+	// SandboxID names the sandbox that ran the invocation.
+	SandboxID string
+	// ColdStart is true when the sandbox was created for this invocation.
+	ColdStart    bool
+	InitDuration time.Duration
+	Duration     time.Duration
+}

@@ -1,0 +1,85 @@
+// Package lambdaerr is the table of Lambda-visible error kinds. Components
+// return (or wrap with %w) an *Error where the kind matters to the caller;
+// the frontend translates it once into Lambda's HTTP status, the
+// X-Amzn-ErrorType header and the JSON body. Any other error becomes a
+// ServiceException (500).
+package lambdaerr
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+)
+
+// Error types, as Lambda names them, with their HTTP status codes.
+const (
+	ResourceNotFound      = "ResourceNotFoundException"
+	InvalidParameterValue = "InvalidParameterValueException"
+	ResourceConflict      = "ResourceConflictException"
+	RequestTooLarge       = "RequestTooLargeException"
+	TooManyRequests       = "TooManyRequestsException"
+	Service               = "ServiceException"
+	InvalidRequestContent = "InvalidRequestContentException"
+	UnsupportedMediaType  = "UnsupportedMediaTypeException"
+	PreconditionFailed    = "PreconditionFailedException"
+	CodeStorageExceeded   = "CodeStorageExceededException"
+	InvalidZipFile        = "InvalidZipFileException"
+	ResourceNotReady      = "ResourceNotReadyException"
+)
+
+var statusOf = map[string]int{
+	ResourceNotFound:      http.StatusNotFound,
+	InvalidParameterValue: http.StatusBadRequest,
+	ResourceConflict:      http.StatusConflict,
+	RequestTooLarge:       http.StatusRequestEntityTooLarge,
+	TooManyRequests:       http.StatusTooManyRequests,
+	Service:               http.StatusInternalServerError,
+	InvalidRequestContent: http.StatusBadRequest,
+	UnsupportedMediaType:  http.StatusUnsupportedMediaType,
+	PreconditionFailed:    http.StatusPreconditionFailed,
+	CodeStorageExceeded:   http.StatusBadRequest,
+	InvalidZipFile:        http.StatusBadGateway,
+	ResourceNotReady:      http.StatusBadGateway,
+}
+
+// Error is a Lambda-visible error.
+type Error struct {
+	Type    string // one of the constants above
+	Message string
+	// Reason is set for TooManyRequestsException
+	// (e.g. "ConcurrentInvocationLimitExceeded").
+	Reason string
+	// RetryAfterSeconds, when > 0, is sent as Retry-After.
+	RetryAfterSeconds int
+}
+
+func (e *Error) Error() string { return e.Type + ": " + e.Message }
+
+// Status is the HTTP status code Lambda answers with for e.
+func (e *Error) Status() int {
+	if s, ok := statusOf[e.Type]; ok {
+		return s
+	}
+	return http.StatusInternalServerError
+}
+
+// New returns an *Error of the given type with a formatted message.
+func New(typ, format string, args ...any) *Error {
+	return &Error{Type: typ, Message: fmt.Sprintf(format, args...)}
+}
+
+// As returns the *Error in err's chain, or a ServiceException wrapping
+// err's text when there is none.
+func As(err error) *Error {
+	var le *Error
+	if errors.As(err, &le) {
+		return le
+	}
+	return &Error{Type: Service, Message: err.Error()}
+}
+
+// Is reports whether err carries a Lambda error of type typ.
+func Is(err error, typ string) bool {
+	var le *Error
+	return errors.As(err, &le) && le.Type == typ
+}

@@ -1,0 +1,107 @@
+// Package sandbox defines the contract between a Flint worker and the
+// sandbox drivers that isolate function code (the process driver in
+// sandbox/process, a microVM driver later).
+//
+// Vocabulary: a Driver creates Sandboxes. A Sandbox is one isolated
+// execution environment for one function version: one runtime process tree,
+// its own filesystem view with the function code read-only at /var/task, a
+// private /tmp, its own network namespace and resource limits. A sandbox is
+// never reused across functions, versions or configuration changes.
+//
+// Lifecycle:
+//
+//	Create ──► running ──(all processes exit)──► exited ──Destroy──► gone
+//	              │                                          ▲
+//	              └──────────────Destroy─────────────────────┘
+//
+// Create returns once the runtime process has been started inside the
+// sandbox (it is not yet initialised: the worker learns that through the
+// Runtime API). Destroy kills every process in the sandbox, including
+// double-forked and setsid ones, and frees every host resource (cgroups,
+// mounts, namespaces, fds). Destroy is idempotent and safe to call
+// concurrently with anything else; all other methods are safe for concurrent
+// use too.
+package sandbox
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net/http"
+)
+
+// Driver creates sandboxes on this host.
+type Driver interface {
+	// Name is the driver's short name ("process", "microvm").
+	Name() string
+	// Create builds a sandbox from spec and starts spec.Command in it. If
+	// any part of the setup fails (cgroups, mounts, seccomp, ...) Create
+	// returns an error, leaves nothing behind, and the function's code never
+	// starts (fail closed). ctx bounds the creation only, never the
+	// sandbox's lifetime.
+	Create(ctx context.Context, spec Spec) (Sandbox, error)
+}
+
+// Spec describes one sandbox to create.
+type Spec struct {
+	// ID is unique on this host; drivers use it to name cgroups and the like.
+	// It matches [a-zA-Z0-9-]{1,64}.
+	ID string
+	// CodeDir is a host directory holding the unpacked function package.
+	// It is mounted read-only at /var/task inside the sandbox.
+	CodeDir string
+	// RuntimeDir, when not empty, is a host directory mounted read-only at
+	// /var/runtime (Flint's own runtime clients for Python and Node).
+	RuntimeDir string
+	// Command is the argv of the runtime process, as seen inside the
+	// sandbox, e.g. ["/var/task/bootstrap"] or
+	// ["/usr/bin/python3", "/var/runtime/bootstrap.py"].
+	Command []string
+	// Env is the complete environment of the runtime process ("K=V"). The
+	// host's environment never leaks in. The driver adds
+	// AWS_LAMBDA_RUNTIME_API itself (see RuntimeAPI).
+	Env []string
+	// RuntimeAPI is served by the driver so that the sandbox can reach it at
+	// the address the driver puts in AWS_LAMBDA_RUNTIME_API (host:port,
+	// as Lambda's runtimes expect). Nothing else of the host is reachable.
+	RuntimeAPI http.Handler
+	// Output receives the runtime's stdout and stderr, merged, as written.
+	// Writes to it come from one goroutine at a time.
+	Output io.Writer
+	// MemoryMB is the memory limit (the function's MemorySize).
+	MemoryMB int
+	// EphemeralStorageMB is the size of the private /tmp.
+	EphemeralStorageMB int
+}
+
+// Sandbox is one running (or exited) sandbox. See the package doc for its
+// lifecycle.
+type Sandbox interface {
+	ID() string
+	// Done is closed once every process in the sandbox has exited.
+	Done() <-chan struct{}
+	// Err describes why the sandbox exited (nil while running). An exit
+	// caused by the memory limit wraps ErrOutOfMemory.
+	Err() error
+	// SyncOutput blocks until every byte that the sandbox wrote to its
+	// stdout/stderr before the call has been written to Spec.Output, so that
+	// a function's log lines precede the END line of the invocation that
+	// produced them.
+	SyncOutput(ctx context.Context) error
+	// Stats reports resource usage so far.
+	Stats() (Stats, error)
+	// Destroy kills every process in the sandbox and frees all it holds.
+	Destroy(ctx context.Context) error
+}
+
+// Stats is a sandbox's resource usage.
+type Stats struct {
+	// MaxMemoryBytes is the peak memory use of the sandbox (from its cgroup).
+	MaxMemoryBytes uint64
+	// OOMKills counts processes killed for exceeding the memory limit.
+	OOMKills uint64
+}
+
+// ErrOutOfMemory is wrapped by Sandbox.Err when the memory limit killed the
+// runtime.
+var ErrOutOfMemory = errors.New("sandbox: out of memory")
