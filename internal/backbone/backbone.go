@@ -71,6 +71,8 @@ func Start(cfg Config) (*Backbone, error) {
 			// accepted event or stored function survives kill -9 and
 			// power loss.
 			SyncAlways: true,
+			// Room for a 6 MB payload plus headers in one message.
+			MaxPayload: 8 << 20,
 			NoSigs:     true,
 			NoLog:      true,
 		})

@@ -21,6 +21,10 @@ type Function struct {
 	EphemeralMB  int               `json:"ephemeralStorage"` // MB, 512..10240
 	Environment  map[string]string `json:"environment,omitempty"`
 	Architecture string            `json:"architecture"` // "x86_64"
+	// DeadLetterTargetArn is DeadLetterConfig.TargetArn: where failed
+	// asynchronous events go (a Flint queue "arn:aws:sqs:..." or a
+	// function ARN), "" for none.
+	DeadLetterTargetArn string `json:"deadLetterTargetArn,omitempty"`
 
 	// CodeSha256 is the base64 (standard encoding) SHA-256 of the zip, as
 	// Lambda reports it. CodeDigest is the same digest in lowercase hex, the
@@ -36,6 +40,17 @@ type Function struct {
 	State            string `json:"state"` // "Active", "Pending", "Failed", "Inactive"
 	StateReason      string `json:"stateReason,omitempty"`
 	LastUpdateStatus string `json:"lastUpdateStatus"` // "Successful", "InProgress", "Failed"
+
+	// LastPublished is, on $LATEST only, the number of the newest version
+	// ever published (0 for none). Version numbers are never reused, even
+	// after a version is deleted. Store.PublishVersion maintains it.
+	LastPublished int `json:"lastPublished,omitempty"`
+
+	// KVRevision is the revision of the store entry this value was read
+	// from (0 for a value never stored). It is not stored itself: Store.Get
+	// and Store.List fill it in, and Store.Update uses it as the expected
+	// revision.
+	KVRevision uint64 `json:"-"`
 }
 
 // ARN is the function's unqualified ARN.

@@ -1,0 +1,55 @@
+package cli
+
+import (
+	"log/slog"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flintdev/flint/internal/server"
+)
+
+func newServerCmd() *cobra.Command {
+	cfg := server.Config{}
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Run every Flint component in one process, on an embedded NATS JetStream",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return err
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl}))
+			return server.Run(cmd.Context(), cfg)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.Listen, "listen", "127.0.0.1:9000", "address of the Lambda API")
+	f.StringVar(&cfg.DataDir, "data", defaultDataDir(), "data dir (JetStream files, code cache, sandboxes)")
+	f.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS cluster with JetStream (default: embedded server)")
+	f.IntVar(&cfg.NATSPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
+	f.StringVar(&cfg.Region, "region", "us-east-1", "region in ARNs")
+	f.StringVar(&cfg.Account, "account", "000000000000", "account id in ARNs")
+	f.DurationVar(&cfg.KeepAlive, "keep-alive", 5*time.Minute, "how long an idle sandbox stays warm")
+	f.IntVar(&cfg.HostMemoryMB, "host-memory", 0, "memory (MB) this host offers to sandboxes (default: 3/4 of RAM)")
+	f.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 1000, "sandboxes this host runs at once")
+	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	return cmd
+}
+
+func defaultDataDir() string {
+	if d := os.Getenv("FLINT_DATA"); d != "" {
+		return d
+	}
+	if os.Geteuid() == 0 {
+		return "/var/lib/flint"
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "flint")
+	}
+	return ".flint"
+}

@@ -1,0 +1,334 @@
+// Package frontend serves Lambda's REST API (functions, versions, aliases,
+// invocations, concurrency and account settings; see Prefixes) over HTTP,
+// so the AWS CLI and SDKs pointed at Flint with --endpoint-url work
+// unchanged.
+//
+// The frontend validates requests the way Lambda does, keeps function
+// configurations in the metadata store, hands zips to the code store and
+// invocations to the worker manager. Errors from anywhere are translated
+// once, here, into Lambda's status code, X-Amzn-ErrorType header and JSON
+// body (see errors.go). Request signatures are accepted unverified and every
+// request acts on Config.Account.
+package frontend
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/flintdev/flint/internal/codestore"
+	"github.com/flintdev/flint/internal/concurrency"
+	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/metadata"
+)
+
+// APIPrefix is the path prefix of every route the handler serves; mount the
+// Handler on it (mux.Handle(frontend.APIPrefix, h)).
+const APIPrefix = "/2015-03-31/"
+
+// CodePackage describes a stored deployment package (digest, CodeSha256,
+// CodeSize).
+type CodePackage = codestore.Package
+
+// CodeStore stores deployment packages.
+type CodeStore interface {
+	// Put validates and stores a zip. A zip that cannot be opened is a
+	// *lambdaerr.Error (InvalidParameterValueException).
+	Put(ctx context.Context, zip []byte) (CodePackage, error)
+}
+
+// Invoker runs synchronous invocations on sandboxes.
+type Invoker interface {
+	// Invoke runs one invocation of fn and returns its result. Errors that
+	// are Lambda-visible are *lambdaerr.Error (e.g. TooManyRequests).
+	Invoke(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error)
+	// Retire drops every sandbox of a function, so the next invocation
+	// gets a sandbox built from the current code and configuration. An
+	// error is logged; the change that caused the retirement stands.
+	Retire(ctx context.Context, account, name string) error
+}
+
+// VersionRetirer is an optional ability of an Invoker (checked at run
+// time): retiring the sandboxes of one version only. After an update of
+// $LATEST the frontend retires $LATEST's sandboxes this way, leaving the
+// published versions' sandboxes warm; an Invoker without it gets Retire.
+type VersionRetirer interface {
+	RetireVersion(ctx context.Context, account, name, version string) error
+}
+
+// ConcurrencyController enforces concurrency settings that the frontend
+// stores; *workermanager.Manager implements it. Its methods are safe for
+// concurrent use and do not block on I/O.
+type ConcurrencyController interface {
+	// SetReservedConcurrency / ClearReservedConcurrency set or remove a
+	// function's reserved concurrency (0: every invocation throttled).
+	SetReservedConcurrency(account, name string, n int)
+	ClearReservedConcurrency(account, name string)
+	// SetProvisionedConcurrency keeps n initialised sandboxes of the
+	// version fn (in the background); ClearProvisionedConcurrency stops.
+	SetProvisionedConcurrency(fn *metadata.Function, n int) error
+	ClearProvisionedConcurrency(fn *metadata.Function)
+	// ProvisionedConcurrency reports progress; ok is false when the
+	// controller has no request for fn's version.
+	ProvisionedConcurrency(fn *metadata.Function) (st concurrency.ProvisionedStatus, ok bool)
+}
+
+// AsyncQueue accepts asynchronous (Event) invocations.
+type AsyncQueue interface {
+	// Enqueue durably accepts an invocation to be run later.
+	Enqueue(ctx context.Context, fn *metadata.Function, req invocation.Request) error
+}
+
+// RuntimeSet lists the runtimes this host offers.
+type RuntimeSet interface {
+	// Names returns runtime identifiers such as "provided.al2023".
+	Names() []string
+}
+
+// LogPurger removes a function's logs.
+type LogPurger interface {
+	Purge(ctx context.Context, account, function string) error
+}
+
+// Config configures the frontend.
+type Config struct {
+	Region  string // default "us-east-1"
+	Account string // default "000000000000"
+
+	Functions *metadata.Store // required
+	Code      CodeStore       // required
+	Invoker   Invoker         // required
+	Async     AsyncQueue      // optional: nil answers Event invocations with an error
+	Runtimes  RuntimeSet      // required
+	Logs      LogPurger       // optional
+	// Concurrency enforces reserved and provisioned concurrency. Optional:
+	// when nil and Invoker implements ConcurrencyController, Invoker is
+	// used; with neither, reserved concurrency is stored and reported but
+	// not enforced, and provisioned concurrency is refused.
+	Concurrency ConcurrencyController
+
+	// ConcurrentExecutions is the account's concurrency limit as
+	// GetAccountSettings reports it and reservations are checked against
+	// (default 1000; give the Worker Manager the same number).
+	ConcurrentExecutions int
+	// MinUnreserved is the part of ConcurrentExecutions that reservations
+	// must leave to the other functions (default 100, as Lambda; capped at
+	// ConcurrentExecutions).
+	MinUnreserved int
+	// Rand returns a uniform number in [0, 1); it picks the version of a
+	// weighted alias (default math/rand/v2.Float64).
+	Rand func() float64
+
+	Logger *slog.Logger           // default slog.Default()
+	Clock  func() time.Time       // default time.Now
+	NewID  func() (string, error) // request and revision ids; default random UUID v4
+}
+
+// Validate fills defaults and reports whether c is usable.
+func (c *Config) Validate() error {
+	if c.Region == "" {
+		c.Region = "us-east-1"
+	}
+	if c.Account == "" {
+		c.Account = "000000000000"
+	}
+	if len(c.Account) != 12 || strings.Trim(c.Account, "0123456789") != "" {
+		return errors.New("frontend: account must be a 12-digit id")
+	}
+	if c.Functions == nil || c.Code == nil || c.Invoker == nil || c.Runtimes == nil {
+		return errors.New("frontend: Functions, Code, Invoker and Runtimes are required")
+	}
+	if c.ConcurrentExecutions < 0 || c.MinUnreserved < 0 {
+		return errors.New("frontend: negative concurrency limit")
+	}
+	if c.ConcurrentExecutions == 0 {
+		c.ConcurrentExecutions = concurrency.DefaultAccountLimit
+	}
+	if c.MinUnreserved == 0 {
+		c.MinUnreserved = concurrency.DefaultMinUnreserved
+	}
+	c.MinUnreserved = min(c.MinUnreserved, c.ConcurrentExecutions)
+	if c.Concurrency == nil {
+		if cc, ok := c.Invoker.(ConcurrencyController); ok {
+			c.Concurrency = cc
+		}
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.NewID == nil {
+		c.NewID = newUUID
+	}
+	return nil
+}
+
+// Handler is the Lambda API as an http.Handler. It is safe for concurrent
+// use and holds no state of its own beyond its configuration.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+}
+
+// New returns the API handler.
+func New(cfg Config) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "frontend")}, nil
+}
+
+// route is one parsed request path.
+type route struct {
+	function string // unescaped {FunctionName} label, "" for the collection
+	// sub is "", "configuration", "code", "invocations", "versions",
+	// "aliases", "concurrency", "provisioned-concurrency", or
+	// "account-settings" (with function "").
+	sub   string
+	alias string // unescaped {Name} of aliases/{Name}
+}
+
+// Prefixes are the path prefixes of Lambda's API that the handler serves
+// (Lambda dates its operations): mount the Handler on each of them.
+//
+//	/2015-03-31/  functions, versions, aliases, invocations
+//	/2016-08-19/  account-settings (GetAccountSettings)
+//	/2017-10-31/  functions/{name}/concurrency (Put/DeleteFunctionConcurrency)
+//	/2019-09-30/  functions/{name}/concurrency (GetFunctionConcurrency),
+//	              functions/{name}/provisioned-concurrency
+var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/"}
+
+// subsOf lists, per API date, the sub-resources of a function it serves.
+var subsOf = map[string]map[string]bool{
+	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true},
+	"2017-10-31": {"concurrency": true},
+	"2019-09-30": {"concurrency": true, "provisioned-concurrency": true},
+}
+
+// parsePath splits an escaped request path into a route. ok is false for
+// paths outside the API.
+func parsePath(escaped string) (rt route, ok bool) {
+	if escaped == "/2016-08-19/account-settings" || escaped == "/2016-08-19/account-settings/" {
+		return route{sub: "account-settings"}, true
+	}
+	if len(escaped) < 12 || escaped[0] != '/' || escaped[11] != '/' {
+		return route{}, false
+	}
+	subs := subsOf[escaped[1:11]]
+	if subs == nil {
+		return route{}, false
+	}
+	rest, found := strings.CutPrefix(escaped[11:], "/functions")
+	if !found {
+		return route{}, false
+	}
+	if rest == "" || rest == "/" {
+		return route{}, subs[""]
+	}
+	if rest[0] != '/' {
+		return route{}, false
+	}
+	segs := strings.Split(strings.TrimSuffix(rest[1:], "/"), "/")
+	if len(segs) > 3 || segs[0] == "" {
+		return route{}, false
+	}
+	name, err := url.PathUnescape(segs[0])
+	if err != nil || name == "" {
+		return route{}, false
+	}
+	rt.function = name
+	if len(segs) >= 2 {
+		rt.sub = segs[1]
+	}
+	if !subs[rt.sub] {
+		return route{}, false
+	}
+	if len(segs) == 3 {
+		if rt.sub != "aliases" {
+			return route{}, false
+		}
+		alias, err := url.PathUnescape(segs[2])
+		if err != nil || alias == "" {
+			return route{}, false
+		}
+		rt.alias = alias
+	}
+	return rt, true
+}
+
+type handlerFunc = func(http.ResponseWriter, *http.Request, string, route) error
+
+// handlers maps a route's shape to its operations by method.
+func (h *Handler) handlers(rt route) map[string]handlerFunc {
+	switch {
+	case rt.sub == "account-settings":
+		return map[string]handlerFunc{http.MethodGet: h.getAccountSettings}
+	case rt.function == "":
+		return map[string]handlerFunc{http.MethodGet: h.listFunctions, http.MethodPost: h.createFunction}
+	case rt.sub == "":
+		return map[string]handlerFunc{http.MethodGet: h.getFunction, http.MethodDelete: h.deleteFunction}
+	case rt.sub == "configuration":
+		return map[string]handlerFunc{http.MethodGet: h.getFunctionConfiguration, http.MethodPut: h.updateFunctionConfiguration}
+	case rt.sub == "code":
+		return map[string]handlerFunc{http.MethodPut: h.updateFunctionCode}
+	case rt.sub == "invocations":
+		return map[string]handlerFunc{http.MethodPost: h.invoke}
+	case rt.sub == "versions":
+		return map[string]handlerFunc{http.MethodGet: h.listVersions, http.MethodPost: h.publishVersion}
+	case rt.sub == "aliases" && rt.alias == "":
+		return map[string]handlerFunc{http.MethodGet: h.listAliases, http.MethodPost: h.createAlias}
+	case rt.sub == "aliases":
+		return map[string]handlerFunc{http.MethodGet: h.getAlias, http.MethodPut: h.updateAlias, http.MethodDelete: h.deleteAlias}
+	case rt.sub == "concurrency":
+		return map[string]handlerFunc{http.MethodGet: h.getFunctionConcurrency, http.MethodPut: h.putFunctionConcurrency,
+			http.MethodDelete: h.deleteFunctionConcurrency}
+	case rt.sub == "provisioned-concurrency":
+		return map[string]handlerFunc{http.MethodGet: h.getProvisionedConcurrency, http.MethodPut: h.putProvisionedConcurrency,
+			http.MethodDelete: h.deleteProvisionedConcurrency}
+	}
+	return nil
+}
+
+// ServeHTTP routes one API request.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	reqID, err := h.cfg.NewID()
+	if err != nil {
+		h.writeError(w, r, reqID, err)
+		return
+	}
+	w.Header().Set("X-Amzn-RequestId", reqID)
+	rt, ok := parsePath(r.URL.EscapedPath())
+	if !ok {
+		h.writeError(w, r, reqID, &apiError{typ: unknownOperation, status: http.StatusNotFound,
+			msg: "Unknown operation " + r.Method + " " + r.URL.Path})
+		return
+	}
+	ops := h.handlers(rt)
+	handle := ops[r.Method]
+	if handle == nil {
+		var methods []string
+		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {
+			if ops[m] != nil {
+				methods = append(methods, m)
+			}
+		}
+		allowed := strings.Join(methods, ", ")
+		w.Header().Set("Allow", allowed)
+		h.writeError(w, r, reqID, &apiError{typ: methodNotAllowed, status: http.StatusMethodNotAllowed,
+			msg: "Method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + allowed + ")"})
+		return
+	}
+	if err := handle(w, r, reqID, rt); err != nil {
+		h.writeError(w, r, reqID, err)
+	}
+}

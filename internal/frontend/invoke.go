@@ -1,0 +1,140 @@
+package frontend
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"net/http"
+	"strconv"
+
+	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/lambdaerr"
+)
+
+// maxLogTail is how much of the end of an invocation's log X-Amz-Log-Result
+// carries.
+const maxLogTail = 4096
+
+// maxClientContext is Lambda's limit on the base64 X-Amz-Client-Context.
+const maxClientContext = 3583
+
+// invoke serves Invoke: RequestResponse (default) runs the function and
+// answers with its payload, Event hands it to the async queue (202),
+// DryRun only checks that the function exists and may be invoked (204).
+func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
+	invType := r.Header.Get("X-Amz-Invocation-Type")
+	switch invType {
+	case "":
+		invType = "RequestResponse"
+	case "RequestResponse", "Event", "DryRun":
+	default:
+		return validation("invocationType", invType, false, "Member must satisfy enum value set: [Event, RequestResponse, DryRun]")
+	}
+	logType := r.Header.Get("X-Amz-Log-Type")
+	switch logType {
+	case "", "None", "Tail":
+	default:
+		return validation("logType", logType, false, "Member must satisfy enum value set: [None, Tail]")
+	}
+	limit := int64(maxSyncPayload)
+	if invType == "Event" {
+		limit = maxAsyncPayload
+	}
+	payload, err := readBody(r, limit, "InvokeFunction")
+	if err != nil {
+		return err
+	}
+	if t := bytes.TrimSpace(payload); len(t) > 0 && !json.Valid(t) {
+		var v any
+		perr := json.Unmarshal(t, &v)
+		return lambdaerr.New(lambdaerr.InvalidRequestContent,
+			"Could not parse request body into json: Could not parse payload into json: %s", jsonProblem(perr))
+	}
+	clientContext := r.Header.Get("X-Amz-Client-Context")
+	if clientContext != "" {
+		if len(clientContext) > maxClientContext {
+			return validation("clientContext", "", true, "Member must have length less than or equal to "+strconv.Itoa(maxClientContext))
+		}
+		raw, err := base64.StdEncoding.DecodeString(clientContext)
+		if err != nil || !json.Valid(raw) {
+			return lambdaerr.New(lambdaerr.InvalidRequestContent, "Client context must be a valid Base64-encoded JSON object.")
+		}
+	}
+	fn, alias, err := h.lookup(r, rt)
+	if err != nil {
+		return err
+	}
+	if alias != nil {
+		if v := h.pickVersion(alias); v != fn.Version {
+			if fn, err = h.cfg.Functions.Get(r.Context(), h.cfg.Account, fn.Name, v); err != nil {
+				return err
+			}
+		}
+	}
+	if fn.State != "" && fn.State != "Active" {
+		return lambdaerr.New(lambdaerr.ResourceConflict,
+			"The operation cannot be performed at this time. The function is currently in the following state: %s", fn.State)
+	}
+	req := invocation.Request{
+		RequestID:     reqID,
+		Payload:       payload,
+		ClientContext: clientContext,
+		TraceID:       r.Header.Get("X-Amzn-Trace-Id"),
+	}
+	if req.TraceID == "" {
+		req.TraceID = h.newTraceID()
+	}
+	log := h.log.With("requestId", reqID, "function", fn.Name, "version", fn.Version, "invocationType", invType)
+	switch invType {
+	case "DryRun":
+		w.WriteHeader(http.StatusNoContent)
+		return nil
+	case "Event":
+		if h.cfg.Async == nil {
+			return lambdaerr.New(lambdaerr.InvalidParameterValue,
+				"Asynchronous invocation (InvocationType Event) is not enabled on this Flint server.")
+		}
+		if err := h.cfg.Async.Enqueue(r.Context(), fn, req); err != nil {
+			return err
+		}
+		log.Debug("invocation queued")
+		w.WriteHeader(http.StatusAccepted)
+		return nil
+	}
+	res, err := h.cfg.Invoker.Invoke(r.Context(), fn, req)
+	if err != nil {
+		return err
+	}
+	hdr := w.Header()
+	version := res.ExecutedVersion
+	if version == "" {
+		version = fn.Version
+	}
+	hdr.Set("X-Amz-Executed-Version", version)
+	if res.FunctionError != "" {
+		hdr.Set("X-Amz-Function-Error", res.FunctionError)
+	}
+	if logType == "Tail" {
+		tail := res.Log
+		if len(tail) > maxLogTail {
+			tail = tail[len(tail)-maxLogTail:]
+		}
+		hdr.Set("X-Amz-Log-Result", base64.StdEncoding.EncodeToString(tail))
+	}
+	hdr.Set("Content-Type", "application/json")
+	hdr.Set("Content-Length", strconv.Itoa(len(res.Payload)))
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(res.Payload)
+	log.Debug("invocation done", "functionError", res.FunctionError, "sandbox", res.SandboxID, "coldStart", res.ColdStart, "duration", res.Duration)
+	return nil
+}
+
+// newTraceID returns an X-Ray style trace header for an invocation that
+// came without one: Root=1-<epoch hex>-<96 random bits>;Sampled=0.
+func (h *Handler) newTraceID() string {
+	var b [12]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return "Root=1-" + strconv.FormatInt(h.cfg.Clock().Unix(), 16) + "-" + hex.EncodeToString(b[:]) + ";Sampled=0"
+}

@@ -1,0 +1,203 @@
+package frontend
+
+import (
+	"context"
+	"strings"
+
+	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/metadata"
+)
+
+// functionNamePattern is the constraint Lambda quotes when a FunctionName
+// is malformed.
+const functionNamePattern = `(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)(:(\$LATEST|[a-zA-Z0-9-_]+))?`
+
+// createNamePattern is the constraint on CreateFunction's FunctionName,
+// which cannot carry a qualifier.
+const createNamePattern = `(arn:(aws[a-zA-Z-]*)?:lambda:)?([a-z]{2}(-gov)?-[a-z]+-\d{1}:)?(\d{12}:)?(function:)?([a-zA-Z0-9-_]+)`
+
+// functionRef is a parsed FunctionName.
+type functionRef struct {
+	name      string
+	qualifier string // "" when the FunctionName carried none
+}
+
+func isNameChar(c byte) bool {
+	return c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_'
+}
+
+func validName(s string) bool {
+	if s == "" || len(s) > 64 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isNameChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func validQualifier(s string) bool {
+	if s == metadata.LatestVersion {
+		return true
+	}
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if !isNameChar(s[i]) {
+			return false
+		}
+	}
+	return true
+}
+
+func isDigits(s string, n int) bool {
+	if len(s) != n {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// parseFunctionName accepts the forms Lambda accepts: "name",
+// "name:qualifier", "123456789012:function:name[:qualifier]" and
+// "arn:aws:lambda:region:123456789012:function:name[:qualifier]".
+//
+// A well-formed ARN naming another account or region cannot refer to a
+// function on this server, which serves one account in one region. Lambda
+// would answer AccessDeniedException for another account (an IAM check
+// that Flint does not have); Flint answers ResourceNotFoundException
+// instead (Lambda's message, with the ARN as given), which the SDKs and
+// the CLI already handle as "no such function" and which tells nothing
+// about other accounts. Creating a function under such an ARN is refused
+// with InvalidParameterValueException by the create handler.
+func (h *Handler) parseFunctionName(raw string) (functionRef, error) {
+	bad := validation("functionName", raw, false, "Member must satisfy regular expression pattern: "+functionNamePattern)
+	if raw == "" {
+		return functionRef{}, validation("functionName", raw, false, "Member must have length greater than or equal to 1")
+	}
+	if len(raw) > 170 {
+		return functionRef{}, validation("functionName", raw, false, "Member must have length less than or equal to 170")
+	}
+	parts := strings.Split(raw, ":")
+	var account, region, name, qual string
+	switch len(parts) {
+	case 1:
+		name = parts[0]
+	case 2:
+		name, qual = parts[0], parts[1]
+	case 3, 4:
+		if parts[1] != "function" || !isDigits(parts[0], 12) {
+			return functionRef{}, bad
+		}
+		account, name = parts[0], parts[2]
+		if len(parts) == 4 {
+			qual = parts[3]
+		}
+	case 7, 8:
+		if parts[0] != "arn" || !strings.HasPrefix(parts[1], "aws") || parts[2] != "lambda" ||
+			parts[5] != "function" || !isDigits(parts[4], 12) || parts[3] == "" {
+			return functionRef{}, bad
+		}
+		region, account, name = parts[3], parts[4], parts[6]
+		if len(parts) == 8 {
+			qual = parts[7]
+		}
+	default:
+		return functionRef{}, bad
+	}
+	if len(parts) != 2 && len(parts) != 4 && len(parts) != 8 {
+		qual = ""
+	} else if !validQualifier(qual) {
+		return functionRef{}, bad
+	}
+	if name == "" || len(name) > 64 {
+		if len(parts) == 1 && len(name) > 64 {
+			return functionRef{}, validation("functionName", raw, false, "Member must have length less than or equal to 64")
+		}
+		return functionRef{}, bad
+	}
+	if !validName(name) {
+		return functionRef{}, bad
+	}
+	if (account != "" && account != h.cfg.Account) || (region != "" && region != h.cfg.Region) {
+		if region == "" {
+			region = h.cfg.Region
+		}
+		arn := "arn:aws:lambda:" + region + ":" + account + ":function:" + name
+		if qual != "" {
+			arn += ":" + qual
+		}
+		return functionRef{}, &foreignARN{arn: arn}
+	}
+	return functionRef{name: name, qualifier: qual}, nil
+}
+
+// foreignARN is a FunctionName naming another account or region. It
+// unwraps to the ResourceNotFoundException that operations on existing
+// functions answer with.
+type foreignARN struct{ arn string }
+
+func (e *foreignARN) Error() string {
+	return "function " + e.arn + " is not in this server's account and region"
+}
+
+func (e *foreignARN) Unwrap() error {
+	return lambdaerr.New(lambdaerr.ResourceNotFound, "Function not found: %s", e.arn)
+}
+
+// resolveQualifier merges the qualifier carried by a FunctionName with the
+// Qualifier query parameter ("" for neither: $LATEST). It checks the
+// syntax only; resolve finds what the qualifier names.
+func (h *Handler) resolveQualifier(ref functionRef, query string) (string, error) {
+	q := ref.qualifier
+	if query != "" {
+		if !validQualifier(query) {
+			return "", validation("qualifier", query, false, "Member must satisfy regular expression pattern: (|[a-zA-Z0-9$_-]+)")
+		}
+		if q != "" && q != query {
+			return "", lambdaerr.New(lambdaerr.InvalidParameterValue,
+				"The derived qualifier from the function name does not match the specified qualifier.")
+		}
+		q = query
+	}
+	if q == "" {
+		q = metadata.LatestVersion
+	}
+	return q, nil
+}
+
+// resolve finds the function version a qualifier names: $LATEST, a
+// published version, or an alias (then alias is set and fn is the alias's
+// primary FunctionVersion). Anything missing is ResourceNotFoundException
+// with Lambda's message.
+func (h *Handler) resolve(ctx context.Context, name, q string) (fn *metadata.Function, alias *metadata.Alias, err error) {
+	if q == "" || q == metadata.LatestVersion || metadata.IsVersionNumber(q) {
+		fn, err = h.cfg.Functions.Get(ctx, h.cfg.Account, name, q)
+		return fn, nil, err
+	}
+	alias, err = h.cfg.Functions.GetAlias(ctx, h.cfg.Account, name, q)
+	if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
+		return nil, nil, lambdaerr.New(lambdaerr.ResourceNotFound, "Function not found: %s", h.arn(name, q))
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	fn, err = h.cfg.Functions.Get(ctx, h.cfg.Account, name, alias.FunctionVersion)
+	return fn, alias, err
+}
+
+// arn is the ARN of a function of this server, qualified when q is not "".
+func (h *Handler) arn(name, q string) string {
+	a := "arn:aws:lambda:" + h.cfg.Region + ":" + h.cfg.Account + ":function:" + name
+	if q != "" {
+		a += ":" + q
+	}
+	return a
+}

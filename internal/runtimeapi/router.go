@@ -1,0 +1,199 @@
+package runtimeapi
+
+import (
+	"encoding/base64"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+)
+
+// Paths and headers of the Runtime API.
+const (
+	pathPrefix = "/2018-06-01/runtime/"
+
+	HeaderRequestID       = "Lambda-Runtime-Aws-Request-Id"
+	HeaderDeadlineMs      = "Lambda-Runtime-Deadline-Ms"
+	HeaderFunctionARN     = "Lambda-Runtime-Invoked-Function-Arn"
+	HeaderTraceID         = "Lambda-Runtime-Trace-Id"
+	HeaderClientContext   = "Lambda-Runtime-Client-Context"
+	HeaderCognitoIdentity = "Lambda-Runtime-Cognito-Identity"
+	HeaderErrorType       = "Lambda-Runtime-Function-Error-Type"
+	trailerErrorBody      = "Lambda-Runtime-Function-Error-Body"
+)
+
+// ServeHTTP routes one Runtime API call. Unknown paths get 404, a wrong
+// method 405, answers for an invocation the runtime does not hold 400.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rest, ok := strings.CutPrefix(r.URL.Path, pathPrefix)
+	if !ok {
+		writeError(w, http.StatusNotFound, "NotFound", "unknown path "+strconv.Quote(r.URL.Path))
+		return
+	}
+	parts := strings.Split(rest, "/")
+	switch {
+	case len(parts) == 2 && parts[0] == "invocation" && parts[1] == "next":
+		if !allow(w, r, http.MethodGet) {
+			return
+		}
+		s.serveNext(w, r)
+	case len(parts) == 3 && parts[0] == "invocation" && parts[1] != "" && parts[2] == "response":
+		if !allow(w, r, http.MethodPost) {
+			return
+		}
+		s.serveResponse(w, r, parts[1])
+	case len(parts) == 3 && parts[0] == "invocation" && parts[1] != "" && parts[2] == "error":
+		if !allow(w, r, http.MethodPost) {
+			return
+		}
+		s.serveError(w, r, parts[1])
+	case len(parts) == 2 && parts[0] == "init" && parts[1] == "error":
+		if !allow(w, r, http.MethodPost) {
+			return
+		}
+		s.serveInitError(w, r)
+	default:
+		writeError(w, http.StatusNotFound, "NotFound", "unknown path "+strconv.Quote(r.URL.Path))
+	}
+}
+
+func allow(w http.ResponseWriter, r *http.Request, method string) bool {
+	if r.Method == method {
+		return true
+	}
+	w.Header().Set("Allow", method)
+	writeError(w, http.StatusMethodNotAllowed, "MethodNotAllowed", r.Method+" not allowed")
+	return false
+}
+
+func (s *Server) serveNext(w http.ResponseWriter, r *http.Request) {
+	p := s.next(r.Context())
+	if p == nil {
+		// Closed or the runtime hung up: Lambda answers 500 ("runtime
+		// should exit promptly") when the environment is going away.
+		writeError(w, http.StatusInternalServerError, "Runtime.Shutdown", "sandbox is shutting down")
+		return
+	}
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set(HeaderRequestID, p.req.RequestID)
+	h.Set(HeaderDeadlineMs, strconv.FormatInt(p.deadline.UnixMilli(), 10))
+	h.Set(HeaderFunctionARN, s.cfg.FunctionARN)
+	h.Set(HeaderTraceID, p.req.TraceID)
+	if p.req.ClientContext != "" {
+		h.Set(HeaderClientContext, p.req.ClientContext)
+	}
+	w.WriteHeader(http.StatusOK)
+	if _, err := w.Write(p.req.Payload); err != nil {
+		s.log.Warn("runtime api: write event", "request_id", p.req.RequestID, "err", err)
+	}
+}
+
+func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request, id string) {
+	if !s.isCurrent(id) {
+		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		return
+	}
+	max := s.cfg.MaxResponseBytes
+	body, err := io.ReadAll(io.LimitReader(r.Body, max+1))
+	if err != nil {
+		s.log.Warn("runtime api: read response", "request_id", id, "err", err)
+		writeError(w, http.StatusBadRequest, "InvalidRequest", "read body: "+err.Error())
+		return
+	}
+	if int64(len(body)) > max {
+		doc := &ErrorDoc{
+			ErrorType:    ErrorTypeResponseSizeTooLarge,
+			ErrorMessage: fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", max),
+		}
+		s.complete(id, Outcome{Payload: mustJSON(doc), Err: doc})
+		writeError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge",
+			fmt.Sprintf("Exceeded maximum allowed payload size (%d bytes).", max))
+		return
+	}
+	// aws-lambda-go reports an error while streaming the body in trailers.
+	if typ := r.Trailer.Get(HeaderErrorType); typ != "" {
+		raw, _ := base64.StdEncoding.DecodeString(r.Trailer.Get(trailerErrorBody))
+		doc, payload := parseErrorDoc(raw, typ)
+		s.complete(id, Outcome{Payload: payload, Err: doc})
+		writeAccepted(w)
+		return
+	}
+	if !s.complete(id, Outcome{Payload: body}) {
+		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		return
+	}
+	writeAccepted(w)
+}
+
+func (s *Server) serveError(w http.ResponseWriter, r *http.Request, id string) {
+	if !s.isCurrent(id) {
+		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		return
+	}
+	body, _ := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxResponseBytes))
+	doc, payload := parseErrorDoc(body, r.Header.Get(HeaderErrorType))
+	if !s.complete(id, Outcome{Payload: payload, Err: doc}) {
+		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		return
+	}
+	writeAccepted(w)
+}
+
+func (s *Server) serveInitError(w http.ResponseWriter, r *http.Request) {
+	body, _ := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxResponseBytes))
+	doc, payload := parseErrorDoc(body, r.Header.Get(HeaderErrorType))
+	s.setInitError(doc, payload)
+	writeAccepted(w)
+}
+
+// parseErrorDoc reads an error document. When body is a JSON object it is
+// kept as the payload (runtimes add fields such as "trace" or
+// "requestId"); otherwise a document is built. The errorType falls back to
+// headerType, then to Runtime.Unknown.
+func parseErrorDoc(body []byte, headerType string) (*ErrorDoc, []byte) {
+	var doc ErrorDoc
+	var obj map[string]json.RawMessage
+	if json.Unmarshal(body, &obj) == nil && obj != nil {
+		_ = json.Unmarshal(body, &doc) // best effort: fields may have odd types
+		if doc.ErrorType == "" {
+			doc.ErrorType = headerType
+		}
+		if doc.ErrorType == "" {
+			doc.ErrorType = ErrorTypeUnknown
+		}
+		if _, ok := obj["errorType"]; !ok {
+			obj["errorType"] = mustJSON(doc.ErrorType)
+			return &doc, mustJSON(obj)
+		}
+		return &doc, body
+	}
+	doc.ErrorType = headerType
+	if doc.ErrorType == "" {
+		doc.ErrorType = ErrorTypeUnknown
+	}
+	doc.ErrorMessage = string(body)
+	return &doc, mustJSON(&doc)
+}
+
+func writeAccepted(w http.ResponseWriter) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_, _ = io.WriteString(w, `{"status":"OK"}`)
+}
+
+func writeError(w http.ResponseWriter, status int, typ, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(mustJSON(map[string]string{"errorType": typ, "errorMessage": msg}))
+}
+
+func mustJSON(v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		panic(fmt.Sprintf("runtimeapi: marshal %T: %v", v, err)) // only plain types are marshalled
+	}
+	return b
+}

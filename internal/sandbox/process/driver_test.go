@@ -1,0 +1,374 @@
+package process_test
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flintdev/flint/internal/sandbox"
+	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
+)
+
+const testParent = "flint-test"
+
+func testDriver(t testing.TB) *process.Driver {
+	d := newDriver(t, func(c *process.Config) { c.CgroupParent = testParent })
+	if d.CgroupVersion() != cgroup.V1 {
+		t.Skip("these tests read cgroup v1 files; the v2 path is covered by package cgroup")
+	}
+	return d
+}
+
+// codeDir is a world-readable empty code directory.
+func codeDir(t testing.TB) string {
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+func spec(t testing.TB, id string, cmd ...string) sandbox.Spec {
+	return sandbox.Spec{
+		ID: id, CodeDir: codeDir(t), Command: cmd,
+		Env:        []string{"PATH=/usr/bin:/bin"},
+		RuntimeAPI: http.NotFoundHandler(), Output: io.Discard,
+		MemoryMB: 256, EphemeralStorageMB: 32,
+	}
+}
+
+func cgroupDirs(id string) []string {
+	var ds []string
+	for _, c := range []string{"memory", "pids", "cpu"} {
+		ds = append(ds, filepath.Join("/sys/fs/cgroup", c, testParent, id))
+	}
+	return ds
+}
+
+func readTrim(t *testing.T, path string) string {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return strings.TrimSpace(string(b))
+}
+
+func statusField(pid int, key string) string {
+	f, err := os.Open("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key+":"); ok {
+			return strings.Join(strings.Fields(v), " ")
+		}
+	}
+	return ""
+}
+
+func hostMountsUnder(t *testing.T, dir string) []string {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms []string
+	for _, line := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(line); len(f) > 4 && strings.HasPrefix(f[4], dir) {
+			ms = append(ms, f[4])
+		}
+	}
+	return ms
+}
+
+func TestLimitsIdentityAndCleanup(t *testing.T) {
+	d := testDriver(t)
+	id := "limits-" + strconv.Itoa(os.Getpid())
+	sb, err := d.Create(context.Background(), spec(t, id, "/bin/sleep", "600"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ps := sb.(*process.Sandbox)
+	pid := ps.Pid()
+	mem, pids, cpu := cgroupDirs(id)[0], cgroupDirs(id)[1], cgroupDirs(id)[2]
+	if got := readTrim(t, filepath.Join(mem, "memory.limit_in_bytes")); got != strconv.Itoa(256<<20) {
+		t.Errorf("memory.limit_in_bytes = %s", got)
+	}
+	if got := readTrim(t, filepath.Join(pids, "pids.max")); got != "1024" {
+		t.Errorf("pids.max = %s", got)
+	}
+	if got := readTrim(t, filepath.Join(cpu, "cpu.cfs_quota_us")); got != strconv.Itoa(100000*(256*1000/1769)/1000) {
+		t.Errorf("cpu.cfs_quota_us = %s (want 256/1769 of a CPU)", got)
+	}
+	for _, dir := range cgroupDirs(id)[:3] {
+		if procs := readTrim(t, filepath.Join(dir, "cgroup.procs")); !slices.Contains(strings.Fields(procs), strconv.Itoa(pid)) {
+			t.Errorf("pid %d not in %s (%q)", pid, dir, procs)
+		}
+	}
+	if uid := statusField(pid, "Uid"); uid != "993 993 993 993" {
+		t.Errorf("runtime Uid %q, want 993 (sbx_user1051)", uid)
+	}
+	if gid := statusField(pid, "Gid"); gid != "990 990 990 990" {
+		t.Errorf("runtime Gid %q, want 990", gid)
+	}
+	steps := ps.Timings()
+	var names []string
+	for _, s := range steps {
+		names = append(names, s.Name)
+	}
+	for _, want := range []string{"cgroup", "start", "wait-init", "exec", "init/rootfs", "init/pivot-root"} {
+		if !slices.Contains(names, want) {
+			t.Errorf("Timings() lacks step %q: %v", want, names)
+		}
+	}
+	if err := sb.Destroy(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for _, dir := range cgroupDirs(id) {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("cgroup %s left behind (%v)", dir, err)
+		}
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		t.Errorf("init pid %d still exists", pid)
+	}
+	if !errors.Is(sb.Err(), process.ErrDestroyed) {
+		t.Errorf("Err() = %v, want ErrDestroyed", sb.Err())
+	}
+}
+
+func TestFailedCreateLeavesNothing(t *testing.T) {
+	d := testDriver(t)
+	baseFDs := countFDs()
+	base := hostMountsUnder(t, "/")
+	cases := []struct {
+		name, step string
+		mutate     func(*sandbox.Spec)
+	}{
+		{"missing runtime", "exec", func(s *sandbox.Spec) { s.Command = []string{"/var/task/nope"} }},
+		{"missing code dir", "wait-init", func(s *sandbox.Spec) { s.CodeDir = "/nonexistent/code" }},
+		{"runtime not in PATH", "exec", func(s *sandbox.Spec) { s.Command = []string{"no-such-command"} }},
+	}
+	for i, tc := range cases {
+		id := "fail-" + strconv.Itoa(i) + "-" + strconv.Itoa(os.Getpid())
+		sp := spec(t, id, "/bin/true")
+		tc.mutate(&sp)
+		_, err := d.Create(context.Background(), sp)
+		if err == nil {
+			t.Fatalf("%s: Create succeeded", tc.name)
+		}
+		if !strings.Contains(err.Error(), id) || !strings.Contains(err.Error(), ": "+tc.step+": ") {
+			t.Errorf("%s: error %q should name the sandbox and step %q", tc.name, err, tc.step)
+		}
+		for _, dir := range cgroupDirs(id) {
+			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("%s: cgroup %s left behind", tc.name, dir)
+			}
+		}
+	}
+	if n := countFDs(); n > baseFDs {
+		t.Errorf("descriptors: %d before, %d after", baseFDs, n)
+	}
+	if after := hostMountsUnder(t, "/"); len(after) != len(base) {
+		t.Errorf("host mounts changed: %d before, %d after", len(base), len(after))
+	}
+}
+
+func countFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
+}
+
+// TestInitRefusesToRunOutsideSandbox starts the binary in init mode by hand:
+// without being pid 1 of a fresh pid namespace it must refuse to touch
+// anything.
+func TestInitRefusesToRunOutsideSandbox(t *testing.T) {
+	cmd := exec.Command(os.Args[0], "__flint_sandbox_init")
+	out, err := cmd.CombinedOutput()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "pid != 1") {
+		t.Fatalf("init outside a sandbox: err %v, output %q", err, out)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []process.Config{
+		{},
+		{StateDir: "relative"},
+		{StateDir: "/x", UID: -1},
+		{StateDir: "/x", PidsMax: -1},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("Validate(%+v) = nil", c)
+		}
+	}
+	if err := (process.Config{StateDir: "/x"}).Validate(); err != nil {
+		t.Errorf("Validate minimal config: %v", err)
+	}
+}
+
+// buildInitBin builds the dedicated init binary (package initbin).
+func buildInitBin(t testing.TB) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	out := filepath.Join(t.TempDir(), "flint-sandbox-init")
+	cmd := exec.Command(goBin, "build", "-o", out, "github.com/flintdev/flint/internal/sandbox/process/initbin")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build initbin: %v\n%s", err, b)
+	}
+	return out
+}
+
+// BenchmarkCreate measures Create (not Destroy) of a sandbox running
+// /bin/sleep, with the test binary re-executed as init and with the
+// dedicated init binary, and reports the median, p90 and the mean of each
+// step.
+func BenchmarkCreate(b *testing.B) {
+	b.Run("reexec", func(b *testing.B) { benchCreate(b, "") })
+	b.Run("initbin", func(b *testing.B) { benchCreate(b, buildInitBin(b)) })
+}
+
+func benchCreate(b *testing.B, initPath string) {
+	d := newDriver(b, func(c *process.Config) {
+		c.CgroupParent = testParent
+		c.InitPath = initPath
+	})
+	sp := spec(b, "", "/bin/sleep", "600")
+	sp.MemoryMB = 128
+	var lat []time.Duration
+	stepSum := map[string]time.Duration{}
+	var order []string
+	b.ResetTimer()
+	for i := 0; b.Loop(); i++ {
+		sp.ID = "bench-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
+		t0 := time.Now()
+		sb, err := d.Create(context.Background(), sp)
+		if err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(t0))
+		b.StopTimer()
+		for _, st := range sb.(*process.Sandbox).Timings() {
+			if _, ok := stepSum[st.Name]; !ok {
+				order = append(order, st.Name)
+			}
+			stepSum[st.Name] += st.Duration
+		}
+		if err := sb.Destroy(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		b.StartTimer()
+	}
+	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*9/10].Microseconds()), "p90-µs")
+	var sb strings.Builder
+	for _, name := range order {
+		sb.WriteString(" " + name + "=" + (stepSum[name] / time.Duration(len(lat))).Round(time.Microsecond).String())
+	}
+	b.Logf("mean per step over %d creates:%s", len(lat), sb.String())
+}
+
+func TestRemoveStale(t *testing.T) {
+	parent := "flint-stale-" + strconv.Itoa(os.Getpid())
+	mk := func() *process.Driver {
+		return newDriver(t, func(c *process.Config) { c.CgroupParent = parent })
+	}
+	d1 := mk()
+	if d1.CgroupVersion() != cgroup.V1 {
+		t.Skip("reads cgroup v1 paths")
+	}
+	t.Cleanup(func() {
+		for _, c := range []string{"memory", "pids", "cpu"} {
+			os.Remove(filepath.Join("/sys/fs/cgroup", c, parent))
+		}
+	})
+	sb, err := d1.Create(context.Background(), spec(t, "stale-1", "/bin/sleep", "600"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The host "crashes": the sandbox dies, nobody calls Destroy.
+	syscallKill(t, sb.(*process.Sandbox).Pid())
+	<-sb.Done()
+	dir := filepath.Join("/sys/fs/cgroup/memory", parent, "stale-1")
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("cgroup should still exist: %v", err)
+	}
+	n, err := mk().RemoveStale(context.Background())
+	if err != nil || n != 1 {
+		t.Fatalf("RemoveStale = %d, %v; want 1", n, err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("%s survives RemoveStale", dir)
+	}
+	if err := sb.Destroy(context.Background()); err != nil {
+		t.Errorf("Destroy after RemoveStale: %v", err)
+	}
+}
+
+func syscallKill(t *testing.T, pid int) {
+	t.Helper()
+	p, err := os.FindProcess(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Kill(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestBrokenInit: an init that dies at once, or never answers, fails
+// Create (bounded by its ctx) and leaves nothing behind.
+func TestBrokenInit(t *testing.T) {
+	dir := t.TempDir()
+	hang := filepath.Join(dir, "hang")
+	marker := "600." + strconv.Itoa(os.Getpid())
+	if err := os.WriteFile(hang, []byte("#!/bin/sh\nexec /bin/sleep "+marker+"\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name, init, want string
+		timeout          time.Duration
+	}{
+		{"dies", "/bin/false", "wait-init: init died", 10 * time.Second},
+		{"hangs", hang, "context deadline exceeded", time.Second},
+	}
+	for i, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			d := newDriver(t, func(c *process.Config) { c.CgroupParent = testParent; c.InitPath = tc.init })
+			id := "broken-" + strconv.Itoa(i) + "-" + strconv.Itoa(os.Getpid())
+			ctx, cancel := context.WithTimeout(context.Background(), tc.timeout)
+			defer cancel()
+			_, err := d.Create(ctx, spec(t, id, "/bin/true"))
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Create: %v, want %q", err, tc.want)
+			}
+			for _, dir := range cgroupDirs(id) {
+				if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+					t.Errorf("cgroup %s left behind", dir)
+				}
+			}
+			if out, _ := exec.Command("pgrep", "-f", "sleep "+marker).Output(); len(out) > 0 {
+				t.Errorf("the hanging init survived: %s", out)
+			}
+		})
+	}
+}

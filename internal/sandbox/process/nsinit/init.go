@@ -1,0 +1,165 @@
+package nsinit
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"runtime"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// MaybeRun runs the init (and never returns) if this process was started
+// as one (os.Args[1] == Marker); otherwise it returns at once. It is what
+// process.MaybeRunInit calls; a dedicated init binary can call it without
+// linking the host side of the driver.
+func MaybeRun() {
+	if len(os.Args) > 1 && os.Args[1] == Marker {
+		Run()
+	}
+}
+
+// Run is the init's main function; it never returns. It must be called
+// before anything else touches the process (see process.MaybeRunInit).
+func Run() {
+	// Capabilities, the seccomp filter and execve are per thread: keep all
+	// of it on this one.
+	runtime.LockOSThread()
+	if os.Getpid() != 1 {
+		fmt.Fprintln(os.Stderr, "flint sandbox init: not started by the process sandbox driver (pid != 1)")
+		os.Exit(2)
+	}
+	unix.CloseOnExec(SockFD)
+	cfg, err := readConfig()
+	if err != nil {
+		fail("config", err)
+	}
+	r := &runner{cfg: cfg}
+	lnFD, err := r.setup()
+	if err != nil {
+		fail(r.step, err)
+	}
+	msg, _ := json.Marshal(Ready{Timings: r.timings})
+	if err := unix.Sendmsg(SockFD, msg, unix.UnixRights(lnFD), nil, 0); err != nil {
+		os.Exit(3)
+	}
+	unix.Close(lnFD)
+	var b [1]byte
+	n, err := unix.Read(SockFD, b[:])
+	if err != nil || n != 1 || b[0] != GoByte {
+		os.Exit(4) // the host gave up on us
+	}
+	err = r.execRuntime()
+	fail(r.step, err)
+}
+
+// fail reports err to the host and exits.
+func fail(step string, err error) {
+	msg, _ := json.Marshal(Ready{Step: step, Error: err.Error()})
+	_, _ = unix.Write(SockFD, msg)
+	os.Exit(1)
+}
+
+func readConfig() (*Config, error) {
+	buf := make([]byte, 1<<20)
+	n, err := unix.Read(SockFD, buf)
+	if err != nil {
+		return nil, err
+	}
+	if n == 0 {
+		return nil, errors.New("control socket closed")
+	}
+	var cfg Config
+	if err := json.Unmarshal(buf[:n], &cfg); err != nil {
+		return nil, err
+	}
+	if cfg.UID == 0 || cfg.GID == 0 || len(cfg.Command) == 0 {
+		return nil, errors.New("refusing config: root uid/gid or empty command")
+	}
+	return &cfg, nil
+}
+
+// runner runs the init's named steps and records how long each took.
+type runner struct {
+	cfg     *Config
+	step    string
+	timings []Timing
+}
+
+func (r *runner) run(name string, f func() error) error {
+	r.step = name
+	start := time.Now()
+	err := f()
+	r.timings = append(r.timings, Timing{Step: name, Nanos: int64(time.Since(start))})
+	return err
+}
+
+// setup prepares the sandbox while still privileged and returns the
+// listening socket of the Runtime API.
+func (r *runner) setup() (int, error) {
+	steps := []struct {
+		name string
+		f    func() error
+	}{
+		{"mount-private", func() error { return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "") }},
+		{"rootfs", r.buildRoot},
+		{"proc", r.mountProc},
+		{"dev", r.buildDev},
+		{"pivot-root", r.pivotRoot},
+		{"hostname", func() error { return unix.Sethostname([]byte(r.cfg.Hostname)) }},
+		{"loopback", loopbackUp},
+	}
+	for _, s := range steps {
+		if err := r.run(s.name, s.f); err != nil {
+			return -1, err
+		}
+	}
+	var fd int
+	err := r.run("listen", func() (err error) {
+		fd, err = listen(r.cfg.ListenPort)
+		return err
+	})
+	return fd, err
+}
+
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("get lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("set lo up: %w", err)
+	}
+	return nil
+}
+
+func listen(port int) (int, error) {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return -1, err
+	}
+	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("bind 127.0.0.1:%d: %w", port, err)
+	}
+	if err := unix.Listen(fd, 128); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
+}

@@ -1,0 +1,92 @@
+// Package nsinit is the code that runs inside a new process sandbox before
+// the function's runtime: it is the sandbox's first process (pid 1 of its
+// pid namespace, still root), builds the sandbox's root file system, brings
+// up loopback, opens the Runtime API listening socket, and finally drops
+// every privilege and execs the runtime, which replaces it.
+//
+// It lives apart from the host side (package process) because it runs in a
+// different world: no host environment, a private mount table, no logger.
+// It talks to the host only over the socket at file descriptor SockFD
+// (SOCK_SEQPACKET, one JSON message per packet):
+//
+//	host                               init (this package)
+//	 │── Config ───────────────────────►│ mounts, pivot_root, lo up, listen
+//	 │◄── Ready (+ listener fd) ────────│
+//	 │   (puts the pid into cgroups)    │
+//	 │── Go ───────────────────────────►│ drop privileges, seccomp
+//	 │◄── Ready (timings) ──────────────│ execve
+//	 │◄── EOF (exec ok) or Ready{Error} │
+//
+// The socket is close-on-exec, so EOF after Go means the runtime runs.
+// Any Ready carrying Error ends the exchange.
+package nsinit
+
+import "golang.org/x/sys/unix"
+
+// Marker is os.Args[1] of a process started as sandbox init.
+const Marker = "__flint_sandbox_init"
+
+// SockFD is the descriptor of the control socket in the init process.
+const SockFD = 3
+
+// GoByte is the one-byte message by which the host lets the init exec the
+// runtime.
+const GoByte = 'G'
+
+// Config is everything the init needs, sent by the host as JSON.
+type Config struct {
+	// ID is the sandbox id (used in error messages).
+	ID string
+	// Root is a host directory on which the init mounts the sandbox's root
+	// tmpfs; the mount is private to the sandbox's mount namespace, so all
+	// sandboxes can share the same directory.
+	Root string
+	// Hostname is set in the sandbox's UTS namespace.
+	Hostname string
+	// Host lists top-level host paths recreated in the sandbox: a symlink
+	// when Link is set, else a read-only bind mount of Path.
+	Host []HostPath
+	// CodeDir is bound read-only at /var/task, RuntimeDir (if set) at
+	// /var/runtime.
+	CodeDir, RuntimeDir string
+	// EtcFiles are written into the sandbox's /etc (name → contents).
+	EtcFiles map[string]string
+	// EtcBinds are host paths under /etc bound read-only at the same place.
+	EtcBinds []string
+	// TmpMB sizes the private /tmp.
+	TmpMB int
+	// DevNodes are names of host /dev nodes bound into the sandbox's /dev.
+	DevNodes []string
+	// Command and Env are the runtime's argv and complete environment.
+	Command, Env []string
+	// UID and GID the runtime runs as (never 0).
+	UID, GID int
+	// NoFile is RLIMIT_NOFILE of the runtime.
+	NoFile uint64
+	// ListenPort is the Runtime API port on 127.0.0.1 inside the sandbox.
+	ListenPort int
+	// Seccomp is the classic BPF program installed right before execve.
+	Seccomp []unix.SockFilter
+}
+
+// HostPath is one top-level path of the host file system.
+type HostPath struct {
+	Path string
+	Link string `json:",omitempty"`
+}
+
+// Ready is the init's reply: after Config (with the listener's fd attached
+// on success), and after Go (timings just before execve, or an error).
+type Ready struct {
+	// Error is set when a step failed; Step names it.
+	Error string `json:",omitempty"`
+	Step  string `json:",omitempty"`
+	// Timings are the init's own step durations.
+	Timings []Timing `json:",omitempty"`
+}
+
+// Timing is the duration of one named init step.
+type Timing struct {
+	Step  string
+	Nanos int64
+}

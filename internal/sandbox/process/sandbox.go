@@ -1,0 +1,263 @@
+package process
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/flintdev/flint/internal/sandbox"
+	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
+)
+
+// Errors wrapped by Sandbox.Err besides sandbox.ErrOutOfMemory.
+var (
+	// ErrExited: the runtime (pid 1 of the sandbox) exited on its own.
+	ErrExited = errors.New("process: runtime exited")
+	// ErrDestroyed: Destroy killed the sandbox.
+	ErrDestroyed = errors.New("process: sandbox destroyed")
+)
+
+// Sandbox is one process sandbox. Its states:
+//
+//	  Create
+//	    │ (fails: everything undone, no Sandbox)
+//	    ▼
+//	┌────────┐  runtime exits / OOM kill   ┌────────┐
+//	│running │ ───────────────────────────►│ exited │  Done closed,
+//	└────────┘                             └────────┘  Err set
+//	    │ Destroy                               │ Destroy
+//	    ▼                                       ▼
+//	┌──────────────────────────────────────────────┐
+//	│ gone: processes killed, listener, cgroups,   │
+//	│ pipes closed; Stats frozen at their last     │
+//	│ value; Destroy again returns the same result │
+//	└──────────────────────────────────────────────┘
+//
+// The runtime is pid 1 of the sandbox's pid namespace, so its exit (or
+// SIGKILL) makes the kernel kill every other process of the sandbox,
+// double-forked and setsid ones included; Done is closed after all of them
+// are gone. All methods are safe for concurrent use.
+type Sandbox struct {
+	id  string
+	log *slog.Logger
+
+	// Set during Create, read-only afterwards.
+	group   *cgroup.Group
+	cmd     *exec.Cmd
+	out     *outputCopier
+	ln      net.Listener
+	srv     *http.Server
+	timings []Step
+
+	done chan struct{} // closed by wait once the init process is reaped
+
+	mu         sync.Mutex // guards the fields below
+	exitErr    error      // why the sandbox ended; set before done is closed
+	destroying bool
+	lastStats  *sandbox.Stats // usage read just before the cgroups went away
+
+	destroyOnce sync.Once
+	torn        chan struct{} // closed when teardown has finished
+	destroyErr  error         // set before torn is closed
+}
+
+var _ sandbox.Sandbox = (*Sandbox)(nil)
+
+func newSandbox(id string, log *slog.Logger) *Sandbox {
+	return &Sandbox{id: id, log: log.With("sandbox", id), done: make(chan struct{}), torn: make(chan struct{})}
+}
+
+// ID implements sandbox.Sandbox.
+func (s *Sandbox) ID() string { return s.id }
+
+// Done implements sandbox.Sandbox.
+func (s *Sandbox) Done() <-chan struct{} { return s.done }
+
+// Pid is the host pid of the sandbox's pid 1 (the runtime).
+func (s *Sandbox) Pid() int { return s.cmd.Process.Pid }
+
+// Timings reports how long each named step of Create took.
+func (s *Sandbox) Timings() []Step { return append([]Step(nil), s.timings...) }
+
+// Err implements sandbox.Sandbox: nil while running; then wraps
+// sandbox.ErrOutOfMemory, ErrDestroyed or ErrExited.
+func (s *Sandbox) Err() error {
+	select {
+	case <-s.done:
+	default:
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.exitErr
+}
+
+// SyncOutput implements sandbox.Sandbox.
+func (s *Sandbox) SyncOutput(ctx context.Context) error {
+	if err := s.out.sync(ctx); err != nil {
+		return fmt.Errorf("sync output of sandbox %s: %w", s.id, err)
+	}
+	return nil
+}
+
+// Stats implements sandbox.Sandbox.
+func (s *Sandbox) Stats() (sandbox.Stats, error) {
+	s.mu.Lock()
+	last := s.lastStats
+	s.mu.Unlock()
+	if last != nil {
+		return *last, nil
+	}
+	st, err := s.group.Stats()
+	if err != nil {
+		// Lost a race with Destroy?
+		s.mu.Lock()
+		last = s.lastStats
+		s.mu.Unlock()
+		if last != nil {
+			return *last, nil
+		}
+		return sandbox.Stats{}, err
+	}
+	return sandbox.Stats{MaxMemoryBytes: st.MaxMemoryBytes, OOMKills: st.OOMKills}, nil
+}
+
+// started records the running init and waits for it in the background.
+func (s *Sandbox) started(cmd *exec.Cmd) {
+	s.cmd = cmd
+	go s.wait()
+}
+
+func (s *Sandbox) wait() {
+	werr := s.cmd.Wait()
+	err := s.exitCause(werr)
+	s.mu.Lock()
+	s.exitErr = err
+	s.mu.Unlock()
+	close(s.done)
+}
+
+// exitCause explains the end of the sandbox: the OOM killer first (even
+// if Destroy came later), then Destroy, else the runtime's own exit.
+func (s *Sandbox) exitCause(werr error) error {
+	s.mu.Lock()
+	destroying := s.destroying
+	s.mu.Unlock()
+	killed := false
+	if ee, ok := werr.(*exec.ExitError); ok {
+		if ws, ok := ee.Sys().(syscall.WaitStatus); ok && ws.Signaled() && ws.Signal() == syscall.SIGKILL {
+			killed = true
+		}
+	}
+	oom := s.oomKills()
+	// The kernel counts an OOM kill just after sending SIGKILL; give it a
+	// moment when a SIGKILL nobody here sent ended the runtime.
+	for i := 0; oom == 0 && killed && !destroying && i < 20; i++ {
+		time.Sleep(2 * time.Millisecond)
+		oom = s.oomKills()
+	}
+	if oom > 0 {
+		return fmt.Errorf("sandbox %s: %w (%d processes killed; runtime: %v)", s.id, sandbox.ErrOutOfMemory, oom, exitString(werr))
+	}
+	if destroying {
+		return fmt.Errorf("sandbox %s: %w", s.id, ErrDestroyed)
+	}
+	return fmt.Errorf("sandbox %s: %w: %s", s.id, ErrExited, exitString(werr))
+}
+
+func (s *Sandbox) oomKills() uint64 {
+	if s.group == nil {
+		return 0
+	}
+	st, err := s.group.Stats()
+	if err != nil {
+		return 0
+	}
+	return st.OOMKills
+}
+
+func exitString(werr error) string {
+	if werr == nil {
+		return "exit status 0"
+	}
+	return werr.Error()
+}
+
+func (s *Sandbox) serve(srv *http.Server) {
+	s.srv = srv
+	go func() {
+		if err := srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.log.Warn("runtime API server", "err", err)
+		}
+	}()
+}
+
+// Destroy implements sandbox.Sandbox. The teardown runs once, in the
+// background; every call waits for it or for ctx, whichever comes first.
+func (s *Sandbox) Destroy(ctx context.Context) error {
+	s.destroyOnce.Do(func() { go s.teardown() })
+	select {
+	case <-s.torn:
+		return s.destroyErr
+	case <-ctx.Done():
+		return fmt.Errorf("destroy sandbox %s: %w", s.id, ctx.Err())
+	}
+}
+
+// teardownGrace bounds each wait of the teardown.
+const teardownGrace = 10 * time.Second
+
+func (s *Sandbox) teardown() {
+	defer close(s.torn)
+	deadline := time.Now().Add(teardownGrace)
+	var errs []error
+	s.mu.Lock()
+	s.destroying = true
+	s.mu.Unlock()
+	if s.cmd != nil {
+		// SIGKILL to pid 1 of the pid namespace: the kernel kills the rest.
+		if err := s.cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+			errs = append(errs, fmt.Errorf("kill init: %w", err))
+		}
+		select {
+		case <-s.done:
+		case <-time.After(time.Until(deadline)):
+			errs = append(errs, errors.New("init did not exit after SIGKILL"))
+		}
+	}
+	if s.srv != nil {
+		s.srv.Close()
+	} else if s.ln != nil {
+		s.ln.Close()
+	}
+	if s.group != nil {
+		if st, err := s.group.Stats(); err == nil {
+			s.mu.Lock()
+			s.lastStats = &sandbox.Stats{MaxMemoryBytes: st.MaxMemoryBytes, OOMKills: st.OOMKills}
+			s.mu.Unlock()
+		}
+		if err := s.group.Destroy(deadline); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if s.out != nil {
+		select {
+		case <-s.out.finished:
+		case <-time.After(time.Until(deadline)):
+			errs = append(errs, errors.New("output pipe still open"))
+		}
+		s.out.f.Close()
+	}
+	if len(errs) > 0 {
+		s.destroyErr = fmt.Errorf("destroy sandbox %s: %w", s.id, errors.Join(errs...))
+		s.log.Error("sandbox teardown incomplete", "err", s.destroyErr)
+	}
+}

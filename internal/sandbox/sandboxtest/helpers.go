@@ -1,0 +1,228 @@
+package sandboxtest
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/flintdev/flint/internal/sandbox"
+)
+
+// probePkg is the package of the program the suite runs in sandboxes.
+const probePkg = "github.com/flintdev/flint/internal/sandbox/sandboxtest/probe"
+
+// suite is the state shared by the subtests of one Run.
+type suite struct {
+	drv     sandbox.Driver
+	codeDir string // holds the probe; world-readable
+	seq     atomic.Int64
+	prefix  string
+}
+
+// buildProbe compiles the probe (statically) into a fresh world-readable
+// directory that serves as every sandbox's CodeDir.
+func buildProbe(t *testing.T) string {
+	t.Helper()
+	goBin, err := exec.LookPath("go")
+	if err != nil {
+		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
+	}
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(goBin, "build", "-trimpath", "-o", filepath.Join(dir, "probe"), probePkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build probe: %v\n%s", err, out)
+	}
+	return dir
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+// randomDigits is a string of n random decimal digits (for sleep markers).
+func randomDigits(n int) string {
+	b := make([]byte, n)
+	_, _ = rand.Read(b)
+	for i := range b {
+		b[i] = '0' + b[i]%10
+	}
+	return string(b)
+}
+
+func (s *suite) newID() string {
+	return s.prefix + "-" + strconv.FormatInt(s.seq.Add(1), 10)
+}
+
+// api is a sandbox's Runtime API under test: /next returns token, probes
+// post their results to /test/report and /test/done.
+type api struct {
+	token   string
+	calls   atomic.Int64
+	reports chan []byte
+	done    chan struct{}
+	once    sync.Once
+}
+
+func newAPI() *api {
+	return &api{token: "token-" + randomHex(8), reports: make(chan []byte, 4), done: make(chan struct{})}
+}
+
+func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	a.calls.Add(1)
+	switch r.URL.Path {
+	case "/2018-06-01/runtime/invocation/next":
+		io.WriteString(w, a.token)
+	case "/test/report":
+		b, _ := io.ReadAll(r.Body)
+		select {
+		case a.reports <- b:
+		default:
+		}
+	case "/test/done":
+		a.once.Do(func() { close(a.done) })
+	default:
+		http.NotFound(w, r)
+	}
+}
+
+// output is a Spec.Output that records everything; delay slows each Write
+// down (to catch SyncOutput returning early).
+type output struct {
+	mu    sync.Mutex
+	buf   bytes.Buffer
+	delay time.Duration
+}
+
+func (o *output) Write(p []byte) (int, error) {
+	if o.delay > 0 {
+		time.Sleep(o.delay)
+	}
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.Write(p)
+}
+
+func (o *output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.buf.String()
+}
+
+// spec returns a Spec running the probe with args.
+func (s *suite) spec(a *api, out io.Writer, args ...string) sandbox.Spec {
+	return sandbox.Spec{
+		ID:                 s.newID(),
+		CodeDir:            s.codeDir,
+		Command:            append([]string{"/var/task/probe"}, args...),
+		Env:                []string{"PATH=/usr/local/bin:/usr/bin:/bin", "FLINT_SANDBOXTEST=1"},
+		RuntimeAPI:         a,
+		Output:             out,
+		MemoryMB:           128,
+		EphemeralStorageMB: 64,
+	}
+}
+
+// create creates a sandbox and destroys it when the test ends.
+func (s *suite) create(t *testing.T, spec sandbox.Spec) sandbox.Sandbox {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	sb, err := s.drv.Create(ctx, spec)
+	if err != nil {
+		t.Fatalf("Create(%s): %v", spec.ID, err)
+	}
+	t.Cleanup(func() { destroy(t, sb) })
+	return sb
+}
+
+func destroy(t *testing.T, sb sandbox.Sandbox) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := sb.Destroy(ctx); err != nil {
+		t.Errorf("Destroy(%s): %v", sb.ID(), err)
+	}
+}
+
+func waitDone(t *testing.T, sb sandbox.Sandbox, d time.Duration) {
+	t.Helper()
+	select {
+	case <-sb.Done():
+	case <-time.After(d):
+		t.Fatalf("sandbox %s still running after %v", sb.ID(), d)
+	}
+}
+
+func waitReport(t *testing.T, sb sandbox.Sandbox, a *api, out *output) []byte {
+	t.Helper()
+	select {
+	case b := <-a.reports:
+		return b
+	case <-sb.Done():
+		select { // the probe exits right after reporting
+		case b := <-a.reports:
+			return b
+		default:
+		}
+		t.Fatalf("sandbox %s ended before reporting: %v\noutput:\n%s", sb.ID(), sb.Err(), out)
+	case <-time.After(20 * time.Second):
+		t.Fatalf("sandbox %s: no report\noutput:\n%s", sb.ID(), out)
+	}
+	return nil
+}
+
+// procsWith lists host pids whose command line contains marker.
+func procsWith(marker string) []int {
+	ents, _ := os.ReadDir("/proc")
+	var pids []int
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile("/proc/" + e.Name() + "/cmdline")
+		if err == nil && strings.Contains(string(b), marker) {
+			pids = append(pids, pid)
+		}
+	}
+	return pids
+}
+
+// waitFor polls cond until it holds or d passes.
+func waitFor(d time.Duration, cond func() bool) bool {
+	deadline := time.Now().Add(d)
+	for i := 0; ; i++ {
+		if cond() {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(time.Duration(min(i+1, 20)) * 5 * time.Millisecond)
+	}
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs() int {
+	ents, _ := os.ReadDir("/proc/self/fd")
+	return len(ents)
+}

@@ -1,0 +1,203 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/flintdev/flint/internal/asyncq"
+	"github.com/flintdev/flint/internal/backbone"
+	"github.com/flintdev/flint/internal/codestore"
+	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/logstore"
+	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/placement"
+	"github.com/flintdev/flint/internal/runtimes"
+	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/worker"
+	"github.com/flintdev/flint/internal/workermanager"
+)
+
+// components is every part of a running all-in-one server.
+type components struct {
+	cfg       Config
+	bb        *backbone.Backbone
+	functions *metadata.Store
+	code      *codestore.Store
+	logs      *logstore.Store
+	runtimes  *runtimes.Catalog
+	driver    *process.Driver
+	worker    *worker.Worker
+	placement *placement.Service
+	manager   *workermanager.Manager
+	async     *asyncq.Service
+	frontend  *frontend.Handler
+
+	closers []func(ctx context.Context) // run in reverse order by close
+}
+
+// start builds the components in dependency order. On error everything
+// started so far is stopped again.
+func start(ctx context.Context, cfg Config) (_ *components, err error) {
+	c := &components{cfg: cfg}
+	defer func() {
+		if err != nil {
+			c.close()
+		}
+	}()
+	log := cfg.Logger
+	data := cfg.DataDir
+
+	if c.bb, err = backbone.Start(backbone.Config{URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server"}); err != nil {
+		return nil, err
+	}
+	c.onClose(func(context.Context) { c.bb.Close() })
+	js := c.bb.JetStream()
+
+	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region)); err != nil {
+		return nil, fmt.Errorf("server: metadata: %w", err)
+	}
+	if c.code, err = codestore.New(codestore.Config{JS: js, Logger: log.With("component", "codestore")}); err != nil {
+		return nil, fmt.Errorf("server: code store: %w", err)
+	}
+	if c.logs, err = logstore.New(logstore.Config{JS: js, Logger: log.With("component", "logstore")}); err != nil {
+		return nil, fmt.Errorf("server: log store: %w", err)
+	}
+	c.onClose(func(ctx context.Context) { c.logs.Close(ctx) })
+
+	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
+		return nil, fmt.Errorf("server: runtimes: %w", err)
+	}
+	if c.driver, err = process.New(process.Config{StateDir: filepath.Join(data, "sandboxes"), Logger: log.With("component", "sandbox")}); err != nil {
+		return nil, fmt.Errorf("server: sandbox driver: %w", err)
+	}
+
+	hostID, err := os.Hostname()
+	if err != nil || hostID == "" {
+		hostID = "local"
+	}
+	codeDir := filepath.Join(data, "code")
+	if err := codestore.RemoveTemps(codeDir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		log.Warn("removing partial code extractions", "err", err)
+	}
+	if c.worker, err = worker.New(worker.Config{
+		HostID:       hostID,
+		DataDir:      data,
+		Driver:       c.driver,
+		Code:         c.code,
+		Logs:         c.logs,
+		Runtimes:     c.runtimes,
+		MemoryMB:     cfg.HostMemoryMB,
+		MaxSandboxes: cfg.MaxSandboxes,
+		Logger:       log.With("component", "worker", "host", hostID),
+	}); err != nil {
+		return nil, fmt.Errorf("server: worker: %w", err)
+	}
+	c.onClose(func(ctx context.Context) { c.worker.Close(ctx) })
+
+	if c.placement, err = placement.New(placement.Config{Logger: log.With("component", "placement")}); err != nil {
+		return nil, fmt.Errorf("server: placement: %w", err)
+	}
+	stopSub, err := c.placement.Subscribe(c.bb.Conn())
+	if err != nil {
+		return nil, fmt.Errorf("server: placement heartbeats: %w", err)
+	}
+	c.onClose(func(context.Context) { stopSub() })
+	status := func() placement.HostStatus {
+		st := c.worker.Status()
+		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode}
+	}
+	// The first heartbeat goes in directly, so the host is known before
+	// the first request; later ones travel over NATS like a remote
+	// worker's would.
+	if err := c.placement.Heartbeat(status()); err != nil {
+		return nil, fmt.Errorf("server: register host: %w", err)
+	}
+	stopBeats := placement.StartHeartbeats(c.bb.Conn(), placement.DefaultHeartbeatInterval, status)
+	c.onClose(func(context.Context) { stopBeats() })
+
+	host := workerHost{c.worker}
+	if c.manager, err = workermanager.New(workermanager.Config{
+		Placement: c.placement,
+		Hosts: func(id string) (workermanager.Host, bool) {
+			return host, id == hostID
+		},
+		KeepAlive: cfg.KeepAlive,
+		Logger:    log.With("component", "workermanager"),
+	}); err != nil {
+		return nil, fmt.Errorf("server: worker manager: %w", err)
+	}
+	c.onClose(func(ctx context.Context) { c.manager.Close(ctx) })
+
+	if c.async, err = asyncq.New(asyncq.Config{
+		JetStream:      js,
+		Invoker:        c.manager,
+		Functions:      c.functions,
+		DefaultAccount: cfg.Account,
+		Logger:         log.With("component", "asyncq"),
+	}); err != nil {
+		return nil, fmt.Errorf("server: async queue: %w", err)
+	}
+	if err := c.async.Start(); err != nil {
+		return nil, fmt.Errorf("server: async pollers: %w", err)
+	}
+	c.onClose(func(ctx context.Context) { c.async.Close(ctx) })
+
+	if c.frontend, err = frontend.New(frontend.Config{
+		Region:    cfg.Region,
+		Account:   cfg.Account,
+		Functions: c.functions,
+		Code:      c.code,
+		Invoker:   c.manager,
+		Async:     c.async,
+		Runtimes:  c.runtimes,
+		Logs:      c.logs,
+		Logger:    log.With("component", "frontend"),
+	}); err != nil {
+		return nil, fmt.Errorf("server: frontend: %w", err)
+	}
+	return c, nil
+}
+
+func (c *components) onClose(f func(ctx context.Context)) { c.closers = append(c.closers, f) }
+
+// close stops everything in reverse start order: pollers stop taking
+// events, the manager destroys every sandbox, the backbone closes last.
+func (c *components) close() {
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	for i := len(c.closers) - 1; i >= 0; i-- {
+		c.closers[i](ctx)
+	}
+	c.closers = nil
+}
+
+// handler routes the listener: Lambda's API, Flint's own endpoints, health.
+func (c *components) handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.Handle(frontend.APIPrefix, c.frontend)
+	ah := c.async.Handler()
+	mux.Handle("/2019-09-25/", ah)
+	mux.Handle("/flint/v1/invocations/", ah)
+	mux.Handle("/flint/v1/queues/", ah)
+	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
+	return mux
+}
+
+// workerHost adapts the in-process worker to the manager's Host.
+type workerHost struct{ w *worker.Worker }
+
+func (h workerHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (workermanager.Sandbox, error) {
+	sb, err := h.w.CreateSandbox(ctx, fn)
+	if err != nil {
+		return nil, err
+	}
+	return sb, nil
+}

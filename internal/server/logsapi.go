@@ -1,0 +1,56 @@
+package server
+
+import (
+	"net/http"
+	"regexp"
+	"strconv"
+
+	"github.com/flintdev/flint/internal/logstore"
+)
+
+var fnNameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
+
+// logsHandler serves GET /flint/v1/functions/{name}/logs[?tail=N][&follow=true]:
+// the function's invocation logs as plain text, oldest first; with follow
+// the response stays open and streams new invocations' logs as they end.
+func logsHandler(logs *logstore.Store, account string) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("name")
+		if !fnNameRE.MatchString(name) {
+			writeError(w, http.StatusBadRequest, "InvalidParameterValueException", "invalid function name "+strconv.Quote(name))
+			return
+		}
+		opts := logstore.ReadOptions{Follow: r.URL.Query().Get("follow") == "true"}
+		if v := r.URL.Query().Get("tail"); v != "" {
+			n, err := strconv.Atoi(v)
+			if err != nil || n < 0 {
+				writeError(w, http.StatusBadRequest, "InvalidParameterValueException", "tail must be a non-negative integer")
+				return
+			}
+			opts.Tail = n
+		}
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		w.WriteHeader(http.StatusOK)
+		flusher, _ := w.(http.Flusher)
+		err := logs.Read(r.Context(), account, name, opts, func(e logstore.Entry) error {
+			if _, err := w.Write(e.Data); err != nil {
+				return err
+			}
+			if flusher != nil {
+				flusher.Flush()
+			}
+			return nil
+		})
+		if err != nil && r.Context().Err() == nil {
+			// Headers are gone; say it in the stream.
+			w.Write([]byte("\nflint: reading logs: " + err.Error() + "\n"))
+		}
+	})
+}
+
+func writeError(w http.ResponseWriter, status int, typ, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("X-Amzn-ErrorType", typ)
+	w.WriteHeader(status)
+	w.Write([]byte(`{"Type":"User","message":` + strconv.Quote(msg) + `}`))
+}

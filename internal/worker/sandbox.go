@@ -1,0 +1,357 @@
+package worker
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/runtimeapi"
+	"github.com/flintdev/flint/internal/sandbox"
+)
+
+// Error types the worker itself reports (errorType of the error document).
+const (
+	ErrorTypeTimedOut    = "Sandbox.Timedout"
+	ErrorTypeExit        = "Runtime.ExitError"
+	ErrorTypeOutOfMemory = "Runtime.OutOfMemory"
+)
+
+var (
+	errTimedOut      = errors.New("invocation timed out")
+	errRuntimeExited = errors.New("runtime exited")
+)
+
+// Sandbox is one sandbox of a Worker, serving one function version, one
+// invocation at a time. Its life:
+//
+//	CreateSandbox ──► initialising ──(first /next)──► ready ◄──► invoking
+//	                      │ init error / exit / InitTimeout      │ timeout, exit, OOM,
+//	                      ▼                                      ▼ caller gone
+//	                  unhealthy (first Invoke reports it) ──► destroyed
+//
+// Methods are safe for concurrent use; Invoke refuses a second concurrent
+// call with ErrBusy.
+type Sandbox struct {
+	w         *Worker
+	fn        *metadata.Function // private copy
+	id        string
+	api       *runtimeapi.Server
+	sb        sandbox.Sandbox // set before the Sandbox is shared
+	out       *logBuffer
+	log       *slog.Logger
+	createdAt time.Time
+
+	initDone chan struct{} // closed by watchInit once init has an outcome
+	// Set by watchInit before initDone is closed, read-only afterwards:
+	initDur  time.Duration
+	initFail func(requestID string) *failure // nil when init succeeded
+
+	gone     chan struct{} // closed by the first Destroy
+	goneOnce sync.Once
+
+	invokeMu sync.Mutex // held by the running Invoke (TryLock)
+	invoked  bool       // guarded by invokeMu: the cold invocation happened
+
+	mu      sync.Mutex
+	healthy bool // guarded by mu
+}
+
+// failure is an invocation outcome produced by the platform, not the
+// function's handler.
+type failure struct {
+	errorType string
+	payload   []byte // the error document
+	logLine   string // written to the log before END ("" when the runtime logged it)
+}
+
+func platformFailure(errorType, message, logLine string) *failure {
+	doc, _ := json.Marshal(map[string]string{"errorType": errorType, "errorMessage": message})
+	return &failure{errorType: errorType, payload: doc, logLine: logLine}
+}
+
+// ID is the sandbox id (also the last part of its log stream name).
+func (s *Sandbox) ID() string { return s.id }
+
+// Healthy reports whether the sandbox can take another invocation: it was
+// not destroyed, did not fail or time out, and its runtime is running.
+func (s *Sandbox) Healthy() bool {
+	select {
+	case <-s.sb.Done():
+		return false
+	default:
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.healthy
+}
+
+// Destroy kills the sandbox and releases its capacity. It is idempotent
+// and may run concurrently with Invoke (which then fails).
+func (s *Sandbox) Destroy(ctx context.Context) error {
+	s.mu.Lock()
+	s.healthy = false
+	s.mu.Unlock()
+	s.goneOnce.Do(func() { close(s.gone) })
+	s.api.Close()
+	err := s.sb.Destroy(ctx)
+	s.w.release(s.id, s.fn.MemorySize)
+	if err != nil {
+		return fmt.Errorf("destroy sandbox %s: %w", s.id, err)
+	}
+	return nil
+}
+
+// kill marks the sandbox unhealthy and destroys it, bounded in time.
+func (s *Sandbox) kill(reason string) {
+	s.log.Info("destroying sandbox", "reason", reason)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.Destroy(ctx); err != nil {
+		s.log.Warn("destroy sandbox", "err", err)
+	}
+}
+
+// watchInit waits for the runtime's init to end and records how it ended.
+func (s *Sandbox) watchInit(timeout time.Duration) {
+	defer close(s.initDone)
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	initFailed := func() {
+		doc, raw := s.api.InitError()
+		s.initFail = func(string) *failure { return &failure{errorType: doc.ErrorType, payload: raw} }
+	}
+	select {
+	case <-s.api.Ready():
+		s.initDur = s.api.ReadyAt().Sub(s.createdAt)
+		return
+	case <-s.api.InitFailed():
+		initFailed()
+	case <-s.sb.Done():
+		select {
+		case <-s.api.InitFailed(): // posted just before exiting
+			initFailed()
+		default:
+			err := s.sb.Err()
+			s.initFail = func(id string) *failure { return exitFailure(id, err) }
+		}
+	case <-timer.C:
+		s.initFail = func(id string) *failure {
+			msg := fmt.Sprintf("RequestId: %s Error: Init timed out after %s seconds", id, seconds(timeout))
+			return platformFailure(ErrorTypeTimedOut, msg, msg)
+		}
+	case <-s.gone:
+		s.initFail = func(id string) *failure {
+			return platformFailure(ErrorTypeExit, "RequestId: "+id+" Error: sandbox destroyed during init", "")
+		}
+	}
+	s.initDur = s.w.cfg.Clock().Sub(s.createdAt)
+}
+
+// exitFailure describes a runtime that exited with err (sandbox.Err).
+func exitFailure(id string, err error) *failure {
+	if errors.Is(err, sandbox.ErrOutOfMemory) {
+		msg := fmt.Sprintf("RequestId: %s Error: Runtime exited with error: signal: killed", id)
+		return platformFailure(ErrorTypeOutOfMemory, msg, msg+"\n"+ErrorTypeOutOfMemory)
+	}
+	msg := fmt.Sprintf("RequestId: %s Error: Runtime exited with error: %s", id, exitReason(err))
+	if err == nil {
+		msg = fmt.Sprintf("RequestId: %s Error: Runtime exited without providing a reason", id)
+	}
+	return platformFailure(ErrorTypeExit, msg, msg+"\n"+ErrorTypeExit)
+}
+
+// exitReason extracts "exit status N" / "signal: X" from a sandbox error.
+func exitReason(err error) string {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.String()
+	}
+	if err == nil {
+		return "unknown"
+	}
+	text := err.Error()
+	for _, marker := range []string{"exit status ", "signal: "} {
+		if i := strings.LastIndex(text, marker); i >= 0 {
+			return strings.TrimRight(text[i:], ")")
+		}
+	}
+	return text
+}
+
+// Invoke runs one invocation. The first Invoke waits for the runtime's init
+// (its wait is Result.InitDuration); an init failure, a timeout, the
+// runtime exiting or running out of memory come back as a Result with
+// FunctionError "Unhandled" and leave the sandbox destroyed. The function's
+// own errors come back as a Result too and keep the sandbox.
+//
+// ctx is the caller's: if it ends before the function answers (the client
+// hung up), the sandbox is destroyed as on a timeout — a runtime cannot be
+// interrupted mid-event, and a Lambda sandbox is never shared by two
+// invocations at once — and Invoke returns an error wrapping ctx's.
+// Invoke returns ErrBusy or ErrUnhealthy (wrapped) when it could not run
+// the invocation at all — including when the runtime turned out to be dead
+// before it took the event — so the caller may retry on another sandbox.
+func (s *Sandbox) Invoke(ctx context.Context, req invocation.Request) (invocation.Result, error) {
+	if !s.invokeMu.TryLock() {
+		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w", req.RequestID, s.id, ErrBusy)
+	}
+	defer s.invokeMu.Unlock()
+	if !s.Healthy() {
+		s.kill("invoked while unhealthy") // frees its capacity; idempotent
+		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w", req.RequestID, s.id, ErrUnhealthy)
+	}
+	if req.TraceID == "" {
+		req.TraceID = newTraceID(s.w.cfg.Clock())
+	}
+	log := s.log.With("request_id", req.RequestID)
+	res := invocation.Result{RequestID: req.RequestID, ExecutedVersion: s.fn.Version, SandboxID: s.id}
+	if res.ExecutedVersion == "" {
+		res.ExecutedVersion = metadata.LatestVersion
+	}
+	if !s.invoked {
+		select {
+		case <-s.initDone:
+		case <-ctx.Done():
+			return invocation.Result{}, fmt.Errorf("invoke %s: waiting for init of sandbox %s: %w", req.RequestID, s.id, ctx.Err())
+		}
+		s.invoked = true
+		res.ColdStart, res.InitDuration = true, s.initDur
+	}
+	f := &frame{}
+	if res.ColdStart && s.initFail != nil {
+		fail := s.initFail(req.RequestID)
+		s.syncOutput()
+		f.output(s.out.take())
+		f.start(req.RequestID, res.ExecutedVersion)
+		s.finishFailed(f, &res, fail, 0)
+		log.Info("init failed", "error_type", fail.errorType)
+		return res, nil
+	}
+
+	f.output(s.out.take()) // init output, or output between invocations
+	f.start(req.RequestID, res.ExecutedVersion)
+	timeout := time.Duration(s.fn.Timeout) * time.Second
+	if timeout <= 0 {
+		timeout = 3 * time.Second
+	}
+	start := s.w.cfg.Clock()
+	exitCtx, cancelExit := context.WithCancelCause(ctx)
+	dctx, cancelDeadline := context.WithTimeoutCause(exitCtx, timeout, errTimedOut)
+	stop := make(chan struct{})
+	go func() {
+		select {
+		case <-s.sb.Done():
+			cancelExit(errRuntimeExited)
+		case <-stop:
+		}
+	}()
+	out, err := s.api.Dispatch(dctx, req, start.Add(timeout))
+	close(stop)
+	cancelDeadline()
+	cancelExit(nil)
+	res.Duration = s.w.cfg.Clock().Sub(start)
+
+	var fail *failure
+	switch {
+	case err == nil:
+		res.Payload = out.Payload
+		if out.Err != nil {
+			res.FunctionError, res.ErrorType = invocation.ErrorUnhandled, out.Err.ErrorType
+		}
+	case errors.Is(err, errTimedOut):
+		msg := fmt.Sprintf("Task timed out after %s seconds", seconds(timeout))
+		fail = platformFailure(ErrorTypeTimedOut, "RequestId: "+req.RequestID+" Error: "+msg,
+			timestamp(s.w.cfg.Clock())+" "+req.RequestID+" "+msg)
+	case errors.Is(err, errRuntimeExited) && errors.Is(err, runtimeapi.ErrUndelivered):
+		// The runtime died (e.g. right after its previous answer) before
+		// taking this event: the function never saw it.
+		s.kill("runtime exited before taking the event")
+		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w: %w", req.RequestID, s.id, ErrUnhealthy, err)
+	case errors.Is(err, errRuntimeExited):
+		fail = exitFailure(req.RequestID, s.sb.Err())
+	default: // the caller went away, or the sandbox was destroyed under us
+		s.kill("invocation abandoned: " + err.Error())
+		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w", req.RequestID, s.id, err)
+	}
+	if fail != nil {
+		s.syncOutput()
+		f.output(s.out.take())
+		s.finishFailed(f, &res, fail, res.Duration)
+		log.Info("invocation failed", "error_type", fail.errorType)
+		return res, nil
+	}
+	s.syncOutput()
+	f.output(s.out.take())
+	f.end(req.RequestID)
+	f.report(req.RequestID, res.Duration, s.fn.MemorySize, s.maxMemory(), res.InitDuration)
+	res.Log = f.Bytes()
+	s.appendLog(req.RequestID, res.Log)
+	return res, nil
+}
+
+// finishFailed completes res for a platform failure and destroys the
+// sandbox.
+func (s *Sandbox) finishFailed(f *frame, res *invocation.Result, fail *failure, dur time.Duration) {
+	if fail.logLine != "" {
+		f.line("%s", fail.logLine)
+	}
+	f.end(res.RequestID)
+	maxMem := s.maxMemory()
+	s.kill(fail.errorType)
+	f.report(res.RequestID, dur, s.fn.MemorySize, maxMem, res.InitDuration)
+	res.Payload, res.FunctionError, res.ErrorType = fail.payload, invocation.ErrorUnhandled, fail.errorType
+	res.Log = f.Bytes()
+	s.appendLog(res.RequestID, res.Log)
+}
+
+func (s *Sandbox) maxMemory() uint64 {
+	st, err := s.sb.Stats()
+	if err != nil {
+		return 0
+	}
+	return st.MaxMemoryBytes
+}
+
+// syncOutput waits (briefly) until the runtime's output so far is in s.out.
+func (s *Sandbox) syncOutput() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := s.sb.SyncOutput(ctx); err != nil {
+		s.log.Debug("sync output", "err", err)
+	}
+}
+
+// appendLog hands the framed log to the log store without blocking the
+// invocation; Worker.Close waits for pending appends.
+func (s *Sandbox) appendLog(requestID string, data []byte) {
+	sink := s.w.cfg.Logs
+	if sink == nil {
+		return
+	}
+	s.w.logsWG.Add(1)
+	go func() {
+		defer s.w.logsWG.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), s.w.cfg.LogAppendTimeout)
+		defer cancel()
+		if err := sink.Append(ctx, s.fn.Account, s.fn.Name, requestID, data); err != nil {
+			s.log.Warn("append log", "request_id", requestID, "err", err)
+		}
+	}()
+}
+
+// newTraceID makes an X-Ray style trace header for an invocation that came
+// without one, as Lambda always passes one to the runtime.
+func newTraceID(now time.Time) string {
+	var b [20]byte
+	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
+	return fmt.Sprintf("Root=1-%08x-%x;Parent=%x;Sampled=0", now.Unix(), b[:12], b[12:])
+}

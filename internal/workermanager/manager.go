@@ -1,0 +1,426 @@
+package workermanager
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/flintdev/flint/internal/concurrency"
+	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/placement"
+)
+
+// Sandbox state machine, as the manager tracks it (one entry per sandbox):
+//
+//	          Invoke finds no idle sandbox
+//	                     │
+//	                     ▼            Place / Hosts / CreateSandbox fails
+//	                 creating ──────────────────────────────► (reservation released,
+//	                     │ created (cold start)                 entry forgotten)
+//	                     ▼
+//	      claim (MRU) ┌► busy ──invocation ends──┐
+//	                  │   │                      │ healthy, not retired,
+//	                  │   │                      │ manager not closed
+//	                idle ◄┼──────────────────────┘
+//	                  │   │ unhealthy, Invoke error, retired, or closed
+//	                  │   ▼
+//	                  └► destroying ──Destroy, then Release──► destroyed
+//	     keep-alive expired,
+//	     Retire, or Close
+//
+// Busy and creating sandboxes are never destroyed by Retire, Close or the
+// reaper; they are flagged (retired) or see the closed manager when their
+// invocation ends, and destroy themselves then. Only the goroutine running
+// an invocation touches a busy sandbox; only the goroutine that moved an
+// entry to destroying destroys it. So every sandbox is destroyed, and its
+// reservation released, exactly once.
+//
+// Provisioned sandboxes (provisioned.go) follow the same machine; they are
+// created by the provisioner instead of an invocation (creating → idle,
+// without a first invocation), and the keep-alive reaper skips them.
+//
+// Locking: Manager.mu guards Manager.pools, closed, active, quiesced,
+// provisions and the counters, every pool's fields, every provision's
+// fields, and every entry's state, retired, provisioned, idleSince and
+// uses. An entry's sb and res are written once, under mu,
+// before the entry becomes reachable from another goroutine (busy → idle).
+// mu is never held while calling Placement, Hosts, or a Host or Sandbox
+// method, and no other lock is taken while holding it (the limiter and the
+// scale-out bucket have their own locks, taken without mu).
+
+type state int
+
+const (
+	stateCreating state = iota
+	stateBusy
+	stateIdle
+	stateDestroying
+	stateDestroyed
+)
+
+func (s state) String() string {
+	return [...]string{"creating", "busy", "idle", "destroying", "destroyed"}[s]
+}
+
+// entry is one sandbox the manager knows.
+type entry struct {
+	pool *pool
+	sb   Sandbox               // nil while creating
+	res  placement.Reservation // zero while creating
+
+	state   state
+	retired bool // destroy when the invocation ends
+	// provisioned marks a sandbox held for provisioned concurrency: the
+	// reaper leaves it alone, and when it dies it is replaced.
+	provisioned bool
+	idleSince   time.Time // when it last became idle
+	uses        int       // invocations finished
+}
+
+// pool holds the sandboxes of one SandboxKey.
+type pool struct {
+	key, account, name, version string
+	// idle is ordered by the time each sandbox became idle: the last one is
+	// the most recently used, which the next invocation claims.
+	idle []*entry
+	// busy holds the creating and busy sandboxes.
+	busy map[*entry]struct{}
+}
+
+// Manager is the Worker Manager. Create it with New; all methods are safe
+// for concurrent use.
+type Manager struct {
+	cfg Config
+	log *slog.Logger
+
+	mu    sync.Mutex
+	pools map[string]*pool // by SandboxKey; empty pools are removed
+	// closed is set by Close; no new invocation starts after it.
+	closed bool
+	// active counts invocation goroutines (see Invoke); quiesced, when not
+	// nil, is closed when active drops to 0.
+	active   int
+	quiesced chan struct{}
+
+	invocations, coldStarts, destroyed uint64
+
+	// provisions holds the provisioned concurrency configurations by
+	// SandboxKey (provisioned.go).
+	provisions map[string]*provision
+
+	limiter *concurrency.Limiter // account and reserved concurrency
+	scale   *concurrency.Bucket  // new sandboxes per function
+
+	// bg counts background goroutines (provisioning); lifetime is
+	// canceled by Close and bounds their work.
+	bg       sync.WaitGroup
+	lifetime context.Context
+	stop     context.CancelFunc
+
+	stopReaper chan struct{} // closed by Close
+	reaperDone chan struct{} // closed when the reaper has exited
+	closeOnce  sync.Once
+}
+
+// New returns a running Manager; call Close to stop it.
+func New(cfg Config) (*Manager, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	limiter, err := concurrency.NewLimiter(cfg.AccountConcurrency)
+	if err != nil {
+		return nil, fmt.Errorf("workermanager: %w", err)
+	}
+	scale, err := concurrency.NewBucket(cfg.ScaleOutRate, cfg.ScaleOutBurst, cfg.Clock)
+	if err != nil {
+		return nil, fmt.Errorf("workermanager: %w", err)
+	}
+	m := &Manager{
+		cfg:        cfg,
+		log:        cfg.Logger.With("component", "workermanager"),
+		pools:      make(map[string]*pool),
+		provisions: make(map[string]*provision),
+		limiter:    limiter,
+		scale:      scale,
+		stopReaper: make(chan struct{}),
+		reaperDone: make(chan struct{}),
+	}
+	m.lifetime, m.stop = context.WithCancel(context.Background())
+	go m.reapLoop()
+	return m, nil
+}
+
+type outcome struct {
+	res invocation.Result
+	err error
+}
+
+// Invoke runs req in a sandbox for fn: a warm idle one of fn.SandboxKey()
+// (the most recently used) when there is one, else a new one placed by the
+// Placement Service (Result.ColdStart is then true).
+//
+// ctx covers the caller's wait only. Once accepted, an invocation runs to
+// its end in its own goroutine with a context that is not canceled with
+// ctx (the worker enforces the function timeout); if ctx ends first, Invoke
+// returns ctx's error at once and the sandbox goes back to the pool when the
+// invocation finishes.
+//
+// Concurrency: before anything else the invocation is admitted by the
+// account and reserved concurrency limits (SetReservedConcurrency), without
+// waiting: over a limit, Invoke returns at once a TooManyRequestsException
+// with Reason ReservedFunctionConcurrentInvocationLimitExceeded or
+// ConcurrentInvocationLimitExceeded. The slot is held until the invocation
+// ends (not when the caller gives up). A cold start over the function's
+// scale-out rate is refused likewise (Reason
+// FunctionInvocationRateLimitExceeded).
+//
+// Errors: placement failures are wrapped as is (no capacity is a
+// lambdaerr TooManyRequestsException); creation failures and
+// infrastructure errors of Sandbox.Invoke are wrapped with the function
+// name; ErrClosed after Close. Function errors are not errors: they are in
+// Result.FunctionError.
+func (m *Manager) Invoke(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error) {
+	if fn == nil {
+		return invocation.Result{}, fmt.Errorf("workermanager: invoke without a function")
+	}
+	if err := ctx.Err(); err != nil {
+		return invocation.Result{}, fmt.Errorf("invoke %s (request %s): %w", fn.Name, req.RequestID, err)
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return invocation.Result{}, fmt.Errorf("invoke %s: %w", fn.Name, ErrClosed)
+	}
+	m.mu.Unlock()
+	release, err := m.limiter.Acquire(fn.Account, fn.Name)
+	if err != nil {
+		return invocation.Result{}, fmt.Errorf("invoke %s (request %s): %w", fn.Name, req.RequestID, err)
+	}
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		release()
+		return invocation.Result{}, fmt.Errorf("invoke %s: %w", fn.Name, ErrClosed)
+	}
+	m.active++
+	m.mu.Unlock()
+
+	done := make(chan outcome, 1) // buffered: the goroutine never blocks on an absent caller
+	runCtx := context.WithoutCancel(ctx)
+	go func() {
+		res, err := m.run(runCtx, fn, req)
+		release()
+		m.endActive() // before the send: the invocation is over for Close
+		done <- outcome{res, err}
+	}()
+	select {
+	case o := <-done:
+		return o.res, o.err
+	case <-ctx.Done():
+		return invocation.Result{}, fmt.Errorf("invoke %s (request %s): caller gave up, invocation continues: %w",
+			fn.Name, req.RequestID, context.Cause(ctx))
+	}
+}
+
+// endActive marks the end of one invocation goroutine.
+func (m *Manager) endActive() {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.active--
+	if m.active == 0 && m.quiesced != nil {
+		close(m.quiesced)
+		m.quiesced = nil
+	}
+}
+
+// run acquires a sandbox, invokes it, and hands it back.
+func (m *Manager) run(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error) {
+	log := m.log.With("function", fn.Name, "version", fn.Version, "requestId", req.RequestID)
+	e, cold, err := m.acquire(ctx, fn, log)
+	if err != nil {
+		return invocation.Result{}, err
+	}
+
+	ictx, cancel := context.WithTimeout(ctx, m.backstop(fn))
+	res, err := e.sb.Invoke(ictx, req)
+	cancel()
+	healthy := err == nil && e.sb.Healthy()
+	if err != nil {
+		err = fmt.Errorf("invoke %s in sandbox %s: %w", fn.Name, e.sb.ID(), err)
+		log.Warn("sandbox invoke failed", "sandbox", e.sb.ID(), "err", err)
+	}
+	m.finish(e, healthy, log)
+	if err != nil {
+		return invocation.Result{}, err
+	}
+	res.ColdStart = cold
+	if res.SandboxID == "" {
+		res.SandboxID = e.sb.ID()
+	}
+	return res, nil
+}
+
+// backstop is the deadline of one Sandbox.Invoke call.
+func (m *Manager) backstop(fn *metadata.Function) time.Duration {
+	t := time.Duration(fn.Timeout) * time.Second
+	if t <= 0 {
+		t = maxFunctionTimeout
+	}
+	return t + m.cfg.InvokeGrace
+}
+
+// acquire returns a busy sandbox for fn, claiming an idle one or creating
+// one; cold reports a creation.
+func (m *Manager) acquire(ctx context.Context, fn *metadata.Function, log *slog.Logger) (e *entry, cold bool, err error) {
+	key := fn.SandboxKey()
+	m.mu.Lock()
+	if m.closed {
+		m.mu.Unlock()
+		return nil, false, fmt.Errorf("invoke %s: %w", fn.Name, ErrClosed)
+	}
+	p := m.pools[key]
+	if p == nil {
+		p = newPool(fn)
+		m.pools[key] = p
+	}
+	if n := len(p.idle); n > 0 {
+		e = p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		e.state = stateBusy
+		p.busy[e] = struct{}{}
+		m.invocations++
+		m.mu.Unlock()
+		return e, false, nil
+	}
+	m.dropIfEmptyLocked(p)
+	m.mu.Unlock()
+	if !m.scale.Allow(fn.Account + "/" + fn.Name) {
+		return nil, false, fmt.Errorf("create sandbox for %s: scale-out rate exceeded: %w",
+			fn.Name, concurrency.Throttled(concurrency.ReasonScaleRate))
+	}
+	m.mu.Lock()
+	if p = m.pools[key]; p == nil {
+		p = newPool(fn)
+		m.pools[key] = p
+	}
+	e = &entry{pool: p, state: stateCreating}
+	p.busy[e] = struct{}{}
+	m.mu.Unlock()
+
+	start := m.cfg.Clock()
+	res, err := m.cfg.Placement.Place(ctx, placement.Request{
+		MemoryMB:   fn.MemorySize,
+		CodeDigest: fn.CodeDigest,
+		SandboxKey: key,
+	})
+	if err != nil {
+		m.forget(e)
+		return nil, false, fmt.Errorf("place sandbox for %s: %w", fn.Name, err)
+	}
+	host, ok := m.cfg.Hosts(res.HostID)
+	if !ok {
+		m.forget(e)
+		m.cfg.Placement.Release(res)
+		return nil, false, fmt.Errorf("create sandbox for %s: placed on unknown host %s", fn.Name, res.HostID)
+	}
+	cctx, cancel := context.WithTimeout(ctx, m.cfg.CreateTimeout)
+	sb, err := host.CreateSandbox(cctx, fn)
+	cancel()
+	if err != nil {
+		m.forget(e)
+		m.cfg.Placement.Release(res)
+		return nil, false, fmt.Errorf("create sandbox for %s on host %s: %w", fn.Name, res.HostID, err)
+	}
+
+	m.mu.Lock()
+	e.sb, e.res = sb, res
+	e.state = stateBusy
+	m.invocations++
+	m.coldStarts++
+	retired := e.retired
+	m.mu.Unlock()
+	log.Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
+		"took", m.cfg.Clock().Sub(start), "retired", retired)
+	return e, true, nil
+}
+
+func newPool(fn *metadata.Function) *pool {
+	return &pool{key: fn.SandboxKey(), account: fn.Account, name: fn.Name, version: fn.Version,
+		busy: make(map[*entry]struct{})}
+}
+
+// forget drops a creating entry whose creation failed.
+func (m *Manager) forget(e *entry) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(e.pool.busy, e)
+	e.state = stateDestroyed
+	m.dropIfEmptyLocked(e.pool)
+}
+
+// finish ends a busy sandbox's invocation: back to idle, or destroyed.
+func (m *Manager) finish(e *entry, healthy bool, log *slog.Logger) {
+	m.mu.Lock()
+	p := e.pool
+	delete(p.busy, e)
+	e.uses++
+	if healthy && !e.retired && !m.closed {
+		e.state = stateIdle
+		e.idleSince = m.cfg.Clock()
+		p.idle = append(p.idle, e)
+		m.mu.Unlock()
+		return
+	}
+	why := "unhealthy"
+	switch {
+	case e.retired:
+		why = "retired"
+	case m.closed:
+		why = "manager closed"
+	}
+	e.state = stateDestroying
+	replace := e.provisioned && !e.retired && !m.closed
+	m.dropIfEmptyLocked(p)
+	m.mu.Unlock()
+
+	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DestroyTimeout)
+	defer cancel()
+	if err := m.destroy(ctx, e, why); err != nil {
+		log.Warn("destroy sandbox", "err", err)
+	}
+	if replace {
+		m.reprovision(p.key)
+	}
+}
+
+// destroy destroys an entry in state destroying and releases its
+// reservation, even when Destroy fails (the host's own cleanup is then the
+// last resort; keeping the reservation would leak the capacity forever).
+func (m *Manager) destroy(ctx context.Context, e *entry, why string) error {
+	err := e.sb.Destroy(ctx)
+	m.cfg.Placement.Release(e.res)
+	m.mu.Lock()
+	e.state = stateDestroyed
+	m.destroyed++
+	uses := e.uses
+	m.mu.Unlock()
+	m.log.Info("sandbox destroyed", "sandbox", e.sb.ID(), "key", e.pool.key, "host", e.res.HostID,
+		"why", why, "invocations", uses, "err", err)
+	if err != nil {
+		return fmt.Errorf("destroy sandbox %s of %s: %w", e.sb.ID(), e.pool.key, err)
+	}
+	return nil
+}
+
+// dropIfEmptyLocked removes p from the pool map when it holds no sandbox.
+// m.mu must be held.
+func (m *Manager) dropIfEmptyLocked(p *pool) {
+	if len(p.idle) == 0 && len(p.busy) == 0 && m.pools[p.key] == p {
+		delete(m.pools, p.key)
+	}
+}
