@@ -277,3 +277,5 @@ func waitFor(t *testing.T, d time.Duration, f func() error) {
 func readAll(r io.Reader) string { b, _ := io.ReadAll(r); return string(b) }
 
 var _ = strings.TrimSpace
+
+func errorf(format string, args ...any) error { return fmt.Errorf(format, args...) }

@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// flintCLI runs the flint binary's client commands against s.
+func (s *flintServer) flintCLI(t *testing.T, args ...string) (string, error) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, flintBin, append([]string{"--endpoint", s.url()}, args...)...)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	err := cmd.Run()
+	return out.String(), err
+}
+
+// TestFlintCLI runs the common loop with flint's own client: deploy a
+// directory, invoke, logs, list, redeploy, delete.
+func TestFlintCLI(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := s.flintCLI(t, args...)
+		if err != nil {
+			t.Fatalf("flint %s: %v\n%s", strings.Join(args, " "), err, out)
+		}
+		return out
+	}
+	dir := filepath.Join(t.TempDir(), "greeter")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	src, err := os.ReadFile("testdata/python/handler.py")
+	if err != nil {
+		t.Fatal(err)
+	}
+	os.WriteFile(filepath.Join(dir, "handler.py"), src, 0o644)
+	python := offeredRuntime(t, s.lambda(), "python3.")
+
+	if out := run("deploy", dir, "--runtime", python, "--handler", "handler.handler", "--env", "GREETING=hi"); !strings.Contains(out, "created arn:aws:lambda:us-east-1:000000000000:function:greeter") {
+		t.Errorf("deploy: %s", out)
+	}
+	out := run("invoke", "greeter", "--payload", `{"name":"cli"}`, "--log")
+	if !strings.Contains(out, `"hello": "cli"`) || !strings.Contains(out, "REPORT RequestId:") {
+		t.Errorf("invoke: %s", out)
+	}
+	if out := run("list"); !strings.Contains(out, "greeter") || !strings.Contains(out, python) {
+		t.Errorf("list: %s", out)
+	}
+	waitFor(t, 10*time.Second, func() error {
+		out := run("logs", "greeter")
+		if !strings.Contains(out, "START RequestId:") || !strings.Contains(out, "handled  for cli") {
+			return errorf("logs so far: %q", out)
+		}
+		return nil
+	})
+	if out := run("deploy", dir, "--runtime", python, "--handler", "handler.handler", "--timeout", "5"); !strings.Contains(out, "updated") {
+		t.Errorf("redeploy: %s", out)
+	}
+	if out, err := s.flintCLI(t, "invoke", "greeter", "--payload", `{"action":"error","name":"x"}`); err == nil || !strings.Contains(out, "boom: x") {
+		t.Errorf("failing invoke: err %v, out %s", err, out)
+	}
+	run("delete", "greeter")
+	if out, err := s.flintCLI(t, "invoke", "greeter"); err == nil || !strings.Contains(out, "ResourceNotFoundException") {
+		t.Errorf("invoke after delete: err %v, out %s", err, out)
+	}
+}

@@ -1,0 +1,104 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+)
+
+// sandboxCgroups lists the sandbox cgroups of the server's driver (v1 memory
+// hierarchy, or the v2 unified one).
+func sandboxCgroups(t *testing.T) map[string]bool {
+	t.Helper()
+	set := map[string]bool{}
+	for _, parent := range []string{"/sys/fs/cgroup/memory/flint", "/sys/fs/cgroup/flint"} {
+		entries, _ := os.ReadDir(parent)
+		for _, e := range entries {
+			if e.IsDir() {
+				set[filepath.Join(parent, e.Name())] = true
+			}
+		}
+	}
+	return set
+}
+
+// functionProcesses returns the pids of host processes whose environment
+// names function fn (the sandboxed runtimes of fn).
+func functionProcesses(fn string) []string {
+	var pids []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/environ")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, kv := range strings.Split(string(b), "\x00") {
+			if kv == "AWS_LAMBDA_FUNCTION_NAME="+fn {
+				pids = append(pids, filepath.Base(filepath.Dir(p)))
+			}
+		}
+	}
+	return pids
+}
+
+// TestShutdownLeavesNothing sends SIGTERM while invocations are in flight:
+// they finish, the server exits, and no sandbox process or cgroup remains.
+func TestShutdownLeavesNothing(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	c := s.lambda()
+	const fn = "shutdown-probe"
+	createGoFn(t, c, fn, nil)
+	before := sandboxCgroups(t)
+
+	// Two invocations in flight at SIGTERM, in two sandboxes.
+	done := make(chan *lambda.InvokeOutput, 2)
+	for range 2 {
+		go func() {
+			b, _ := json.Marshal(map[string]any{"action": "sleep", "ms": 1500, "name": "inflight"})
+			out, err := c.Invoke(ctxT(t, 60*time.Second), &lambda.InvokeInput{FunctionName: aws.String(fn), Payload: b})
+			if err != nil {
+				t.Errorf("in-flight invocation: %v", err)
+			}
+			done <- out
+		}()
+	}
+	waitFor(t, 20*time.Second, func() error {
+		if n := len(functionProcesses(fn)); n < 2 {
+			return errorf("%d sandboxes running, want 2", n)
+		}
+		return nil
+	})
+	var ours []string
+	for cg := range sandboxCgroups(t) {
+		if !before[cg] {
+			ours = append(ours, cg)
+		}
+	}
+	if len(ours) < 2 {
+		t.Errorf("found %d new sandbox cgroups, want at least 2", len(ours))
+	}
+
+	s.stop()
+	for range 2 {
+		if out := <-done; out != nil && (out.FunctionError != nil || !strings.Contains(string(out.Payload), "inflight")) {
+			t.Errorf("in-flight invocation did not finish cleanly: %s", out.Payload)
+		}
+	}
+	if pids := functionProcesses(fn); len(pids) > 0 {
+		t.Errorf("sandbox processes left after shutdown: %v", pids)
+	}
+	for _, cg := range ours {
+		if _, err := os.Stat(cg); err == nil {
+			t.Errorf("cgroup left after shutdown: %s", cg)
+		}
+	}
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), s.data) {
+		t.Errorf("mounts under the data dir left after shutdown")
+	}
+}
