@@ -26,6 +26,8 @@ type goReply struct {
 	Version     string            `json:"version"`
 	Build       string            `json:"build"`
 	Instance    string            `json:"instance"`
+	StartMs     int64             `json:"startMs"`
+	EndMs       int64             `json:"endMs"`
 }
 
 type errorDoc struct {

@@ -38,6 +38,10 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&cfg.HostMemoryMB, "host-memory", 0, "memory (MB) this host offers to sandboxes (default: 3/4 of RAM)")
 	f.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 1000, "sandboxes this host runs at once")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.DurationSliceVar(&cfg.Async.RetryDelays, "async-retry-delays", nil, "waits before the retries of a failed async invocation (default 1m,2m as Lambda)")
+	f.DurationVar(&cfg.Async.ThrottleBackoffMin, "async-throttle-backoff-min", 0, "first back-off after a throttled async invocation (default 1s)")
+	f.DurationVar(&cfg.Async.ThrottleBackoffMax, "async-throttle-backoff-max", 0, "longest back-off after a throttled async invocation (default 5m)")
+	f.DurationVar(&cfg.Async.AckWait, "async-ack-wait", 0, "how long an event taken by a crashed process waits before redelivery (default 30s)")
 	return cmd
 }
 

@@ -90,6 +90,43 @@ func testAWSCLI(t *testing.T, awsBin string) {
 		t.Fatalf("list-functions: %v %s", err, out)
 	}
 
+	// Versions, aliases, concurrency and account settings, as the CLI
+	// sends them (their paths carry three different API dates).
+	steps := []struct {
+		args []string
+		key  string
+		want any
+	}{
+		{[]string{"lambda", "publish-version", "--function-name", "cli-fn", "--description", "first"}, "Version", "1"},
+		{[]string{"lambda", "create-alias", "--function-name", "cli-fn", "--name", "live", "--function-version", "1"}, "AliasArn", "arn:aws:lambda:us-east-1:000000000000:function:cli-fn:live"},
+		{[]string{"lambda", "list-versions-by-function", "--function-name", "cli-fn"}, "Versions", nil},
+		{[]string{"lambda", "put-function-concurrency", "--function-name", "cli-fn", "--reserved-concurrent-executions", "7"}, "ReservedConcurrentExecutions", float64(7)},
+		{[]string{"lambda", "get-function-concurrency", "--function-name", "cli-fn"}, "ReservedConcurrentExecutions", float64(7)},
+		{[]string{"lambda", "get-account-settings"}, "AccountLimit", nil},
+		{[]string{"lambda", "get-function-configuration", "--function-name", "cli-fn", "--qualifier", "live"}, "Version", "1"},
+	}
+	for _, st := range steps {
+		out, stderr, err := run(st.args...)
+		if err != nil {
+			t.Fatalf("%s: %v\n%s", st.args[1], err, stderr)
+		}
+		var doc map[string]any
+		if err := json.Unmarshal([]byte(out), &doc); err != nil || doc[st.key] == nil || (st.want != nil && doc[st.key] != st.want) {
+			t.Fatalf("%s printed %s, want %s = %v", st.args[1], out, st.key, st.want)
+		}
+	}
+	if _, stderr, err := run("lambda", "delete-function-concurrency", "--function-name", "cli-fn"); err != nil {
+		t.Fatalf("delete-function-concurrency: %v\n%s", err, stderr)
+	}
+	args = []string{"lambda", "invoke", "--function-name", "cli-fn", "--qualifier", "live", "--payload", `{}`}
+	if v2 {
+		args = append(args, "--cli-binary-format", "raw-in-base64-out")
+	}
+	out, stderr, err = run(append(args, outFile)...)
+	if err != nil || !strings.Contains(out, `"ExecutedVersion": "1"`) {
+		t.Fatalf("invoke the alias: %v %s\n%s", err, out, stderr)
+	}
+
 	if _, stderr, err = run("lambda", "delete-function", "--function-name", "cli-fn"); err != nil {
 		t.Fatalf("delete-function: %v\n%s", err, stderr)
 	}

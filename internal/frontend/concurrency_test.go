@@ -303,4 +303,27 @@ func TestProvisionedConcurrencyThroughSDK(t *testing.T) {
 	if fmt.Sprint(rec.calls) != "[reserved warm 5 provisioned warm:1 2]" {
 		t.Fatalf("restored %v", rec.calls)
 	}
+
+	// Deleting the function stops its provisioned concurrency and frees
+	// every sandbox.
+	v1, err := e.store.Get(ctx, "000000000000", "warm", "1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.m.ProvisionedConcurrency(v1); !ok {
+		t.Fatal("version 1 is not provisioned in the manager")
+	}
+	if _, err := c.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String("warm")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := e.m.ProvisionedConcurrency(v1); ok {
+		t.Fatal("provisioned concurrency survived DeleteFunction")
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for st := e.m.Stats(); st.Idle+st.Busy+st.Creating > 0; st = e.m.Stats() {
+		if time.Now().After(deadline) {
+			t.Fatalf("sandboxes left after DeleteFunction: %+v", st)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }

@@ -113,8 +113,9 @@ type Config struct {
 	Concurrency ConcurrencyController
 
 	// ConcurrentExecutions is the account's concurrency limit as
-	// GetAccountSettings reports it and reservations are checked against
-	// (default 1000; give the Worker Manager the same number).
+	// GetAccountSettings reports it and reservations are checked against.
+	// Default: the controller's AccountConcurrency() when it has that
+	// method (*workermanager.Manager does), else 1000.
 	ConcurrentExecutions int
 	// MinUnreserved is the part of ConcurrentExecutions that reservations
 	// must leave to the other functions (default 100, as Lambda; capped at
@@ -146,18 +147,21 @@ func (c *Config) Validate() error {
 	if c.ConcurrentExecutions < 0 || c.MinUnreserved < 0 {
 		return errors.New("frontend: negative concurrency limit")
 	}
-	if c.ConcurrentExecutions == 0 {
-		c.ConcurrentExecutions = concurrency.DefaultAccountLimit
-	}
-	if c.MinUnreserved == 0 {
-		c.MinUnreserved = concurrency.DefaultMinUnreserved
-	}
-	c.MinUnreserved = min(c.MinUnreserved, c.ConcurrentExecutions)
 	if c.Concurrency == nil {
 		if cc, ok := c.Invoker.(ConcurrencyController); ok {
 			c.Concurrency = cc
 		}
 	}
+	if c.ConcurrentExecutions == 0 {
+		c.ConcurrentExecutions = concurrency.DefaultAccountLimit
+		if l, ok := c.Concurrency.(interface{ AccountConcurrency() int }); ok && l.AccountConcurrency() > 0 {
+			c.ConcurrentExecutions = l.AccountConcurrency()
+		}
+	}
+	if c.MinUnreserved == 0 {
+		c.MinUnreserved = concurrency.DefaultMinUnreserved
+	}
+	c.MinUnreserved = min(c.MinUnreserved, c.ConcurrentExecutions)
 	if c.Rand == nil {
 		c.Rand = rand.Float64
 	}

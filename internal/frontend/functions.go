@@ -232,6 +232,21 @@ func (h *Handler) listFunctions(w http.ResponseWriter, r *http.Request, _ string
 	}{Functions: make([]functionConfiguration, 0, len(fs)), NextMarker: next}
 	for _, f := range fs {
 		out.Functions = append(out.Functions, h.configuration(f))
+		if q.Get("FunctionVersion") != "ALL" {
+			continue
+		}
+		// Every version of the function follows its $LATEST (paging stays
+		// by function name).
+		vs, err := h.cfg.Functions.ListVersions(r.Context(), h.cfg.Account, f.Name)
+		if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		for _, v := range vs[1:] {
+			out.Functions = append(out.Functions, h.configuration(v))
+		}
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

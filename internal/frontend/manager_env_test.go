@@ -143,9 +143,9 @@ func newManagerEnv(t *testing.T, limit int) *managerEnv {
 	})
 	h, err := New(Config{
 		Functions: store, Code: &memCode{}, Invoker: m,
-		Runtimes:             staticRuntimes{"provided.al2023"},
-		ConcurrentExecutions: limit,
-		Logger:               logger,
+		Runtimes: staticRuntimes{"provided.al2023"},
+		// ConcurrentExecutions comes from the manager's AccountConcurrency.
+		Logger: logger,
 	})
 	if err != nil {
 		t.Fatal(err)

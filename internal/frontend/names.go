@@ -178,19 +178,7 @@ func (h *Handler) resolveQualifier(ref functionRef, query string) (string, error
 // primary FunctionVersion). Anything missing is ResourceNotFoundException
 // with Lambda's message.
 func (h *Handler) resolve(ctx context.Context, name, q string) (fn *metadata.Function, alias *metadata.Alias, err error) {
-	if q == "" || q == metadata.LatestVersion || metadata.IsVersionNumber(q) {
-		fn, err = h.cfg.Functions.Get(ctx, h.cfg.Account, name, q)
-		return fn, nil, err
-	}
-	alias, err = h.cfg.Functions.GetAlias(ctx, h.cfg.Account, name, q)
-	if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
-		return nil, nil, lambdaerr.New(lambdaerr.ResourceNotFound, "Function not found: %s", h.arn(name, q))
-	}
-	if err != nil {
-		return nil, nil, err
-	}
-	fn, err = h.cfg.Functions.Get(ctx, h.cfg.Account, name, alias.FunctionVersion)
-	return fn, alias, err
+	return h.cfg.Functions.Resolve(ctx, h.cfg.Account, name, q)
 }
 
 // arn is the ARN of a function of this server, qualified when q is not "".

@@ -115,6 +115,11 @@ func TestVersionsThroughSDK(t *testing.T) {
 		t.Fatalf("invoke version 9: %v", err)
 	}
 
+	all, err := c.ListFunctions(ctx, &lambda.ListFunctionsInput{FunctionVersion: types.FunctionVersionAll})
+	if err != nil || len(all.Functions) != 3 || aws.ToString(all.Functions[2].FunctionArn) != "arn:aws:lambda:us-east-1:000000000000:function:ver:2" {
+		t.Fatalf("ListFunctions ALL = %d functions, %v", len(all.Functions), err)
+	}
+
 	// UpdateFunctionCode with Publish publishes version 3.
 	zip3 := zipOf(t, map[string]string{"bootstrap": "v3"})
 	v3, err := c.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{FunctionName: aws.String("ver"), ZipFile: zip3, Publish: true})

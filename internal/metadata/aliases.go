@@ -168,3 +168,24 @@ func (s *Store) ListAliases(ctx context.Context, account, function string) ([]*A
 	}
 	return out, nil
 }
+
+// Resolve returns the function version a qualifier names: "" or $LATEST, a
+// version number, or an alias (then alias is set and fn is the alias's
+// primary FunctionVersion; routing weights are the caller's business). A
+// missing version or alias is a ResourceNotFoundException naming the
+// qualified function ARN, as Lambda words it.
+func (s *Store) Resolve(ctx context.Context, account, name, qualifier string) (fn *Function, alias *Alias, err error) {
+	if qualifier == "" || qualifier == LatestVersion || IsVersionNumber(qualifier) {
+		fn, err = s.Get(ctx, account, name, qualifier)
+		return fn, nil, err
+	}
+	alias, err = s.GetAlias(ctx, account, name, qualifier)
+	if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
+		return nil, nil, s.notFound(account, name, qualifier)
+	}
+	if err != nil {
+		return nil, nil, err
+	}
+	fn, err = s.Get(ctx, account, name, alias.FunctionVersion)
+	return fn, alias, err
+}

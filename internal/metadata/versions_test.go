@@ -2,6 +2,7 @@ package metadata
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -143,6 +144,19 @@ func TestAliasesAndConcurrencySettings(t *testing.T) {
 	}
 	if err := s.CreateAlias(ctx, &Alias{Account: acct, FunctionName: "nope", Name: "live"}); !lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
 		t.Fatalf("alias of missing function: %v", err)
+	}
+	for _, q := range []string{"", LatestVersion, "live", "1", "nope"} {
+		fn, alias, err := s.Resolve(ctx, acct, "hello", q)
+		switch q {
+		case "", LatestVersion:
+			if err != nil || fn.Version != LatestVersion || alias != nil {
+				t.Errorf("Resolve(%q) = %v %v %v", q, fn, alias, err)
+			}
+		default: // version 1 does not exist: the alias dangles
+			if !lambdaerr.Is(err, lambdaerr.ResourceNotFound) || !strings.Contains(err.Error(), "function:hello:") {
+				t.Errorf("Resolve(%q) = %v", q, err)
+			}
+		}
 	}
 	up, err := s.ModifyAlias(ctx, acct, "hello", "live", func(a *Alias) error {
 		a.AdditionalVersionWeights = map[string]float64{"2": 0.25}

@@ -139,6 +139,11 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Functions:      c.functions,
 		DefaultAccount: cfg.Account,
 		Logger:         log.With("component", "asyncq"),
+
+		RetryDelays:        cfg.Async.RetryDelays,
+		ThrottleBackoffMin: cfg.Async.ThrottleBackoffMin,
+		ThrottleBackoffMax: cfg.Async.ThrottleBackoffMax,
+		AckWait:            cfg.Async.AckWait,
 	}); err != nil {
 		return nil, fmt.Errorf("server: async queue: %w", err)
 	}
@@ -159,6 +164,11 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Logger:    log.With("component", "frontend"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
+	}
+	// Reserved and provisioned concurrency live in the metadata store;
+	// hand them to the worker manager again.
+	if err := c.frontend.Restore(ctx); err != nil {
+		return nil, fmt.Errorf("server: restore concurrency settings: %w", err)
 	}
 	return c, nil
 }
@@ -182,12 +192,15 @@ func (c *components) handler() http.Handler {
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
-	mux.Handle(frontend.APIPrefix, c.frontend)
+	for _, prefix := range frontend.Prefixes {
+		mux.Handle(prefix, c.frontend)
+	}
 	ah := c.async.Handler()
 	mux.Handle("/2019-09-25/", ah)
 	mux.Handle("/flint/v1/invocations/", ah)
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
+	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
 	return mux
 }
 
@@ -201,3 +214,6 @@ func (h workerHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (w
 	}
 	return sb, nil
 }
+
+// Provisioned concurrency initialises worker sandboxes ahead of invocations.
+var _ workermanager.Initializer = (*worker.Sandbox)(nil)

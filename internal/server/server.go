@@ -39,6 +39,24 @@ type Config struct {
 	// ShutdownTimeout bounds how long in-flight invocations may take to
 	// finish on shutdown.
 	ShutdownTimeout time.Duration
+	// Async tunes the asynchronous invocation service; zero values take
+	// asyncq's defaults (Lambda's retry schedule).
+	Async AsyncConfig
+}
+
+// AsyncConfig is the part of asyncq.Config an operator (or a test) may
+// tune from the command line.
+type AsyncConfig struct {
+	// RetryDelays is the wait before each retry after a function error
+	// (default Lambda's 1 min, 2 min).
+	RetryDelays []time.Duration
+	// ThrottleBackoffMin and ThrottleBackoffMax bound the back-off after
+	// a throttle or system error (default 1 s and 5 min).
+	ThrottleBackoffMin time.Duration
+	ThrottleBackoffMax time.Duration
+	// AckWait is how long an event taken by a process that died stays
+	// invisible before it is redelivered (default 30 s).
+	AckWait time.Duration
 }
 
 // Validate fills defaults and reports whether cfg is usable.

@@ -355,3 +355,30 @@ func newTraceID(now time.Time) string {
 	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
 	return fmt.Sprintf("Root=1-%08x-%x;Parent=%x;Sampled=0", now.Unix(), b[:12], b[12:])
 }
+
+// Init runs the runtime's init phase ahead of any invocation, for
+// provisioned concurrency: it returns once the runtime asked for its first
+// event, and the first Invoke then reports no Init Duration (init output
+// still precedes its START line). An init failure destroys the sandbox and
+// comes back as the error. Init after the first invocation is a no-op.
+func (s *Sandbox) Init(ctx context.Context) error {
+	if !s.invokeMu.TryLock() {
+		return fmt.Errorf("init sandbox %s: %w", s.id, ErrBusy)
+	}
+	defer s.invokeMu.Unlock()
+	if s.invoked {
+		return nil
+	}
+	select {
+	case <-s.initDone:
+	case <-ctx.Done():
+		return fmt.Errorf("init sandbox %s: %w", s.id, ctx.Err())
+	}
+	if s.initFail != nil {
+		fail := s.initFail("")
+		s.kill("init failed")
+		return fmt.Errorf("init sandbox %s: %s: %s", s.id, fail.errorType, fail.payload)
+	}
+	s.invoked = true
+	return nil
+}

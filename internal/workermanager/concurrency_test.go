@@ -292,3 +292,46 @@ func TestRetireVersionKeepsOtherVersions(t *testing.T) {
 		t.Fatalf("version 1 after retiring $LATEST: %+v", res)
 	}
 }
+
+func TestCloseStopsProvisioning(t *testing.T) {
+	base := runtime.NumGoroutine()
+	w := newWorld(t, worldConfig{})
+	started := make(chan struct{}, 8)
+	for _, h := range w.hosts {
+		h.create = func(ctx context.Context) error {
+			started <- struct{}{}
+			<-ctx.Done() // a host that takes forever, until canceled
+			return ctx.Err()
+		}
+	}
+	fn := testFunction("stuck")
+	fn.Version = "1"
+	if err := w.m.SetProvisionedConcurrency(fn, 3); err != nil {
+		t.Fatal(err)
+	}
+	for range 3 {
+		select {
+		case <-started:
+		case <-time.After(10 * time.Second):
+			t.Fatal("provisioning did not start")
+		}
+	}
+	if st, _ := w.m.ProvisionedConcurrency(fn); st.Status != concurrency.StatusInProgress || st.Allocated != 0 {
+		t.Fatalf("status while creating: %+v", st)
+	}
+	if st := w.m.Stats(); st.Creating != 3 || st.Pools[fn.SandboxKey()].Provisioned != 3 {
+		t.Fatalf("stats while creating: %+v", st)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := w.m.Close(ctx); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if w.place.outstanding() != 0 {
+		t.Fatalf("%d reservations left after Close", w.place.outstanding())
+	}
+	if err := w.m.SetProvisionedConcurrency(fn, 1); !errors.Is(err, ErrClosed) {
+		t.Fatalf("provisioning after Close: %v", err)
+	}
+	settledGoroutines(t, base)
+}

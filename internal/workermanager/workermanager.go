@@ -6,9 +6,16 @@
 // A sandbox runs one invocation at a time.
 //
 // Idle sandboxes are kept warm for Config.KeepAlive and then destroyed by a
-// reaper goroutine; Retire destroys every sandbox of a deleted function;
-// Close destroys everything. Each sandbox holds a placement reservation from
-// the moment it is placed until it is destroyed.
+// reaper goroutine; Retire destroys every sandbox of a deleted function
+// (RetireVersion, of one version); Close destroys everything. Each sandbox
+// holds a placement reservation from the moment it is placed until it is
+// destroyed.
+//
+// Invocations are admitted by the account and reserved concurrency limits
+// (limits.go) and cold starts by a per-function scale-out rate, without
+// waiting: over a limit Invoke fails at once with a
+// TooManyRequestsException. Provisioned concurrency (provisioned.go) keeps
+// initialised sandboxes of a version ready ahead of invocations.
 //
 // The sandbox state machine and the locking rules are described in
 // manager.go; docs/workermanager.md has the design.

@@ -51,13 +51,16 @@ type reply struct {
 	Version     string            `json:"version"`
 	Build       string            `json:"build"`
 	Instance    string            `json:"instance"`
+	StartMs     int64             `json:"startMs"` // wall clock when the handler started
+	EndMs       int64             `json:"endMs"`   // and when it returned
 }
 
-func handle(ctx context.Context, ev event) (reply, error) {
+func handle(ctx context.Context, ev event) (r reply, err error) {
 	invocations++
+	start := time.Now()
 	lc, _ := lambdacontext.FromContext(ctx)
 	dl, _ := ctx.Deadline()
-	r := reply{
+	r = reply{
 		RequestID:   lc.AwsRequestID,
 		FunctionArn: lc.InvokedFunctionArn,
 		Invocations: invocations,
@@ -66,7 +69,9 @@ func handle(ctx context.Context, ev event) (reply, error) {
 		Version:     os.Getenv("VERSION_MARK"),
 		Build:       buildMark,
 		Instance:    instance,
+		StartMs:     start.UnixMilli(),
 	}
+	defer func() { r.EndMs = time.Now().UnixMilli() }()
 	switch ev.Action {
 	case "error":
 		return r, errors.New("boom: " + ev.Name)

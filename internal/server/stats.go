@@ -1,0 +1,50 @@
+package server
+
+import (
+	"encoding/json"
+	"net/http"
+	"os"
+	"runtime"
+
+	"github.com/flintdev/flint/internal/placement"
+	"github.com/flintdev/flint/internal/workermanager"
+)
+
+// serverStats is what GET /flint/v1/stats reports: the process's own
+// footprint (so tests and operators can see it return to its baseline
+// after a burst) and the worker manager's and placement's view.
+type serverStats struct {
+	Goroutines int                  `json:"goroutines"`
+	OpenFDs    int                  `json:"openFDs"`
+	HeapAlloc  uint64               `json:"heapAllocBytes"`
+	HeapInuse  uint64               `json:"heapInuseBytes"`
+	Sandboxes  workermanager.Stats  `json:"sandboxes"`
+	Hosts      []placement.HostInfo `json:"hosts"`
+	Driver     string               `json:"driver"`
+	Runtimes   []string             `json:"runtimes"`
+	NumGC      uint32               `json:"numGC"`
+}
+
+func (c *components) statsHandler(w http.ResponseWriter, r *http.Request) {
+	var ms runtime.MemStats
+	if r.URL.Query().Get("gc") == "true" {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&ms)
+	fds, _ := os.ReadDir("/proc/self/fd")
+	st := serverStats{
+		Goroutines: runtime.NumGoroutine(),
+		OpenFDs:    len(fds),
+		HeapAlloc:  ms.HeapAlloc,
+		HeapInuse:  ms.HeapInuse,
+		NumGC:      ms.NumGC,
+		Sandboxes:  c.manager.Stats(),
+		Hosts:      c.placement.Hosts(),
+		Driver:     c.driver.Name(),
+		Runtimes:   c.runtimes.Names(),
+	}
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(st)
+}
