@@ -90,6 +90,18 @@ func (s *Service) handle(ictx context.Context, msg jetstream.Msg) {
 		s.ack(ctx, log, msg, ev)
 		return
 	}
+	// A retry that is not due yet: JetStream does not keep a Nak's delay
+	// across a restart (it redelivers after AckWait), so the schedule
+	// recorded in the status record is what holds.
+	if st.Status == StateQueued && st.NextAttemptAt != nil {
+		if wait := st.NextAttemptAt.Sub(s.cfg.Clock.Now()); wait > 0 {
+			log.Debug("redelivered before its retry is due", "wait", wait)
+			if err := msg.NakWithDelay(wait); err != nil {
+				log.Warn("nak", "err", err)
+			}
+			return
+		}
+	}
 
 	fn, err := s.cfg.Functions.Get(ctx, ev.Account, ev.Function, ev.Qualifier)
 	if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {

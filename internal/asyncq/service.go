@@ -154,8 +154,12 @@ func (c *Config) setDefaults() {
 	if c.RetryDelays == nil {
 		c.RetryDelays = []time.Duration{time.Minute, 2 * time.Minute}
 	}
-	if c.ThrottleBackoffMin == 0 && c.ThrottleBackoffMax == 0 {
-		c.ThrottleBackoffMin, c.ThrottleBackoffMax = time.Second, 5*time.Minute
+	// Either bound may be set alone (e.g. from a command-line flag).
+	if c.ThrottleBackoffMax == 0 {
+		c.ThrottleBackoffMax = max(5*time.Minute, c.ThrottleBackoffMin)
+	}
+	if c.ThrottleBackoffMin == 0 {
+		c.ThrottleBackoffMin = min(time.Second, c.ThrottleBackoffMax)
 	}
 	if c.AckWait == 0 {
 		c.AckWait = 30 * time.Second

@@ -29,12 +29,15 @@ const maxStoredResponse = 256 << 10
 // ledger: the queued message never changes, so the counters that drive the
 // retry policy live here.
 type Status struct {
-	RequestID  string     `json:"requestId"`
-	Account    string     `json:"account"`
-	Function   string     `json:"function"`
-	Qualifier  string     `json:"qualifier"`
-	Status     string     `json:"status"`
-	Attempts   int        `json:"attempts"` // invocations started
+	RequestID string `json:"requestId"`
+	Account   string `json:"account"`
+	Function  string `json:"function"`
+	Qualifier string `json:"qualifier"`
+	Status    string `json:"status"`
+	// Attempts counts delivery attempts that were handed to the Invoker:
+	// throttled ones too (see Throttles), and one a crash interrupted.
+	// It is the record's approximateInvokeCount.
+	Attempts   int        `json:"attempts"`
 	EnqueuedAt time.Time  `json:"enqueuedAt"`
 	StartedAt  *time.Time `json:"startedAt,omitempty"`
 	FinishedAt *time.Time `json:"finishedAt,omitempty"`
