@@ -12,22 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 )
 
-// sandboxCgroups lists the sandbox cgroups of the server's driver (v1 memory
-// hierarchy, or the v2 unified one).
-func sandboxCgroups(t *testing.T) map[string]bool {
-	t.Helper()
-	set := map[string]bool{}
-	for _, parent := range []string{"/sys/fs/cgroup/memory/flint", "/sys/fs/cgroup/flint"} {
-		entries, _ := os.ReadDir(parent)
-		for _, e := range entries {
-			if e.IsDir() {
-				set[filepath.Join(parent, e.Name())] = true
-			}
-		}
-	}
-	return set
-}
-
 // functionProcesses returns the pids of host processes whose environment
 // names function fn (the sandboxed runtimes of fn).
 func functionProcesses(fn string) []string {
@@ -54,7 +38,6 @@ func TestShutdownLeavesNothing(t *testing.T) {
 	c := s.lambda()
 	const fn = "shutdown-probe"
 	createGoFn(t, c, fn, nil)
-	before := sandboxCgroups(t)
 
 	// Two invocations in flight at SIGTERM, in two sandboxes.
 	done := make(chan *lambda.InvokeOutput, 2)
@@ -74,14 +57,13 @@ func TestShutdownLeavesNothing(t *testing.T) {
 		}
 		return nil
 	})
+	// This server's sandboxes, by the ids in its log, and their cgroups.
 	var ours []string
-	for cg := range sandboxCgroups(t) {
-		if !before[cg] {
-			ours = append(ours, cg)
-		}
+	for id := range sandboxIDs(s.log()) {
+		ours = append(ours, cgroupDirs(id)...)
 	}
 	if len(ours) < 2 {
-		t.Errorf("found %d new sandbox cgroups, want at least 2", len(ours))
+		t.Errorf("found %d sandbox cgroups of this server, want at least 2", len(ours))
 	}
 
 	s.stop()

@@ -302,7 +302,7 @@ func (c *creation) waitInit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runtime API listener: %w", err)
 	}
-	c.s.ln = ln
+	c.s.ln = newLimitListener(ln, c.d.cfg.MaxAPIConns)
 	return nil
 }
 

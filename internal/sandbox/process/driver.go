@@ -37,6 +37,9 @@ const (
 	DefaultEphemeralStorageMB = 512
 	// DefaultNoFile is the runtime's RLIMIT_NOFILE.
 	DefaultNoFile = 1024
+	// DefaultMaxAPIConns bounds the Runtime API connections the host
+	// serves per sandbox at a time (runtimes use one or two).
+	DefaultMaxAPIConns = 32
 	// RuntimeAPIPort is where the Runtime API listens inside a sandbox,
 	// on 127.0.0.1 as on Lambda.
 	RuntimeAPIPort = 9001
@@ -63,6 +66,10 @@ type Config struct {
 	// PidsMax and NoFile are per-sandbox limits.
 	PidsMax int
 	NoFile  int
+	// MaxAPIConns bounds the concurrent connections a sandbox may hold
+	// to its Runtime API (each costs the host a descriptor); more are
+	// closed as soon as they are accepted.
+	MaxAPIConns int
 	// Logger receives debug lines (per-step create timings) and errors.
 	Logger *slog.Logger
 }
@@ -89,6 +96,9 @@ func (c *Config) setDefaults() {
 	if c.NoFile == 0 {
 		c.NoFile = DefaultNoFile
 	}
+	if c.MaxAPIConns == 0 {
+		c.MaxAPIConns = DefaultMaxAPIConns
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -102,8 +112,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("process: StateDir %q must be an absolute path", c.StateDir)
 	case c.UID < 0 || c.GID < 0:
 		return errors.New("process: UID and GID must not be negative (0 picks the default)")
-	case c.PidsMax < 0 || c.NoFile < 0:
-		return errors.New("process: PidsMax and NoFile must not be negative")
+	case c.PidsMax < 0 || c.NoFile < 0 || c.MaxAPIConns < 0:
+		return errors.New("process: PidsMax, NoFile and MaxAPIConns must not be negative")
 	}
 	return nil
 }

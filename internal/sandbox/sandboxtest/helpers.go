@@ -73,13 +73,18 @@ func (s *suite) newID() string {
 }
 
 // api is a sandbox's Runtime API under test: /next returns token, probes
-// post their results to /test/report and /test/done.
+// post their results to /test/report and /test/done; /test/hold blocks
+// until its client goes away, counting how many are held at once.
 type api struct {
 	token   string
 	calls   atomic.Int64
 	reports chan []byte
 	done    chan struct{}
 	once    sync.Once
+
+	holdMu  sync.Mutex // guards held and maxHeld
+	held    int
+	maxHeld int
 }
 
 func newAPI() *api {
@@ -99,6 +104,18 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	case "/test/done":
 		a.once.Do(func() { close(a.done) })
+	case "/test/hold":
+		a.holdMu.Lock()
+		a.held++
+		a.maxHeld = max(a.maxHeld, a.held)
+		a.holdMu.Unlock()
+		select {
+		case <-r.Context().Done():
+		case <-time.After(time.Minute):
+		}
+		a.holdMu.Lock()
+		a.held--
+		a.holdMu.Unlock()
 	default:
 		http.NotFound(w, r)
 	}

@@ -11,8 +11,9 @@
 // private, the code runs unprivileged with a clean environment and only fds
 // 0-2, the memory limit OOM-kills (and Err wraps sandbox.ErrOutOfMemory), a
 // fork bomb is stopped, Destroy kills double-forked and setsid children,
-// SyncOutput keeps ordering, creates can run concurrently, and a failed
-// Create leaves nothing behind. The subtests run one after the other.
+// SyncOutput keeps ordering, creates can run concurrently, a failed
+// Create leaves nothing behind, and a sandbox cannot make the host serve
+// more than MaxRuntimeAPIConns connections at once. The subtests run one after the other.
 //
 // newDriver is called once per Run; it should t.Skip with a clear reason
 // when the host cannot run the driver (not root, no cgroups, no KVM...).
@@ -58,6 +59,7 @@ func Run(t *testing.T, newDriver func(t *testing.T) sandbox.Driver) {
 		{"RuntimeExitKillsOrphans", s.testRuntimeExit},
 		{"ConcurrentCreates", s.testConcurrent},
 		{"CreateFailureCleansUp", s.testCreateFailure},
+		{"RuntimeAPIConnectionLimit", s.testConnLimit},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, tc.f)
@@ -343,6 +345,33 @@ func (s *suite) testForkBomb(t *testing.T) {
 		t.Fatalf("fork bomb not stopped by a process limit: started %d of %d, last error %s", r.Started, tries, r.Err)
 	}
 	t.Logf("fork bomb stopped after %d processes: %s", r.Started, r.Err)
+	destroy(t, sb)
+}
+
+// MaxRuntimeAPIConns bounds the Runtime API connections (so descriptors
+// and goroutines of the host) one sandbox may hold at once.
+const MaxRuntimeAPIConns = 64
+
+// testConnLimit: a sandbox opening hundreds of Runtime API connections,
+// each with a request in flight, gets at most MaxRuntimeAPIConns served
+// at once, and the host is back to normal afterwards.
+func (s *suite) testConnLimit(t *testing.T) {
+	a, out := newAPI(), &output{}
+	spec := s.spec(a, out, "conns", "900")
+	spec.MemoryMB = 512
+	sb := s.create(t, spec)
+	b := waitReport(t, sb, a, out)
+	var r struct{ Opened int }
+	if err := json.Unmarshal(b, &r); err != nil {
+		t.Fatal(err)
+	}
+	a.holdMu.Lock()
+	maxHeld := a.maxHeld
+	a.holdMu.Unlock()
+	if maxHeld == 0 || maxHeld > MaxRuntimeAPIConns {
+		t.Errorf("the host served %d held Runtime API requests at once (probe connected %d times), want 1..%d", maxHeld, r.Opened, MaxRuntimeAPIConns)
+	}
+	t.Logf("probe connected %d times, the host served %d at once", r.Opened, maxHeld)
 	destroy(t, sb)
 }
 

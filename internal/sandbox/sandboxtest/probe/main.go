@@ -6,6 +6,9 @@
 //	probe get PATH                  GET $API/PATH, print "<status> <body>"
 //	probe alloc MB                  allocate and touch MB megabytes, then sleep
 //	probe fork N                    start up to N sleeping children, POST the count
+//	probe conns N                   open up to N connections to $API, each with
+//	                                a GET /test/hold in flight, hold them 1s,
+//	                                close them, POST {"opened": n}
 //	probe lines N                   write N numbered lines to stdout and stderr
 //	                                alternately, POST $API/test/done, then sleep
 package main
@@ -125,6 +128,24 @@ func main() {
 			}
 		}
 		b, _ := json.Marshal(map[string]any{"started": started, "err": result(ferr), "eagain": errors.Is(ferr, syscall.EAGAIN)})
+		post("/test/report", b)
+		time.Sleep(time.Hour)
+	case "conns":
+		n, _ := strconv.Atoi(arg(2))
+		var conns []net.Conn
+		for i := 0; i < n; i++ {
+			c, err := net.DialTimeout("tcp", os.Getenv("AWS_LAMBDA_RUNTIME_API"), 300*time.Millisecond)
+			if err != nil {
+				break
+			}
+			conns = append(conns, c)
+			fmt.Fprintf(c, "GET /test/hold HTTP/1.1\r\nHost: api\r\n\r\n")
+		}
+		time.Sleep(time.Second)
+		for _, c := range conns {
+			c.Close()
+		}
+		b, _ := json.Marshal(map[string]any{"opened": len(conns)})
 		post("/test/report", b)
 		time.Sleep(time.Hour)
 	case "lines":
