@@ -37,6 +37,23 @@ func (s *flintServer) stats(t *testing.T) stats {
 	return st
 }
 
+// settledStats polls the server's stats until two readings in a row agree
+// on goroutines and fds (closed connections take a moment to wind down).
+func (s *flintServer) settledStats(t *testing.T) stats {
+	t.Helper()
+	prev := s.stats(t)
+	for range 100 {
+		time.Sleep(20 * time.Millisecond)
+		cur := s.stats(t)
+		if cur.Goroutines == prev.Goroutines && cur.OpenFDs == prev.OpenFDs {
+			return cur
+		}
+		prev = cur
+	}
+	t.Fatalf("server stats did not settle: %+v", prev)
+	return prev
+}
+
 // maxOverlap is the largest number of [start, end) intervals that overlap.
 func maxOverlap(iv [][2]int64) int {
 	type ev struct {
@@ -93,8 +110,7 @@ func TestReservedConcurrencyBurst(t *testing.T) {
 	}
 	warm.Wait()
 	tr.CloseIdleConnections()
-	time.Sleep(100 * time.Millisecond) // let the server see the closes
-	base := s.stats(t)
+	base := s.settledStats(t)
 	if base.Sandboxes.Idle != 2 {
 		t.Fatalf("%d idle sandboxes after warming, want 2", base.Sandboxes.Idle)
 	}
