@@ -59,6 +59,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newLogsCmd(g),
 		newListCmd(g),
 		newDeleteCmd(g),
+		newBenchCmd(g),
 	)
 	return root
 }

@@ -1,0 +1,348 @@
+// Package bench is Flint's benchmark suite, `flint bench`: it measures a
+// Flint server (one it starts in this process, or one at an endpoint) on
+// warm invocations, cold starts, idle-sandbox density and asynchronous
+// invocations, optionally side by side with AWS's Lambda Runtime Interface
+// Emulator running the very same bootstrap, and reports a table and JSON.
+//
+// Every request is made with a plain net/http client posting to Lambda's
+// Invoke URL, for Flint and the peer alike, so the numbers are the
+// servers' and not an SDK's. The control plane (create, update, delete
+// function) goes through aws-sdk-go-v2 and is never timed.
+//
+// Scenarios run in the order warm, cold, density, async (async last: its
+// accept phase leaves a queue backlog behind).
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"slices"
+	"strings"
+	"time"
+)
+
+// Scenario names.
+const (
+	ScenarioWarm    = "warm"
+	ScenarioCold    = "cold"
+	ScenarioDensity = "density"
+	ScenarioAsync   = "async"
+)
+
+// Config configures one bench run.
+type Config struct {
+	// Endpoint is the Flint server to measure; "" starts one in this
+	// process (temp data dir, 127.0.0.1:0; needs root for sandboxes).
+	Endpoint string
+	// Peer is "" or "rie": also measure warm and cold on AWS's Lambda
+	// Runtime Interface Emulator running the same bootstrap.
+	Peer string
+	// Quick shrinks every count and duration left zero to a few-second
+	// smoke run.
+	Quick bool
+	// SeqN is the number of sequential warm invocations.
+	SeqN int
+	// Duration is how long each warm concurrency level runs.
+	Duration time.Duration
+	// ColdN is the number of cold starts per target.
+	ColdN int
+	// DensityN is the number of idle sandboxes the density scenario creates.
+	DensityN int
+	// AsyncDuration is how long the async accept phase runs; AsyncStartN
+	// is how many events the 202-to-start phase sends, one at a time.
+	AsyncDuration time.Duration
+	AsyncStartN   int
+	// MemoryMB is the memory size of the warm, cold and async functions
+	// (default 1769: one full vCPU, as Flint like Lambda gives CPU in
+	// proportion to memory and the emulator limits nothing). A server
+	// started elsewhere must offer 16 of them (--host-memory) for c16.
+	MemoryMB int32
+	// Scenarios to run (default all).
+	Scenarios []string
+	// CacheDir keeps the built bench function and the installed emulator
+	// (default $XDG_CACHE_HOME/flint-bench or /tmp/flint-bench).
+	CacheDir string
+	// ProfileDir, when set, receives a CPU, a mutex and a block profile
+	// per Flint scenario (warm.pprof, warm.mutex.pprof, warm.block.pprof,
+	// ...) of this process: with an in-process server that is the server
+	// (and the bench client, which is small). The block and mutex profiles
+	// are cumulative over the run.
+	ProfileDir string
+	// Progress receives one line per step (default io.Discard).
+	Progress io.Writer
+	// Logger receives the in-process server's warnings and errors.
+	Logger *slog.Logger
+	// Command is recorded in the report.
+	Command string
+
+	runID string
+}
+
+// Validate fills defaults and reports whether c is usable.
+func (c *Config) Validate() error {
+	if c.Peer != "" && c.Peer != "rie" {
+		return fmt.Errorf("bench: unknown peer %q (only \"rie\")", c.Peer)
+	}
+	def := func(v *int, quick, full int) {
+		if *v <= 0 {
+			*v = full
+			if c.Quick {
+				*v = quick
+			}
+		}
+	}
+	defD := func(v *time.Duration, quick, full time.Duration) {
+		if *v <= 0 {
+			*v = full
+			if c.Quick {
+				*v = quick
+			}
+		}
+	}
+	def(&c.SeqN, 30, 2000)
+	defD(&c.Duration, 300*time.Millisecond, 5*time.Second)
+	def(&c.ColdN, 3, 50)
+	def(&c.DensityN, 5, 200)
+	defD(&c.AsyncDuration, 300*time.Millisecond, 5*time.Second)
+	def(&c.AsyncStartN, 5, 200)
+	if c.MemoryMB <= 0 {
+		c.MemoryMB = fullVCPUMB
+	}
+	if len(c.Scenarios) == 0 {
+		c.Scenarios = []string{ScenarioWarm, ScenarioCold, ScenarioDensity, ScenarioAsync}
+	}
+	for _, s := range c.Scenarios {
+		switch s {
+		case ScenarioWarm, ScenarioCold, ScenarioDensity, ScenarioAsync:
+		default:
+			return fmt.Errorf("bench: unknown scenario %q", s)
+		}
+	}
+	if c.CacheDir == "" {
+		base := os.Getenv("XDG_CACHE_HOME")
+		if base == "" {
+			base = os.TempDir()
+		}
+		c.CacheDir = filepath.Join(base, "flint-bench")
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	if c.Endpoint == "" && os.Geteuid() != 0 {
+		return errors.New("bench: an in-process server needs root (sandboxes use namespaces and cgroups); run as root or pass --endpoint")
+	}
+	c.runID = fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
+	return nil
+}
+
+func (c *Config) fnName(scenario string) string { return "flint-bench-" + scenario + "-" + c.runID }
+
+func (c *Config) has(s string) bool { return slices.Contains(c.Scenarios, s) }
+
+func (c *Config) progress(format string, args ...any) {
+	fmt.Fprintf(c.Progress, "bench: "+format+"\n", args...)
+}
+
+// Run runs the configured scenarios and returns the report. A scenario
+// that fails is noted in the report and the run goes on; Run fails only
+// when the targets cannot be set up at all.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	rep := &Report{Date: time.Now().UTC().Format(time.RFC3339), Host: hostInfo()}
+	rep.Host.Command = cfg.Command
+	if err := os.MkdirAll(cfg.CacheDir, 0o755); err != nil {
+		return nil, err
+	}
+	cfg.progress("building the bench function")
+	bootstrap, err := buildFunction(ctx, cfg.CacheDir)
+	if err != nil {
+		return nil, err
+	}
+	zip, err := zipBootstrap(bootstrap)
+	if err != nil {
+		return nil, err
+	}
+
+	cfg.progress("starting flint")
+	ft, err := startFlint(ctx, &cfg, zip)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err := ft.close(context.WithoutCancel(ctx)); err != nil {
+			cfg.Logger.Warn("stopping flint", "err", err)
+		}
+	}()
+	target := "flint (in-process server, " + ft.base + ")"
+	if !ft.inProcess {
+		target = "flint at " + ft.base
+	}
+	rep.Flint = &Result{Target: target, Client: clientName}
+	if err := runFlint(ctx, &cfg, ft, rep.Flint); err != nil {
+		return nil, err
+	}
+	if ft.capture != nil {
+		rep.Flint.Notes = append(rep.Flint.Notes, ft.capture.repeated()...)
+	}
+
+	if cfg.Peer == "rie" {
+		rep.RIE = &Result{Target: "aws-lambda-rie (" + RIEModule + ")", Client: clientName}
+		if err := runRIE(ctx, &cfg, bootstrap, rep.RIE); err != nil {
+			rep.RIE.Notes = append(rep.RIE.Notes, "peer failed: "+err.Error())
+		}
+	}
+	rep.Host.LoadAfter = loadavg()
+	return rep, ctx.Err()
+}
+
+func runFlint(ctx context.Context, cfg *Config, ft *flintTarget, res *Result) error {
+	profile := func(name string, f func() error) {
+		if ctx.Err() != nil {
+			return
+		}
+		cfg.progress("flint: %s", name)
+		if cfg.ProfileDir != "" {
+			if err := os.MkdirAll(cfg.ProfileDir, 0o755); err == nil {
+				if pf, err := os.Create(filepath.Join(cfg.ProfileDir, name+".pprof")); err == nil {
+					if pprof.StartCPUProfile(pf) == nil {
+						defer func() { pprof.StopCPUProfile(); pf.Close() }()
+					} else {
+						pf.Close()
+					}
+				}
+				// Where goroutines wait (locks, channels) matters as much
+				// as CPU: creations that serialise show up here.
+				runtime.SetMutexProfileFraction(10)
+				runtime.SetBlockProfileRate(int(100 * time.Microsecond))
+				defer func() {
+					for _, kind := range []string{"mutex", "block"} {
+						if pf, err := os.Create(filepath.Join(cfg.ProfileDir, name+"."+kind+".pprof")); err == nil {
+							pprof.Lookup(kind).WriteTo(pf, 0)
+							pf.Close()
+						}
+					}
+					runtime.SetMutexProfileFraction(0)
+					runtime.SetBlockProfileRate(0)
+				}()
+			}
+		}
+		if err := f(); err != nil {
+			res.Notes = append(res.Notes, name+": "+err.Error())
+		}
+	}
+	if cfg.has(ScenarioWarm) {
+		profile(ScenarioWarm, func() error {
+			name := cfg.fnName("warm")
+			if err := ft.createFunction(ctx, name, cfg.MemoryMB); err != nil {
+				return err
+			}
+			defer ft.deleteFunction(context.WithoutCancel(ctx), name) // frees its sandboxes for what follows
+			var err error
+			res.Warm, err = runWarm(ctx, cfg, func(ctx context.Context, c int) (*invoker, func(), error) {
+				inv := &invoker{url: invokeURL(ft.base, name), hc: newHTTPClient(c)}
+				return inv, inv.hc.CloseIdleConnections, nil
+			})
+			if res.Warm != nil {
+				res.Warm.Mode = fmt.Sprintf("one function of %d MB; Flint runs one sandbox per concurrent invocation", cfg.MemoryMB)
+			}
+			return err
+		})
+	}
+	if cfg.has(ScenarioCold) {
+		profile(ScenarioCold, func() (err error) {
+			res.Cold, err = runFlintCold(ctx, cfg, ft)
+			return err
+		})
+	}
+	if cfg.has(ScenarioDensity) {
+		profile(ScenarioDensity, func() (err error) {
+			res.Density, err = runDensity(ctx, cfg, ft)
+			return err
+		})
+	}
+	if cfg.has(ScenarioAsync) {
+		profile(ScenarioAsync, func() (err error) {
+			res.Async, err = runAsync(ctx, cfg, ft)
+			return err
+		})
+	}
+	return ctx.Err()
+}
+
+func runRIE(ctx context.Context, cfg *Config, bootstrap string, res *Result) error {
+	cfg.progress("rie: installing the emulator if needed")
+	bin, err := ensureRIE(ctx, cfg.CacheDir)
+	if err != nil {
+		return err
+	}
+	taskDir := filepath.Join(cfg.CacheDir, "task")
+	if err := os.MkdirAll(taskDir, 0o755); err != nil {
+		return err
+	}
+	if err := copyFile(bootstrap, filepath.Join(taskDir, "bootstrap")); err != nil {
+		return err
+	}
+	r := &rie{bin: bin, bootstrap: bootstrap, taskDir: taskDir}
+	if cfg.has(ScenarioWarm) {
+		cfg.progress("rie: warm")
+		w, err := runWarm(ctx, cfg, r.warmTarget)
+		res.Warm = w
+		if w != nil {
+			w.Mode = "seq and c1: default mode; c4, c16: AWS_LAMBDA_MAX_CONCURRENCY=2×clients (one runtime process, that many /next pollers; with exactly clients it answers Runtime.Unavailable when a request beats a poller back)"
+		}
+		if err != nil {
+			res.Notes = append(res.Notes, "warm: "+err.Error())
+		}
+	}
+	if cfg.has(ScenarioCold) {
+		cfg.progress("rie: cold")
+		c, err := r.runCold(ctx, cfg.ColdN)
+		res.Cold = c
+		if err != nil {
+			res.Notes = append(res.Notes, "cold: "+err.Error())
+		}
+	}
+	return nil
+}
+
+func copyFile(src, dst string) error {
+	b, err := os.ReadFile(src)
+	if err != nil {
+		return err
+	}
+	tmp := dst + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o755); err != nil {
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// readStatusField reads one kB field of a /proc/<pid>/status file.
+func readStatusField(path, field string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, field); ok {
+			var kb int64
+			if _, err := fmt.Sscanf(strings.TrimSpace(rest), "%d", &kb); err != nil {
+				return 0, fmt.Errorf("%s %s: %w", path, field, err)
+			}
+			return kb, nil
+		}
+	}
+	return 0, fmt.Errorf("%s: no %s", path, field)
+}

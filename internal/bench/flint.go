@@ -1,0 +1,189 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/flintdev/flint/internal/server"
+)
+
+// flintTarget is the Flint server under test: one this bench started in
+// process, or one at an endpoint.
+type flintTarget struct {
+	base      string
+	inProcess bool
+	capture   *captureHandler // nil for an endpoint
+	lambda    *lambda.Client
+	zip       []byte
+	created   []string
+	stop      func() error
+}
+
+// startFlint starts an in-process server (endpoint "") or connects to the
+// one at endpoint.
+func startFlint(ctx context.Context, cfg *Config, zip []byte) (*flintTarget, error) {
+	t := &flintTarget{zip: zip, stop: func() error { return nil }}
+	if cfg.Endpoint != "" {
+		t.base = strings.TrimSuffix(cfg.Endpoint, "/")
+	} else {
+		dataDir, err := os.MkdirTemp("", "flint-bench-")
+		if err != nil {
+			return nil, err
+		}
+		t.inProcess = true
+		t.capture = newCaptureHandler(cfg.Logger.Handler(), minLevel(cfg.Logger.Handler()))
+		sctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+		ready := make(chan net.Addr, 1)
+		done := make(chan error, 1)
+		go func() {
+			done <- server.Run(sctx, server.Config{
+				Listen:       "127.0.0.1:0",
+				DataDir:      dataDir,
+				NATSPort:     -1,
+				HostMemoryMB: 1 << 20, // density is bounded by real memory, not reservations
+				MaxSandboxes: 100000,
+				Logger:       slog.New(t.capture),
+				Ready:        func(a net.Addr) { ready <- a },
+			})
+		}()
+		select {
+		case a := <-ready:
+			t.base = "http://" + a.String()
+		case err := <-done:
+			cancel()
+			os.RemoveAll(dataDir)
+			return nil, fmt.Errorf("start flint server: %w", err)
+		case <-time.After(60 * time.Second):
+			cancel()
+			return nil, errors.New("start flint server: not ready within 60s")
+		}
+		t.stop = func() error {
+			cancel()
+			var err error
+			select {
+			case err = <-done:
+			case <-time.After(90 * time.Second):
+				err = errors.New("flint server did not stop within 90s")
+			}
+			os.RemoveAll(dataDir)
+			return err
+		}
+	}
+	t.lambda = lambda.New(lambda.Options{
+		Region:           "us-east-1",
+		BaseEndpoint:     aws.String(t.base),
+		Credentials:      credentials.NewStaticCredentialsProvider("flint", "bench", ""),
+		RetryMaxAttempts: 1,
+	})
+	return t, nil
+}
+
+// minLevel is the lowest level h handles (Error if none lower).
+func minLevel(h slog.Handler) slog.Level {
+	for _, l := range []slog.Level{slog.LevelDebug, slog.LevelInfo, slog.LevelWarn} {
+		if h.Enabled(context.Background(), l) {
+			return l
+		}
+	}
+	return slog.LevelError
+}
+
+// close deletes the functions the bench created and stops an in-process
+// server.
+func (t *flintTarget) close(ctx context.Context) error {
+	for _, name := range t.created {
+		dctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		_, _ = t.lambda.DeleteFunction(dctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(name)})
+		cancel()
+	}
+	return t.stop()
+}
+
+// Memory sizes of the bench functions. Flint, like Lambda, gives a
+// sandbox CPU in proportion to its memory (1769 MB = one vCPU, 128 MB =
+// 7% of one, enforced by CFS quota: a 128 MB Go runtime stalls ~90 ms
+// whenever it spends its 7 ms per 100 ms period); the emulator limits
+// nothing, so the scenarios that compare speed default to one full vCPU.
+// Density uses the smallest common size: idle sandboxes use no CPU.
+const (
+	fullVCPUMB = 1769
+	smallMB    = 128
+)
+
+// createFunction creates the bench function under name with memMB of
+// memory and waits until it is Active.
+func (t *flintTarget) createFunction(ctx context.Context, name string, memMB int32) error {
+	_, err := t.lambda.CreateFunction(ctx, &lambda.CreateFunctionInput{
+		FunctionName: aws.String(name),
+		Runtime:      types.RuntimeProvidedal2023,
+		Handler:      aws.String("bootstrap"),
+		Role:         aws.String("arn:aws:iam::000000000000:role/flint-bench"),
+		Code:         &types.FunctionCode{ZipFile: t.zip},
+		MemorySize:   aws.Int32(memMB),
+		Timeout:      aws.Int32(120),
+	})
+	if err != nil {
+		return fmt.Errorf("create function %s: %w", name, err)
+	}
+	t.created = append(t.created, name)
+	return t.waitActive(ctx, name)
+}
+
+func (t *flintTarget) waitActive(ctx context.Context, name string) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, err := t.lambda.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String(name)})
+		if err != nil {
+			return fmt.Errorf("get function %s: %w", name, err)
+		}
+		if (out.State == "" || out.State == types.StateActive) &&
+			(out.LastUpdateStatus == "" || out.LastUpdateStatus == types.LastUpdateStatusSuccessful) {
+			return nil
+		}
+		if out.State == types.StateFailed || out.LastUpdateStatus == types.LastUpdateStatusFailed {
+			return fmt.Errorf("function %s: state %s, last update %s", name, out.State, out.LastUpdateStatus)
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("function %s not active within 60s (state %s)", name, out.State)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// touchConfig changes the function's configuration, which retires its
+// sandboxes: the next invocation is a cold start.
+func (t *flintTarget) touchConfig(ctx context.Context, name string, i int) error {
+	_, err := t.lambda.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
+		FunctionName: aws.String(name),
+		Environment:  &types.Environment{Variables: map[string]string{"BENCH_COLD": fmt.Sprint(i)}},
+	})
+	if err != nil {
+		return fmt.Errorf("update function %s: %w", name, err)
+	}
+	return t.waitActive(ctx, name)
+}
+
+func (t *flintTarget) deleteFunction(ctx context.Context, name string) error {
+	_, err := t.lambda.DeleteFunction(ctx, &lambda.DeleteFunctionInput{FunctionName: aws.String(name)})
+	if err != nil {
+		return fmt.Errorf("delete function %s: %w", name, err)
+	}
+	for i, n := range t.created {
+		if n == name {
+			t.created = append(t.created[:i], t.created[i+1:]...)
+			break
+		}
+	}
+	return nil
+}

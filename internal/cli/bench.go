@@ -1,0 +1,67 @@
+package cli
+
+import (
+	"log/slog"
+	"os"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/flintdev/flint/internal/bench"
+)
+
+func newBenchCmd(g *globals) *cobra.Command {
+	cfg := bench.Config{}
+	var jsonPath, scenarios, logLevel string
+	var useEndpoint bool
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Benchmark Flint (warm, cold, density, async), optionally against AWS's Runtime Interface Emulator",
+		Long: `bench starts a Flint server in this process (temp data dir, 127.0.0.1:0; needs root)
+or measures the one given with --endpoint, and prints a table. --peer rie runs the
+warm and cold scenarios against AWS's Lambda Runtime Interface Emulator with the very
+same bootstrap and prints the ratios. See docs/benchmarks.md.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var lvl slog.Level
+			if err := lvl.UnmarshalText([]byte(logLevel)); err != nil {
+				return err
+			}
+			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl}))
+			if useEndpoint || cmd.Flags().Changed("endpoint") {
+				cfg.Endpoint = g.endpoint
+			}
+			if scenarios != "" {
+				cfg.Scenarios = strings.Split(scenarios, ",")
+			}
+			cfg.Progress = cmd.ErrOrStderr()
+			cfg.Command = "flint " + strings.Join(os.Args[1:], " ")
+			rep, err := bench.Run(cmd.Context(), cfg)
+			if err != nil {
+				return err
+			}
+			rep.PrintTable(cmd.OutOrStdout())
+			if jsonPath != "" {
+				return rep.WriteJSON(jsonPath)
+			}
+			return nil
+		},
+	}
+	f := cmd.Flags()
+	f.BoolVar(&useEndpoint, "use-endpoint", false, "measure the server at --endpoint / $FLINT_ENDPOINT instead of starting one (implied by --endpoint)")
+	f.StringVar(&cfg.Peer, "peer", "", `also run warm and cold against a peer: "rie"`)
+	f.StringVar(&jsonPath, "json", "", "write the report as JSON to this file")
+	f.BoolVar(&cfg.Quick, "quick", false, "a smoke run of a few seconds (numbers are not meaningful)")
+	f.IntVar(&cfg.SeqN, "n", 0, "sequential warm invocations (default 2000; --quick 30)")
+	f.DurationVar(&cfg.Duration, "duration", 0, "duration of each warm concurrency level (default 5s; --quick 300ms)")
+	f.IntVar(&cfg.ColdN, "cold-n", 0, "cold starts per target (default 50; --quick 3)")
+	f.IntVar(&cfg.DensityN, "density-n", 0, "idle sandboxes the density scenario creates (default 200; --quick 5)")
+	f.DurationVar(&cfg.AsyncDuration, "async-duration", 0, "duration of the async accept phase (default 5s; --quick 300ms)")
+	f.IntVar(&cfg.AsyncStartN, "async-n", 0, "events timed from 202 to function start (default 200; --quick 5)")
+	f.Int32Var(&cfg.MemoryMB, "memory", 0, "memory (MB) of the warm, cold and async functions (default 1769: one vCPU)")
+	f.StringVar(&scenarios, "scenarios", "", "comma-separated subset of warm,cold,density,async (default all)")
+	f.StringVar(&cfg.CacheDir, "cache", "", "where the bench function and the emulator are built/installed (default $TMPDIR/flint-bench)")
+	f.StringVar(&cfg.ProfileDir, "profile", "", "write CPU, mutex and block profiles per flint scenario into this dir (in-process server)")
+	f.StringVar(&logLevel, "log-level", "warn", "level of the in-process server's logs on stderr")
+	return cmd
+}
