@@ -205,7 +205,9 @@ func (s *Sandbox) Invoke(ctx context.Context, req invocation.Request) (invocatio
 		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w", req.RequestID, s.id, ErrBusy)
 	}
 	defer s.invokeMu.Unlock()
-	if !s.Healthy() {
+	// A sandbox whose runtime died during init is reported by the cold
+	// invocation below (initFail), not refused here.
+	if s.invoked && !s.Healthy() {
 		s.kill("invoked while unhealthy") // frees its capacity; idempotent
 		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w", req.RequestID, s.id, ErrUnhealthy)
 	}

@@ -10,7 +10,8 @@
 // first sandbox.
 //
 // All types are safe for concurrent use: their state is immutable after
-// construction and every operation goes straight to the kernel's files.
+// construction, except the descriptors a Group keeps open for Stats (see
+// Group), and every operation goes straight to the kernel's files.
 package cgroup
 
 import (
@@ -20,6 +21,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 )
@@ -88,12 +90,6 @@ type Limits struct {
 	CPUMillis int64
 }
 
-// Stats is a cgroup's resource usage.
-type Stats struct {
-	MaxMemoryBytes uint64
-	OOMKills       uint64
-}
-
 // Manager creates the cgroups of sandboxes. Build it with New.
 type Manager struct {
 	cfg  Config
@@ -147,14 +143,19 @@ func (m *Manager) Version() Version {
 	return V1
 }
 
-// Create makes the cgroup(s) of sandbox id and applies lim. On error nothing
-// is left behind.
+// Create makes the cgroup(s) of sandbox id and applies lim, and opens the
+// files Group.Stats reads (two descriptors, closed by Group.Destroy). On
+// error nothing is left behind.
 func (m *Manager) Create(id string, lim Limits) (*Group, error) {
 	if !validName(id) {
 		return nil, fmt.Errorf("cgroup: invalid id %q", id)
 	}
 	g, err := m.impl.create(id, lim)
 	if err != nil {
+		return nil, fmt.Errorf("cgroup %s: %w", id, err)
+	}
+	if err := g.openStatFiles(); err != nil {
+		_ = g.Destroy(time.Now().Add(time.Second))
 		return nil, fmt.Errorf("cgroup %s: %w", id, err)
 	}
 	return g, nil
@@ -201,6 +202,14 @@ type Group struct {
 	memDir string
 	// cpuDir holds the cpu controller files.
 	cpuDir string
+
+	// mu guards files: Stats holds it while it reads through them (and
+	// their shared buffer), Destroy while it closes them.
+	mu sync.Mutex
+	// files are the descriptors Stats reads through; nil for a Group not
+	// made by Create (RemoveStale's) and after Destroy, when Stats reads
+	// the files by path.
+	files *statFiles
 }
 
 // SetCPU sets the CPU bandwidth in thousandths of one CPU (1000 = one full
@@ -267,32 +276,6 @@ func (g *Group) ResetPeak() error {
 	return nil
 }
 
-// Stats reads peak memory use and the OOM kill count.
-func (g *Group) Stats() (Stats, error) {
-	var st Stats
-	var err error
-	if g.version == V2 {
-		st.MaxMemoryBytes, err = readUint(filepath.Join(g.memDir, "memory.peak"))
-		if errors.Is(err, os.ErrNotExist) { // kernels before 5.19
-			st.MaxMemoryBytes, err = readUint(filepath.Join(g.memDir, "memory.current"))
-		}
-		if err != nil {
-			return st, fmt.Errorf("cgroup %s: %w", g.id, err)
-		}
-		st.OOMKills, err = readKey(filepath.Join(g.memDir, "memory.events"), "oom_kill")
-	} else {
-		st.MaxMemoryBytes, err = readUint(filepath.Join(g.memDir, "memory.max_usage_in_bytes"))
-		if err != nil {
-			return st, fmt.Errorf("cgroup %s: %w", g.id, err)
-		}
-		st.OOMKills, err = readKey(filepath.Join(g.memDir, "memory.oom_control"), "oom_kill")
-	}
-	if err != nil {
-		return st, fmt.Errorf("cgroup %s: %w", g.id, err)
-	}
-	return st, nil
-}
-
 // Kill SIGKILLs every process in the group until it is empty or deadline
 // passes. On v2 it uses cgroup.kill when the kernel has it; on v1 it sends
 // SIGKILL to every member round after round, so that children forked
@@ -340,8 +323,12 @@ func (g *Group) waitEmpty(deadline time.Time) error {
 }
 
 // Destroy kills every member and removes the group's directories. It is
-// idempotent: directories already gone are not an error.
+// idempotent: directories already gone are not an error. It first closes
+// the descriptors Create opened for Stats, whatever else happens, so no
+// descriptor outlives a Destroy call (Stats still works, by path, until the
+// directories are gone).
 func (g *Group) Destroy(deadline time.Time) error {
+	g.closeStatFiles()
 	if err := g.Kill(deadline); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
@@ -384,47 +371,4 @@ func writeFile(path, value string) error {
 		err = cerr
 	}
 	return err
-}
-
-func readUint(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "max" {
-		return ^uint64(0), nil
-	}
-	v, err := strconv.ParseUint(s, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("parse %s: %w", path, err)
-	}
-	return v, nil
-}
-
-// readKey reads the value of key from a flat-keyed file ("key value" lines).
-// A missing key reads as 0 (older kernels lack some counters).
-func readKey(path, key string) (uint64, error) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return 0, err
-	}
-	return ParseKey(string(b), key)
-}
-
-// ParseKey returns the value of key in the contents of a flat-keyed cgroup
-// file such as memory.events ("key value" per line). A missing key is 0.
-func ParseKey(contents, key string) (uint64, error) {
-	for line := range strings.Lines(contents) {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), " ")
-		if !ok || k != key {
-			continue
-		}
-		n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-		if err != nil {
-			return 0, fmt.Errorf("parse %s: %w", key, err)
-		}
-		return n, nil
-	}
-	return 0, nil
 }
