@@ -72,9 +72,20 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
-	if c.driver, err = process.New(process.Config{StateDir: filepath.Join(data, "sandboxes"), Logger: log.With("component", "sandbox")}); err != nil {
+	if c.driver, err = process.New(process.Config{
+		StateDir: filepath.Join(data, "sandboxes"),
+		Egress:   cfg.SandboxEgress,
+		Logger:   log.With("component", "sandbox"),
+	}); err != nil {
 		return nil, fmt.Errorf("server: sandbox driver: %w", err)
 	}
+	// Runs after the worker and the manager destroyed every sandbox:
+	// removes the egress firewall table.
+	c.onClose(func(ctx context.Context) {
+		if err := c.driver.Close(ctx); err != nil {
+			log.Error("closing the sandbox driver", "err", err)
+		}
+	})
 
 	hostID, err := os.Hostname()
 	if err != nil || hostID == "" {

@@ -19,6 +19,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/flintdev/flint/internal/sandbox/process"
 )
 
 // Config configures an all-in-one server.
@@ -42,6 +44,10 @@ type Config struct {
 	// Async tunes the asynchronous invocation service; zero values take
 	// asyncq's defaults (Lambda's retry schedule).
 	Async AsyncConfig
+	// SandboxEgress, when set, gives every sandbox outbound network
+	// access (veth + NAT, still refusing the host, link-local and private
+	// addresses and other sandboxes); nil: sandboxes have only loopback.
+	SandboxEgress *process.EgressConfig
 }
 
 // AsyncConfig is the part of asyncq.Config an operator (or a test) may

@@ -36,7 +36,7 @@ type Event struct {
 	MaxPid  int      `json:"maxPid"`  // kill pids 1..MaxPid
 	Secret  string   `json:"secret"`  // what to write (secret-write) or look for (hunt)
 	MB      int      `json:"mb"`      // membomb, fill-tmp
-	N       int      `json:"n"`       // forkbomb
+	N       int      `json:"n"`       // forkbomb; listen: the port
 	Ms      int      `json:"ms"`      // cpu
 	Nonce   string   `json:"nonce"`   // spin: marks the spinners' argv
 	Content string   `json:"content"` // tmp-write
@@ -218,6 +218,8 @@ func handle(ctx context.Context, ev Event) (*Reply, error) {
 		cpu(r, ev.Ms)
 	case "masks":
 		masks(r)
+	case "listen":
+		listenAll(r, ev.N)
 	default:
 		return nil, fmt.Errorf("unknown action %q", ev.Action)
 	}

@@ -52,6 +52,7 @@ type creation struct {
 //	cgroup       create the cgroup(s) and set the limits
 //	channels     control socketpair and output pipe
 //	start        clone the init into new namespaces (re-exec of InitPath)
+//	network      (egress only) veth pair into the init's network namespace
 //	send-config  hand the init its nsinit.Config
 //	cgroup-add   move the init into the cgroup(s) (it works meanwhile;
 //	             doing this in the background gains nothing: the kernel
@@ -77,6 +78,7 @@ func (d *Driver) create(ctx context.Context, spec *sandbox.Spec) (*Sandbox, erro
 		{"cgroup", c.cgroup},
 		{"channels", c.channels},
 		{"start", c.start},
+		{"network", c.network},
 		{"send-config", c.sendConfig},
 		{"cgroup-add", c.cgroupAdd},
 		{"wait-init", c.waitInit},
@@ -86,6 +88,9 @@ func (d *Driver) create(ctx context.Context, spec *sandbox.Spec) (*Sandbox, erro
 		{"reset-peak", c.resetPeak},
 	}
 	for _, st := range steps {
+		if st.name == "network" && d.egress == nil {
+			continue
+		}
 		t0 := time.Now()
 		err := ctx.Err()
 		if err == nil {
@@ -188,8 +193,24 @@ func (c *creation) start(context.Context) error {
 	return nil
 }
 
+// network gives the sandbox its egress link; the init (still waiting for
+// its config) configures the sandbox's end.
+func (c *creation) network(ctx context.Context) error {
+	l, err := c.d.egress.attach(ctx, c.s.cmd.Process.Pid)
+	if err != nil {
+		return err
+	}
+	c.s.link = l
+	return nil
+}
+
 func (c *creation) sendConfig(context.Context) error {
-	b, err := json.Marshal(c.d.initConfig(c.spec))
+	cfg := c.d.initConfig(c.spec)
+	if c.s.link != nil {
+		n := c.s.link.net
+		cfg.Net = &n
+	}
+	b, err := json.Marshal(cfg)
 	if err != nil {
 		return err
 	}

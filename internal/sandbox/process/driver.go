@@ -70,6 +70,13 @@ type Config struct {
 	// to its Runtime API (each costs the host a descriptor); more are
 	// closed as soon as they are accepted.
 	MaxAPIConns int
+	// Egress, when set, gives every sandbox outbound network access
+	// through a veth pair and NAT, still refusing the host, link-local
+	// and private addresses and other sandboxes (see EgressConfig). Nil
+	// (the default): a sandbox's network namespace has only loopback.
+	// A driver with egress must be closed (Close removes its nftables
+	// table).
+	Egress *EgressConfig
 	// Logger receives debug lines (per-step create timings) and errors.
 	Logger *slog.Logger
 }
@@ -115,6 +122,9 @@ func (c Config) Validate() error {
 	case c.PidsMax < 0 || c.NoFile < 0 || c.MaxAPIConns < 0:
 		return errors.New("process: PidsMax, NoFile and MaxAPIConns must not be negative")
 	}
+	if c.Egress != nil {
+		return c.Egress.validate()
+	}
 	return nil
 }
 
@@ -129,6 +139,7 @@ type Driver struct {
 	etcBinds []string
 	etc      map[string]string
 	rootDir  string
+	egress   *egress // nil without Config.Egress
 }
 
 var _ sandbox.Driver = (*Driver)(nil)
@@ -166,6 +177,14 @@ func New(cfg Config) (*Driver, error) {
 		cfg: cfg, cgroups: cg, seccomp: prog, host: host, etcBinds: etcBinds,
 		etc: etcFiles(cfg.UID, cfg.GID), rootDir: root,
 	}
+	if cfg.Egress != nil {
+		if d.egress, err = startEgress(*cfg.Egress, cfg.Logger); err != nil {
+			return nil, fmt.Errorf("process: %w", err)
+		}
+		if rc := cfg.Egress.resolvConf(); rc != "" {
+			d.etc["resolv.conf"] = rc
+		}
+	}
 	cfg.Logger.Debug("process sandbox driver ready", "cgroup", cg.Version().String(), "state_dir", cfg.StateDir)
 	return d, nil
 }
@@ -184,6 +203,17 @@ func (d *Driver) RemoveStale(ctx context.Context) (int, error) {
 		return n, fmt.Errorf("process: remove stale sandboxes: %w", err)
 	}
 	return n, nil
+}
+
+// Close releases what the driver holds on the host beyond its sandboxes:
+// with egress, the nftables table. Destroy the sandboxes first: the links
+// of any still alive are deleted before the table goes (they lose their
+// network rather than their filter). Without egress it does nothing.
+func (d *Driver) Close(ctx context.Context) error {
+	if d.egress == nil {
+		return nil
+	}
+	return d.egress.close(ctx)
 }
 
 // Name implements sandbox.Driver.

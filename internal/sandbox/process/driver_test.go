@@ -246,11 +246,12 @@ func BenchmarkCreate(b *testing.B) {
 	b.Run("initbin", func(b *testing.B) { benchCreate(b, buildInitBin(b)) })
 }
 
-func benchCreate(b *testing.B, initPath string) {
-	d := newDriver(b, func(c *process.Config) {
+func benchCreate(b *testing.B, initPath string, mutate ...func(*process.Config)) {
+	d := newDriver(b, append([]func(*process.Config){func(c *process.Config) {
 		c.CgroupParent = testParent
 		c.InitPath = initPath
-	})
+	}}, mutate...)...)
+	b.Cleanup(func() { d.Close(context.Background()) })
 	sp := spec(b, "", "/bin/sleep", "600")
 	sp.MemoryMB = 128
 	var lat []time.Duration

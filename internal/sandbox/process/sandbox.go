@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/exec"
 	"sync"
@@ -55,6 +56,7 @@ type Sandbox struct {
 	out     *outputCopier
 	ln      net.Listener
 	srv     *http.Server
+	link    *link // egress veth pair, nil without egress
 	timings []Step
 
 	done chan struct{} // closed by wait once the init process is reaped
@@ -238,6 +240,10 @@ func (s *Sandbox) teardown() {
 	} else if s.ln != nil {
 		s.ln.Close()
 	}
+	if s.link != nil {
+		// The veth pair goes with the network namespace.
+		s.link.release()
+	}
 	if s.group != nil {
 		if st, err := s.group.Stats(); err == nil {
 			s.mu.Lock()
@@ -260,4 +266,13 @@ func (s *Sandbox) teardown() {
 		s.destroyErr = fmt.Errorf("destroy sandbox %s: %w", s.id, errors.Join(errs...))
 		s.log.Error("sandbox teardown incomplete", "err", s.destroyErr)
 	}
+}
+
+// EgressAddr is the sandbox's address on its egress link, and the host
+// end's (its gateway); ok is false without egress.
+func (s *Sandbox) EgressAddr() (addr, gateway netip.Addr, ok bool) {
+	if s.link == nil {
+		return netip.Addr{}, netip.Addr{}, false
+	}
+	return netip.AddrFrom4(s.link.net.Addr), netip.AddrFrom4(s.link.net.Gateway), true
 }

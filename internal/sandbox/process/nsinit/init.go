@@ -111,6 +111,14 @@ func (r *runner) setup() (int, error) {
 		{"hostname", func() error { return unix.Sethostname([]byte(r.cfg.Hostname)) }},
 		{"loopback", loopbackUp},
 	}
+	if r.cfg.Net != nil {
+		// First, while /proc is still the host's writable procfs (its
+		// sys/net is this network namespace's): IPv6 is switched off here.
+		steps = append([]struct {
+			name string
+			f    func() error
+		}{{"network", func() error { return setupNet(r.cfg.Net) }}}, steps...)
+	}
 	for _, s := range steps {
 		if err := r.run(s.name, s.f); err != nil {
 			return -1, err

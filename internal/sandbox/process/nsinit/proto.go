@@ -67,6 +67,9 @@ type Config struct {
 	ListenPort int
 	// Seccomp is the classic BPF program installed right before execve.
 	Seccomp []unix.SockFilter
+	// Net, when set, configures the interface the host moved into the
+	// sandbox for outbound traffic (egress mode); nil leaves only lo.
+	Net *Net `json:",omitempty"`
 }
 
 // HostPath is one top-level path of the host file system.
