@@ -57,6 +57,12 @@ func (s *Store) GetAlias(ctx context.Context, account, function, alias string) (
 	if !validKeyPart(account) || !validKeyPart(function) || !validKeyPart(alias) {
 		return nil, s.aliasNotFound(account, function, alias)
 	}
+	if e, ok := s.cache.lookup(cacheKey{account: account, name: function, alias: true, q: alias}); ok {
+		if e.alias == nil {
+			return nil, s.aliasNotFound(account, function, alias)
+		}
+		return e.alias.clone(), nil
+	}
 	e, err := s.kv.Get(ctx, aliasKey(account, function, alias))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, s.aliasNotFound(account, function, alias)
@@ -86,13 +92,15 @@ func (s *Store) CreateAlias(ctx context.Context, a *Alias) error {
 	if err != nil {
 		return fmt.Errorf("metadata: encode alias %s: %w", a.ARN(), err)
 	}
-	rev, err := s.kv.Create(ctx, aliasKey(a.Account, a.FunctionName, a.Name), data)
+	key := aliasKey(a.Account, a.FunctionName, a.Name)
+	rev, err := s.kv.Create(ctx, key, data)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return lambdaerr.New(lambdaerr.ResourceConflict, "Alias already exists: %s", a.ARN())
 	}
 	if err != nil {
 		return fmt.Errorf("metadata: create alias %s: %w", a.ARN(), err)
 	}
+	s.remember(key, rev, data)
 	a.KVRevision = rev
 	return nil
 }
@@ -116,11 +124,17 @@ func (s *Store) ModifyAlias(ctx context.Context, account, function, alias string
 		}
 		rev, err := s.kv.Update(ctx, key, data, a.KVRevision)
 		if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
+			// Possibly read from a cache the watch had not yet brought
+			// up to date: bring it, so the retry reads the current value.
+			if cur, gerr := s.kv.Get(ctx, key); gerr == nil {
+				s.rememberEntry(cur)
+			}
 			continue
 		}
 		if err != nil {
 			return nil, fmt.Errorf("metadata: update alias %s: %w", a.ARN(), err)
 		}
+		s.remember(key, rev, data)
 		a.KVRevision = rev
 		return a, nil
 	}
@@ -134,9 +148,11 @@ func (s *Store) DeleteAlias(ctx context.Context, account, function, alias string
 	if _, err := s.GetAlias(ctx, account, function, alias); err != nil {
 		return err
 	}
-	if err := s.kv.Purge(ctx, aliasKey(account, function, alias)); err != nil {
+	key := aliasKey(account, function, alias)
+	if err := s.kv.Purge(ctx, key); err != nil {
 		return fmt.Errorf("metadata: delete alias %s: %w", s.arn(account, function, alias), err)
 	}
+	s.forget(ctx, key)
 	return nil
 }
 

@@ -12,6 +12,10 @@
 //
 // Function names match [a-zA-Z0-9-_]{1,64} and accounts are 12 digits, so
 // neither contains the '.' separator.
+//
+// Version and alias reads are served from a read cache kept current by a
+// watch of the bucket (cache.go explains the consistency rules, watch.go
+// the watch's lifecycle).
 package metadata
 
 import (
@@ -19,6 +23,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sort"
 	"strings"
 
@@ -37,9 +42,24 @@ const maxModifyAttempts = 16
 // storage, history 1). It is safe for concurrent use, also from several
 // processes sharing the bucket: writes are conditional on the revision that
 // was read, so concurrent updates never silently overwrite one another.
+//
+// Reads of function versions and aliases (Get, GetAlias, Resolve and the
+// listings built on them) are answered from an in-memory cache kept
+// current by a KV watch (cache.go, watch.go): a write of this process is
+// visible to its reads as soon as the write returns; a write of another
+// process sharing the bucket once the watch delivers it (normally well
+// under a millisecond later). Until the watch has replayed the bucket, and
+// whenever it is known to be broken, reads go to the KV. Every returned
+// value is the caller's own copy. Close stops the watch.
 type Store struct {
 	kv     jetstream.KeyValue
 	region string
+	log    *slog.Logger
+
+	cache *cache
+	// watch is nil when the store was built without one (tests, or a
+	// JetStream without a NATS connection): then every read goes to the KV.
+	watch *watcher
 }
 
 // Option configures a Store.
@@ -50,12 +70,30 @@ type Option func(*Store)
 // its own Region.
 func WithRegion(region string) Option { return func(s *Store) { s.region = region } }
 
-// NewStore opens (creating when missing) the function bucket.
+// WithLogger sets where the store reports problems of its bucket watch
+// (default: slog.Default()).
+func WithLogger(log *slog.Logger) Option { return func(s *Store) { s.log = log } }
+
+// NewStore opens (creating when missing) the function bucket and starts
+// the watch that keeps the read cache current; it does not wait for the
+// watch's replay (reads go to the KV meanwhile). ctx covers opening the
+// bucket only. Call Close when done with the store.
 func NewStore(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
+	s, err := newStore(ctx, js, opts...)
+	if err != nil {
+		return nil, err
+	}
+	s.startWatch(js)
+	return s, nil
+}
+
+// newStore opens the bucket without starting the watch: until startWatch,
+// every read goes to the KV.
+func newStore(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Store, error) {
 	if js == nil {
 		return nil, errors.New("metadata: nil JetStream")
 	}
-	s := &Store{region: "us-east-1"}
+	s := &Store{region: "us-east-1", cache: newCache()}
 	for _, o := range opts {
 		o(s)
 	}
@@ -69,7 +107,61 @@ func NewStore(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Sto
 		return nil, fmt.Errorf("metadata: open bucket %s: %w", DefaultBucket, err)
 	}
 	s.kv = kv
+	if s.log == nil {
+		s.log = slog.Default()
+	}
 	return s, nil
+}
+
+// startWatch starts the watch keeping the cache current. Called once.
+func (s *Store) startWatch(js jetstream.JetStream) {
+	if nc := js.Conn(); nc != nil {
+		s.watch = startWatcher(s.kv, nc, s.cache, s.log)
+	}
+}
+
+// Close stops the bucket watch and waits (until ctx ends) for it to end.
+// The store stays usable: every read then goes to the KV. Close may be
+// called more than once; it returns ctx.Err() if ctx ended first.
+func (s *Store) Close(ctx context.Context) error {
+	if s.watch == nil {
+		s.cache.setCurrent(false)
+		return nil
+	}
+	return s.watch.stop(ctx)
+}
+
+// remember writes through to the cache what this process just stored
+// under key at revision rev.
+func (s *Store) remember(key string, rev uint64, data []byte) {
+	s.cache.applyKV(key, jetstream.KeyValuePut, rev, data)
+}
+
+// rememberEntry writes through an entry just read from the KV.
+func (s *Store) rememberEntry(e jetstream.KeyValueEntry) {
+	s.cache.applyKV(e.Key(), e.Operation(), e.Revision(), e.Value())
+}
+
+// forget records in the cache that this process just deleted or purged
+// key. A purge does not return its revision, which the cache needs so the
+// watch cannot later bring back an older value; the key's history (just
+// the purge marker, or a newer write) gives it. If that fails the cache
+// is dropped and replayed, rather than left possibly stale.
+func (s *Store) forget(ctx context.Context, key string) {
+	if _, ok := parseCacheKey(key); !ok {
+		return
+	}
+	h, err := s.kv.History(ctx, key)
+	if err == nil && len(h) > 0 {
+		s.rememberEntry(h[len(h)-1])
+		return
+	}
+	if s.watch != nil {
+		s.log.Warn("metadata: cannot read back a deleted key; replaying the cache", "key", key, "error", err)
+		s.watch.requestResync()
+	} else {
+		s.cache.setCurrent(false)
+	}
 }
 
 // versionKey is the key of one version of a function.
@@ -122,6 +214,19 @@ func (s *Store) Get(ctx context.Context, account, name, version string) (*Functi
 	if err := s.checkKey(account, name, version); err != nil {
 		return nil, err
 	}
+	if k, ok := versionCacheKey(account, name, version); ok {
+		if e, ok := s.cache.lookup(k); ok {
+			if e.fn == nil {
+				return nil, s.notFound(account, name, version)
+			}
+			return e.fn.clone(), nil
+		}
+	}
+	return s.getKV(ctx, account, name, version)
+}
+
+// getKV is Get without the cache: one KV get and a JSON decode.
+func (s *Store) getKV(ctx context.Context, account, name, version string) (*Function, error) {
 	e, err := s.kv.Get(ctx, versionKey(account, name, version))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, s.notFound(account, name, version)
@@ -152,13 +257,15 @@ func (s *Store) Create(ctx context.Context, f *Function) error {
 	if err != nil {
 		return fmt.Errorf("metadata: encode %s: %w", f.ARN(), err)
 	}
-	rev, err := s.kv.Create(ctx, versionKey(f.Account, f.Name, f.Version), data)
+	key := versionKey(f.Account, f.Name, f.Version)
+	rev, err := s.kv.Create(ctx, key, data)
 	if errors.Is(err, jetstream.ErrKeyExists) {
 		return lambdaerr.New(lambdaerr.ResourceConflict, "Function already exist: %s", f.Name)
 	}
 	if err != nil {
 		return fmt.Errorf("metadata: create %s: %w", f.ARN(), err)
 	}
+	s.remember(key, rev, data)
 	f.KVRevision = rev
 	return nil
 }
@@ -183,8 +290,14 @@ func (s *Store) Update(ctx context.Context, f *Function) error {
 	rev, err := s.kv.Update(ctx, key, data, f.KVRevision)
 	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) || errors.Is(err, jetstream.ErrKeyExists) {
 		// Distinguish "deleted meanwhile" from "changed meanwhile".
-		if _, gerr := s.kv.Get(ctx, key); errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted) {
+		cur, gerr := s.kv.Get(ctx, key)
+		if errors.Is(gerr, jetstream.ErrKeyNotFound) || errors.Is(gerr, jetstream.ErrKeyDeleted) {
 			return s.notFound(f.Account, f.Name, f.Version)
+		}
+		if gerr == nil {
+			// The value was read from a cache the watch had not yet
+			// brought up to date: bring it, so a retry reads this one.
+			s.rememberEntry(cur)
 		}
 		return &conflictError{lambdaerr.New(lambdaerr.ResourceConflict,
 			"The operation cannot be performed at this time. An update is in progress for resource: %s", f.ARN())}
@@ -192,6 +305,7 @@ func (s *Store) Update(ctx context.Context, f *Function) error {
 	if err != nil {
 		return fmt.Errorf("metadata: update %s: %w", f.ARN(), err)
 	}
+	s.remember(key, rev, data)
 	f.KVRevision = rev
 	return nil
 }
@@ -253,10 +367,12 @@ func (s *Store) Delete(ctx context.Context, account, name string) error {
 		if err := s.kv.Purge(ctx, k); err != nil {
 			return fmt.Errorf("metadata: delete %s: %w", k, err)
 		}
+		s.forget(ctx, k)
 	}
 	if err := s.kv.Purge(ctx, latest); err != nil {
 		return fmt.Errorf("metadata: delete %s: %w", latest, err)
 	}
+	s.forget(ctx, latest)
 	return nil
 }
 

@@ -165,9 +165,11 @@ func (s *Store) DeleteVersion(ctx context.Context, account, name, version string
 	if _, err := s.Get(ctx, account, name, version); err != nil {
 		return err
 	}
-	if err := s.kv.Purge(ctx, versionKey(account, name, version)); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+	key := versionKey(account, name, version)
+	if err := s.kv.Purge(ctx, key); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		return fmt.Errorf("metadata: delete %s: %w", s.arn(account, name, version), err)
 	}
+	s.forget(ctx, key)
 	return nil
 }
 

@@ -58,9 +58,10 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose(func(context.Context) { c.bb.Close() })
 	js := c.bb.JetStream()
 
-	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region)); err != nil {
+	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
 		return nil, fmt.Errorf("server: metadata: %w", err)
 	}
+	c.onClose(func(ctx context.Context) { c.functions.Close(ctx) })
 	if c.code, err = codestore.New(codestore.Config{JS: js, Logger: log.With("component", "codestore")}); err != nil {
 		return nil, fmt.Errorf("server: code store: %w", err)
 	}
