@@ -3,11 +3,16 @@
 // function in a JetStream stream with bounded retention, and reads it back
 // for `flint logs FUNCTION [--follow]`.
 //
-// One invocation is one message on the subject
-// flint.logs.<account>.<function>, carrying the request ID in a header and
-// stamped by the server with the time it was stored. Retention is the
-// stream's: entries older than MaxAge, beyond MaxMsgsPerSubject per
-// function, or beyond MaxBytes in total are discarded oldest first.
+// Entries are group-committed: Append queues an entry in memory and a
+// writer goroutine publishes what has gathered, after at most BatchDelay,
+// as one message per function on the subject
+// flint.logs.<account>.<function>. Each message therefore costs the
+// backbone one (fsynced) write however many invocations it carries. A
+// message is a batch of entries, each with its request ID and the time it
+// was appended (batch.go has the format); messages written before
+// batching hold one entry and are still read. Retention is the stream's:
+// messages older than MaxAge, beyond MaxMsgsPerSubject per function, or
+// beyond MaxBytes in total are discarded oldest first.
 package logstore
 
 import (
@@ -16,6 +21,7 @@ import (
 	"fmt"
 	"log/slog"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -28,18 +34,35 @@ const (
 	DefaultStream            = "FLINT_LOGS"
 	DefaultMaxAge            = 7 * 24 * time.Hour
 	DefaultMaxBytes          = 1 << 30 // 1 GiB, all functions together
-	DefaultMaxMsgsPerSubject = 10000   // invocations kept per function
+	DefaultMaxMsgsPerSubject = 10000   // messages (batches) kept per function
 	DefaultMaxEntryBytes     = 256 << 10
-	DefaultMaxPending        = 4096
+	DefaultMaxPending        = 16384    // entries queued or in flight
+	DefaultMaxPendingBytes   = 64 << 20 // their bytes
+	DefaultBatchDelay        = 5 * time.Millisecond
 	DefaultStallWait         = 200 * time.Millisecond
 	DefaultReadIdle          = 5 * time.Second
 )
 
-// HeaderRequestID is the message header holding an entry's request ID.
+// HeaderRequestID is the message header holding the request ID of an
+// old-format (single-entry) message.
 const HeaderRequestID = "Flint-Request-Id"
 
 // subjectPrefix is followed by <account>.<function>.
 const subjectPrefix = "flint.logs."
+
+// Publisher limits of the writer goroutine.
+const (
+	maxBatchesInFlight = 64               // published, not yet acknowledged
+	writerStallWait    = 10 * time.Second // then the batch is dropped
+	ackTimeout         = 30 * time.Second // an unanswered batch counts as dropped
+)
+
+// ErrStalled is wrapped by Append's error when an entry is dropped because
+// MaxPending entries (or MaxPendingBytes) were outstanding for StallWait.
+var ErrStalled = errors.New("logstore: append stalled, entry dropped")
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("logstore: store closed")
 
 // Config configures a Store. Zero fields take the defaults above.
 type Config struct {
@@ -51,21 +74,34 @@ type Config struct {
 	MaxAge time.Duration
 	// MaxBytes bounds the whole stream (all functions).
 	MaxBytes int64
-	// MaxMsgsPerSubject bounds the entries kept per function.
+	// MaxMsgsPerSubject bounds the messages kept per function. A message
+	// is a batch of one or more entries (many under load), so at least
+	// this many entries are kept, unless MaxAge or MaxBytes remove them.
 	MaxMsgsPerSubject int64
 	// MaxEntryBytes bounds one entry; a longer log keeps its head and its
 	// tail (where the END and REPORT lines are) around a truncation marker.
-	// It must stay below the server's max payload (1 MiB by default).
+	// A batch message is at most MaxEntryBytes plus 2 KiB, which must stay
+	// below the server's max payload (1 MiB by default).
 	MaxEntryBytes int
-	// MaxPending bounds appends sent but not yet acknowledged.
+	// MaxPending bounds the entries appended but not yet acknowledged by
+	// the server (queued for the writer or in flight).
 	MaxPending int
-	// StallWait is the longest Append blocks when MaxPending appends are
-	// outstanding; after it the entry is dropped with an error.
+	// MaxPendingBytes bounds the bytes of those entries.
+	MaxPendingBytes int
+	// BatchDelay is how long the writer lets entries gather after the
+	// first one arrives before publishing them (Flush and full batches
+	// do not wait). Negative: publish at once.
+	BatchDelay time.Duration
+	// StallWait is the longest Append blocks when MaxPending entries (or
+	// MaxPendingBytes) are outstanding; after it the entry is dropped with
+	// an error wrapping ErrStalled.
 	StallWait time.Duration
 	// ReadIdle ends a non-following Read that waits this long for an entry
 	// it expected (only when retention or Purge removes entries while they
 	// are being read).
 	ReadIdle time.Duration
+	// Now stamps entries; time.Now when nil.
+	Now func() time.Time
 	// Logger; a discarding logger when nil.
 	Logger *slog.Logger
 }
@@ -75,7 +111,7 @@ func (c Config) Validate() error {
 	if c.JS == nil {
 		return errors.New("logstore: config needs a JetStream context")
 	}
-	if c.MaxAge < 0 || c.MaxBytes < 0 || c.MaxMsgsPerSubject < 0 || c.MaxEntryBytes < 0 {
+	if c.MaxAge < 0 || c.MaxBytes < 0 || c.MaxMsgsPerSubject < 0 || c.MaxEntryBytes < 0 || c.MaxPendingBytes < 0 {
 		return errors.New("logstore: negative limit")
 	}
 	if c.MaxEntryBytes != 0 && c.MaxEntryBytes < 1024 {
@@ -103,11 +139,20 @@ func (c Config) withDefaults() Config {
 	if c.MaxPending <= 0 {
 		c.MaxPending = DefaultMaxPending
 	}
+	if c.MaxPendingBytes == 0 {
+		c.MaxPendingBytes = DefaultMaxPendingBytes
+	}
+	if c.BatchDelay == 0 {
+		c.BatchDelay = DefaultBatchDelay
+	}
 	if c.StallWait <= 0 {
 		c.StallWait = DefaultStallWait
 	}
 	if c.ReadIdle <= 0 {
 		c.ReadIdle = DefaultReadIdle
+	}
+	if c.Now == nil {
+		c.Now = time.Now
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
@@ -117,33 +162,68 @@ func (c Config) withDefaults() Config {
 
 // Entry is one invocation's log.
 type Entry struct {
-	// Time is when the backbone stored the entry (end of the invocation).
+	// Time is when the entry was appended (the end of the invocation); for
+	// entries stored before batching, when the backbone stored it.
 	Time      time.Time
 	RequestID string
 	Data      []byte
 }
 
 // Store appends and reads function logs. It is safe for concurrent use.
+// Its writer goroutine runs from New until Close.
 type Store struct {
-	cfg    Config
-	stream jetstream.Stream
-	pub    jetstream.JetStream // own context: its async publish state is ours alone
-	log    *slog.Logger
+	cfg      Config
+	stream   jetstream.Stream
+	pub      jetstream.JetStream // own context: its async publish state is ours alone
+	log      *slog.Logger
+	batchMax int // payload bytes of one batch message
 
-	dropped atomic.Int64 // appends the server did not acknowledge
+	mu      sync.Mutex        // guards the fields below; never held while calling NATS
+	open    map[string]*batch // per subject, being filled
+	full    []*batch          // sealed (no room left), in sealing order
+	waiters []chan struct{}   // Flushes waiting for the queue to be published
+	pendN   int               // entries appended, not yet acknowledged or failed
+	pendBy  int               // their bytes
+	space   chan struct{}     // closed and replaced when pending shrinks or on Close
+	closed  bool
+
+	kick       chan struct{} // cap 1: entries are queued
+	hurry      chan struct{} // cap 1: publish without waiting BatchDelay
+	stop       chan struct{} // closed by Close
+	writerDone chan struct{} // closed when the writer has published all and exited
+
+	dropped atomic.Int64 // entries appended but not stored
+	cleanup sync.Once    // of the publisher, by Close
 }
 
 // New creates or updates the log stream (file storage, limits retention,
-// discarding the oldest entries) and returns a Store.
+// discarding the oldest messages), starts the writer and returns a Store.
+// Close stops it.
 func New(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	cfg = cfg.withDefaults()
-	s := &Store{cfg: cfg, log: cfg.Logger}
+	s := &Store{
+		cfg:        cfg,
+		log:        cfg.Logger,
+		batchMax:   cfg.MaxEntryBytes + 2048,
+		open:       map[string]*batch{},
+		space:      make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		hurry:      make(chan struct{}, 1),
+		stop:       make(chan struct{}),
+		writerDone: make(chan struct{}),
+	}
 	pub, err := jetstream.New(cfg.JS.Conn(),
-		jetstream.WithPublishAsyncMaxPending(cfg.MaxPending),
-		jetstream.WithPublishAsyncErrHandler(s.publishFailed),
+		jetstream.WithPublishAsyncMaxPending(maxBatchesInFlight),
+		jetstream.WithPublishAsyncTimeout(ackTimeout),
+		jetstream.WithPublishAsyncAckHandler(func(_ jetstream.JetStream, m *nats.Msg, _ *jetstream.PubAck) {
+			s.settle(m, nil)
+		}),
+		jetstream.WithPublishAsyncErrHandler(func(_ jetstream.JetStream, m *nats.Msg, err error) {
+			s.settle(m, err)
+		}),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("logstore: %w", err)
@@ -153,7 +233,7 @@ func New(cfg Config) (*Store, error) {
 	defer cancel()
 	stream, err := cfg.JS.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
 		Name:              cfg.Stream,
-		Description:       "Flint function logs, one message per invocation",
+		Description:       "Flint function logs, batches of invocations' logs per function",
 		Subjects:          []string{subjectPrefix + ">"},
 		Storage:           jetstream.FileStorage,
 		Retention:         jetstream.LimitsPolicy,
@@ -161,24 +241,20 @@ func New(cfg Config) (*Store, error) {
 		MaxAge:            cfg.MaxAge,
 		MaxBytes:          cfg.MaxBytes,
 		MaxMsgsPerSubject: cfg.MaxMsgsPerSubject,
-		MaxMsgSize:        int32(cfg.MaxEntryBytes + 4096), // room for headers
+		MaxMsgSize:        int32(cfg.MaxEntryBytes + 4096), // a batch plus headers
 		AllowDirect:       true,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("logstore: create stream %s: %w", cfg.Stream, err)
 	}
 	s.stream = stream
+	go s.run()
 	return s, nil
 }
 
-func (s *Store) publishFailed(_ jetstream.JetStream, m *nats.Msg, err error) {
-	s.dropped.Add(1)
-	s.log.Warn("function log entry lost", "subject", m.Subject,
-		"requestId", m.Header.Get(HeaderRequestID), "err", err)
-}
-
-// Dropped is the number of appends that were sent but not stored (the
-// server refused them or did not answer in time).
+// Dropped is the number of entries appended but not stored: dropped by
+// Append after stalling (it returned an error), refused by the server, or
+// not acknowledged in time.
 func (s *Store) Dropped() int64 { return s.dropped.Load() }
 
 // validToken reports whether s is usable as one subject token: Lambda
@@ -226,14 +302,16 @@ func truncate(data []byte, max int) []byte {
 	return append(out, data[len(data)-tail:]...)
 }
 
-// Append stores one invocation's log for a function. It publishes
-// asynchronously and does not wait for the server's acknowledgement, so
-// the invocation path is never held up by disk syncs: it returns once the
-// message is handed to the connection. When MaxPending appends are
-// already outstanding it blocks up to StallWait and then drops the entry
-// with an error. A failure the server reports later is logged and counted
-// in Dropped. Logs longer than MaxEntryBytes are truncated (head and tail
-// kept). ctx is only checked before publishing.
+// Append stores one invocation's log for a function. It queues the entry
+// (copying data) for the writer goroutine and returns without waiting for
+// the server, so the invocation path is never held up by disk syncs;
+// entries appended within BatchDelay of each other share one message and
+// one disk sync. When MaxPending entries (or MaxPendingBytes) are already
+// outstanding it blocks up to StallWait (or until ctx is done) and then
+// drops the entry with an error wrapping ErrStalled. A failure the server
+// reports later is logged and counted in Dropped. Logs longer than
+// MaxEntryBytes are truncated (head and tail kept), request IDs beyond
+// 1 KiB cut. After Close it returns ErrClosed.
 func (s *Store) Append(ctx context.Context, account, function, requestID string, data []byte) error {
 	subj, err := subject(account, function)
 	if err != nil {
@@ -242,35 +320,72 @@ func (s *Store) Append(ctx context.Context, account, function, requestID string,
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("logstore: append %s %s: %w", function, requestID, err)
 	}
-	m := nats.NewMsg(subj)
-	m.Header.Set(HeaderRequestID, requestID)
-	m.Data = truncate(data, s.cfg.MaxEntryBytes)
-	_, err = s.pub.PublishMsgAsync(m,
-		jetstream.WithExpectStream(s.cfg.Stream),
-		jetstream.WithStallWait(s.cfg.StallWait))
-	if err != nil {
-		s.dropped.Add(1)
+	data = truncate(data, s.cfg.MaxEntryBytes)
+	if len(requestID) > maxRequestIDBytes {
+		requestID = requestID[:maxRequestIDBytes]
+	}
+	if err := s.enqueue(ctx, subj, requestID, data); err != nil {
 		return fmt.Errorf("logstore: append %s %s: %w", function, requestID, err)
 	}
 	return nil
 }
 
-// Flush waits until every append made so far is acknowledged (or failed),
-// or ctx is done.
+// Flush waits until every entry appended before it is acknowledged by the
+// server (or failed), or ctx is done. It does not wait out BatchDelay.
 func (s *Store) Flush(ctx context.Context) error {
+	w := make(chan struct{})
+	s.mu.Lock()
+	s.waiters = append(s.waiters, w)
+	s.mu.Unlock()
+	signal(s.hurry)
+	signal(s.kick)
+	select {
+	case <-w:
+	case <-s.writerDone: // closed: everything queued was published
+	case <-ctx.Done():
+		return s.flushErr(ctx)
+	}
 	select {
 	case <-s.pub.PublishAsyncComplete():
 		return nil
 	case <-ctx.Done():
-		return fmt.Errorf("logstore: flush: %w (%d appends pending)", ctx.Err(), s.pub.PublishAsyncPending())
+		return s.flushErr(ctx)
 	}
 }
 
-// Close flushes outstanding appends (bounded by ctx) and releases the
-// publisher. Appends after Close are not allowed.
+func (s *Store) flushErr(ctx context.Context) error {
+	s.mu.Lock()
+	n := s.pendN
+	s.mu.Unlock()
+	return fmt.Errorf("logstore: flush: %w (%d entries pending)", ctx.Err(), n)
+}
+
+// Close stops accepting appends, publishes what is queued and waits for
+// the server's acknowledgements (bounded by ctx), then releases the
+// publisher. Appends after Close fail with ErrClosed. Close may be called
+// again (e.g. after its ctx expired) to wait once more.
 func (s *Store) Close(ctx context.Context) error {
-	err := s.Flush(ctx)
-	s.pub.CleanupPublisher()
+	s.mu.Lock()
+	first := !s.closed
+	if first {
+		s.closed = true
+		close(s.space) // wake stalled appends: they fail with ErrClosed
+		s.space = make(chan struct{})
+		close(s.stop)
+	}
+	s.mu.Unlock()
+	select {
+	case <-s.writerDone:
+	case <-ctx.Done():
+		return s.flushErr(ctx)
+	}
+	var err error
+	select {
+	case <-s.pub.PublishAsyncComplete():
+	case <-ctx.Done():
+		err = s.flushErr(ctx)
+	}
+	s.cleanup.Do(s.pub.CleanupPublisher)
 	return err
 }
 

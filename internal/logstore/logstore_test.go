@@ -259,8 +259,12 @@ func TestPurge(t *testing.T) {
 }
 
 func TestRetentionPerFunction(t *testing.T) {
+	// The limit counts messages; a Flush after each append makes each
+	// entry its own message (batch_test.go covers batches).
 	s, ctx := setup(t, Config{MaxMsgsPerSubject: 5})
-	appendN(t, ctx, s, acct, "fn", 0, 12)
+	for i := range 12 {
+		appendN(t, ctx, s, acct, "fn", i, i+1)
+	}
 	appendN(t, ctx, s, acct, "small", 0, 2)
 	if got := readAll(t, ctx, s, acct, "fn", ReadOptions{}); !reflect.DeepEqual(ids(got), reqs(7, 12)) {
 		t.Fatalf("read %q, want the last 5 %q", ids(got), reqs(7, 12))
