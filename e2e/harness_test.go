@@ -29,6 +29,7 @@ import (
 // Built once in TestMain.
 var (
 	flintBin string // the flint binary under test
+	initBin  string // cmd/flint-sandbox-init, from the same build
 	goFnZip  []byte // the aws-lambda-go test function, zipped as bootstrap
 	goFnZip2 []byte // the same function built with buildMark "v2"
 )
@@ -47,6 +48,11 @@ func TestMain(m *testing.M) {
 		flintBin = filepath.Join(dir, "flint")
 		if out, err := goBuild(flintBin, "../cmd/flint"); err != nil {
 			fmt.Fprintf(os.Stderr, "build flint: %v\n%s", err, out)
+			return 1
+		}
+		initBin = filepath.Join(dir, "flint-sandbox-init")
+		if out, err := goBuild(initBin, "../cmd/flint-sandbox-init"); err != nil {
+			fmt.Fprintf(os.Stderr, "build flint-sandbox-init: %v\n%s", err, out)
 			return 1
 		}
 		for mark, dst := range map[string]*[]byte{"v1": &goFnZip, "v2": &goFnZip2} {

@@ -302,3 +302,18 @@ func TestGoFunctionLifecycle(t *testing.T) {
 		t.Errorf("Invoke after delete: %v, want ResourceNotFoundException", err)
 	}
 }
+
+// TestSandboxInitBinary runs sandboxes through the small init binary
+// (flint server --sandbox-init) instead of the flint binary itself.
+func TestSandboxInitBinary(t *testing.T) {
+	s := startServer(t, t.TempDir(), "--sandbox-init", initBin)
+	c := s.lambda()
+	createGoFn(t, c, "small-init", nil)
+	out := invoke(t, c, "small-init", map[string]any{"name": "init"}, true)
+	if r := asReply(t, out); r.Hello != "init" {
+		t.Errorf("reply %+v", r)
+	}
+	if tail := decodeTail(t, out); !strings.Contains(tail, "Init Duration") {
+		t.Errorf("cold invocation without Init Duration:\n%s", tail)
+	}
+}

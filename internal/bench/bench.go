@@ -64,6 +64,9 @@ type Config struct {
 	// proportion to memory and the emulator limits nothing). A server
 	// started elsewhere must offer 16 of them (--host-memory) for c16.
 	MemoryMB int32
+	// SandboxInit is passed to the in-process server (server.Config):
+	// the sandbox init binary, "" for the flint binary itself.
+	SandboxInit string
 	// Scenarios to run (default all).
 	Scenarios []string
 	// CacheDir keeps the built bench function and the installed emulator

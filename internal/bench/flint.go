@@ -53,6 +53,7 @@ func startFlint(ctx context.Context, cfg *Config, zip []byte) (*flintTarget, err
 				NATSPort:     -1,
 				HostMemoryMB: 1 << 20, // density is bounded by real memory, not reservations
 				MaxSandboxes: 100000,
+				SandboxInit:  cfg.SandboxInit,
 				Logger:       slog.New(t.capture),
 				Ready:        func(a net.Addr) { ready <- a },
 			})

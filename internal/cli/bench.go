@@ -51,6 +51,7 @@ same bootstrap and prints the ratios. See docs/benchmarks.md.`,
 	f.BoolVar(&useEndpoint, "use-endpoint", false, "measure the server at --endpoint / $FLINT_ENDPOINT instead of starting one (implied by --endpoint)")
 	f.StringVar(&cfg.Peer, "peer", "", `also run warm and cold against a peer: "rie"`)
 	f.StringVar(&jsonPath, "json", "", "write the report as JSON to this file")
+	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "sandbox init binary for the in-process server (see flint server --sandbox-init)")
 	f.BoolVar(&cfg.Quick, "quick", false, "a smoke run of a few seconds (numbers are not meaningful)")
 	f.IntVar(&cfg.SeqN, "n", 0, "sequential warm invocations (default 2000; --quick 30)")
 	f.DurationVar(&cfg.Duration, "duration", 0, "duration of each warm concurrency level (default 5s; --quick 300ms)")

@@ -75,6 +75,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	if c.driver, err = process.New(process.Config{
 		StateDir: filepath.Join(data, "sandboxes"),
+		InitPath: cfg.SandboxInit,
 		Egress:   cfg.SandboxEgress,
 		Logger:   log.With("component", "sandbox"),
 	}); err != nil {

@@ -48,6 +48,11 @@ type Config struct {
 	// access (veth + NAT, still refusing the host, link-local and private
 	// addresses and other sandboxes); nil: sandboxes have only loopback.
 	SandboxEgress *process.EgressConfig
+	// SandboxInit is the binary the process driver starts as each
+	// sandbox's init: "" re-executes this binary; cmd/flint-sandbox-init
+	// is a smaller one that starts faster (it must come from the same
+	// build).
+	SandboxInit string
 }
 
 // AsyncConfig is the part of asyncq.Config an operator (or a test) may

@@ -239,6 +239,10 @@ func (s *Sandbox) Invoke(ctx context.Context, req invocation.Request) (invocatio
 		return res, nil
 	}
 
+	if res.ColdStart {
+		// What the runtime printed during init precedes START.
+		s.syncOutput()
+	}
 	f.output(s.out.take()) // init output, or output between invocations
 	f.start(req.RequestID, res.ExecutedVersion)
 	timeout := time.Duration(s.fn.Timeout) * time.Second

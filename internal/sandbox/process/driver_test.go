@@ -222,7 +222,7 @@ func TestConfigValidate(t *testing.T) {
 	}
 }
 
-// buildInitBin builds the dedicated init binary (package initbin).
+// buildInitBin builds the dedicated init binary (cmd/flint-sandbox-init).
 func buildInitBin(t testing.TB) string {
 	t.Helper()
 	goBin, err := exec.LookPath("go")
@@ -230,7 +230,7 @@ func buildInitBin(t testing.TB) string {
 		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
 	}
 	out := filepath.Join(t.TempDir(), "flint-sandbox-init")
-	cmd := exec.Command(goBin, "build", "-o", out, "github.com/flintdev/flint/internal/sandbox/process/initbin")
+	cmd := exec.Command(goBin, "build", "-o", out, "github.com/flintdev/flint/cmd/flint-sandbox-init")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("build initbin: %v\n%s", err, b)
 	}

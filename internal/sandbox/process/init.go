@@ -19,7 +19,7 @@ import (
 //	}
 //
 // Config.InitPath may instead name a small dedicated binary whose main
-// calls nsinit.MaybeRun (see package initbin): it starts faster than a
+// calls nsinit.MaybeRun (see cmd/flint-sandbox-init): it starts faster than a
 // re-executed big binary, whose package initialisers all run first.
 func MaybeRunInit() {
 	nsinit.MaybeRun()

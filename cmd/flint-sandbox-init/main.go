@@ -1,6 +1,7 @@
-// Command initbin is a minimal sandbox init for the process driver: set
-// process.Config.InitPath to this binary (e.g. installed as
-// /usr/lib/flint/sandbox-init) to start sandboxes faster than by
+// Command flint-sandbox-init is a minimal sandbox init for the process
+// driver: `flint server --sandbox-init PATH` (process.Config.InitPath) makes
+// the driver start it in each new sandbox instead of re-executing the whole
+// Flint binary, which is faster than
 // re-executing the whole Flint binary, whose package initialisers (AWS SDK,
 // NATS server...) would all run in every sandbox's init. It links only
 // package nsinit and must be built from the same source as the driver (the
