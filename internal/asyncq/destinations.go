@@ -130,6 +130,14 @@ func (s *Service) deliver(ctx context.Context, ev *event, st *Status, cfg *Event
 	return nil
 }
 
+// hasDeliveries reports whether deliver would send anything for oc.
+func hasDeliveries(cfg *EventInvokeConfig, dlq string, oc outcome) bool {
+	if oc.condition == CondSuccess {
+		return cfg.onSuccess() != ""
+	}
+	return cfg.onFailure() != "" || dlq != ""
+}
+
 // errSkip marks a delivery failure that retrying cannot fix.
 var errSkip = errors.New("undeliverable")
 

@@ -69,9 +69,11 @@ func validToken(s string) bool {
 }
 
 // Enqueue queues an InvocationType=Event invocation of fn. It returns nil
-// only after JetStream has acknowledged the publish (the stream is file
-// storage; with the embedded server's sync_always the event is on disk),
-// so an accepted event survives a crash. Enqueueing the same RequestID twice
+// only after JetStream has acknowledged the message holding the event (a
+// batch shared with concurrent callers on the inbox stream, see batch.go,
+// or for a large event its own message; file storage, and with the
+// embedded server's sync_always the event is on disk), so an accepted
+// event survives a crash. Its status answers "queued" from then on. Enqueueing the same RequestID twice
 // within the de-duplication window queues it once. Refusals are
 // *lambdaerr.Error: RequestTooLarge when the event does not fit a backbone
 // message, InvalidParameterValue for names that cannot be queued,
@@ -118,6 +120,11 @@ func (s *Service) enqueueEvent(ctx context.Context, ev *event) error {
 		if body, err = json.Marshal(&big); err != nil {
 			return fmt.Errorf("enqueue %s: %w", ev.RequestID, err)
 		}
+	}
+	if len(body) <= maxBatchedEvent {
+		// Group commit: one fsync for many events (batch.go). The
+		// dispatcher records the queued status and wakes the poller.
+		return s.batcher.accept(ctx, ev, body)
 	}
 	msg := nats.NewMsg(ev.key().subject())
 	msg.Data = body

@@ -43,7 +43,7 @@ func (s *Service) Handler() http.Handler {
 }
 
 func (s *Service) getStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.status.lookup(r.Context(), r.PathValue("requestId"))
+	st, err := s.Status(r.Context(), r.PathValue("requestId"))
 	if err != nil {
 		writeError(w, err)
 		return

@@ -23,10 +23,12 @@ import (
 // functions take turns when it is full. Events waiting for a retry sit in
 // JetStream (NakWithDelay), not in a goroutine.
 //
-// Loops start when Enqueue pokes them, when Start finds queued events, and
-// when the periodic discovery (DiscoverInterval) sees a subject with
-// events that has no loop (events enqueued by another process). A loop ends
-// after IdleTimeout without events when its consumer has nothing pending.
+// Loops start when the dispatcher (or Enqueue, for a large event) pokes
+// them, when Start finds queued events, and when the periodic discovery
+// (DiscoverInterval) sees a subject with events that has no loop (events
+// dispatched by another process). A loop ends after IdleTimeout without
+// events when its consumer has nothing pending. The same start runs the
+// inbox dispatcher (batch.go).
 type poller struct {
 	s      *Service
 	global chan struct{} // global concurrency slots
@@ -72,8 +74,9 @@ func (p *poller) start() error {
 	if err := p.discover(); err != nil {
 		return err
 	}
-	p.loopsWG.Add(1)
+	p.loopsWG.Add(2)
 	go p.discoverLoop()
+	go p.dispatchLoop()
 	return nil
 }
 

@@ -221,12 +221,20 @@ func (s *Service) retryLater(log logger, msg jetstream.Msg, st *Status, ev *even
 
 // finish records the terminal state, delivers destinations and acks.
 func (s *Service) finish(ctx context.Context, log logger, msg jetstream.Msg, ev *event, st *Status, cfg *EventInvokeConfig, fn *metadata.Function, state string, oc outcome) {
-	st.Status, st.FinishedAt, st.NextAttemptAt, st.Delivered = state, timePtr(s.cfg.Clock.Now()), nil, false
+	// With nothing to deliver, the terminal record is also the delivered
+	// one: one status write (fsync) fewer per event.
+	nothing := !hasDeliveries(cfg, fn.DeadLetterTargetArn, oc)
+	st.Status, st.FinishedAt, st.NextAttemptAt, st.Delivered = state, timePtr(s.cfg.Clock.Now()), nil, nothing
 	if state == StateExpired && st.Error == nil {
 		st.Error = &StatusError{ErrorType: "EventAgeExceeded", ErrorMessage: oc.errorMessage}
 	}
 	if err := s.status.put(ctx, st); err != nil {
 		s.retryLater(log, msg, nil, ev, s.cfg.ThrottleBackoffMin, err)
+		return
+	}
+	if nothing {
+		log.Info("async invocation finished", "status", state, "attempts", st.Attempts)
+		s.ack(ctx, log, msg, ev)
 		return
 	}
 	if err := s.deliver(ctx, ev, st, cfg, fn.DeadLetterTargetArn, oc); err != nil {

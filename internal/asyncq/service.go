@@ -214,6 +214,8 @@ type Service struct {
 	cfg     Config
 	log     *slog.Logger
 	stream  jetstream.Stream
+	inbox   jetstream.Stream
+	batcher *batcher
 	configs *configStore
 	status  *statusStore
 	large   *payloadStore
@@ -244,6 +246,10 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asyncq: stream %s: %w", StreamName, err)
 	}
+	inbox, err := openInbox(ctx, js, cfg)
+	if err != nil {
+		return nil, err
+	}
 	configs, err := openConfigStore(ctx, js, cfg.Replicas)
 	if err != nil {
 		return nil, err
@@ -260,8 +266,9 @@ func New(cfg Config) (*Service, error) {
 	if err != nil {
 		return nil, fmt.Errorf("asyncq: %w", err)
 	}
-	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "asyncq"), stream: stream, configs: configs, status: status, large: large, queues: qs}
+	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "asyncq"), stream: stream, inbox: inbox, configs: configs, status: status, large: large, queues: qs}
 	s.poller = newPoller(s)
+	s.batcher = newBatcher(s)
 	return s, nil
 }
 
@@ -273,17 +280,21 @@ func (s *Service) Queues() *queues.Store { return s.queues }
 // crashed or closed process left un-acknowledged) are picked up.
 func (s *Service) Start() error { return s.poller.start() }
 
-// Close stops taking new events and waits for the running ones to finish.
-// When ctx ends first, running invocations are cancelled and their events
-// handed back to the queue un-acknowledged for redelivery; nothing is ever
-// acknowledged without having run to an outcome. Close does not close the
-// backbone.
-func (s *Service) Close(ctx context.Context) error { return s.poller.close(ctx) }
+// Close stops accepting (Enqueue calls already waiting for their batch are
+// answered first) and taking new events, and waits for the running ones to
+// finish. When ctx ends first, running invocations are cancelled and their
+// events handed back to the queue un-acknowledged for redelivery; nothing
+// is ever acknowledged without having run to an outcome. Close does not
+// close the backbone.
+func (s *Service) Close(ctx context.Context) error {
+	s.batcher.close()
+	return s.poller.close(ctx)
+}
 
 // Status returns the status record of one asynchronous invocation, or a
 // ResourceNotFound *lambdaerr.Error.
 func (s *Service) Status(ctx context.Context, requestID string) (*Status, error) {
-	return s.status.lookup(ctx, requestID)
+	return s.status.lookup(ctx, requestID, s.batcher.queued)
 }
 
 // fnKey names one function (all its versions) of one account: the unit of

@@ -77,8 +77,9 @@ func newStatus(ev *event) *Status {
 }
 
 // statusStore keeps Status records in a KV bucket keyed by request id, with
-// a bucket-wide TTL. Safe for concurrent use; only the poller holding an
-// event's message writes its record after Enqueue.
+// a bucket-wide TTL. Safe for concurrent use. The dispatcher creates the
+// queued record (Create: never over a newer one); after that only the
+// poller holding the event's message writes it.
 type statusStore struct{ kv jetstream.KeyValue }
 
 func openStatusStore(ctx context.Context, js jetstream.JetStream, replicas int, ttl time.Duration) (*statusStore, error) {
@@ -150,10 +151,16 @@ func (s *statusStore) get(ctx context.Context, id string) (*Status, error) {
 	return &st, nil
 }
 
-func (s *statusStore) lookup(ctx context.Context, id string) (*Status, error) {
+// lookup returns the record of id. An event accepted by this process whose
+// batch is not dispatched yet has no record: pending (may be nil) supplies
+// its "queued" status.
+func (s *statusStore) lookup(ctx context.Context, id string, pending func(string) *Status) (*Status, error) {
 	st, err := s.get(ctx, id)
 	if err != nil {
 		return nil, err
+	}
+	if st == nil && pending != nil {
+		st = pending(id)
 	}
 	if st == nil {
 		return nil, lambdaerr.New(lambdaerr.ResourceNotFound, "no asynchronous invocation with request id %s", id)
