@@ -35,6 +35,28 @@ func newStore(t *testing.T, b *backbone.Backbone) *Store {
 	return s
 }
 
+// newTestStore returns a context for one test, a backbone of its own
+// (closed when the test ends) and a Store on it.
+func newTestStore(t *testing.T) (context.Context, *backbone.Backbone, *Store) {
+	t.Helper()
+	ctx := testCtx(t)
+	b := startBackbone(t, t.TempDir())
+	t.Cleanup(b.Close)
+	return ctx, b, newStore(t, b)
+}
+
+// putGood stores goodZip in s, failing t on error, and returns the zip and
+// its Package.
+func putGood(ctx context.Context, t *testing.T, s *Store) ([]byte, Package) {
+	t.Helper()
+	z := goodZip(t)
+	pkg, err := s.Put(ctx, z)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return z, pkg
+}
+
 func testCtx(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	t.Cleanup(cancel)
@@ -42,16 +64,8 @@ func testCtx(t *testing.T) context.Context {
 }
 
 func TestPutUnpackRoundTrip(t *testing.T) {
-	ctx := testCtx(t)
-	b := startBackbone(t, t.TempDir())
-	defer b.Close()
-	s := newStore(t, b)
-
-	z := goodZip(t)
-	pkg, err := s.Put(ctx, z)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, s := newTestStore(t)
+	z, pkg := putGood(ctx, t, s)
 	sum := sha256.Sum256(z)
 	if pkg.Digest != hex.EncodeToString(sum[:]) || pkg.Sha256 != base64.StdEncoding.EncodeToString(sum[:]) || pkg.Size != int64(len(z)) {
 		t.Fatalf("package %+v does not describe the zip", pkg)
@@ -82,16 +96,8 @@ func TestPutUnpackRoundTrip(t *testing.T) {
 }
 
 func TestPutIdempotent(t *testing.T) {
-	ctx := testCtx(t)
-	b := startBackbone(t, t.TempDir())
-	defer b.Close()
-	s := newStore(t, b)
-
-	z := goodZip(t)
-	p1, err := s.Put(ctx, z)
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, b, s := newTestStore(t)
+	z, p1 := putGood(ctx, t, s)
 	stream, err := b.JetStream().Stream(ctx, "OBJ_"+DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -117,10 +123,7 @@ func TestPutIdempotent(t *testing.T) {
 }
 
 func TestPutRejectsBadZipWithoutStoring(t *testing.T) {
-	ctx := testCtx(t)
-	b := startBackbone(t, t.TempDir())
-	defer b.Close()
-	s := newStore(t, b)
+	ctx, b, s := newTestStore(t)
 
 	bad := buildZip(t, file("../escape", "x"))
 	if _, err := s.Put(ctx, bad); !lambdaerr.Is(err, lambdaerr.InvalidParameterValue) {
@@ -206,14 +209,8 @@ func TestUnpackConcurrent(t *testing.T) {
 }
 
 func TestDeleteAndMissing(t *testing.T) {
-	ctx := testCtx(t)
-	b := startBackbone(t, t.TempDir())
-	defer b.Close()
-	s := newStore(t, b)
-	pkg, err := s.Put(ctx, goodZip(t))
-	if err != nil {
-		t.Fatal(err)
-	}
+	ctx, _, s := newTestStore(t)
+	_, pkg := putGood(ctx, t, s)
 	if err := s.Delete(ctx, pkg.Digest); err != nil {
 		t.Fatal(err)
 	}

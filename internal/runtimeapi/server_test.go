@@ -10,46 +10,26 @@ import (
 	"net/http/httptest"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/gobuildtest"
 	"github.com/flintdev/flint/internal/invocation"
 )
 
-var (
-	buildOnce sync.Once
-	buildDir  string
-	buildErr  error
-)
+// gofn is testdata/gofn, a real aws-lambda-go function, built once.
+var gofn = &gobuildtest.Once{Pkg: "./testdata/gofn"}
 
-// goFunction builds testdata/gofn (a real aws-lambda-go function) once.
+// goFunction returns the path of the built gofn.
 func goFunction(t *testing.T) string {
 	t.Helper()
-	buildOnce.Do(func() {
-		buildDir, buildErr = os.MkdirTemp("", "runtimeapi-gofn-")
-		if buildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(buildDir, "bootstrap"), "./testdata/gofn")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			buildErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if buildErr != nil {
-		t.Fatal(buildErr)
-	}
-	return filepath.Join(buildDir, "bootstrap")
+	return gofn.Path(t)
 }
 
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if buildDir != "" {
-		os.RemoveAll(buildDir)
-	}
+	gofn.Remove()
 	os.Exit(code)
 }
 

@@ -1,7 +1,6 @@
 package runtimes
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"net/http/httptest"
@@ -9,37 +8,19 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/outputtest"
 	"github.com/flintdev/flint/internal/runtimeapi"
 )
-
-// syncBuffer is a goroutine-safe output sink.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // client is one runtime client process running on the host against a
 // runtimeapi.Server.
 type client struct {
 	srv  *runtimeapi.Server
-	out  *syncBuffer
+	out  *outputtest.Buffer
 	exit chan struct{}
 	err  error
 }
@@ -78,7 +59,7 @@ func startClient(t *testing.T, rt Runtime, handler string, files map[string]stri
 			t.Fatal(err)
 		}
 	}
-	c := &client{srv: runtimeapi.New(runtimeapi.Config{FunctionARN: testARN}), out: &syncBuffer{}, exit: make(chan struct{})}
+	c := &client{srv: runtimeapi.New(runtimeapi.Config{FunctionARN: testARN}), out: &outputtest.Buffer{}, exit: make(chan struct{})}
 	ts := httptest.NewServer(c.srv)
 	argv := rt.Command(handler)
 	for i, a := range argv {

@@ -4,12 +4,12 @@ import (
 	"context"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/gobuildtest"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox/process"
@@ -34,11 +34,7 @@ func BenchmarkWarmInvoke(b *testing.B) {
 		}
 	}
 	code := filepath.Join(data, "code")
-	cmd := exec.Command("go", "build", "-o", filepath.Join(code, "bootstrap"), "./testdata/gofn")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build: %v\n%s", err, out)
-	}
+	gobuildtest.Build(b, "./testdata/gofn", filepath.Join(code, "bootstrap"))
 	if err := os.Chmod(code, 0o755); err != nil {
 		b.Fatal(err)
 	}

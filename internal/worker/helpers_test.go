@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -13,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/gobuildtest"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/runtimes"
@@ -23,38 +23,17 @@ import (
 func TestMain(m *testing.M) {
 	process.MaybeRunInit()
 	code := m.Run()
-	if goBuildDir != "" {
-		os.RemoveAll(goBuildDir)
-	}
+	gofn.Remove()
 	os.Exit(code)
 }
 
-var (
-	goBuildOnce sync.Once
-	goBuildDir  string
-	goBuildErr  error
-)
+// gofn is testdata/gofn built once as "bootstrap".
+var gofn = &gobuildtest.Once{Pkg: "./testdata/gofn"}
 
 // goCode returns a directory holding testdata/gofn built as "bootstrap".
 func goCode(t *testing.T) string {
 	t.Helper()
-	goBuildOnce.Do(func() {
-		goBuildDir, goBuildErr = os.MkdirTemp("", "worker-gofn-")
-		if goBuildErr != nil {
-			return
-		}
-		cmd := exec.Command("go", "build", "-o", filepath.Join(goBuildDir, "bootstrap"), "./testdata/gofn")
-		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-		if out, err := cmd.CombinedOutput(); err != nil {
-			goBuildErr = fmt.Errorf("go build: %v\n%s", err, out)
-			return
-		}
-		goBuildErr = os.Chmod(goBuildDir, 0o755)
-	})
-	if goBuildErr != nil {
-		t.Fatal(goBuildErr)
-	}
-	return goBuildDir
+	return gofn.Dir(t)
 }
 
 // dirCode is a test CodeSource: digest → source directory, copied on Unpack.

@@ -3,10 +3,8 @@ package workermanager
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -113,25 +111,8 @@ func TestRetireDuringCreation(t *testing.T) {
 func TestKeepAliveReaping(t *testing.T) {
 	w := newWorld(t, worldConfig{keepAlive: time.Minute, reapInterval: time.Millisecond})
 	fn := testFunction("sleepy")
-	g := newGate(2)
-	w.invoke = func(ctx context.Context, sb *fakeSandbox, req invocation.Request) (invocation.Result, error) {
-		if strings.HasPrefix(req.RequestID, "held") {
-			g.wait(sb)
-		}
-		return invocation.Result{RequestID: req.RequestID}, nil
-	}
 	// Two sandboxes, idle since t0.
-	var wg sync.WaitGroup
-	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := w.m.Invoke(context.Background(), fn, invocation.Request{RequestID: fmt.Sprintf("held-%d", i)}); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	g.await(t, 2)
+	g, wg := holdInvocations(t, w, fn, 2)
 	g.release()
 	wg.Wait()
 

@@ -61,6 +61,34 @@ func (g *gate) await(t *testing.T, n int) []string {
 	return ids
 }
 
+// holdInvocations makes every invocation whose request id starts with
+// "held" wait at a gate (others return at once), starts n invocations
+// "held-0".."held-<n-1>" of fn in the background (each failing t on an
+// error) and returns once all n are in their sandboxes. The caller
+// releases the gate and then waits on the group.
+func holdInvocations(t *testing.T, w *world, fn *metadata.Function, n int) (*gate, *sync.WaitGroup) {
+	t.Helper()
+	g := newGate(n)
+	w.invoke = func(ctx context.Context, sb *fakeSandbox, req invocation.Request) (invocation.Result, error) {
+		if strings.HasPrefix(req.RequestID, "held") {
+			g.wait(sb)
+		}
+		return invocation.Result{RequestID: req.RequestID}, nil
+	}
+	wg := &sync.WaitGroup{}
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := w.m.Invoke(context.Background(), fn, invocation.Request{RequestID: fmt.Sprintf("held-%d", i)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	g.await(t, n)
+	return g, wg
+}
+
 func TestWarmReuse(t *testing.T) {
 	w := newWorld(t, worldConfig{})
 	fn := testFunction("warm")
@@ -236,24 +264,7 @@ func TestPlacementExhaustion(t *testing.T) {
 	// 256 MB in total: two 128 MB sandboxes.
 	w := newWorld(t, worldConfig{hostMemoryMB: []int{256}})
 	fn := testFunction("popular")
-	g := newGate(2)
-	w.invoke = func(ctx context.Context, sb *fakeSandbox, req invocation.Request) (invocation.Result, error) {
-		if strings.HasPrefix(req.RequestID, "held") {
-			g.wait(sb)
-		}
-		return invocation.Result{RequestID: req.RequestID}, nil
-	}
-	var wg sync.WaitGroup
-	for i := range 2 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if _, err := w.m.Invoke(context.Background(), fn, invocation.Request{RequestID: fmt.Sprintf("held-%d", i)}); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	g.await(t, 2)
+	g, wg := holdInvocations(t, w, fn, 2)
 
 	for i := range 3 {
 		_, err := w.m.Invoke(context.Background(), fn, invocation.Request{RequestID: fmt.Sprintf("extra-%d", i)})

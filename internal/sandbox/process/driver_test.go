@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"sort"
 	"strconv"
@@ -17,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/gobuildtest"
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
@@ -225,15 +225,8 @@ func TestConfigValidate(t *testing.T) {
 // buildInitBin builds the dedicated init binary (cmd/flint-sandbox-init).
 func buildInitBin(t testing.TB) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	out := filepath.Join(t.TempDir(), "flint-sandbox-init")
-	cmd := exec.Command(goBin, "build", "-o", out, "github.com/flintdev/flint/cmd/flint-sandbox-init")
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build initbin: %v\n%s", err, b)
-	}
+	gobuildtest.Build(t, "github.com/flintdev/flint/cmd/flint-sandbox-init", out)
 	return out
 }
 

@@ -1,7 +1,6 @@
 package process_test
 
 import (
-	"bytes"
 	"context"
 	"net"
 	"net/netip"
@@ -9,7 +8,6 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -17,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/flintdev/flint/internal/outputtest"
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/sandbox/process/egresstest"
@@ -55,24 +54,6 @@ if srv:
     threading.Event().wait()
 `
 
-// syncBuffer collects a sandbox's output.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // results parses connectScript's output.
 func results(out string) map[string]string {
 	r := map[string]string{}
@@ -85,7 +66,7 @@ func results(out string) map[string]string {
 }
 
 // waitOutput polls until out contains "done" (bounded).
-func waitOutput(t *testing.T, out *syncBuffer, what string) map[string]string {
+func waitOutput(t *testing.T, out *outputtest.Buffer, what string) map[string]string {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -184,7 +165,7 @@ func TestEgress(t *testing.T) {
 	}
 
 	ctx := context.Background()
-	mkOn := func(d *process.Driver, id string, o *syncBuffer, args ...string) *process.Sandbox {
+	mkOn := func(d *process.Driver, id string, o *outputtest.Buffer, args ...string) *process.Sandbox {
 		t.Helper()
 		sp := spec(t, id+"-"+strconv.Itoa(os.Getpid()), append([]string{"/usr/bin/python3", "-c", connectScript}, args...)...)
 		sp.Output = o
@@ -195,10 +176,10 @@ func TestEgress(t *testing.T) {
 		t.Cleanup(func() { sb.Destroy(context.Background()) })
 		return sb.(*process.Sandbox)
 	}
-	mk := func(id string, o *syncBuffer, args ...string) *process.Sandbox { return mkOn(d, id, o, args...) }
+	mk := func(id string, o *outputtest.Buffer, args ...string) *process.Sandbox { return mkOn(d, id, o, args...) }
 
 	// Without egress (the default) the fake internet is out of reach.
-	var offOut syncBuffer
+	var offOut outputtest.Buffer
 	off := mkOn(newDriver(t, func(c *process.Config) { c.CgroupParent = testParent }), "egress-off", &offOut, out.Target(out.Addr))
 	if _, _, ok := off.EgressAddr(); ok {
 		t.Error("a driver without egress gave a sandbox an egress link")
@@ -212,7 +193,7 @@ func TestEgress(t *testing.T) {
 	off.Destroy(ctx)
 
 	// The neighbour listens on its egress address and can reach itself.
-	var nOut syncBuffer
+	var nOut outputtest.Buffer
 	neighbour := mk("egress-neighbour", &nOut, "--serve", "7000", "SELF:7000")
 	nAddr, _, ok := neighbour.EgressAddr()
 	if !ok {
@@ -226,7 +207,7 @@ func TestEgress(t *testing.T) {
 	hostEnd, hostEndHits := hostCanary(t, netip.AddrPortFrom(out.HostAddr, 0).String())
 	lo, loHits := hostCanary(t, "127.0.0.1:0")
 
-	var pOut syncBuffer
+	var pOut outputtest.Buffer
 	allowed := out.Target(out.Addr)
 	denied := []string{
 		out.Target(metadata), out.Target(private), nTarget,

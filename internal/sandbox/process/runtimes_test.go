@@ -1,33 +1,16 @@
 package process_test
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/flintdev/flint/internal/outputtest"
 )
-
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
 
 // TestRuntimes runs the host's Python and Node inside a sandbox (the
 // interpreters Flint's Python and Node runtimes use) and has each call the
@@ -53,7 +36,7 @@ require("http").get("http://" + process.env.AWS_LAMBDA_RUNTIME_API + "/ping", r 
 			if _, err := os.Stat(tc.cmd[0]); err != nil {
 				t.Skipf("%s not installed on this host", tc.cmd[0])
 			}
-			out := &syncBuf{}
+			out := &outputtest.Buffer{}
 			sp := spec(t, "rt-"+tc.name+"-"+randomSuffix(), tc.cmd...)
 			sp.Output = out
 			sp.RuntimeAPI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "pong-"+tc.name) })

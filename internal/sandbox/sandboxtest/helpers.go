@@ -1,16 +1,13 @@
 package sandboxtest
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"io"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/gobuildtest"
+	"github.com/flintdev/flint/internal/outputtest"
 	"github.com/flintdev/flint/internal/sandbox"
 )
 
@@ -36,19 +35,11 @@ type suite struct {
 // directory that serves as every sandbox's CodeDir.
 func buildProbe(t *testing.T) string {
 	t.Helper()
-	goBin, err := exec.LookPath("go")
-	if err != nil {
-		goBin = filepath.Join(runtime.GOROOT(), "bin", "go")
-	}
 	dir := t.TempDir()
 	if err := os.Chmod(dir, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(goBin, "build", "-trimpath", "-o", filepath.Join(dir, "probe"), probePkg)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build probe: %v\n%s", err, out)
-	}
+	gobuildtest.Build(t, probePkg, filepath.Join(dir, "probe"), "-trimpath")
 	return dir
 }
 
@@ -124,24 +115,15 @@ func (a *api) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // output is a Spec.Output that records everything; delay slows each Write
 // down (to catch SyncOutput returning early).
 type output struct {
-	mu    sync.Mutex
-	buf   bytes.Buffer
-	delay time.Duration
+	outputtest.Buffer // String is safe while writes go on
+	delay             time.Duration
 }
 
 func (o *output) Write(p []byte) (int, error) {
 	if o.delay > 0 {
 		time.Sleep(o.delay)
 	}
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.Write(p)
-}
-
-func (o *output) String() string {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.buf.String()
+	return o.Buffer.Write(p)
 }
 
 // spec returns a Spec running the probe with args.

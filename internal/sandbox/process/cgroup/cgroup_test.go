@@ -24,6 +24,35 @@ func manager(t *testing.T, root string, v Version) *Manager {
 	return m
 }
 
+// startMemoryHog starts a shell that waits until it is a member of g, then
+// builds an n-byte string in memory (charging about n bytes to g), prints
+// its length and exits. It returns the running shell for the caller to
+// Wait on; if the shell cannot be started or added to g it is killed and
+// t fails.
+func startMemoryHog(t *testing.T, g *Group, n int) *exec.Cmd {
+	t.Helper()
+	cmd := exec.Command("/bin/sh", "-c", "read x; s=$(head -c "+strconv.Itoa(n)+" /dev/zero | tr '\\0' a); echo ${#s}")
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Add(cmd.Process.Pid); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	// The shell reads this line only now that it is in g.
+	if _, err := stdin.Write([]byte("go\n")); err != nil {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatal(err)
+	}
+	return cmd
+}
+
 func read(t *testing.T, path string) string {
 	t.Helper()
 	b, err := os.ReadFile(path)
@@ -194,17 +223,7 @@ func TestV1ResetPeak(t *testing.T) {
 	defer g.Destroy(time.Now().Add(5 * time.Second))
 	// Charge ~32 MiB of tmpfs-free anonymous memory to the group: a shell
 	// that builds a big string, then exits.
-	cmd := exec.Command("/bin/sh", "-c", "read x; s=$(head -c 33554432 /dev/zero | tr '\\0' a); echo ${#s}")
-	stdin, _ := cmd.StdinPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Add(cmd.Process.Pid); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal(err)
-	}
-	stdin.Write([]byte("go\n"))
+	cmd := startMemoryHog(t, g, 32<<20)
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}

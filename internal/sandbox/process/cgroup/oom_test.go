@@ -2,7 +2,6 @@ package cgroup
 
 import (
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -32,17 +31,7 @@ func TestOOMKillCounted(t *testing.T) {
 				t.Errorf("memory.memsw.limit_in_bytes = %q, want the memory limit (no swap)", b)
 			}
 			// A shell that builds a 64 MiB string once it is in the group.
-			cmd := exec.Command("/bin/sh", "-c", "read x; s=$(head -c 67108864 /dev/zero | tr '\\0' a); echo ${#s}")
-			stdin, _ := cmd.StdinPipe()
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			if err := g.Add(cmd.Process.Pid); err != nil {
-				cmd.Process.Kill()
-				cmd.Wait()
-				t.Fatal(err)
-			}
-			stdin.Write([]byte("go\n"))
+			cmd := startMemoryHog(t, g, 64<<20)
 			done := make(chan error, 1)
 			go func() { done <- cmd.Wait() }()
 			select {

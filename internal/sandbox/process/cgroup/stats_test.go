@@ -3,7 +3,6 @@ package cgroup
 import (
 	"errors"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -40,17 +39,7 @@ func TestStatFilesLifecycle(t *testing.T) {
 	// Charge memory so that the peak is not 0: a child that builds a 4 MiB
 	// string once it is in the group, then exits. The held descriptor must
 	// see it (cgroup files are regenerated on each read from offset 0).
-	cmd := exec.Command("/bin/sh", "-c", "read x; s=$(head -c 4194304 /dev/zero | tr '\\0' a); echo ${#s}")
-	stdin, _ := cmd.StdinPipe()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if err := g.Add(cmd.Process.Pid); err != nil {
-		cmd.Process.Kill()
-		cmd.Wait()
-		t.Fatal(err)
-	}
-	stdin.Write([]byte("go\n"))
+	cmd := startMemoryHog(t, g, 4<<20)
 	if err := cmd.Wait(); err != nil {
 		t.Fatal(err)
 	}
