@@ -80,7 +80,49 @@ func TestShutdownLeavesNothing(t *testing.T) {
 			t.Errorf("cgroup left after shutdown: %s", cg)
 		}
 	}
+	for _, cg := range ours {
+		if parent := filepath.Dir(cg); parent != "." {
+			if _, err := os.Stat(parent); err == nil {
+				t.Errorf("cgroup parent left after shutdown: %s", parent)
+			}
+		}
+	}
 	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil && strings.Contains(string(b), s.data) {
 		t.Errorf("mounts under the data dir left after shutdown")
 	}
+}
+
+// TestCrashLeftoversRemovedOnRestart: after kill -9 the sandboxes die with
+// the server; the cgroups they leave are removed when a server starts again
+// on the same data dir.
+func TestCrashLeftoversRemovedOnRestart(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data)
+	c := s.lambda()
+	const fn = "crash-probe"
+	createGoFn(t, c, fn, nil)
+	asReply(t, invoke(t, c, fn, map[string]any{"name": "before-crash"}, false))
+	var ours []string
+	for id := range sandboxIDs(s.log()) {
+		ours = append(ours, cgroupDirs(id)...)
+	}
+	if len(ours) == 0 {
+		t.Fatal("found no sandbox cgroup of this server")
+	}
+
+	s.kill()
+	waitFor(t, 10*time.Second, func() error {
+		if pids := functionProcesses(fn); len(pids) > 0 {
+			return errorf("sandbox processes alive after kill -9: %v", pids)
+		}
+		return nil
+	})
+
+	s = startServer(t, data)
+	for _, cg := range ours {
+		if _, err := os.Stat(cg); err == nil {
+			t.Errorf("cgroup %s of the crashed run still there after restart", cg)
+		}
+	}
+	asReply(t, invoke(t, s.lambda(), fn, map[string]any{"name": "after-crash"}, false))
 }

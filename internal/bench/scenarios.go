@@ -8,6 +8,7 @@ import (
 	"io"
 	"net/http"
 	"os"
+	"path/filepath"
 	"regexp"
 	"runtime"
 	"sort"
@@ -301,13 +302,19 @@ func runDensity(ctx context.Context, cfg *Config, t *flintTarget) (*Density, err
 }
 
 // cgroupMemoryKB reads what the process driver's memory cgroup of sandbox
-// id is charged (cgroup v1 or v2, default mount and parent).
+// id is charged (cgroup v1 or v2, default mount; the server's cgroup
+// parent is "flint-<data dir digest>").
 func cgroupMemoryKB(id string) (int64, bool) {
-	for _, f := range []string{
-		"/sys/fs/cgroup/memory/flint/" + id + "/memory.usage_in_bytes",
-		"/sys/fs/cgroup/flint/" + id + "/memory.current",
-		"/sys/fs/cgroup/unified/flint/" + id + "/memory.current",
+	var files []string
+	for _, pat := range []string{
+		"/sys/fs/cgroup/memory/flint*/" + id + "/memory.usage_in_bytes",
+		"/sys/fs/cgroup/flint*/" + id + "/memory.current",
+		"/sys/fs/cgroup/unified/flint*/" + id + "/memory.current",
 	} {
+		m, _ := filepath.Glob(pat)
+		files = append(files, m...)
+	}
+	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
 			continue

@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"net/http"
@@ -73,13 +75,23 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
+	// Each server's sandboxes share a cgroup parent named for its data dir,
+	// so that the cgroups a crashed run left behind can be removed at
+	// start without touching another server's.
+	digest := sha256.Sum256([]byte(data))
 	if c.driver, err = process.New(process.Config{
-		StateDir: filepath.Join(data, "sandboxes"),
-		InitPath: cfg.SandboxInit,
-		Egress:   cfg.SandboxEgress,
-		Logger:   log.With("component", "sandbox"),
+		StateDir:     filepath.Join(data, "sandboxes"),
+		InitPath:     cfg.SandboxInit,
+		CgroupParent: "flint-" + hex.EncodeToString(digest[:6]),
+		Egress:       cfg.SandboxEgress,
+		Logger:       log.With("component", "sandbox"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: sandbox driver: %w", err)
+	}
+	if n, err := c.driver.RemoveStale(ctx); err != nil {
+		log.Warn("removing sandbox cgroups left by an earlier run", "err", err)
+	} else if n > 0 {
+		log.Info("removed sandbox cgroups left by an earlier run", "count", n)
 	}
 	// Runs after the worker and the manager destroyed every sandbox:
 	// removes the egress firewall table.

@@ -206,10 +206,12 @@ func (d *Driver) RemoveStale(ctx context.Context) (int, error) {
 }
 
 // Close releases what the driver holds on the host beyond its sandboxes:
-// with egress, the nftables table. Destroy the sandboxes first: the links
-// of any still alive are deleted before the table goes (they lose their
-// network rather than their filter). Without egress it does nothing.
+// the cgroup parent directories once empty and, with egress, the nftables
+// table. Destroy the sandboxes first: the links of any still alive are
+// deleted before the table goes (they lose their network rather than their
+// filter).
 func (d *Driver) Close(ctx context.Context) error {
+	defer d.cgroups.RemoveParents()
 	if d.egress == nil {
 		return nil
 	}

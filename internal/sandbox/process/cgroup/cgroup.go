@@ -191,6 +191,14 @@ func (m *Manager) RemoveStale(deadline time.Time) (int, error) {
 	return n, errors.Join(errs...)
 }
 
+// RemoveParents removes the parent directories if no group is left in
+// them (best effort: a parent still holding groups stays).
+func (m *Manager) RemoveParents() {
+	for _, p := range m.impl.parents() {
+		_ = os.Remove(p)
+	}
+}
+
 // Group is one sandbox's cgroup (v2) or set of cgroups (v1).
 type Group struct {
 	id      string
