@@ -150,19 +150,19 @@ func (s *Service) putConfig(merge bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		fn, q, err := s.resolve(r)
 		if err != nil {
-			writeError(w, err)
+			lambdaerr.WriteHTTP(w, err)
 			return
 		}
 		req, err := decodeConfigRequest(r)
 		if err != nil {
-			writeError(w, err)
+			lambdaerr.WriteHTTP(w, err)
 			return
 		}
 		c := &EventInvokeConfig{}
 		if merge {
 			old, err := s.configs.get(r.Context(), fn.Account, fn.Name, q)
 			if err != nil {
-				writeError(w, err)
+				lambdaerr.WriteHTTP(w, err)
 				return
 			}
 			if old != nil {
@@ -171,12 +171,12 @@ func (s *Service) putConfig(merge bool) http.HandlerFunc {
 		}
 		req.apply(c)
 		if err := c.validate(); err != nil {
-			writeError(w, err)
+			lambdaerr.WriteHTTP(w, err)
 			return
 		}
 		c.LastModified = s.cfg.Clock.Now().UTC()
 		if err := s.configs.put(r.Context(), fn.Account, fn.Name, q, c); err != nil {
-			writeError(w, err)
+			lambdaerr.WriteHTTP(w, err)
 			return
 		}
 		writeJSON(w, http.StatusOK, toWire(fn, q, c))
@@ -186,16 +186,16 @@ func (s *Service) putConfig(merge bool) http.HandlerFunc {
 func (s *Service) getConfig(w http.ResponseWriter, r *http.Request) {
 	fn, q, err := s.resolve(r)
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	c, err := s.configs.get(r.Context(), fn.Account, fn.Name, q)
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	if c == nil {
-		writeError(w, errNoConfig(fn.ARN(), q))
+		lambdaerr.WriteHTTP(w, errNoConfig(fn.ARN(), q))
 		return
 	}
 	writeJSON(w, http.StatusOK, toWire(fn, q, c))
@@ -204,14 +204,14 @@ func (s *Service) getConfig(w http.ResponseWriter, r *http.Request) {
 func (s *Service) deleteConfig(w http.ResponseWriter, r *http.Request) {
 	fn, q, err := s.resolve(r)
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	if err := s.configs.delete(r.Context(), fn.Account, fn.Name, q); err != nil {
 		if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
 			err = errNoConfig(fn.ARN(), q)
 		}
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -221,19 +221,19 @@ func (s *Service) deleteConfig(w http.ResponseWriter, r *http.Request) {
 // last qualifier of the previous page.
 func (s *Service) listConfigs(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Query().Get("Qualifier") != "" {
-		writeError(w, lambdaerr.New(lambdaerr.InvalidParameterValue, "Qualifier is not allowed here"))
+		lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.InvalidParameterValue, "Qualifier is not allowed here"))
 		return
 	}
 	fn, _, err := s.resolve(r)
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	maxItems := 50
 	if v := r.URL.Query().Get("MaxItems"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > 50 {
-			writeError(w, lambdaerr.New(lambdaerr.InvalidParameterValue,
+			lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.InvalidParameterValue,
 				"1 validation error detected: Value '%s' at 'maxItems' failed to satisfy constraint: Member must have value between 1 and 50", v))
 			return
 		}
@@ -242,7 +242,7 @@ func (s *Service) listConfigs(w http.ResponseWriter, r *http.Request) {
 	marker := r.URL.Query().Get("Marker")
 	quals, err := s.configs.qualifiers(r.Context(), fn.Account, fn.Name)
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	out := wireConfigList{FunctionEventInvokeConfigs: []wireConfig{}}
@@ -257,7 +257,7 @@ func (s *Service) listConfigs(w http.ResponseWriter, r *http.Request) {
 		}
 		c, err := s.configs.get(r.Context(), fn.Account, fn.Name, q)
 		if err != nil {
-			writeError(w, err)
+			lambdaerr.WriteHTTP(w, err)
 			return
 		}
 		if c == nil {

@@ -45,7 +45,7 @@ func (s *Service) Handler() http.Handler {
 func (s *Service) getStatus(w http.ResponseWriter, r *http.Request) {
 	st, err := s.Status(r.Context(), r.PathValue("requestId"))
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, st)
@@ -84,12 +84,12 @@ func (s *Service) queueRead(take bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		account, name, err := s.queueOf(r)
 		if err != nil {
-			writeError(w, err)
+			lambdaerr.WriteHTTP(w, err)
 			return
 		}
 		n, err := maxParam(r)
 		if err != nil {
-			writeError(w, err)
+			lambdaerr.WriteHTTP(w, err)
 			return
 		}
 		var msgs []queues.Message
@@ -99,7 +99,7 @@ func (s *Service) queueRead(take bool) http.HandlerFunc {
 			msgs, err = s.queues.Peek(r.Context(), account, name, n)
 		}
 		if err != nil && len(msgs) == 0 {
-			writeError(w, err)
+			lambdaerr.WriteHTTP(w, err)
 			return
 		}
 		if msgs == nil {
@@ -113,11 +113,11 @@ func (s *Service) queueRead(take bool) http.HandlerFunc {
 func (s *Service) queuePurge(w http.ResponseWriter, r *http.Request) {
 	account, name, err := s.queueOf(r)
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	if err := s.queues.Purge(r.Context(), account, name); err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -131,12 +131,12 @@ type redriveResponse struct {
 func (s *Service) queueRedrive(w http.ResponseWriter, r *http.Request) {
 	account, name, err := s.queueOf(r)
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	n, err := maxParam(r)
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	fnName := r.URL.Query().Get("function")
@@ -145,17 +145,17 @@ func (s *Service) queueRedrive(w http.ResponseWriter, r *http.Request) {
 		qual = metadata.LatestVersion
 	}
 	if !validFunctionName(fnName) || !validQualifier(qual) {
-		writeError(w, lambdaerr.New(lambdaerr.InvalidParameterValue, "a valid function (and optional qualifier) query parameter is required"))
+		lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.InvalidParameterValue, "a valid function (and optional qualifier) query parameter is required"))
 		return
 	}
 	fn, err := s.cfg.Functions.Get(r.Context(), account, fnName, qual)
 	if err != nil {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	ids, err := s.Redrive(r.Context(), fn, account, name, n)
 	if err != nil && len(ids) == 0 {
-		writeError(w, err)
+		lambdaerr.WriteHTTP(w, err)
 		return
 	}
 	writeJSON(w, http.StatusOK, redriveResponse{Redriven: len(ids), RequestIDs: ids})

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/logstore"
 )
 
@@ -17,14 +18,14 @@ func logsHandler(logs *logstore.Store, account string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if !fnNameRE.MatchString(name) {
-			writeError(w, http.StatusBadRequest, "InvalidParameterValueException", "invalid function name "+strconv.Quote(name))
+			lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.InvalidParameterValue, "invalid function name %q", name))
 			return
 		}
 		opts := logstore.ReadOptions{Follow: r.URL.Query().Get("follow") == "true"}
 		if v := r.URL.Query().Get("tail"); v != "" {
 			n, err := strconv.Atoi(v)
 			if err != nil || n < 0 {
-				writeError(w, http.StatusBadRequest, "InvalidParameterValueException", "tail must be a non-negative integer")
+				lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.InvalidParameterValue, "tail must be a non-negative integer"))
 				return
 			}
 			opts.Tail = n
@@ -46,11 +47,4 @@ func logsHandler(logs *logstore.Store, account string) http.Handler {
 			w.Write([]byte("\nflint: reading logs: " + err.Error() + "\n"))
 		}
 	})
-}
-
-func writeError(w http.ResponseWriter, status int, typ, msg string) {
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("X-Amzn-ErrorType", typ)
-	w.WriteHeader(status)
-	w.Write([]byte(`{"Type":"User","message":` + strconv.Quote(msg) + `}`))
 }
