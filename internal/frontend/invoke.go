@@ -86,7 +86,6 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 	if req.TraceID == "" {
 		req.TraceID = h.newTraceID()
 	}
-	log := h.log.With("requestId", reqID, "function", fn.Name, "version", fn.Version, "invocationType", invType)
 	switch invType {
 	case "DryRun":
 		w.WriteHeader(http.StatusNoContent)
@@ -99,7 +98,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 		if err := h.cfg.Async.Enqueue(r.Context(), fn, req); err != nil {
 			return err
 		}
-		log.Debug("invocation queued")
+		h.log.Debug("invocation queued", "requestId", reqID, "function", fn.Name, "version", fn.Version)
 		w.WriteHeader(http.StatusAccepted)
 		return nil
 	}
@@ -127,7 +126,9 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 	hdr.Set("Content-Length", strconv.Itoa(len(res.Payload)))
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(res.Payload)
-	log.Debug("invocation done", "functionError", res.FunctionError, "sandbox", res.SandboxID, "coldStart", res.ColdStart, "duration", res.Duration)
+	// Attributes are passed at the call, not bound with With: a With per
+	// invocation allocates even when debug logging is off.
+	h.log.Debug("invocation done", "requestId", reqID, "function", fn.Name, "version", fn.Version, "functionError", res.FunctionError, "sandbox", res.SandboxID, "coldStart", res.ColdStart, "duration", res.Duration)
 	return nil
 }
 
