@@ -165,31 +165,19 @@ func (s *Store) Send(ctx context.Context, account, name string, body []byte, att
 // Peek returns up to max (1..MaxBatch) of the oldest messages of the queue
 // without removing them.
 func (s *Store) Peek(ctx context.Context, account, name string, max int) ([]Message, error) {
-	subj, err := subject(account, name)
-	if err != nil {
-		return nil, err
-	}
-	max = clampBatch(max)
-	var out []Message
-	seq := uint64(1)
-	for len(out) < max {
-		raw, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			break
-		}
-		if err != nil {
-			return out, fmt.Errorf("queues: peek %s/%s: %w", account, name, err)
-		}
-		out = append(out, toMessage(raw))
-		seq = raw.Sequence + 1
-	}
-	return out, nil
+	return s.take(ctx, "peek", account, name, max, false)
 }
 
 // Receive takes up to max (1..MaxBatch) of the oldest messages off the
 // queue: each returned message has been deleted, and concurrent receivers
 // never get the same message.
 func (s *Store) Receive(ctx context.Context, account, name string, max int) ([]Message, error) {
+	return s.take(ctx, "receive", account, name, max, true)
+}
+
+// take walks the queue's messages oldest first, collecting up to max of
+// them, deleting each one it returns when remove is set.
+func (s *Store) take(ctx context.Context, op, account, name string, max int, remove bool) ([]Message, error) {
 	subj, err := subject(account, name)
 	if err != nil {
 		return nil, err
@@ -197,7 +185,7 @@ func (s *Store) Receive(ctx context.Context, account, name string, max int) ([]M
 	max = clampBatch(max)
 	var out []Message
 	seq := uint64(1)
-	// Every round either takes a message, skips one another receiver
+	// Every round either collects a message, skips one another receiver
 	// took, or ends; the stream is finite, so the loop is bounded.
 	for len(out) < max {
 		raw, err := s.stream.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
@@ -205,14 +193,16 @@ func (s *Store) Receive(ctx context.Context, account, name string, max int) ([]M
 			break
 		}
 		if err != nil {
-			return out, fmt.Errorf("queues: receive %s/%s: %w", account, name, err)
+			return out, fmt.Errorf("queues: %s %s/%s: %w", op, account, name, err)
 		}
 		seq = raw.Sequence + 1
-		if err := s.stream.DeleteMsg(ctx, raw.Sequence); err != nil {
-			if isGone(err) {
-				continue // another receiver took it
+		if remove {
+			if err := s.stream.DeleteMsg(ctx, raw.Sequence); err != nil {
+				if isGone(err) {
+					continue // another receiver took it
+				}
+				return out, fmt.Errorf("queues: %s %s/%s: %w", op, account, name, err)
 			}
-			return out, fmt.Errorf("queues: receive %s/%s: %w", account, name, err)
 		}
 		out = append(out, toMessage(raw))
 	}
