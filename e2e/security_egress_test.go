@@ -7,34 +7,11 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/flintdev/flint/internal/sandbox/process/egresstest"
 )
-
-// listenCount listens on addr on the host and counts accepted connections.
-func listenCount(t *testing.T, addr string) (net.Listener, *atomic.Int64) {
-	t.Helper()
-	ln, err := net.Listen("tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	n := new(atomic.Int64)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	return ln, n
-}
 
 // TestSandboxEgress runs `flint server --sandbox-egress` with its egress
 // pointed at a fake internet (a network namespace of the test's own, with
@@ -96,8 +73,8 @@ func TestSandboxEgress(t *testing.T) {
 		t.Fatalf("probe addresses: %v (%v)", first.Results, err)
 	}
 	gw := pAddr.Prev() // the host end of the sandbox's /30 link
-	gwCanary, gwHits := listenCount(t, netip.AddrPortFrom(gw, 0).String())
-	hostEnd, hostEndHits := listenCount(t, netip.AddrPortFrom(out.HostAddr, 0).String())
+	gwCanary, gwHits := egresstest.HostCanary(t, netip.AddrPortFrom(gw, 0).String())
+	hostEnd, hostEndHits := egresstest.HostCanary(t, netip.AddrPortFrom(out.HostAddr, 0).String())
 
 	allowed := out.Target(out.Addr)
 	denied := []string{

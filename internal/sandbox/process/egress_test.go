@@ -9,11 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/flintdev/flint/internal/outputtest"
 	"github.com/flintdev/flint/internal/sandbox"
@@ -77,37 +74,6 @@ func waitOutput(t *testing.T, out *outputtest.Buffer, what string) map[string]st
 	}
 	t.Fatalf("%s: no result within 30s; output: %q", what, out.String())
 	return nil
-}
-
-// hostCanary listens on the host at addr (IP_FREEBIND: the address may
-// not exist yet) and counts accepted connections.
-func hostCanary(t *testing.T, addr string) (net.Listener, *atomic.Int64) {
-	t.Helper()
-	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
-		var serr error
-		err := c.Control(func(fd uintptr) { serr = unix.SetsockoptInt(int(fd), unix.SOL_IP, unix.IP_FREEBIND, 1) })
-		if err != nil {
-			return err
-		}
-		return serr
-	}}
-	ln, err := lc.Listen(context.Background(), "tcp4", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	n := new(atomic.Int64)
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n.Add(1)
-			c.Close()
-		}
-	}()
-	return ln, n
 }
 
 func hostLinks(prefix string) []string {
@@ -203,9 +169,9 @@ func TestEgress(t *testing.T) {
 	// The prober gets the next /30: its gateway is predictable, so a
 	// canary can wait on it before it exists.
 	gw := netip.AddrFrom4([4]byte(nAddr.As4())).Next().Next().Next() // .1 of the next /30
-	gwCanary, gwHits := hostCanary(t, netip.AddrPortFrom(gw, 0).String())
-	hostEnd, hostEndHits := hostCanary(t, netip.AddrPortFrom(out.HostAddr, 0).String())
-	lo, loHits := hostCanary(t, "127.0.0.1:0")
+	gwCanary, gwHits := egresstest.HostCanary(t, netip.AddrPortFrom(gw, 0).String())
+	hostEnd, hostEndHits := egresstest.HostCanary(t, netip.AddrPortFrom(out.HostAddr, 0).String())
+	lo, loHits := egresstest.HostCanary(t, "127.0.0.1:0")
 
 	var pOut outputtest.Buffer
 	allowed := out.Target(out.Addr)
