@@ -94,6 +94,25 @@ func handledCounts(logs string) map[string]int {
 	return n
 }
 
+// startLedgerFn starts a server (with a short ack wait, so that events a
+// crash interrupted come back quickly) and creates function fn whose
+// successes are recorded, one durable record per event, in the Flint queue
+// ledger. restart starts a server again on the same data dir.
+func startLedgerFn(t *testing.T, fn, ledger string) (s *flintServer, c *lambda.Client, restart func() *flintServer) {
+	t.Helper()
+	data := t.TempDir()
+	flags := []string{"--async-ack-wait", "5s"}
+	restart = func() *flintServer { return startServer(t, data, flags...) }
+	s = restart()
+	c = s.lambda()
+	createGoFn(t, c, fn, func(in *lambda.CreateFunctionInput) { in.Timeout = aws.Int32(30) })
+	putEventConfig(t, c, &lambda.PutFunctionEventInvokeConfigInput{
+		FunctionName:      aws.String(fn),
+		DestinationConfig: &types.DestinationConfig{OnSuccess: &types.OnSuccess{Destination: aws.String(queueARN(ledger))}},
+	})
+	return s, c, restart
+}
+
 // TestAsyncCrashLosesNothing accepts N events, kills the server with
 // SIGKILL while it is working through them, restarts it on the same data
 // dir, and checks that every accepted event was executed: the ledger is
@@ -104,15 +123,7 @@ func handledCounts(logs string) map[string]int {
 // second, weaker witness (logs are shipped after an invocation ends and
 // the crash can lose them).
 func TestAsyncCrashLosesNothing(t *testing.T) {
-	data := t.TempDir()
-	flags := []string{"--async-ack-wait", "5s"}
-	s := startServer(t, data, flags...)
-	c := s.lambda()
-	createGoFn(t, c, "crashfn", func(in *lambda.CreateFunctionInput) { in.Timeout = aws.Int32(30) })
-	putEventConfig(t, c, &lambda.PutFunctionEventInvokeConfigInput{
-		FunctionName:      aws.String("crashfn"),
-		DestinationConfig: &types.DestinationConfig{OnSuccess: &types.OnSuccess{Destination: aws.String(queueARN("ledger"))}},
-	})
+	s, c, restart := startLedgerFn(t, "crashfn", "ledger")
 
 	const n = 300
 	payloads := make([][]byte, n)
@@ -143,7 +154,7 @@ func TestAsyncCrashLosesNothing(t *testing.T) {
 		})
 		s.kill()
 		crashAt = time.Now()
-		s = startServer(t, data, flags...)
+		s = restart()
 	}
 	sts := s.waitAllSettled(t, ids, 5*time.Minute)
 	t.Logf("all %d events settled %v after the last restart", n, time.Since(crashAt))
@@ -279,15 +290,7 @@ func pollUntil(d time.Duration, f func() error) error {
 // not have been queued; those that ran are counted (the client could not
 // know them, as with any lost response).
 func TestAsyncCrashWhileAccepting(t *testing.T) {
-	data := t.TempDir()
-	flags := []string{"--async-ack-wait", "5s"}
-	s := startServer(t, data, flags...)
-	c := s.lambda()
-	createGoFn(t, c, "acceptfn", func(in *lambda.CreateFunctionInput) { in.Timeout = aws.Int32(30) })
-	putEventConfig(t, c, &lambda.PutFunctionEventInvokeConfigInput{
-		FunctionName:      aws.String("acceptfn"),
-		DestinationConfig: &types.DestinationConfig{OnSuccess: &types.OnSuccess{Destination: aws.String(queueARN("accept-ledger"))}},
-	})
+	s, c, restart := startLedgerFn(t, "acceptfn", "accept-ledger")
 
 	const n, killAfter, workers = 400, 150, 16
 	ids := make([]string, n)
@@ -330,7 +333,7 @@ func TestAsyncCrashWhileAccepting(t *testing.T) {
 		ok = append(ok, ids[i])
 		acceptedName[fmt.Sprintf("acc-%03d", i)] = ids[i]
 	}
-	s = startServer(t, data, flags...)
+	s = restart()
 	sts := s.waitAllSettled(t, ok, 5*time.Minute)
 	logServerTrouble(t, s)
 	// Events the client never heard about may still be running: take

@@ -118,21 +118,14 @@ func probeInvoke(t *testing.T, c *lambda.Client, fn, qualifier string, ev probeE
 // createZipFn creates a provided.al2023 function from zip.
 func createZipFn(t *testing.T, c *lambda.Client, name string, zip []byte, memMB, timeoutS, tmpMB int32) {
 	t.Helper()
-	in := &lambda.CreateFunctionInput{
-		FunctionName: aws.String(name),
-		Runtime:      types.RuntimeProvidedal2023,
-		Handler:      aws.String("bootstrap"),
-		Role:         aws.String("arn:aws:iam::000000000000:role/x"),
-		Code:         &types.FunctionCode{ZipFile: zip},
-		MemorySize:   aws.Int32(memMB),
-		Timeout:      aws.Int32(timeoutS),
-	}
-	if tmpMB > 0 {
-		in.EphemeralStorage = &types.EphemeralStorage{Size: aws.Int32(tmpMB)}
-	}
-	if _, err := c.CreateFunction(ctxT(t, 60*time.Second), in); err != nil {
-		t.Fatalf("CreateFunction %s: %v", name, err)
-	}
+	createGoFn(t, c, name, func(in *lambda.CreateFunctionInput) {
+		in.Code = &types.FunctionCode{ZipFile: zip}
+		in.MemorySize = aws.Int32(memMB)
+		in.Timeout = aws.Int32(timeoutS)
+		if tmpMB > 0 {
+			in.EphemeralStorage = &types.EphemeralStorage{Size: aws.Int32(tmpMB)}
+		}
+	})
 }
 
 func randHex(n int) string {
