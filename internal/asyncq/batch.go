@@ -245,20 +245,8 @@ func (b *batcher) close() {
 
 // openInbox creates (or updates) the inbox stream.
 func openInbox(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Stream, error) {
-	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        InboxStreamName,
-		Description: "Flint accepted asynchronous invocations, in batches, before dispatch",
-		Subjects:    []string{inboxSubject},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Duplicates:  cfg.DuplicateWindow,
-		Discard:     jetstream.DiscardNew,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("asyncq: stream %s: %w", InboxStreamName, err)
-	}
-	return st, nil
+	return openWorkQueue(ctx, js, cfg, InboxStreamName,
+		"Flint accepted asynchronous invocations, in batches, before dispatch", inboxSubject)
 }
 
 // dispatchLoop fans batches out until the poller closes.

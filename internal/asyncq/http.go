@@ -80,14 +80,18 @@ type messagesResponse struct {
 	Messages []queues.Message `json:"messages"`
 }
 
+// queueAndMax reads the queue a request names and its max parameter.
+func (s *Service) queueAndMax(r *http.Request) (account, name string, max int, err error) {
+	if account, name, err = s.queueOf(r); err != nil {
+		return "", "", 0, err
+	}
+	max, err = maxParam(r)
+	return account, name, max, err
+}
+
 func (s *Service) queueRead(take bool) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
-		account, name, err := s.queueOf(r)
-		if err != nil {
-			lambdaerr.WriteHTTP(w, err)
-			return
-		}
-		n, err := maxParam(r)
+		account, name, n, err := s.queueAndMax(r)
 		if err != nil {
 			lambdaerr.WriteHTTP(w, err)
 			return
@@ -129,12 +133,7 @@ type redriveResponse struct {
 }
 
 func (s *Service) queueRedrive(w http.ResponseWriter, r *http.Request) {
-	account, name, err := s.queueOf(r)
-	if err != nil {
-		lambdaerr.WriteHTTP(w, err)
-		return
-	}
-	n, err := maxParam(r)
+	account, name, n, err := s.queueAndMax(r)
 	if err != nil {
 		lambdaerr.WriteHTTP(w, err)
 		return

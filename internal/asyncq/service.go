@@ -233,18 +233,10 @@ func New(cfg Config) (*Service, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	js := cfg.JetStream
-	stream, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        StreamName,
-		Description: "Flint asynchronous invocations (one subject per account and function)",
-		Subjects:    []string{subjectPrefix + ">"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Duplicates:  cfg.DuplicateWindow,
-		Discard:     jetstream.DiscardNew,
-	})
+	stream, err := openWorkQueue(ctx, js, cfg, StreamName,
+		"Flint asynchronous invocations (one subject per account and function)", subjectPrefix+">")
 	if err != nil {
-		return nil, fmt.Errorf("asyncq: stream %s: %w", StreamName, err)
+		return nil, err
 	}
 	inbox, err := openInbox(ctx, js, cfg)
 	if err != nil {
@@ -303,3 +295,22 @@ type fnKey struct{ account, name string }
 
 func (k fnKey) subject() string  { return subjectPrefix + k.account + "." + k.name }
 func (k fnKey) consumer() string { return "async_" + k.account + "_" + k.name }
+
+// openWorkQueue creates or updates a durable work-queue stream (file
+// storage, publish de-duplication, new messages refused when full).
+func openWorkQueue(ctx context.Context, js jetstream.JetStream, cfg Config, name, desc, subject string) (jetstream.Stream, error) {
+	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+		Name:        name,
+		Description: desc,
+		Subjects:    []string{subject},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    cfg.Replicas,
+		Duplicates:  cfg.DuplicateWindow,
+		Discard:     jetstream.DiscardNew,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("asyncq: stream %s: %w", name, err)
+	}
+	return st, nil
+}
