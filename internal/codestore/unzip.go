@@ -251,6 +251,15 @@ func readTarget(f *zip.File) (string, error) {
 // makePlan validates every entry's name and type, the symlinks and the
 // tree shape, and decides what will be created. Nothing is decompressed
 // except symlink targets.
+// openPlan opens data as a zip and checks its entries into a plan.
+func openPlan(data []byte, lim Limits) (*plan, error) {
+	zr, err := open(data, lim)
+	if err != nil {
+		return nil, err
+	}
+	return makePlan(zr, lim)
+}
+
 func makePlan(zr *zip.Reader, lim Limits) (*plan, error) {
 	kinds := make(map[string]entryKind, len(zr.File))
 	p := &plan{}
@@ -454,11 +463,7 @@ func (p *plan) writeFile(root *os.Root, e entry, budget int64) (int64, error) {
 // for everything else. Zero fields of lim mean Lambda's defaults.
 func Validate(data []byte, lim Limits) error {
 	lim = lim.withDefaults()
-	zr, err := open(data, lim)
-	if err != nil {
-		return err
-	}
-	p, err := makePlan(zr, lim)
+	p, err := openPlan(data, lim)
 	if err != nil {
 		return err
 	}
@@ -478,11 +483,7 @@ func Validate(data []byte, lim Limits) error {
 // are created as they are (relative, inside the package).
 func Extract(data []byte, dir string, lim Limits) (err error) {
 	lim = lim.withDefaults()
-	zr, err := open(data, lim)
-	if err != nil {
-		return err
-	}
-	p, err := makePlan(zr, lim)
+	p, err := openPlan(data, lim)
 	if err != nil {
 		return err
 	}
