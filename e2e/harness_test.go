@@ -24,6 +24,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/flintdev/flint/internal/gobuildtest"
 )
 
 // Built once in TestMain.
@@ -46,19 +48,19 @@ func TestMain(m *testing.M) {
 			return m.Run() // every test skips itself through requireRoot
 		}
 		flintBin = filepath.Join(dir, "flint")
-		if out, err := goBuild(flintBin, "../cmd/flint"); err != nil {
-			fmt.Fprintf(os.Stderr, "build flint: %v\n%s", err, out)
+		if err := gobuildtest.Compile("../cmd/flint", flintBin); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		initBin = filepath.Join(dir, "flint-sandbox-init")
-		if out, err := goBuild(initBin, "../cmd/flint-sandbox-init"); err != nil {
-			fmt.Fprintf(os.Stderr, "build flint-sandbox-init: %v\n%s", err, out)
+		if err := gobuildtest.Compile("../cmd/flint-sandbox-init", initBin); err != nil {
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
 		for mark, dst := range map[string]*[]byte{"v1": &goFnZip, "v2": &goFnZip2} {
 			bootstrap := filepath.Join(dir, "bootstrap-"+mark)
-			if out, err := goBuild(bootstrap, "./testdata/gofn", "-ldflags=-X main.buildMark="+mark); err != nil {
-				fmt.Fprintf(os.Stderr, "build gofn: %v\n%s", err, out)
+			if err := gobuildtest.Compile("./testdata/gofn", bootstrap, "-ldflags=-X main.buildMark="+mark); err != nil {
+				fmt.Fprintln(os.Stderr, err)
 				return 1
 			}
 			b, err := os.ReadFile(bootstrap)
@@ -72,12 +74,6 @@ func TestMain(m *testing.M) {
 	}()
 	os.RemoveAll(dir)
 	os.Exit(code)
-}
-
-func goBuild(out, pkg string, flags ...string) ([]byte, error) {
-	cmd := exec.Command("go", append(append([]string{"build", "-o", out}, flags...), pkg)...)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	return cmd.CombinedOutput()
 }
 
 func requireRoot(t *testing.T) {

@@ -22,6 +22,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/flintdev/flint/internal/gobuildtest"
 )
 
 // The probe binary (testdata/probe), built once by the first test that
@@ -44,8 +46,8 @@ func probeBinary(t *testing.T) []byte {
 		}
 		defer os.RemoveAll(dir)
 		out := filepath.Join(dir, "bootstrap")
-		if b, err := goBuild(out, "./testdata/probe"); err != nil {
-			probeErr = fmt.Errorf("build probe: %v\n%s", err, b)
+		if err := gobuildtest.Compile("./testdata/probe", out); err != nil {
+			probeErr = err
 			return
 		}
 		probeBin, probeErr = os.ReadFile(out)
