@@ -22,7 +22,9 @@ import (
 	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
 )
 
-const testParent = "flint-test"
+// testParent is per test process, so that concurrent runs of this package
+// (several checkouts on one host) never share or clean up each other's cgroups.
+var testParent = "flint-test-" + strconv.Itoa(os.Getpid())
 
 func testDriver(t testing.TB) *process.Driver {
 	d := newDriver(t, func(c *process.Config) { c.CgroupParent = testParent })

@@ -17,7 +17,7 @@ func manager(t *testing.T, root string, v Version) *Manager {
 	if os.Geteuid() != 0 {
 		t.Skip("cgroup tests need root")
 	}
-	m, err := New(Config{Root: root, Parent: "flint-cgtest", Version: v})
+	m, err := New(Config{Root: root, Parent: "flint-cgtest-" + strconv.Itoa(os.Getpid()), Version: v})
 	if err != nil {
 		t.Skipf("cgroup %s unusable on this host: %v", v, err)
 	}
