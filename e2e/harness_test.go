@@ -147,6 +147,17 @@ var listenRE = regexp.MustCompile(`msg="flint server listening" addr=(\S+)`)
 // waits until /healthz answers.
 func startServer(t *testing.T, data string, extra ...string) *flintServer {
 	t.Helper()
+	s, err := startServerErr(t, data, extra...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+// startServerErr is startServer for a server that may refuse to start: it
+// returns the error (with the server's log) instead of failing the test.
+func startServerErr(t *testing.T, data string, extra ...string) (*flintServer, error) {
+	t.Helper()
 	requireRoot(t)
 	args := append([]string{"server", "--listen", "127.0.0.1:0", "--data", data, "--log-level", "debug"}, extra...)
 	cmd := exec.Command(flintBin, args...)
@@ -187,9 +198,9 @@ func startServer(t *testing.T, data string, extra ...string) *flintServer {
 	select {
 	case s.addr = <-addrc:
 	case <-s.exited:
-		t.Fatalf("flint server exited early:\n%s", s.log())
+		return nil, fmt.Errorf("flint server exited early:\n%s", s.log())
 	case <-time.After(60 * time.Second):
-		t.Fatalf("flint server did not start in 60s:\n%s", s.log())
+		return nil, fmt.Errorf("flint server did not start in 60s:\n%s", s.log())
 	}
 	waitFor(t, 30*time.Second, func() error {
 		resp, err := http.Get(s.url() + "/healthz")
@@ -202,7 +213,7 @@ func startServer(t *testing.T, data string, extra ...string) *flintServer {
 		}
 		return nil
 	})
-	return s
+	return s, nil
 }
 
 func (s *flintServer) url() string { return "http://" + s.addr }

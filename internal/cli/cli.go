@@ -60,6 +60,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newListCmd(g),
 		newDeleteCmd(g),
 		newBenchCmd(g),
+		newClusterCmd(g),
 	)
 	return root
 }

@@ -33,12 +33,26 @@ import (
 	"github.com/flintdev/flint/internal/lambdaerr"
 )
 
-// DefaultStaleAfter is how long a host may stay silent before it is dropped.
-const DefaultStaleAfter = 15 * time.Second
+// DefaultStaleAfter is how long a host may stay silent before it is
+// dropped: a worker host that dies is forgotten within a few seconds.
+const DefaultStaleAfter = 5 * time.Second
 
 // DefaultHeartbeatInterval is the heartbeat interval that fits
-// DefaultStaleAfter: a host may miss two heartbeats before it is dropped.
-const DefaultHeartbeatInterval = 5 * time.Second
+// DefaultStaleAfter: a host may miss four heartbeats before it is dropped.
+const DefaultHeartbeatInterval = time.Second
+
+// pendingMargin: in a Shared host's heartbeat, reservations placed more
+// than this long before the heartbeat arrived are taken to be counted in
+// its UsedMB already (a worker takes capacity at the start of
+// CreateSandbox, milliseconds after Place).
+const pendingMargin = 500 * time.Millisecond
+
+// Roles a Flint node can play (flint server --roles).
+const (
+	RoleFrontend = "frontend"
+	RoleWorker   = "worker"
+	RolePoller   = "poller"
+)
 
 // ReasonNoCapacity is the Reason of the TooManyRequestsException that Place
 // returns when no live host has room for the sandbox. It is the Reason
@@ -61,6 +75,32 @@ type HostStatus struct {
 	CachedCode []string `json:"cachedCode,omitempty"`
 	// Draining hosts keep their reservations but get no new sandboxes.
 	Draining bool `json:"draining,omitempty"`
+
+	// Roles lists what the node runs (RoleFrontend, RoleWorker,
+	// RolePoller); empty means a worker host. Only worker hosts get
+	// sandboxes; the others are listed for visibility.
+	Roles []string `json:"roles,omitempty"`
+	// Instance is unique per process start: two live nodes reporting one
+	// HostID with different Instances are a misconfiguration.
+	Instance string `json:"instance,omitempty"`
+	// Addr is where other nodes reach the host's worker (package
+	// hostproxy), "" when only this process can.
+	Addr string `json:"addr,omitempty"`
+	// Sandboxes and UsedMB are the worker's own count of its live
+	// sandboxes and the memory they hold.
+	Sandboxes int `json:"sandboxes"`
+	UsedMB    int `json:"usedMB"`
+	// Shared is set when several Placement Services place on the host (a
+	// cluster): the host's free memory is then MemoryMB less its own
+	// UsedMB and the reservations this service made since that figure was
+	// taken, so capacity is counted once, by the worker. Unshared hosts
+	// (the single-process default) are counted by reservations alone.
+	Shared bool `json:"shared,omitempty"`
+}
+
+// IsWorker reports whether the host runs sandboxes.
+func (st HostStatus) IsWorker() bool {
+	return len(st.Roles) == 0 || slices.Contains(st.Roles, RoleWorker)
 }
 
 // Validate reports whether st can be registered.
@@ -87,6 +127,9 @@ type Request struct {
 	// SandboxKey is the metadata.Function.SandboxKey the sandbox is for
 	// (used in logs).
 	SandboxKey string
+	// Exclude lists hosts not to place on (a host that just refused or
+	// could not be reached).
+	Exclude []string
 }
 
 // Reservation is capacity reserved on one host. Hand it back with Release.
@@ -148,12 +191,33 @@ type host struct {
 	status   HostStatus
 	cached   map[string]bool
 	lastSeen time.Time
-	// reserved maps reservation ID to reserved memory.
-	reserved   map[string]int
+	// reserved maps reservation ID to reserved memory and placing time.
+	reserved   map[string]reservation
 	reservedMB int
 }
 
-func (h *host) freeMB() int { return h.status.MemoryMB - h.reservedMB }
+type reservation struct {
+	mb int
+	at time.Time
+}
+
+// usedMB is the memory counted against the host: its reservations, or, on
+// a Shared host, what the worker reported plus the reservations made since.
+func (h *host) usedMB() int {
+	if !h.status.Shared {
+		return h.reservedMB
+	}
+	used := h.status.UsedMB
+	cut := h.lastSeen.Add(-pendingMargin)
+	for _, r := range h.reserved {
+		if r.at.After(cut) {
+			used += r.mb
+		}
+	}
+	return used
+}
+
+func (h *host) freeMB() int { return h.status.MemoryMB - h.usedMB() }
 
 // hasSlot reports whether one more sandbox fits the host's slot limit.
 func (h *host) hasSlot() bool {
@@ -202,11 +266,19 @@ func (s *Service) Heartbeat(st HostStatus) error {
 	s.pruneLocked(now)
 	h, ok := s.hosts[st.HostID]
 	if !ok {
-		h = &host{reserved: make(map[string]int)}
+		h = &host{reserved: make(map[string]reservation)}
 		s.hosts[st.HostID] = h
-		s.log.Info("host joined", "host", st.HostID, "memoryMB", st.MemoryMB, "maxSandboxes", st.MaxSandboxes)
-	} else if h.status.Draining != st.Draining {
-		s.log.Info("host draining changed", "host", st.HostID, "draining", st.Draining)
+		s.log.Info("host joined", "host", st.HostID, "roles", st.Roles, "addr", st.Addr,
+			"memoryMB", st.MemoryMB, "maxSandboxes", st.MaxSandboxes)
+	} else {
+		if h.status.Draining != st.Draining {
+			s.log.Info("host draining changed", "host", st.HostID, "draining", st.Draining)
+		}
+		if h.status.Instance != "" && st.Instance != "" && h.status.Instance != st.Instance &&
+			now.Sub(h.lastSeen) < s.staleAfter/2 && !h.status.Draining {
+			s.log.Error("two live hosts report one host id: give each its own --host-id",
+				"host", st.HostID, "addr", st.Addr, "otherAddr", h.status.Addr)
+		}
 	}
 	h.status = st
 	h.cached = cached
@@ -250,7 +322,8 @@ func (s *Service) Place(ctx context.Context, req Request) (Reservation, error) {
 
 	var best *host
 	for _, h := range s.hosts {
-		if h.status.Draining || h.freeMB() < req.MemoryMB || !h.hasSlot() {
+		if h.status.Draining || !h.status.IsWorker() || slices.Contains(req.Exclude, h.status.HostID) ||
+			h.freeMB() < req.MemoryMB || !h.hasSlot() {
 			continue
 		}
 		if best == nil || better(h, best, req.CodeDigest) {
@@ -272,7 +345,7 @@ func (s *Service) Place(ctx context.Context, req Request) (Reservation, error) {
 		HostID:   best.status.HostID,
 		MemoryMB: req.MemoryMB,
 	}
-	best.reserved[r.ID] = r.MemoryMB
+	best.reserved[r.ID] = reservation{mb: r.MemoryMB, at: s.now()}
 	best.reservedMB += r.MemoryMB
 	s.reservations[r.ID] = best
 	s.log.Debug("placed", "sandboxKey", req.SandboxKey, "host", r.HostID, "reservation", r.ID,
@@ -306,8 +379,36 @@ func (s *Service) Release(r Reservation) {
 		return
 	}
 	delete(s.reservations, r.ID)
-	h.reservedMB -= h.reserved[r.ID]
+	h.reservedMB -= h.reserved[r.ID].mb
 	delete(h.reserved, r.ID)
+}
+
+// Drop forgets a host and its reservations at once, before its heartbeats
+// stop counting: the Worker Manager calls it when the host cannot be
+// reached. A later heartbeat registers the host again. Dropping an unknown
+// host does nothing.
+func (s *Service) Drop(hostID string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.hosts[hostID]
+	if !ok {
+		return
+	}
+	for rid := range h.reserved {
+		delete(s.reservations, rid)
+	}
+	delete(s.hosts, hostID)
+	s.log.Warn("host dropped: unreachable", "host", hostID, "forgottenReservations", len(h.reserved))
+}
+
+// Host returns one live host, as Hosts lists it.
+func (s *Service) Host(id string) (HostInfo, bool) {
+	for _, h := range s.Hosts() {
+		if h.HostID == id {
+			return h, true
+		}
+	}
+	return HostInfo{}, false
 }
 
 // Hosts lists the live hosts, sorted by HostID.
@@ -323,9 +424,10 @@ func (s *Service) Hosts() []HostInfo {
 		}
 		st := h.status
 		st.CachedCode = slices.Clone(st.CachedCode)
+		st.Roles = slices.Clone(st.Roles)
 		out = append(out, HostInfo{
 			HostStatus:   st,
-			ReservedMB:   h.reservedMB,
+			ReservedMB:   h.usedMB(),
 			FreeMemoryMB: h.freeMB(),
 			Reservations: len(h.reserved),
 			FreeSlots:    free,

@@ -199,9 +199,9 @@ func TestStaleHostsDropped(t *testing.T) {
 		t.Fatalf("placed on %s, want chatty", old.HostID)
 	}
 
-	clock.Advance(10 * time.Second)
+	clock.Advance(DefaultStaleAfter - time.Second)
 	heartbeat(t, s, HostStatus{HostID: "chatty", MemoryMB: 1024})
-	clock.Advance(6 * time.Second) // quiet: 16s silent > 15s; chatty: 6s.
+	clock.Advance(2 * time.Second) // quiet: silent for longer than DefaultStaleAfter; chatty: 2s.
 	hosts := s.Hosts()
 	if len(hosts) != 1 || hosts[0].HostID != "chatty" {
 		t.Fatalf("hosts after quiet went stale: %+v", hosts)

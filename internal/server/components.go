@@ -2,12 +2,8 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
-	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"path/filepath"
 	"time"
 
@@ -15,6 +11,8 @@ import (
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/hostproxy"
+	"github.com/flintdev/flint/internal/leases"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
@@ -35,6 +33,7 @@ type components struct {
 	driver    *process.Driver
 	worker    *worker.Worker
 	placement *placement.Service
+	hostProxy *hostproxy.Server // nil unless clustered with the worker role
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
@@ -75,54 +74,20 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
-	// Each server's sandboxes share a cgroup parent named for its data dir,
-	// so that the cgroups a crashed run left behind can be removed at
-	// start without touching another server's.
-	digest := sha256.Sum256([]byte(data))
-	if c.driver, err = process.New(process.Config{
-		StateDir:     filepath.Join(data, "sandboxes"),
-		InitPath:     cfg.SandboxInit,
-		CgroupParent: "flint-" + hex.EncodeToString(digest[:6]),
-		Egress:       cfg.SandboxEgress,
-		Logger:       log.With("component", "sandbox"),
-	}); err != nil {
-		return nil, fmt.Errorf("server: sandbox driver: %w", err)
-	}
-	if n, err := c.driver.RemoveStale(ctx); err != nil {
-		log.Warn("removing sandbox cgroups left by an earlier run", "err", err)
-	} else if n > 0 {
-		log.Info("removed sandbox cgroups left by an earlier run", "count", n)
-	}
-	// Runs after the worker and the manager destroyed every sandbox:
-	// removes the egress firewall table.
-	c.onClose(func(ctx context.Context) {
-		if err := c.driver.Close(ctx); err != nil {
-			log.Error("closing the sandbox driver", "err", err)
+	hostID, instance := cfg.HostID, newInstance()
+	if cfg.clustered() {
+		// A second live node with this id would make placement send one
+		// host's sandboxes to the other: refuse before heartbeating.
+		if err := checkHostIDFree(c.bb.Conn(), hostID, instance, 3*placement.DefaultHeartbeatInterval); err != nil {
+			return nil, err
 		}
-	})
-
-	hostID, err := os.Hostname()
-	if err != nil || hostID == "" {
-		hostID = "local"
 	}
-	codeDir := filepath.Join(data, "code")
-	if err := codestore.RemoveTemps(codeDir); err != nil && !errors.Is(err, os.ErrNotExist) {
-		log.Warn("removing partial code extractions", "err", err)
+	var workerAddr string
+	if cfg.has(placement.RoleWorker) {
+		if workerAddr, err = c.startWorker(ctx, hostID); err != nil {
+			return nil, err
+		}
 	}
-	if c.worker, err = worker.New(worker.Config{
-		HostID:       hostID,
-		DataDir:      data,
-		Driver:       c.driver,
-		Code:         c.code,
-		Logs:         c.logs,
-		Runtimes:     c.runtimes,
-		MemoryMB:     cfg.HostMemoryMB,
-		MaxSandboxes: cfg.MaxSandboxes,
-		Logger:       log.With("component", "worker", "host", hostID),
-	}); err != nil {
-		return nil, fmt.Errorf("server: worker: %w", err)
-	}
-	c.onClose(func(ctx context.Context) { c.worker.Close(ctx) })
 
 	if c.placement, err = placement.New(placement.Config{Logger: log.With("component", "placement")}); err != nil {
 		return nil, fmt.Errorf("server: placement: %w", err)
@@ -133,8 +98,13 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose(func(context.Context) { stopSub() })
 	status := func() placement.HostStatus {
-		st := c.worker.Status()
-		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode}
+		hs := placement.HostStatus{HostID: hostID, Roles: cfg.Roles, Instance: instance, Addr: workerAddr, Shared: cfg.clustered()}
+		if c.worker != nil {
+			st := c.worker.Status()
+			hs.MemoryMB, hs.MaxSandboxes, hs.CachedCode = st.MemoryMB, st.MaxSandboxes, st.CachedCode
+			hs.Sandboxes, hs.UsedMB = st.Sandboxes, st.MemoryUsedMB
+		}
+		return hs
 	}
 	// The first heartbeat goes in directly, so the host is known before
 	// the first request; later ones travel over NATS like a remote
@@ -142,21 +112,72 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if err := c.placement.Heartbeat(status()); err != nil {
 		return nil, fmt.Errorf("server: register host: %w", err)
 	}
-	stopBeats := placement.StartHeartbeats(c.bb.Conn(), placement.DefaultHeartbeatInterval, status)
+	stopBeats := placement.StartHeartbeats(c.bb.Conn(), placement.DefaultHeartbeatInterval, func() placement.HostStatus {
+		st := status()
+		// This process's own placement hears this host directly too, so
+		// a slow backbone never makes the local host look stale.
+		_ = c.placement.Heartbeat(st)
+		return st
+	})
 	c.onClose(func(context.Context) { stopBeats() })
 
-	host := workerHost{c.worker}
-	if c.manager, err = workermanager.New(workermanager.Config{
+	hosts := &hostSet{
+		self: hostID, owner: hostID + "/" + instance, placement: c.placement,
+		log: log.With("component", "hosts"), remotes: map[string]*remote{},
+	}
+	if c.worker != nil {
+		hosts.local = workerHost{c.worker}
+	}
+	mcfg := workermanager.Config{
 		Placement: c.placement,
-		Hosts: func(id string) (workermanager.Host, bool) {
-			return host, id == hostID
-		},
+		Hosts:     hosts.lookup,
 		KeepAlive: cfg.KeepAlive,
 		Logger:    log.With("component", "workermanager"),
-	}); err != nil {
+	}
+	if cfg.clustered() {
+		// Reserved concurrency holds across every node that admits
+		// invocations.
+		if mcfg.Leases, err = leases.New(ctx, leases.Config{JS: js, Logger: log.With("component", "leases")}); err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+	}
+	if c.manager, err = workermanager.New(mcfg); err != nil {
 		return nil, fmt.Errorf("server: worker manager: %w", err)
 	}
 	c.onClose(func(ctx context.Context) { c.manager.Close(ctx) })
+	if cfg.clustered() {
+		stop := make(chan struct{})
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			t := time.NewTicker(placement.DefaultHeartbeatInterval)
+			defer t.Stop()
+			for {
+				select {
+				case <-stop:
+					return
+				case <-t.C:
+					sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+					hosts.sync(sctx, c.manager)
+					cancel()
+				}
+			}
+		}()
+		c.onClose(func(context.Context) { close(stop); <-done })
+	}
+	// Reserved concurrency reaches this node's manager through the store,
+	// whichever node's API set it.
+	stopWatch, err := c.functions.WatchReservedConcurrency(func(account, name string, n int, set bool) {
+		if set {
+			c.manager.SetReservedConcurrency(account, name, n)
+		} else {
+			c.manager.ClearReservedConcurrency(account, name)
+		}
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
+	c.onClose(func(context.Context) { stopWatch() })
 
 	if c.async, err = asyncq.New(asyncq.Config{
 		JetStream:      js,
@@ -172,10 +193,15 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("server: async queue: %w", err)
 	}
-	if err := c.async.Start(); err != nil {
-		return nil, fmt.Errorf("server: async pollers: %w", err)
+	if cfg.has(placement.RolePoller) {
+		if err := c.async.Start(); err != nil {
+			return nil, fmt.Errorf("server: async pollers: %w", err)
+		}
 	}
 	c.onClose(func(ctx context.Context) { c.async.Close(ctx) })
+	if !cfg.has(placement.RoleFrontend) {
+		return c, nil
+	}
 
 	if c.frontend, err = frontend.New(frontend.Config{
 		Region:    cfg.Region,
@@ -190,8 +216,8 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
-	// Reserved and provisioned concurrency live in the metadata store;
-	// hand them to the worker manager again.
+	// Provisioned concurrency lives in the metadata store; hand it to the
+	// worker manager again.
 	if err := c.frontend.Restore(ctx); err != nil {
 		return nil, fmt.Errorf("server: restore concurrency settings: %w", err)
 	}
@@ -211,12 +237,18 @@ func (c *components) close() {
 	c.closers = nil
 }
 
-// handler routes the listener: Lambda's API, Flint's own endpoints, health.
+// handler routes the listener: Lambda's API (frontend role), Flint's own
+// endpoints, health.
 func (c *components) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
+	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
+	mux.HandleFunc("GET /flint/v1/cluster", c.clusterHandler)
+	if c.frontend == nil {
+		return mux
+	}
 	for _, prefix := range frontend.Prefixes {
 		mux.Handle(prefix, c.frontend)
 	}
@@ -225,20 +257,5 @@ func (c *components) handler() http.Handler {
 	mux.Handle("/flint/v1/invocations/", ah)
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
-	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
 	return mux
 }
-
-// workerHost adapts the in-process worker to the manager's Host.
-type workerHost struct{ w *worker.Worker }
-
-func (h workerHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (workermanager.Sandbox, error) {
-	sb, err := h.w.CreateSandbox(ctx, fn)
-	if err != nil {
-		return nil, err
-	}
-	return sb, nil
-}
-
-// Provisioned concurrency initialises worker sandboxes ahead of invocations.
-var _ workermanager.Initializer = (*worker.Sandbox)(nil)

@@ -18,6 +18,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/flintdev/flint/internal/sandbox/process"
@@ -25,16 +26,37 @@ import (
 
 // Config configures an all-in-one server.
 type Config struct {
-	Listen       string // address of the Lambda API, e.g. 127.0.0.1:9000
-	DataDir      string
-	NATSURL      string // external NATS; "" starts the embedded one
-	NATSPort     int    // embedded NATS port; -1 picks a free one
-	Region       string
-	Account      string
-	KeepAlive    time.Duration
-	HostMemoryMB int // 0: three quarters of the host's RAM
-	MaxSandboxes int
-	Logger       *slog.Logger
+	Listen  string // address of the Lambda API, e.g. 127.0.0.1:9000
+	DataDir string
+	// NATSURL is the external NATS cluster, one URL or a comma-separated
+	// list; "" starts the embedded server. With it the server joins a
+	// Flint cluster: other nodes may place sandboxes on its worker, and
+	// reserved concurrency is counted cluster-wide (docs/cluster.md).
+	NATSURL  string
+	NATSPort int // embedded NATS port; -1 picks a free one
+	// HostID names this node in the cluster (default: the hostname). Two
+	// live nodes with one id refuse to run together.
+	HostID string
+	// Roles lists the components this node runs: any of "frontend",
+	// "worker", "poller" (default all three).
+	Roles []string
+	// WorkerListen is where the worker serves other nodes (cluster mode,
+	// worker role): default the API's host with any free port.
+	WorkerListen string
+	// WorkerAdvertise is the host:port other nodes reach the worker at
+	// (default: the address WorkerListen bound, with the host id as host
+	// when it bound every interface).
+	WorkerAdvertise string
+	// MemoryOvercommit multiplies the memory the worker offers to
+	// sandboxes (HostMemoryMB): a sandbox rarely uses its whole
+	// MemorySize (default 1: no overcommit).
+	MemoryOvercommit float64
+	Region           string
+	Account          string
+	KeepAlive        time.Duration
+	HostMemoryMB     int // 0: three quarters of the host's RAM
+	MaxSandboxes     int
+	Logger           *slog.Logger
 	// Ready, when set, is called with the API's address once the server
 	// answers requests.
 	Ready func(addr net.Addr)
@@ -96,6 +118,27 @@ func (c *Config) Validate() error {
 	if c.HostMemoryMB <= 0 {
 		c.HostMemoryMB = hostMemoryMB() * 3 / 4
 	}
+	if c.MemoryOvercommit == 0 {
+		c.MemoryOvercommit = 1
+	}
+	if c.MemoryOvercommit < 1 || c.MemoryOvercommit > 100 {
+		return fmt.Errorf("server: memory overcommit %g: want a factor from 1 to 100", c.MemoryOvercommit)
+	}
+	if c.HostID == "" {
+		h, err := os.Hostname()
+		if err != nil || h == "" {
+			h = "local"
+		}
+		c.HostID = h
+	}
+	if len(c.HostID) > 128 || strings.ContainsAny(c.HostID, " \t\n/") {
+		return fmt.Errorf("server: host id %q: want at most 128 characters, no spaces or slashes", c.HostID)
+	}
+	roles, err := parseRoles(c.Roles)
+	if err != nil {
+		return err
+	}
+	c.Roles = roles
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
 	}
@@ -140,8 +183,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- hs.Serve(ln) }()
+	driver := "none"
+	if s.driver != nil {
+		driver = s.driver.Name()
+	}
 	cfg.Logger.Info("flint server listening", "addr", ln.Addr().String(), "data", cfg.DataDir,
-		"nats", s.bb.ClientURL(), "driver", s.driver.Name(), "runtimes", s.runtimes.Names())
+		"nats", s.bb.ClientURL(), "host", cfg.HostID, "roles", cfg.Roles, "driver", driver, "runtimes", s.runtimes.Names())
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}

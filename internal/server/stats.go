@@ -40,8 +40,10 @@ func (c *components) statsHandler(w http.ResponseWriter, r *http.Request) {
 		NumGC:      ms.NumGC,
 		Sandboxes:  c.manager.Stats(),
 		Hosts:      c.placement.Hosts(),
-		Driver:     c.driver.Name(),
 		Runtimes:   c.runtimes.Names(),
+	}
+	if c.driver != nil {
+		st.Driver = c.driver.Name()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

@@ -1,11 +1,46 @@
 package workermanager
 
+import (
+	"context"
+	"time"
+
+	"github.com/flintdev/flint/internal/metadata"
+)
+
 // Concurrency limits (package concurrency does the counting): every
 // invocation is admitted by the Limiter in Invoke, before a goroutine or a
-// sandbox is spent on it, and holds its slot until it ends. The frontend
-// persists reserved concurrency in the metadata store and pushes it here;
-// after a restart it pushes every stored value again (frontend
-// Handler.Restore).
+// sandbox is spent on it, and holds its slot until it ends. Reserved
+// concurrency is kept in the metadata store and reaches every node's
+// manager through a KV watch (the server wires it); in a cluster, an
+// invocation of a function with reserved concurrency also takes a
+// cluster-wide lease (Config.Leases), so the limit holds across every
+// node that admits invocations.
+
+// Leaser counts executions across a cluster (package leases).
+type Leaser interface {
+	// Acquire takes one of limit leases of key for at most ttl, or fails
+	// at once with a TooManyRequestsException. release is called once.
+	Acquire(ctx context.Context, key string, limit int, ttl time.Duration) (release func(), err error)
+}
+
+// leaseReserved takes the cluster-wide lease of a function with reserved
+// concurrency, when the manager has a Leaser; the returned release frees
+// both it and the local slot. On error the local slot is freed.
+func (m *Manager) leaseReserved(ctx context.Context, fn *metadata.Function, local func()) (func(), error) {
+	if m.cfg.Leases == nil {
+		return local, nil
+	}
+	n, ok := m.limiter.Reserved(fn.Account, fn.Name)
+	if !ok {
+		return local, nil
+	}
+	lease, err := m.cfg.Leases.Acquire(ctx, fn.Account+"."+fn.Name, n, m.backstop(fn))
+	if err != nil {
+		local()
+		return nil, err
+	}
+	return func() { lease(); local() }, nil
+}
 
 // SetReservedConcurrency sets a function's reserved concurrency (all its
 // versions together): at most n of its invocations run at once, and they do

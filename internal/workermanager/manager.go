@@ -2,6 +2,7 @@ package workermanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -200,6 +201,9 @@ func (m *Manager) Invoke(ctx context.Context, fn *metadata.Function, req invocat
 	if err != nil {
 		return invocation.Result{}, fmt.Errorf("invoke %s (request %s): %w", fn.Name, req.RequestID, err)
 	}
+	if release, err = m.leaseReserved(ctx, fn, release); err != nil {
+		return invocation.Result{}, fmt.Errorf("invoke %s (request %s): %w", fn.Name, req.RequestID, err)
+	}
 	m.mu.Lock()
 	if m.closed {
 		m.mu.Unlock()
@@ -240,20 +244,34 @@ func (m *Manager) endActive() {
 // run acquires a sandbox, invokes it, and hands it back.
 func (m *Manager) run(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error) {
 	log := m.log.With("function", fn.Name, "version", fn.Version, "requestId", req.RequestID)
-	e, cold, err := m.acquire(ctx, fn, log)
-	if err != nil {
-		return invocation.Result{}, err
+	var (
+		e    *entry
+		cold bool
+		res  invocation.Result
+		err  error
+	)
+	// A sandbox whose host turns out unreachable never saw the request:
+	// the invocation goes to another sandbox.
+	for attempt := 1; ; attempt++ {
+		e, cold, err = m.acquire(ctx, fn, log)
+		if err != nil {
+			return invocation.Result{}, err
+		}
+		ictx, cancel := context.WithTimeout(ctx, m.backstop(fn))
+		res, err = e.sb.Invoke(ictx, req)
+		cancel()
+		healthy := err == nil && e.sb.Healthy()
+		if err != nil {
+			err = fmt.Errorf("invoke %s in sandbox %s: %w", fn.Name, e.sb.ID(), err)
+			log.Warn("sandbox invoke failed", "sandbox", e.sb.ID(), "err", err)
+		}
+		m.finish(e, healthy, log)
+		if err != nil && errors.Is(err, ErrHostUnreachable) && attempt < maxHostAttempts {
+			m.hostUnreachable(e.res.HostID, err)
+			continue
+		}
+		break
 	}
-
-	ictx, cancel := context.WithTimeout(ctx, m.backstop(fn))
-	res, err := e.sb.Invoke(ictx, req)
-	cancel()
-	healthy := err == nil && e.sb.Healthy()
-	if err != nil {
-		err = fmt.Errorf("invoke %s in sandbox %s: %w", fn.Name, e.sb.ID(), err)
-		log.Warn("sandbox invoke failed", "sandbox", e.sb.ID(), "err", err)
-	}
-	m.finish(e, healthy, log)
 	if err != nil {
 		return invocation.Result{}, err
 	}
@@ -313,28 +331,10 @@ func (m *Manager) acquire(ctx context.Context, fn *metadata.Function, log *slog.
 	m.mu.Unlock()
 
 	start := m.cfg.Clock()
-	res, err := m.cfg.Placement.Place(ctx, placement.Request{
-		MemoryMB:   fn.MemorySize,
-		CodeDigest: fn.CodeDigest,
-		SandboxKey: key,
-	})
+	sb, res, err := m.placeAndCreate(ctx, fn)
 	if err != nil {
 		m.forget(e)
-		return nil, false, fmt.Errorf("place sandbox for %s: %w", fn.Name, err)
-	}
-	host, ok := m.cfg.Hosts(res.HostID)
-	if !ok {
-		m.forget(e)
-		m.cfg.Placement.Release(res)
-		return nil, false, fmt.Errorf("create sandbox for %s: placed on unknown host %s", fn.Name, res.HostID)
-	}
-	cctx, cancel := context.WithTimeout(ctx, m.cfg.CreateTimeout)
-	sb, err := host.CreateSandbox(cctx, fn)
-	cancel()
-	if err != nil {
-		m.forget(e)
-		m.cfg.Placement.Release(res)
-		return nil, false, fmt.Errorf("create sandbox for %s on host %s: %w", fn.Name, res.HostID, err)
+		return nil, false, err
 	}
 
 	m.mu.Lock()
@@ -347,6 +347,85 @@ func (m *Manager) acquire(ctx context.Context, fn *metadata.Function, log *slog.
 	log.Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
 		"took", m.cfg.Clock().Sub(start), "retired", retired)
 	return e, true, nil
+}
+
+// placeAndCreate places a sandbox for fn and creates it on the chosen
+// host. A host that cannot be reached is dropped from placement, and one
+// that turns out full is skipped: the sandbox is placed again elsewhere, up
+// to maxHostAttempts hosts.
+func (m *Manager) placeAndCreate(ctx context.Context, fn *metadata.Function) (Sandbox, placement.Reservation, error) {
+	var exclude []string
+	for attempt := 1; ; attempt++ {
+		res, err := m.cfg.Placement.Place(ctx, placement.Request{
+			MemoryMB:   fn.MemorySize,
+			CodeDigest: fn.CodeDigest,
+			SandboxKey: fn.SandboxKey(),
+			Exclude:    exclude,
+		})
+		if err != nil {
+			return nil, res, fmt.Errorf("place sandbox for %s: %w", fn.Name, err)
+		}
+		host, ok := m.cfg.Hosts(res.HostID)
+		if !ok {
+			m.cfg.Placement.Release(res)
+			return nil, res, fmt.Errorf("create sandbox for %s: placed on unknown host %s", fn.Name, res.HostID)
+		}
+		cctx, cancel := context.WithTimeout(ctx, m.cfg.CreateTimeout)
+		sb, err := host.CreateSandbox(cctx, fn)
+		cancel()
+		if err == nil {
+			return sb, res, nil
+		}
+		m.cfg.Placement.Release(res)
+		err = fmt.Errorf("create sandbox for %s on host %s: %w", fn.Name, res.HostID, err)
+		retry := errors.Is(err, ErrHostUnreachable) || errors.Is(err, ErrHostFull)
+		if errors.Is(err, ErrHostUnreachable) {
+			m.hostUnreachable(res.HostID, err)
+		}
+		if !retry || attempt == maxHostAttempts {
+			return nil, res, err
+		}
+		exclude = append(exclude, res.HostID)
+	}
+}
+
+// hostUnreachable drops a host that could not be reached from placement
+// (when the Placer can), ahead of its missing heartbeats.
+func (m *Manager) hostUnreachable(hostID string, err error) {
+	m.log.Warn("worker host unreachable", "host", hostID, "err", err)
+	if d, ok := m.cfg.Placement.(interface{ Drop(hostID string) }); ok {
+		d.Drop(hostID)
+	}
+}
+
+// ForgetHost forgets the idle sandboxes on a host that left the cluster
+// (it stopped heartbeating): they are destroyed as far as the host can
+// still be told, and their reservations released. Busy ones end with their
+// invocation (whose call to the lost host fails) and are not reused.
+func (m *Manager) ForgetHost(ctx context.Context, hostID string) {
+	var victims []*entry
+	m.mu.Lock()
+	for _, p := range m.pools {
+		kept := p.idle[:0]
+		for _, e := range p.idle {
+			if e.res.HostID == hostID {
+				e.state = stateDestroying
+				victims = append(victims, e)
+			} else {
+				kept = append(kept, e)
+			}
+		}
+		clear(p.idle[len(kept):])
+		p.idle = kept
+		m.dropIfEmptyLocked(p)
+	}
+	m.mu.Unlock()
+	for _, e := range victims {
+		_ = m.destroy(ctx, e, "host lost")
+	}
+	if len(victims) > 0 {
+		m.log.Warn("forgot the sandboxes of a lost host", "host", hostID, "sandboxes", len(victims))
+	}
 }
 
 func newPool(fn *metadata.Function) *pool {

@@ -221,21 +221,9 @@ func (m *Manager) provisionOne(pv *provision, e *entry) {
 func (m *Manager) createInitialised(fn *metadata.Function) (Sandbox, placement.Reservation, error) {
 	ctx, cancel := context.WithTimeout(m.lifetime, m.cfg.CreateTimeout)
 	defer cancel()
-	res, err := m.cfg.Placement.Place(ctx, placement.Request{
-		MemoryMB: fn.MemorySize, CodeDigest: fn.CodeDigest, SandboxKey: fn.SandboxKey(),
-	})
+	sb, res, err := m.placeAndCreate(ctx, fn)
 	if err != nil {
-		return nil, res, fmt.Errorf("place provisioned sandbox for %s: %w", fn.QualifiedARN(), err)
-	}
-	host, ok := m.cfg.Hosts(res.HostID)
-	if !ok {
-		m.cfg.Placement.Release(res)
-		return nil, res, fmt.Errorf("create provisioned sandbox for %s: placed on unknown host %s", fn.QualifiedARN(), res.HostID)
-	}
-	sb, err := host.CreateSandbox(ctx, fn)
-	if err != nil {
-		m.cfg.Placement.Release(res)
-		return nil, res, fmt.Errorf("create provisioned sandbox for %s on host %s: %w", fn.QualifiedARN(), res.HostID, err)
+		return nil, res, fmt.Errorf("provisioned sandbox for %s: %w", fn.QualifiedARN(), err)
 	}
 	if in, ok := sb.(Initializer); ok {
 		if err := in.Init(ctx); err != nil {

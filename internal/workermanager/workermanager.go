@@ -81,6 +81,22 @@ var _ Placer = (*placement.Service)(nil)
 // ErrClosed is returned by Invoke once Close has been called.
 var ErrClosed = errors.New("workermanager: closed")
 
+// Errors a Host or Sandbox wraps so the manager can try another host.
+var (
+	// ErrHostUnreachable: the call never reached the host (it is down or
+	// gone), so nothing ran there; the manager drops the host from
+	// placement and places the invocation elsewhere.
+	ErrHostUnreachable = errors.New("worker host unreachable")
+	// ErrHostFull: the host refused a new sandbox for lack of capacity
+	// (another frontend took it first); the manager places again, on
+	// another host.
+	ErrHostFull = errors.New("worker host has no capacity left")
+)
+
+// maxHostAttempts bounds the hosts one cold start or invocation tries when
+// hosts are unreachable or full.
+const maxHostAttempts = 3
+
 // Defaults for the zero values of Config.
 const (
 	DefaultKeepAlive      = 5 * time.Minute
@@ -134,6 +150,10 @@ type Config struct {
 	// FunctionInvocationRateLimitExceeded.
 	ScaleOutRate  float64
 	ScaleOutBurst int
+	// Leases, when set, makes reserved concurrency hold across a cluster:
+	// an invocation of a function with reserved concurrency also takes a
+	// lease from it (nil: the limit is this manager's alone).
+	Leases Leaser
 	// ProvisionParallelism bounds the sandboxes one provisioned
 	// concurrency configuration creates at once (default 4).
 	ProvisionParallelism int

@@ -1,0 +1,201 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/flintdev/flint/internal/hostproxy"
+	"github.com/flintdev/flint/internal/placement"
+	"github.com/flintdev/flint/internal/workermanager"
+)
+
+// allRoles is the default: one process runs everything.
+var allRoles = []string{placement.RoleFrontend, placement.RoleWorker, placement.RolePoller}
+
+// parseRoles validates roles (each may hold a comma-separated list) and
+// returns them sorted; none means all.
+func parseRoles(in []string) ([]string, error) {
+	var out []string
+	for _, r := range in {
+		for _, p := range strings.Split(r, ",") {
+			p = strings.TrimSpace(p)
+			if p == "" {
+				continue
+			}
+			if !slices.Contains(allRoles, p) {
+				return nil, fmt.Errorf("server: unknown role %q: want frontend, worker or poller", p)
+			}
+			if !slices.Contains(out, p) {
+				out = append(out, p)
+			}
+		}
+	}
+	if len(out) == 0 {
+		out = slices.Clone(allRoles)
+	}
+	slices.Sort(out)
+	return out, nil
+}
+
+func (c *Config) has(role string) bool { return slices.Contains(c.Roles, role) }
+
+// clustered reports whether the server joins other nodes on an external
+// backbone (the embedded one serves this process alone).
+func (c *Config) clustered() bool { return c.NATSURL != "" }
+
+func newInstance() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:]) // never fails on Linux
+	return hex.EncodeToString(b[:])
+}
+
+// checkHostIDFree listens to the heartbeats for a few intervals and fails
+// when another live node already reports hostID.
+func checkHostIDFree(nc *nats.Conn, hostID, instance string, wait time.Duration) error {
+	found := make(chan placement.HostStatus, 1)
+	sub, err := nc.Subscribe(placement.HeartbeatSubject, func(m *nats.Msg) {
+		var st placement.HostStatus
+		if json.Unmarshal(m.Data, &st) == nil && st.HostID == hostID && st.Instance != instance && !st.Draining {
+			select {
+			case found <- st:
+			default:
+			}
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("server: listen for heartbeats: %w", err)
+	}
+	defer sub.Unsubscribe()
+	select {
+	case st := <-found:
+		where := st.Addr
+		if where == "" {
+			where = "a node without a worker"
+		}
+		return fmt.Errorf("server: host id %q is already used by a live Flint node (%s, roles %s): give each node its own --host-id",
+			hostID, where, strings.Join(st.Roles, ","))
+	case <-time.After(wait):
+		return nil
+	}
+}
+
+// hostSet is the worker manager's view of the worker hosts: this process's
+// worker in-process, every other live worker host through a
+// hostproxy.Client made from its heartbeat. sync drops the clients (and
+// the manager's sandboxes) of hosts that stopped heartbeating.
+type hostSet struct {
+	self      string
+	owner     string             // this node's host id and instance, as remote hosts see it
+	local     workermanager.Host // nil without the worker role
+	placement *placement.Service
+	log       *slog.Logger
+
+	mu      sync.Mutex // guards remotes
+	remotes map[string]*remote
+}
+
+type remote struct {
+	instance, addr string
+	client         *hostproxy.Client
+}
+
+// lookup is workermanager.Config.Hosts.
+func (hs *hostSet) lookup(id string) (workermanager.Host, bool) {
+	if id == hs.self && hs.local != nil {
+		return hs.local, true
+	}
+	info, ok := hs.placement.Host(id)
+	if !ok || info.Addr == "" {
+		return nil, false
+	}
+	hs.mu.Lock()
+	defer hs.mu.Unlock()
+	if r := hs.remotes[id]; r != nil {
+		if r.instance == info.Instance && r.addr == info.Addr {
+			return r.client, true
+		}
+		r.client.Gone() // the host restarted: its old sandboxes are gone
+	}
+	c, err := hostproxy.NewClient(hostproxy.ClientConfig{HostID: id, Addr: info.Addr, Owner: hs.owner})
+	if err != nil {
+		hs.log.Warn("worker host unusable", "host", id, "err", err)
+		return nil, false
+	}
+	hs.remotes[id] = &remote{instance: info.Instance, addr: info.Addr, client: c}
+	return c, true
+}
+
+// sync forgets the hosts placement no longer lists (or that came back as
+// a new instance): in-flight calls to them end with an error, and the
+// manager forgets their sandboxes.
+func (hs *hostSet) sync(ctx context.Context, m *workermanager.Manager) {
+	live := map[string]placement.HostInfo{}
+	for _, h := range hs.placement.Hosts() {
+		live[h.HostID] = h
+	}
+	var lost []string
+	hs.mu.Lock()
+	for id, r := range hs.remotes {
+		if h, ok := live[id]; !ok || h.Instance != r.instance {
+			r.client.Gone()
+			delete(hs.remotes, id)
+			lost = append(lost, id)
+		}
+	}
+	hs.mu.Unlock()
+	for _, id := range lost {
+		hs.log.Warn("worker host lost", "host", id)
+		m.ForgetHost(ctx, id)
+	}
+}
+
+// ownerAlive tells the hostproxy server whether the node that created a
+// sandbox (owner "<host id>/<instance>") still runs.
+func ownerAlive(p *placement.Service) func(owner string) bool {
+	return func(owner string) bool {
+		id, instance, _ := strings.Cut(owner, "/")
+		h, ok := p.Host(id)
+		return ok && h.Instance == instance
+	}
+}
+
+// advertise is the address other nodes reach the worker at.
+func advertise(cfg *Config, bound net.Addr) string {
+	if cfg.WorkerAdvertise != "" {
+		return cfg.WorkerAdvertise
+	}
+	tcp, ok := bound.(*net.TCPAddr)
+	if !ok {
+		return bound.String()
+	}
+	host := tcp.IP.String()
+	if tcp.IP.IsUnspecified() {
+		host = cfg.HostID
+	}
+	return net.JoinHostPort(host, strconv.Itoa(tcp.Port))
+}
+
+// workerListenAddr is the default worker listener: the API's host, any
+// free port.
+func workerListenAddr(cfg *Config) string {
+	if cfg.WorkerListen != "" {
+		return cfg.WorkerListen
+	}
+	host, _, err := net.SplitHostPort(cfg.Listen)
+	if err != nil {
+		host = "127.0.0.1"
+	}
+	return net.JoinHostPort(host, "0")
+}
