@@ -32,7 +32,7 @@ type clusterView struct {
 	} `json:"backbone"`
 }
 
-func (s *flintServer) cluster(t *testing.T) clusterView {
+func (s *flintServer) cluster(t testing.TB) clusterView {
 	t.Helper()
 	var v clusterView
 	if code, err := httpGetJSON(s.url()+"/flint/v1/cluster", &v); err != nil || code != http.StatusOK {
@@ -44,7 +44,7 @@ func (s *flintServer) cluster(t *testing.T) clusterView {
 // startCluster starts a 3-node NATS cluster in the test process and one
 // `flint server` per id on it, each with its own data dir and ports, and
 // waits until every server sees every host.
-func startCluster(t *testing.T, ids []string, extra ...string) (*natstest.Cluster, []*flintServer) {
+func startCluster(t testing.TB, ids []string, extra ...string) (*natstest.Cluster, []*flintServer) {
 	t.Helper()
 	requireRoot(t)
 	nc := natstest.Start(t, natstest.Config{Nodes: 3})
@@ -339,7 +339,7 @@ func TestClusterDuplicateHostID(t *testing.T) {
 }
 
 // waitVisible waits until every client's node knows the function.
-func waitVisible(t *testing.T, name string, clients ...*lambda.Client) {
+func waitVisible(t testing.TB, name string, clients ...*lambda.Client) {
 	t.Helper()
 	for _, cl := range clients {
 		waitFor(t, 10*time.Second, func() error {

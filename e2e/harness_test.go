@@ -76,7 +76,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the process sandbox driver uses namespaces and cgroups")
@@ -132,7 +132,7 @@ func zipTestdata(t *testing.T, dir string) []byte {
 
 // flintServer is a `flint server` child process.
 type flintServer struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	data   string
 	addr   string
@@ -145,7 +145,7 @@ var listenRE = regexp.MustCompile(`msg="flint server listening" addr=(\S+)`)
 
 // startServer starts flint on a random port with its state in data and
 // waits until /healthz answers.
-func startServer(t *testing.T, data string, extra ...string) *flintServer {
+func startServer(t testing.TB, data string, extra ...string) *flintServer {
 	t.Helper()
 	s, err := startServerErr(t, data, extra...)
 	if err != nil {
@@ -156,7 +156,7 @@ func startServer(t *testing.T, data string, extra ...string) *flintServer {
 
 // startServerErr is startServer for a server that may refuse to start: it
 // returns the error (with the server's log) instead of failing the test.
-func startServerErr(t *testing.T, data string, extra ...string) (*flintServer, error) {
+func startServerErr(t testing.TB, data string, extra ...string) (*flintServer, error) {
 	t.Helper()
 	requireRoot(t)
 	args := append([]string{"server", "--listen", "127.0.0.1:0", "--data", data, "--log-level", "debug"}, extra...)
@@ -274,7 +274,7 @@ func (s *flintServer) awsCLI(t *testing.T, args ...string) (string, string, erro
 }
 
 // waitFor polls f until it returns nil or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, f func() error) {
+func waitFor(t testing.TB, d time.Duration, f func() error) {
 	t.Helper()
 	deadline := time.Now().Add(d)
 	var err error

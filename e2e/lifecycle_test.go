@@ -37,13 +37,13 @@ type errorDoc struct {
 	Trace        []string `json:"trace"`
 }
 
-func ctxT(t *testing.T, d time.Duration) context.Context {
+func ctxT(t testing.TB, d time.Duration) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	return ctx
 }
 
-func createGoFn(t *testing.T, c *lambda.Client, name string, mod func(*lambda.CreateFunctionInput)) *lambda.CreateFunctionOutput {
+func createGoFn(t testing.TB, c *lambda.Client, name string, mod func(*lambda.CreateFunctionInput)) *lambda.CreateFunctionOutput {
 	t.Helper()
 	in := &lambda.CreateFunctionInput{
 		FunctionName: aws.String(name),

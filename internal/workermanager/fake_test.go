@@ -71,6 +71,8 @@ type worldConfig struct {
 	accountConcurrency int
 	scaleOutRate       float64
 	scaleOutBurst      int
+	// leases is Config.Leases (nil: none).
+	leases Leaser
 }
 
 func newWorld(t testing.TB, wc worldConfig) *world {
@@ -111,6 +113,7 @@ func newWorld(t testing.TB, wc worldConfig) *world {
 		AccountConcurrency: wc.accountConcurrency,
 		ScaleOutRate:       wc.scaleOutRate,
 		ScaleOutBurst:      wc.scaleOutBurst,
+		Leases:             wc.leases,
 		Clock:              w.clock.Now,
 		Logger:             logger,
 	})
@@ -210,6 +213,10 @@ func (c *countingPlacer) Release(r placement.Reservation) {
 	c.mu.Unlock()
 	c.svc.Release(r)
 }
+
+// Drop lets the manager drop an unreachable host, as it does with
+// *placement.Service.
+func (c *countingPlacer) Drop(hostID string) { c.svc.Drop(hostID) }
 
 func (c *countingPlacer) outstanding() int {
 	c.mu.Lock()
