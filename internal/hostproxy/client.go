@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/workermanager"
 )
 
@@ -137,7 +137,7 @@ func (c *Client) remoteError(resp *http.Response, what string) error {
 }
 
 // CreateSandbox implements workermanager.Host.
-func (c *Client) CreateSandbox(ctx context.Context, fn *metadata.Function) (workermanager.Sandbox, error) {
+func (c *Client) CreateSandbox(ctx context.Context, fn *lambdafn.Function) (workermanager.Sandbox, error) {
 	body, err := json.Marshal(fn)
 	if err != nil {
 		return nil, fmt.Errorf("create sandbox for %s: %w", fn.Name, err)

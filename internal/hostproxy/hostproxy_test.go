@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/workermanager"
 )
 
@@ -32,7 +32,7 @@ func newEchoHost(capacity int) *echoHost {
 	return &echoHost{capacity: capacity, sandboxes: map[string]*echoSandbox{}, release: make(chan struct{})}
 }
 
-func (h *echoHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (workermanager.Sandbox, error) {
+func (h *echoHost) CreateSandbox(ctx context.Context, fn *lambdafn.Function) (workermanager.Sandbox, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if len(h.sandboxes) >= h.capacity {
@@ -127,7 +127,7 @@ func client(t *testing.T, addr, owner string) *Client {
 	return c
 }
 
-var fn = &metadata.Function{Account: "000000000000", Name: "f", Version: "$LATEST", MemorySize: 128}
+var fn = &lambdafn.Function{Account: "000000000000", Name: "f", Version: "$LATEST", MemorySize: 128}
 
 // TestRoundTrip: create, init, invoke with 6 MB each way and every result
 // field, a crash reported as unhealthy, destroy.

@@ -12,7 +12,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/workermanager"
 )
 
@@ -136,7 +136,7 @@ func (s *Server) create(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusBadRequest, kindError, "function configuration unreadable or too large")
 		return
 	}
-	var fn metadata.Function
+	var fn lambdafn.Function
 	if err := json.Unmarshal(body, &fn); err != nil {
 		writeError(w, http.StatusBadRequest, kindError, "function configuration: "+err.Error())
 		return

@@ -13,7 +13,7 @@
 //
 // Routes (all under /flint/host/v1):
 //
-//	POST   /sandboxes              body: metadata.Function (JSON); X-Flint-Owner names the manager's node
+//	POST   /sandboxes              body: lambdafn.Function (JSON); X-Flint-Owner names the manager's node
 //	                               → 200 {"id": "<sandbox id>"}
 //	POST   /sandboxes/{id}/init    → 204 (workermanager.Initializer)
 //	POST   /sandboxes/{id}/invoke  body: the payload; X-Flint-Request-Id, X-Flint-Client-Context, X-Flint-Trace-Id

@@ -192,15 +192,6 @@ func (c *cache) reset() {
 	c.mu.Unlock()
 }
 
-// clone returns a copy of f that shares nothing mutable with it.
-func (f *Function) clone() *Function {
-	c := *f
-	if f.Environment != nil {
-		c.Environment = maps.Clone(f.Environment)
-	}
-	return &c
-}
-
 // clone returns a copy of a that shares nothing mutable with it.
 func (a *Alias) clone() *Alias {
 	c := *a

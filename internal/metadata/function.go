@@ -1,69 +1,10 @@
 package metadata
 
-import "time"
+import "github.com/flintdev/flint/internal/lambdafn"
 
 // LatestVersion is the name of the unpublished, mutable version.
-const LatestVersion = "$LATEST"
+const LatestVersion = lambdafn.LatestVersion
 
-// Function is one function version's configuration as Flint stores it.
-// Field names follow Lambda's FunctionConfiguration where one exists.
-type Function struct {
-	Account      string            `json:"account"` // 12-digit account id
-	Region       string            `json:"region"`
-	Name         string            `json:"name"`
-	Version      string            `json:"version"` // LatestVersion or "1", "2", ...
-	Runtime      string            `json:"runtime"`
-	Handler      string            `json:"handler"`
-	Role         string            `json:"role"`
-	Description  string            `json:"description"`
-	MemorySize   int               `json:"memorySize"`       // MB, 128..10240
-	Timeout      int               `json:"timeout"`          // seconds, 1..900
-	EphemeralMB  int               `json:"ephemeralStorage"` // MB, 512..10240
-	Environment  map[string]string `json:"environment,omitempty"`
-	Architecture string            `json:"architecture"` // "x86_64"
-	// DeadLetterTargetArn is DeadLetterConfig.TargetArn: where failed
-	// asynchronous events go (a Flint queue "arn:aws:sqs:..." or a
-	// function ARN), "" for none.
-	DeadLetterTargetArn string `json:"deadLetterTargetArn,omitempty"`
-
-	// CodeSha256 is the base64 (standard encoding) SHA-256 of the zip, as
-	// Lambda reports it. CodeDigest is the same digest in lowercase hex, the
-	// key of the package in the code store.
-	CodeSha256 string `json:"codeSha256"`
-	CodeDigest string `json:"codeDigest"`
-	CodeSize   int64  `json:"codeSize"`
-
-	// RevisionId changes on every change of code or configuration.
-	RevisionID   string    `json:"revisionId"`
-	LastModified time.Time `json:"lastModified"`
-
-	State            string `json:"state"` // "Active", "Pending", "Failed", "Inactive"
-	StateReason      string `json:"stateReason,omitempty"`
-	LastUpdateStatus string `json:"lastUpdateStatus"` // "Successful", "InProgress", "Failed"
-
-	// LastPublished is, on $LATEST only, the number of the newest version
-	// ever published (0 for none). Version numbers are never reused, even
-	// after a version is deleted. Store.PublishVersion maintains it.
-	LastPublished int `json:"lastPublished,omitempty"`
-
-	// KVRevision is the revision of the store entry this value was read
-	// from (0 for a value never stored). It is not stored itself: Store.Get
-	// and Store.List fill it in, and Store.Update uses it as the expected
-	// revision.
-	KVRevision uint64 `json:"-"`
-}
-
-// ARN is the function's unqualified ARN.
-func (f *Function) ARN() string {
-	return "arn:aws:lambda:" + f.Region + ":" + f.Account + ":function:" + f.Name
-}
-
-// QualifiedARN is the ARN with the version qualifier.
-func (f *Function) QualifiedARN() string { return f.ARN() + ":" + f.Version }
-
-// SandboxKey identifies what a sandbox was built from: sandboxes are shared
-// only by invocations with the same key, so any change of code or
-// configuration (a new RevisionID) retires the old sandboxes.
-func (f *Function) SandboxKey() string {
-	return f.Account + "/" + f.Name + "/" + f.Version + "/" + f.RevisionID
-}
+// Function is one function version's configuration as Flint stores it (the
+// shared vocabulary type; see package lambdafn).
+type Function = lambdafn.Function

@@ -219,7 +219,7 @@ func (s *Store) Get(ctx context.Context, account, name, version string) (*Functi
 			if e.fn == nil {
 				return nil, s.notFound(account, name, version)
 			}
-			return e.fn.clone(), nil
+			return e.fn.Clone(), nil
 		}
 	}
 	return s.getKV(ctx, account, name, version)

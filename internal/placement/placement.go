@@ -124,7 +124,7 @@ type Request struct {
 	// CodeDigest is the hex digest of the function's code package; hosts
 	// that have it cached are preferred. May be empty.
 	CodeDigest string
-	// SandboxKey is the metadata.Function.SandboxKey the sandbox is for
+	// SandboxKey is the lambdafn.Function.SandboxKey the sandbox is for
 	// (used in logs).
 	SandboxKey string
 	// Exclude lists hosts not to place on (a host that just refused or

@@ -5,7 +5,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/runtimes"
 )
 
@@ -24,14 +24,14 @@ var reservedEnv = map[string]bool{
 // then the function's variables (which may replace unreserved defaults such
 // as PATH), then the reserved variables. The driver adds
 // AWS_LAMBDA_RUNTIME_API.
-func lambdaEnv(fn *metadata.Function, rt runtimes.Runtime, sandboxID string, now time.Time) []string {
+func lambdaEnv(fn *lambdafn.Function, rt runtimes.Runtime, sandboxID string, now time.Time) []string {
 	region := fn.Region
 	if region == "" {
 		region = "us-east-1"
 	}
 	version := fn.Version
 	if version == "" {
-		version = metadata.LatestVersion
+		version = lambdafn.LatestVersion
 	}
 	env := map[string]string{
 		"LANG":            "en_US.UTF-8",

@@ -14,7 +14,7 @@ import (
 
 	"github.com/flintdev/flint/internal/gobuildtest"
 	"github.com/flintdev/flint/internal/invocation"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
@@ -162,9 +162,9 @@ func newEnv(t *testing.T, newDriver func(*testing.T) sandbox.Driver, mutate ...f
 	return e
 }
 
-func function(name, runtime, handler, digest string) *metadata.Function {
-	return &metadata.Function{
-		Account: "123456789012", Region: "eu-west-1", Name: name, Version: metadata.LatestVersion,
+func function(name, runtime, handler, digest string) *lambdafn.Function {
+	return &lambdafn.Function{
+		Account: "123456789012", Region: "eu-west-1", Name: name, Version: lambdafn.LatestVersion,
 		Runtime: runtime, Handler: handler, MemorySize: 128, Timeout: 5, EphemeralMB: 512,
 		CodeDigest: digest, RevisionID: "r1",
 	}

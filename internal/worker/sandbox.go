@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/runtimeapi"
 	"github.com/flintdev/flint/internal/sandbox"
 )
@@ -42,7 +42,7 @@ var (
 // call with ErrBusy.
 type Sandbox struct {
 	w         *Worker
-	fn        *metadata.Function // private copy
+	fn        *lambdafn.Function // private copy
 	id        string
 	api       *runtimeapi.Server
 	sb        sandbox.Sandbox // set before the Sandbox is shared
@@ -217,7 +217,7 @@ func (s *Sandbox) Invoke(ctx context.Context, req invocation.Request) (invocatio
 	log := s.log.With("request_id", req.RequestID)
 	res := invocation.Result{RequestID: req.RequestID, ExecutedVersion: s.fn.Version, SandboxID: s.id}
 	if res.ExecutedVersion == "" {
-		res.ExecutedVersion = metadata.LatestVersion
+		res.ExecutedVersion = lambdafn.LatestVersion
 	}
 	if !s.invoked {
 		select {

@@ -25,7 +25,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/runtimeapi"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox"
@@ -164,7 +164,7 @@ func New(cfg Config) (*Worker, error) {
 // concurrently and the first Invoke waits for it. Errors wrap
 // ErrNoCapacity, ErrUnknownRuntime, ErrClosed, or the code source's or
 // driver's error.
-func (w *Worker) CreateSandbox(ctx context.Context, fn *metadata.Function) (*Sandbox, error) {
+func (w *Worker) CreateSandbox(ctx context.Context, fn *lambdafn.Function) (*Sandbox, error) {
 	f := *fn
 	f.Environment = make(map[string]string, len(fn.Environment))
 	for k, v := range fn.Environment {
@@ -199,14 +199,14 @@ func (w *Worker) CreateSandbox(ctx context.Context, fn *metadata.Function) (*San
 	return s, nil
 }
 
-func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, rt runtimes.Runtime) (*Sandbox, error) {
+func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, rt runtimes.Runtime) (*Sandbox, error) {
 	codeDir, err := w.ensureCode(ctx, fn.CodeDigest)
 	if err != nil {
 		return nil, err
 	}
 	now := w.cfg.Clock()
 	arn := fn.ARN()
-	if fn.Version != "" && fn.Version != metadata.LatestVersion {
+	if fn.Version != "" && fn.Version != lambdafn.LatestVersion {
 		arn = fn.QualifiedARN()
 	}
 	s := &Sandbox{

@@ -12,7 +12,7 @@ import (
 	"github.com/flintdev/flint/internal/concurrency"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 )
 
 // throttleReason returns the Reason of a TooManyRequestsException in err,
@@ -28,7 +28,7 @@ func throttleReason(err error) string {
 // burst starts n invocations of fn at once; held ones wait at g. It
 // returns, once every refused one has come back, the refused errors, and a
 // wait function for the rest.
-func burst(t *testing.T, w *world, fn *metadata.Function, n, admitted int, g *gate) (refused []error, wait func()) {
+func burst(t *testing.T, w *world, fn *lambdafn.Function, n, admitted int, g *gate) (refused []error, wait func()) {
 	t.Helper()
 	w.invoke = func(ctx context.Context, sb *fakeSandbox, req invocation.Request) (invocation.Result, error) {
 		g.wait(sb)
@@ -107,7 +107,7 @@ func TestAccountLimit(t *testing.T) {
 		return invocation.Result{RequestID: req.RequestID}, nil
 	}
 	var wg sync.WaitGroup
-	for i, fn := range []*metadata.Function{fnA, fnB, fnA} {
+	for i, fn := range []*lambdafn.Function{fnA, fnB, fnA} {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -278,7 +278,7 @@ func TestRetireVersionKeepsOtherVersions(t *testing.T) {
 	v1.Version = "1"
 	invoke(t, w, latest, "latest")
 	invoke(t, w, v1, "v1")
-	if err := w.m.RetireVersion(context.Background(), latest.Account, latest.Name, metadata.LatestVersion); err != nil {
+	if err := w.m.RetireVersion(context.Background(), latest.Account, latest.Name, lambdafn.LatestVersion); err != nil {
 		t.Fatal(err)
 	}
 	st := w.m.Stats()

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/placement"
 )
 
@@ -236,7 +236,7 @@ type fakeHost struct {
 	created []*fakeSandbox
 }
 
-func (h *fakeHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (Sandbox, error) {
+func (h *fakeHost) CreateSandbox(ctx context.Context, fn *lambdafn.Function) (Sandbox, error) {
 	if h.create != nil {
 		if err := h.create(ctx); err != nil {
 			return nil, err
@@ -351,12 +351,12 @@ func settledGoroutines(t *testing.T, n int) {
 	}
 }
 
-func testFunction(name string) *metadata.Function {
-	return &metadata.Function{
+func testFunction(name string) *lambdafn.Function {
+	return &lambdafn.Function{
 		Account:    "123456789012",
 		Region:     "us-east-1",
 		Name:       name,
-		Version:    metadata.LatestVersion,
+		Version:    lambdafn.LatestVersion,
 		RevisionID: "rev-1",
 		MemorySize: 128,
 		Timeout:    3,

@@ -4,7 +4,7 @@ import (
 	"context"
 	"time"
 
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 )
 
 // Concurrency limits (package concurrency does the counting): every
@@ -26,7 +26,7 @@ type Leaser interface {
 // leaseReserved takes the cluster-wide lease of a function with reserved
 // concurrency, when the manager has a Leaser; the returned release frees
 // both it and the local slot. On error the local slot is freed.
-func (m *Manager) leaseReserved(ctx context.Context, fn *metadata.Function, local func()) (func(), error) {
+func (m *Manager) leaseReserved(ctx context.Context, fn *lambdafn.Function, local func()) (func(), error) {
 	if m.cfg.Leases == nil {
 		return local, nil
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/flintdev/flint/internal/concurrency"
 	"github.com/flintdev/flint/internal/invocation"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/placement"
 )
 
@@ -184,7 +184,7 @@ type outcome struct {
 // infrastructure errors of Sandbox.Invoke are wrapped with the function
 // name; ErrClosed after Close. Function errors are not errors: they are in
 // Result.FunctionError.
-func (m *Manager) Invoke(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error) {
+func (m *Manager) Invoke(ctx context.Context, fn *lambdafn.Function, req invocation.Request) (invocation.Result, error) {
 	if fn == nil {
 		return invocation.Result{}, fmt.Errorf("workermanager: invoke without a function")
 	}
@@ -242,7 +242,7 @@ func (m *Manager) endActive() {
 }
 
 // run acquires a sandbox, invokes it, and hands it back.
-func (m *Manager) run(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error) {
+func (m *Manager) run(ctx context.Context, fn *lambdafn.Function, req invocation.Request) (invocation.Result, error) {
 	log := m.log.With("function", fn.Name, "version", fn.Version, "requestId", req.RequestID)
 	var (
 		e    *entry
@@ -283,7 +283,7 @@ func (m *Manager) run(ctx context.Context, fn *metadata.Function, req invocation
 }
 
 // backstop is the deadline of one Sandbox.Invoke call.
-func (m *Manager) backstop(fn *metadata.Function) time.Duration {
+func (m *Manager) backstop(fn *lambdafn.Function) time.Duration {
 	t := time.Duration(fn.Timeout) * time.Second
 	if t <= 0 {
 		t = maxFunctionTimeout
@@ -293,7 +293,7 @@ func (m *Manager) backstop(fn *metadata.Function) time.Duration {
 
 // acquire returns a busy sandbox for fn, claiming an idle one or creating
 // one; cold reports a creation.
-func (m *Manager) acquire(ctx context.Context, fn *metadata.Function, log *slog.Logger) (e *entry, cold bool, err error) {
+func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.Logger) (e *entry, cold bool, err error) {
 	key := fn.SandboxKey()
 	m.mu.Lock()
 	if m.closed {
@@ -353,7 +353,7 @@ func (m *Manager) acquire(ctx context.Context, fn *metadata.Function, log *slog.
 // host. A host that cannot be reached is dropped from placement, and one
 // that turns out full is skipped: the sandbox is placed again elsewhere, up
 // to maxHostAttempts hosts.
-func (m *Manager) placeAndCreate(ctx context.Context, fn *metadata.Function) (Sandbox, placement.Reservation, error) {
+func (m *Manager) placeAndCreate(ctx context.Context, fn *lambdafn.Function) (Sandbox, placement.Reservation, error) {
 	var exclude []string
 	for attempt := 1; ; attempt++ {
 		res, err := m.cfg.Placement.Place(ctx, placement.Request{
@@ -428,7 +428,7 @@ func (m *Manager) ForgetHost(ctx context.Context, hostID string) {
 	}
 }
 
-func newPool(fn *metadata.Function) *pool {
+func newPool(fn *lambdafn.Function) *pool {
 	return &pool{key: fn.SandboxKey(), account: fn.Account, name: fn.Name, version: fn.Version,
 		busy: make(map[*entry]struct{})}
 }

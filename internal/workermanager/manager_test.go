@@ -12,10 +12,10 @@ import (
 
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 )
 
-func invoke(t *testing.T, w *world, fn *metadata.Function, id string) invocation.Result {
+func invoke(t *testing.T, w *world, fn *lambdafn.Function, id string) invocation.Result {
 	t.Helper()
 	res, err := w.m.Invoke(context.Background(), fn, invocation.Request{RequestID: id, Payload: []byte(`"` + id + `"`)})
 	if err != nil {
@@ -66,7 +66,7 @@ func (g *gate) await(t *testing.T, n int) []string {
 // "held-0".."held-<n-1>" of fn in the background (each failing t on an
 // error) and returns once all n are in their sandboxes. The caller
 // releases the gate and then waits on the group.
-func holdInvocations(t *testing.T, w *world, fn *metadata.Function, n int) (*gate, *sync.WaitGroup) {
+func holdInvocations(t *testing.T, w *world, fn *lambdafn.Function, n int) (*gate, *sync.WaitGroup) {
 	t.Helper()
 	g := newGate(n)
 	w.invoke = func(ctx context.Context, sb *fakeSandbox, req invocation.Request) (invocation.Result, error) {

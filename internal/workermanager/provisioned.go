@@ -5,7 +5,7 @@ import (
 	"fmt"
 
 	"github.com/flintdev/flint/internal/concurrency"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/placement"
 )
 
@@ -26,7 +26,7 @@ import (
 
 // provision is one configuration; guarded by Manager.mu.
 type provision struct {
-	fn        metadata.Function // the version provisioned (a copy)
+	fn        lambdafn.Function // the version provisioned (a copy)
 	requested int
 	creating  int    // creations in flight
 	failed    string // the reason of the last failure, "" while none
@@ -37,7 +37,7 @@ type provision struct {
 // SandboxKey) and returns at once; creation runs in the background,
 // bounded by Close. Lowering n hands the extra sandboxes back to the
 // ordinary keep-alive. Use ProvisionedConcurrency for progress.
-func (m *Manager) SetProvisionedConcurrency(fn *metadata.Function, n int) error {
+func (m *Manager) SetProvisionedConcurrency(fn *lambdafn.Function, n int) error {
 	if fn == nil || n <= 0 {
 		return fmt.Errorf("workermanager: provisioned concurrency needs a function and n > 0")
 	}
@@ -77,7 +77,7 @@ func (m *Manager) SetProvisionedConcurrency(fn *metadata.Function, n int) error 
 
 // ClearProvisionedConcurrency drops the request for fn's version: its
 // sandboxes become ordinary ones, reaped after KeepAlive from now.
-func (m *Manager) ClearProvisionedConcurrency(fn *metadata.Function) {
+func (m *Manager) ClearProvisionedConcurrency(fn *lambdafn.Function) {
 	key := fn.SandboxKey()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -99,7 +99,7 @@ func (m *Manager) ClearProvisionedConcurrency(fn *metadata.Function) {
 
 // ProvisionedConcurrency reports the state of fn's version's provisioned
 // concurrency; ok is false when none was requested (or it was retired).
-func (m *Manager) ProvisionedConcurrency(fn *metadata.Function) (st concurrency.ProvisionedStatus, ok bool) {
+func (m *Manager) ProvisionedConcurrency(fn *lambdafn.Function) (st concurrency.ProvisionedStatus, ok bool) {
 	key := fn.SandboxKey()
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -218,7 +218,7 @@ func (m *Manager) provisionOne(pv *provision, e *entry) {
 // createInitialised places, creates and (when it can) initialises a
 // sandbox for fn, bounded by the manager's lifetime and CreateTimeout.
 // On error nothing is left behind.
-func (m *Manager) createInitialised(fn *metadata.Function) (Sandbox, placement.Reservation, error) {
+func (m *Manager) createInitialised(fn *lambdafn.Function) (Sandbox, placement.Reservation, error) {
 	ctx, cancel := context.WithTimeout(m.lifetime, m.cfg.CreateTimeout)
 	defer cancel()
 	sb, res, err := m.placeAndCreate(ctx, fn)

@@ -1,7 +1,7 @@
 // Package workermanager is Flint's Worker Manager: it knows every sandbox of
 // every function version, idle or busy, hands each invocation to a warm
 // idle sandbox of the same function version and configuration (the same
-// metadata.Function.SandboxKey), or, when there is none, asks the Placement
+// lambdafn.Function.SandboxKey), or, when there is none, asks the Placement
 // Service for a host and has that host create a new sandbox (a cold start).
 // A sandbox runs one invocation at a time.
 //
@@ -30,7 +30,7 @@ import (
 
 	"github.com/flintdev/flint/internal/concurrency"
 	"github.com/flintdev/flint/internal/invocation"
-	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/placement"
 )
 
@@ -39,7 +39,7 @@ type Host interface {
 	// CreateSandbox creates a sandbox for fn (code downloaded, runtime
 	// started, not yet initialised). ctx bounds the creation only, never the
 	// sandbox's lifetime.
-	CreateSandbox(ctx context.Context, fn *metadata.Function) (Sandbox, error)
+	CreateSandbox(ctx context.Context, fn *lambdafn.Function) (Sandbox, error)
 }
 
 // Sandbox is one sandbox on a host, created for exactly one fn.SandboxKey().
