@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -171,13 +172,21 @@ func (b *batcher) flush(reqs []*acceptReq) {
 	msg := nats.NewMsg(inboxSubject)
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, newUUID())
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	_, err := b.s.cfg.JetStream.PublishMsg(ctx, msg)
-	cancel()
+	// Checked again here: the backbone may have become full while the
+	// batch gathered, and a refused batch is answered at once.
+	err := writegate.Check(b.s.cfg.Gate, writegate.Events)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), b.s.cfg.WriteTimeout)
+		_, err = b.s.cfg.JetStream.PublishMsg(ctx, msg)
+		cancel()
+		if err != nil {
+			b.s.log.Warn("publish event batch", "events", len(reqs), "err", err)
+			err = writegate.Describe(fmt.Sprintf("the event (one of a batch of %d)", len(reqs)), err)
+		}
+	}
 	if err != nil {
-		b.s.log.Warn("publish event batch", "events", len(reqs), "err", err)
 		for _, r := range reqs {
-			r.done <- &lambdaerr.Error{Type: lambdaerr.Service, Message: fmt.Sprintf("enqueue %s: %v", r.ev.RequestID, err)}
+			r.done <- err
 		}
 		return
 	}
@@ -280,6 +289,9 @@ func (p *poller) dispatchLoop() {
 	slots := make(chan struct{}, dispatchParallel)
 	lastPrune := time.Now()
 	for {
+		if !p.waitWritable() {
+			return
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-p.ctx.Done():

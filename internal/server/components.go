@@ -15,6 +15,7 @@ import (
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
@@ -38,6 +39,7 @@ type components struct {
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	conns     *capListener // set by Run
 
 	closers []func(ctx context.Context) // run in reverse order by close
 }
@@ -54,21 +56,36 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	log := cfg.Logger
 	data := cfg.DataDir
 
-	if c.bb, err = backbone.Start(backbone.Config{URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server"}); err != nil {
+	bc := cfg.Backbone
+	if c.bb, err = backbone.Start(backbone.Config{
+		URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server",
+		Replicas: bc.Replicas, MaxStore: bc.MaxStore, Reserve: bc.Reserve,
+		Creds: bc.Creds, TLS: backbone.TLSConfig{CA: bc.TLSCA, Cert: bc.TLSCert, Key: bc.TLSKey},
+		Logger: log.With("component", "backbone"),
+	}); err != nil {
 		return nil, err
 	}
 	c.onClose(func(context.Context) { c.bb.Close() })
 	js := c.bb.JetStream()
+	replicas := c.bb.Replicas()
+	lim := c.bb.Limits()
+	log.Info("backbone storage", "maxStoreBytes", lim.MaxStore, "reserveBytes", lim.Reserve, "replicas", replicas)
+	logBytes := bc.LogsMaxBytes
+	if logBytes == 0 {
+		logBytes = lim.LogBytes()
+	} else if err := lim.CheckLogBytes(logBytes); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 
-	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
-		return nil, fmt.Errorf("server: metadata: %w", err)
+	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithReplicas(replicas), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: metadata: %w", err), replicas)
 	}
 	c.onClose(func(ctx context.Context) { c.functions.Close(ctx) })
-	if c.code, err = codestore.New(codestore.Config{JS: js, Logger: log.With("component", "codestore")}); err != nil {
-		return nil, fmt.Errorf("server: code store: %w", err)
+	if c.code, err = codestore.New(codestore.Config{JS: js, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "codestore")}); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: code store: %w", err), replicas)
 	}
-	if c.logs, err = logstore.New(logstore.Config{JS: js, Logger: log.With("component", "logstore")}); err != nil {
-		return nil, fmt.Errorf("server: log store: %w", err)
+	if c.logs, err = logstore.New(logstore.Config{JS: js, MaxBytes: logBytes, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "logstore")}); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: log store: %w", err), replicas)
 	}
 	c.onClose(func(ctx context.Context) { c.logs.Close(ctx) })
 
@@ -169,8 +186,10 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		ThrottleBackoffMin: cfg.Async.ThrottleBackoffMin,
 		ThrottleBackoffMax: cfg.Async.ThrottleBackoffMax,
 		AckWait:            cfg.Async.AckWait,
+		Replicas:           replicas,
+		Gate:               c.bb,
 	}); err != nil {
-		return nil, fmt.Errorf("server: async queue: %w", err)
+		return nil, replicaHint(fmt.Errorf("server: async queue: %w", err), replicas)
 	}
 	if err := c.async.Start(); err != nil {
 		return nil, fmt.Errorf("server: async pollers: %w", err)
@@ -186,6 +205,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Async:     c.async,
 		Runtimes:  c.runtimes,
 		Logs:      c.logs,
+		Gate:      c.bb,
 		Logger:    log.With("component", "frontend"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
@@ -200,21 +220,65 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 
 func (c *components) onClose(f func(ctx context.Context)) { c.closers = append(c.closers, f) }
 
+// closeTimeout bounds closing the components at shutdown, whatever state
+// the backbone is in; each step gets at most closeStep of it.
+const (
+	closeTimeout = 20 * time.Second
+	closeStep    = 10 * time.Second
+)
+
 // close stops everything in reverse start order: pollers stop taking
-// events, the manager destroys every sandbox, the backbone closes last.
+// events, the manager destroys every sandbox, the backbone closes last. A
+// step that does not return within its share is left behind (and logged),
+// so shutdown ends in bounded time.
 func (c *components) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	deadline := time.Now().Add(closeTimeout)
 	for i := len(c.closers) - 1; i >= 0; i-- {
-		c.closers[i](ctx)
+		step := min(time.Until(deadline), closeStep)
+		ctx, cancel := context.WithTimeout(context.Background(), step)
+		done := make(chan struct{})
+		f := c.closers[i]
+		go func() {
+			defer close(done)
+			f(ctx)
+		}()
+		select {
+		case <-done:
+		case <-time.After(step + time.Second):
+			c.cfg.Logger.Error("shutdown step did not finish in time, going on", "step", i, "budget", step)
+		}
+		cancel()
 	}
 	c.closers = nil
+}
+
+// replicaHint adds to a failure to open a store with more than one
+// replica what the operator can do.
+func replicaHint(err error, replicas int) error {
+	if replicas <= 1 {
+		return err
+	}
+	return fmt.Errorf("%w (with --nats-replicas %d every stream, KV bucket and object store is created, or updated, with %d replicas: "+
+		"the cluster needs %d JetStream servers up; to change one by hand: nats stream edit <stream> --replicas %d; see docs/backbone.md)",
+		err, replicas, replicas, replicas, replicas)
 }
 
 // handler routes the listener: Lambda's API, Flint's own endpoints, health.
 func (c *components) handler() http.Handler {
 	mux := http.NewServeMux()
+	// Liveness: the process answers.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	// Readiness: this node can take writes (backbone connected, JetStream
+	// answering with a quorum, room on the disk).
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := c.bb.Ready(); err != nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: " + lambdaerr.Public(err).Message + "\n"))
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	for _, prefix := range frontend.Prefixes {
