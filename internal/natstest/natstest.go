@@ -13,7 +13,7 @@
 //	c.Server(i)       // the *server.Server while node i runs (nil after Kill)
 //	c.Kill(i)         // stop node i at once, without lame-duck mode
 //	c.Restart(i)      // start node i again: same store dir, same ports, same name
-//	c.WaitReady(t)    // wait until JetStream has a meta leader every running node follows
+//	c.WaitReady(t)    // wait until JetStream has a meta leader that every running node follows
 //	c.Len()           // number of nodes
 //
 // Start waits for WaitReady itself; call it again after Kill or Restart.
@@ -166,8 +166,9 @@ func (c *Cluster) Restart(i int) {
 	}
 }
 
-// WaitReady waits (up to 30 s) until some running node is the JetStream meta
-// leader and every running node is current with it.
+// WaitReady waits (up to 30 s) until every running node names the same
+// JetStream meta leader, is current with it, and the leader counts every
+// running node as a current peer.
 func (c *Cluster) WaitReady(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
@@ -184,20 +185,41 @@ func (c *Cluster) WaitReady(t testing.TB) {
 
 func (c *Cluster) ready() bool {
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	leader := false
+	var running []*server.Server
 	for _, n := range c.nodes {
-		if n.srv == nil {
-			continue
-		}
-		if !n.srv.JetStreamIsCurrent() {
-			return false
-		}
-		if n.srv.JetStreamIsLeader() {
-			leader = true
+		if n.srv != nil {
+			running = append(running, n.srv)
 		}
 	}
-	return leader
+	c.mu.Unlock()
+	leader := ""
+	for _, srv := range running {
+		if !srv.JetStreamIsCurrent() {
+			return false
+		}
+		jsz, err := srv.Jsz(nil)
+		if err != nil || jsz.Meta == nil || jsz.Meta.Leader == "" {
+			return false
+		}
+		if leader != "" && jsz.Meta.Leader != leader {
+			return false
+		}
+		leader = jsz.Meta.Leader
+		if !srv.JetStreamIsLeader() {
+			continue
+		}
+		// The leader sees every other running node as a current peer.
+		current := 1
+		for _, p := range jsz.Meta.Replicas {
+			if p.Current && !p.Offline {
+				current++
+			}
+		}
+		if current < len(running) {
+			return false
+		}
+	}
+	return leader != ""
 }
 
 func (c *Cluster) options(i int) *server.Options {

@@ -55,6 +55,7 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 	if connected < 0 {
 		t.Fatalf("connected to %s, not one of %s", nc.ConnectedUrl(), c.URLs())
 	}
+	t.Logf("killing node %d", connected)
 	c.Kill(connected)
 	if c.Server(connected) != nil {
 		t.Fatal("Server is not nil after Kill")
@@ -65,11 +66,13 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 		t.Helper()
 		deadline := time.Now().Add(30 * time.Second)
 		for {
-			s, err := js.Stream(ctx, "S")
+			cctx, ccancel := context.WithTimeout(ctx, 2*time.Second)
+			s, err := js.Stream(cctx, "S")
 			if err == nil {
 				var m *jetstream.RawStreamMsg
-				m, err = s.GetMsg(ctx, 1)
+				m, err = s.GetMsg(cctx, 1)
 				if err == nil {
+					ccancel()
 					if string(m.Data) != "kept" {
 						t.Fatalf("read %q, want kept", m.Data)
 					}
@@ -79,13 +82,17 @@ func TestClusterSurvivesNodeLoss(t *testing.T) {
 			if time.Now().After(deadline) {
 				t.Fatalf("read back after node loss: %v", err)
 			}
+			t.Logf("read back: %v", err)
+			ccancel()
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
 	readBack()
+	t.Logf("read back after kill")
 
 	c.Restart(connected)
 	c.WaitReady(t)
+	t.Logf("restarted node %d", connected)
 	if c.Server(connected) == nil || c.Server(connected).ClientURL() != c.ClientURL(connected) {
 		t.Fatalf("node %d did not come back on %s", connected, c.ClientURL(connected))
 	}
