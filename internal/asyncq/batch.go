@@ -177,9 +177,15 @@ func (b *batcher) flush(reqs []*acceptReq) {
 	err := writegate.Check(b.s.cfg.Gate, writegate.Events)
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), b.s.cfg.WriteTimeout)
+		gateErr := watchGate(ctx, cancel, b.s.cfg.Gate)
 		_, err = b.s.cfg.JetStream.PublishMsg(ctx, msg)
 		cancel()
-		if err != nil {
+		if ge := gateErr(); err != nil && ge != nil {
+			// The backbone stopped taking writes while this batch was
+			// in flight (e.g. the disk filled): say so now rather than
+			// after WriteTimeout. The batch was not stored.
+			err = ge
+		} else if err != nil {
 			b.s.log.Warn("publish event batch", "events", len(reqs), "err", err)
 			err = writegate.Describe(fmt.Sprintf("the event (one of a batch of %d)", len(reqs)), err)
 		}
@@ -201,6 +207,45 @@ func (b *batcher) flush(reqs []*acceptReq) {
 		r.done <- nil
 	}
 }
+
+// watchGate checks gate every gateWatchInterval while ctx lasts and
+// cancels ctx when it starts refusing; the returned func stops the watch
+// and gives the gate's error, if it refused.
+func watchGate(ctx context.Context, cancel context.CancelFunc, gate writegate.Gate) func() error {
+	if gate == nil {
+		return func() error { return nil }
+	}
+	var refused error
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(gateWatchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := gate.Allow(writegate.Events); err != nil {
+					refused = err
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		<-stopped
+		return refused
+	}
+}
+
+// gateWatchInterval is how often a batch in flight checks the gate.
+const gateWatchInterval = 50 * time.Millisecond
 
 // queued returns the in-memory queued status of an accepted event whose
 // record is not written yet, or nil.

@@ -92,6 +92,10 @@ func (b *Backbone) Allow(k writegate.Kind) error {
 		return writegate.UnavailableError("not connected to NATS; nothing was stored, retry later")
 	case h.Restarting:
 		return writegate.UnavailableError("the embedded NATS server is restarting after its disk was full; retry in a few seconds")
+	case b.writeFault.Load():
+		// Set from the server's own log the moment a disk write fails,
+		// before the next look at the disk.
+		return writegate.StorageFullError("the embedded NATS server could not write to the data dir's disk; writes resume by themselves once space is freed")
 	case h.Full, k == writegate.Logs && h.LogsOff:
 		return writegate.StorageFullError(fmt.Sprintf("the data dir's disk has %s free, below the %s kept in reserve (--nats-reserve); free space on it",
 			mib(h.Disk.Free), mib(h.Reserve)))

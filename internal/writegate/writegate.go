@@ -117,7 +117,7 @@ func classify(what string, err error) (string, bool) {
 	case isStorageFull(msg):
 		return StorageFull + ": " + fmt.Sprintf("the backbone has no room to store %s; free space on the data dir or raise its storage limit (--nats-max-store)", what), true
 	case errors.Is(err, context.DeadlineExceeded) || strings.Contains(msg, "nats: timeout") || strings.Contains(msg, "timeout waiting for ack") || strings.Contains(msg, "i/o timeout"):
-		return Unavailable + ": " + fmt.Sprintf("the backbone did not acknowledge %s in time; it was not stored, retry later", what), true
+		return Unavailable + ": " + fmt.Sprintf("the backbone did not acknowledge %s in time, so it may not be stored; retry later", what), true
 	case strings.Contains(msg, "no responders") || strings.Contains(msg, "no response from stream") ||
 		strings.Contains(msg, "nats: connection closed") || strings.Contains(msg, "nats: connection draining") ||
 		strings.Contains(msg, "jetstream system temporarily unavailable") || strings.Contains(msg, "no suitable peers") ||
