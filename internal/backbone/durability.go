@@ -3,6 +3,7 @@ package backbone
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -40,6 +41,9 @@ func (b *Backbone) checkExternal(ctx context.Context) {
 	lazy, seen, err := syncSettings(ctx, b.nc)
 	switch {
 	case err != nil || seen == 0:
+		if err == nil {
+			err = errors.New("no server answered")
+		}
 		b.log.Warn("backbone: cannot tell whether the NATS servers sync every write to disk (their settings are visible to the system account only); "+
 			"run them with jetstream { sync_interval: always } or acknowledged events can be lost to a power failure (docs/backbone.md)",
 			"err", err)
