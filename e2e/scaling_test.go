@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 type stats struct {
@@ -166,7 +167,7 @@ func TestReservedConcurrencyBurst(t *testing.T) {
 	t.Logf("burst of %d: %d ran (max %d at once), %d throttled", n, len(intervals), maxOverlap(intervals), throttled)
 
 	tr.CloseIdleConnections()
-	waitFor(t, 20*time.Second, func() error {
+	polltest.Check(t, 20*time.Second, "the burst's sandboxes and resources to be released", func() error {
 		st := s.stats(t)
 		if st.Sandboxes.Idle+st.Sandboxes.Busy+st.Sandboxes.Creating != 2 || st.Goroutines > base.Goroutines+5 || st.OpenFDs > base.OpenFDs+5 || st.HeapAllocBytes > base.HeapAllocBytes+16<<20 {
 			return errorf("after the burst %+v, baseline %+v", st, base)
@@ -241,7 +242,7 @@ func TestVersionsAliasesProvisioned(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "version 2's provisioned concurrency", func() error {
 		pc, err := c.GetProvisionedConcurrencyConfig(ctxT(t, 10*time.Second), &lambda.GetProvisionedConcurrencyConfigInput{FunctionName: aws.String("ver"), Qualifier: aws.String("2")})
 		if err != nil {
 			return err
