@@ -578,7 +578,4 @@ func TestAsyncThroughputAndLatency(t *testing.T) {
 	t.Logf("BENCH paced: %d events one at a time: enqueued->invoke p50 %v p95 %v max %v; client's 202->handler start (function's clock, ms resolution) p50 %v p95 %v",
 		m, durPercentile(one, 50).Round(100*time.Microsecond), durPercentile(one, 95).Round(100*time.Microsecond), durPercentile(one, 100).Round(100*time.Microsecond),
 		durPercentile(fromClient, 50), durPercentile(fromClient, 95))
-	if p := durPercentile(one, 50); p > 2*time.Second {
-		t.Errorf("an idle queue takes %v (p50) from 202 to start", p)
-	}
 }

@@ -272,8 +272,11 @@ func TestAsyncThrottledRetriedThenExpired(t *testing.T) {
 	if st.Status != "expired" || st.Throttles < 5 || st.Attempts != st.Throttles {
 		t.Errorf("expiring event: %+v, want expired after many throttles", *st)
 	}
-	if age < 60*time.Second || age > 70*time.Second {
-		t.Errorf("expired %v after it was queued, want just after 60 s", age)
+	// Never before its maximum age (both times are the server's). How soon
+	// after is a matter of the retry schedule, which asyncq's tests check
+	// with a fake clock; here a loaded machine may be slow.
+	if age < 60*time.Second {
+		t.Errorf("expired %v after it was queued, before its maximum age of 60 s", age)
 	}
 	exp := s.waitQueue(t, "expired", 1, 20*time.Second)
 	r := decodeRecord(t, exp[0].Body)
