@@ -84,7 +84,7 @@ func maxOverlap(iv [][2]int64) int {
 // clocks), the rest get 429 with Lambda's Reason at once, and the server's
 // goroutines, fds and heap return to their baseline.
 func TestReservedConcurrencyBurst(t *testing.T) {
-	s := startServer(t, t.TempDir())
+	s := startServer(t, t.TempDir(), "--stats-gc") // stats?gc=true
 	// Our own transport, so that the client's idle keep-alive connections
 	// (a goroutine and an fd each on the server) can be closed before
 	// comparing with the baseline.
