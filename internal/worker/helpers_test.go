@@ -105,12 +105,11 @@ func openPath(t *testing.T, dir string) {
 }
 
 type env struct {
-	w     *Worker
-	code  *dirCode
-	logs  *memLogs
-	cat   *runtimes.Catalog
-	drv   string
-	clean func()
+	w    *Worker
+	code *dirCode
+	logs *memLogs
+	cat  *runtimes.Catalog
+	drv  string
 }
 
 // drivers lists the drivers the worker tests run against.
