@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // raiseFDLimit lifts this process's open-file limit to at least n (up to
@@ -125,7 +127,7 @@ func TestIdleKeepAliveConnectionsClosed(t *testing.T) {
 		closedAt = time.Now()
 	}
 	var after connStats
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "the server to give back the idle connections' fds", func() error {
 		if _, err := httpGetJSON(s.url()+"/flint/v1/stats", &after); err != nil {
 			return err
 		}
@@ -170,7 +172,7 @@ func TestMaxConnections(t *testing.T) {
 	for _, c := range held {
 		c.Close()
 	}
-	waitFor(t, 10*time.Second, func() error {
+	polltest.Check(t, 10*time.Second, "the server to serve again after the connections closed", func() error {
 		resp, err := http.Get(s.url() + "/flint/v1/stats")
 		if err != nil {
 			return err

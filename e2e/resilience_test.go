@@ -20,6 +20,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // Resource exhaustion: a small and then a full data dir, and a clean
@@ -172,7 +174,7 @@ func TestDiskFullAsyncFlood(t *testing.T) {
 		}
 		return n
 	}
-	waitFor(t, 60*time.Second, func() error {
+	polltest.Check(t, 60*time.Second, "200 events to be accepted", func() error {
 		if n := accepted(); n < 200 {
 			return fmt.Errorf("%d events accepted", n)
 		}
@@ -182,7 +184,7 @@ func TestDiskFullAsyncFlood(t *testing.T) {
 	filler := filepath.Join(data, "filler")
 	fillDisk(t, filler)
 	full := time.Now()
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "/readyz to fail on the full disk", func() error {
 		if code, body := getStatus(s.url() + "/readyz"); code != http.StatusServiceUnavailable {
 			return fmt.Errorf("/readyz on a full disk: %d %s", code, body)
 		}
@@ -193,7 +195,7 @@ func TestDiskFullAsyncFlood(t *testing.T) {
 		t.Errorf("/healthz (liveness) answered %d on a full disk", code)
 	}
 	// Refusals while full.
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "20 refusals on the full disk", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		n := 0
@@ -231,7 +233,7 @@ func TestDiskFullAsyncFlood(t *testing.T) {
 		t.Fatal(err)
 	}
 	var recovered time.Time
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "an event accepted after space was freed", func() error {
 		mu.Lock()
 		defer mu.Unlock()
 		for _, r := range results {
@@ -242,7 +244,7 @@ func TestDiskFullAsyncFlood(t *testing.T) {
 		}
 		return errors.New("no event accepted since space was freed")
 	})
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "/readyz to pass after space was freed", func() error {
 		if code, body := getStatus(s.url() + "/readyz"); code != 200 {
 			return fmt.Errorf("/readyz after space was freed: %d %s", code, body)
 		}
@@ -355,7 +357,7 @@ func TestDiskFullShutdown(t *testing.T) {
 	}
 	filler := filepath.Join(data, "filler")
 	fillDisk(t, filler)
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "/readyz to fail on the full disk", func() error {
 		if code, _ := getStatus(s.url() + "/readyz"); code != http.StatusServiceUnavailable {
 			return fmt.Errorf("/readyz %d on a full disk", code)
 		}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/polltest"
 	"github.com/flintdev/flint/internal/writegate"
 )
 
@@ -57,21 +58,6 @@ func fill(t *testing.T, path string) {
 		if _, err := f.Write(buf[:4096]); err != nil {
 			return
 		}
-	}
-}
-
-func waitFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	for {
-		err := f()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not true within %v: %v", d, err)
-		}
-		time.Sleep(50 * time.Millisecond)
 	}
 }
 
@@ -151,7 +137,7 @@ func TestFullDiskRefusesAndRecovers(t *testing.T) {
 	for range 3 {
 		_ = pub()
 	}
-	waitFor(t, 5*time.Second, func() error {
+	polltest.Check(t, 5*time.Second, "writes refused on the full disk", func() error {
 		err := b.Allow(writegate.Events)
 		if err == nil || !strings.HasPrefix(lambdaerr.Public(err).Message, writegate.StorageFull) {
 			return errors.New("events still allowed on a full disk")
@@ -169,7 +155,7 @@ func TestFullDiskRefusesAndRecovers(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := time.Now()
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "writes accepted after space was freed", func() error {
 		if err := b.Allow(writegate.Events); err != nil {
 			return err
 		}

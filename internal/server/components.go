@@ -41,7 +41,13 @@ type components struct {
 	frontend  *frontend.Handler
 	conns     *capListener // set by Run
 
-	closers []func(ctx context.Context) // run in reverse order by close
+	closers []closer // run in reverse order by close
+}
+
+// closer stops one component; name says which in the log if it fails.
+type closer struct {
+	name  string
+	close func(ctx context.Context) error
 }
 
 // start builds the components in dependency order. On error everything
@@ -65,7 +71,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}); err != nil {
 		return nil, err
 	}
-	c.onClose(func(context.Context) { c.bb.Close() })
+	c.onClose("backbone", func(context.Context) error { c.bb.Close(); return nil })
 	js := c.bb.JetStream()
 	replicas := c.bb.Replicas()
 	lim := c.bb.Limits()
@@ -80,14 +86,14 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithReplicas(replicas), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
 		return nil, replicaHint(fmt.Errorf("server: metadata: %w", err), replicas)
 	}
-	c.onClose(func(ctx context.Context) { c.functions.Close(ctx) })
+	c.onClose("metadata store", c.functions.Close)
 	if c.code, err = codestore.New(codestore.Config{JS: js, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "codestore")}); err != nil {
 		return nil, replicaHint(fmt.Errorf("server: code store: %w", err), replicas)
 	}
 	if c.logs, err = logstore.New(logstore.Config{JS: js, MaxBytes: logBytes, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "logstore")}); err != nil {
 		return nil, replicaHint(fmt.Errorf("server: log store: %w", err), replicas)
 	}
-	c.onClose(func(ctx context.Context) { c.logs.Close(ctx) })
+	c.onClose("log store", c.logs.Close)
 
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
@@ -112,11 +118,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	// Runs after the worker and the manager destroyed every sandbox:
 	// removes the egress firewall table.
-	c.onClose(func(ctx context.Context) {
-		if err := c.driver.Close(ctx); err != nil {
-			log.Error("closing the sandbox driver", "err", err)
-		}
-	})
+	c.onClose("sandbox driver", c.driver.Close)
 
 	hostID, err := os.Hostname()
 	if err != nil || hostID == "" {
@@ -139,7 +141,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("server: worker: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.worker.Close(ctx) })
+	c.onClose("worker", c.worker.Close)
 
 	if c.placement, err = placement.New(placement.Config{Logger: log.With("component", "placement")}); err != nil {
 		return nil, fmt.Errorf("server: placement: %w", err)
@@ -148,7 +150,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: placement heartbeats: %w", err)
 	}
-	c.onClose(func(context.Context) { stopSub() })
+	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		st := c.worker.Status()
 		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode}
@@ -160,7 +162,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: register host: %w", err)
 	}
 	stopBeats := placement.StartHeartbeats(c.bb.Conn(), placement.DefaultHeartbeatInterval, status)
-	c.onClose(func(context.Context) { stopBeats() })
+	c.onClose("heartbeats", func(context.Context) error { stopBeats(); return nil })
 
 	host := workerHost{c.worker}
 	if c.manager, err = workermanager.New(workermanager.Config{
@@ -173,7 +175,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("server: worker manager: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.manager.Close(ctx) })
+	c.onClose("worker manager", c.manager.Close)
 
 	if c.async, err = asyncq.New(asyncq.Config{
 		JetStream:      js,
@@ -194,7 +196,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if err := c.async.Start(); err != nil {
 		return nil, fmt.Errorf("server: async pollers: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.async.Close(ctx) })
+	c.onClose("async queue", c.async.Close)
 
 	if c.frontend, err = frontend.New(frontend.Config{
 		Region:    cfg.Region,
@@ -218,7 +220,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	return c, nil
 }
 
-func (c *components) onClose(f func(ctx context.Context)) { c.closers = append(c.closers, f) }
+func (c *components) onClose(name string, f func(ctx context.Context) error) {
+	c.closers = append(c.closers, closer{name, f})
+}
 
 // closeTimeout bounds closing the components at shutdown, whatever state
 // the backbone is in; each step gets at most closeStep of it.
@@ -228,24 +232,28 @@ const (
 )
 
 // close stops everything in reverse start order: pollers stop taking
-// events, the manager destroys every sandbox, the backbone closes last. A
-// step that does not return within its share is left behind (and logged),
-// so shutdown ends in bounded time.
+// events, the manager destroys every sandbox, the backbone closes last.
+// A component that fails to close (a sandbox it could not destroy, log
+// entries it could not store) is logged, and the rest still close. A step
+// that does not return within its share is left behind (and logged), so
+// shutdown ends in bounded time.
 func (c *components) close() {
 	deadline := time.Now().Add(closeTimeout)
 	for i := len(c.closers) - 1; i >= 0; i-- {
 		step := min(time.Until(deadline), closeStep)
 		ctx, cancel := context.WithTimeout(context.Background(), step)
 		done := make(chan struct{})
-		f := c.closers[i]
+		cl := c.closers[i]
 		go func() {
 			defer close(done)
-			f(ctx)
+			if err := cl.close(ctx); err != nil {
+				c.cfg.Logger.Error("shutdown: closing "+cl.name, "err", err)
+			}
 		}()
 		select {
 		case <-done:
 		case <-time.After(step + time.Second):
-			c.cfg.Logger.Error("shutdown step did not finish in time, going on", "step", i, "budget", step)
+			c.cfg.Logger.Error("shutdown: closing "+cl.name+" did not finish in time, going on", "budget", step)
 		}
 		cancel()
 	}
