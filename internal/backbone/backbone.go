@@ -213,6 +213,10 @@ func Start(cfg Config) (*Backbone, error) {
 	if !b.embedded {
 		b.limits = externalLimits(info)
 		b.checkExternal(ctx)
+		if n := len(nc.Servers()); cfg.Replicas == 1 && n >= 3 {
+			b.log.Warn("backbone: the NATS cluster has several servers but Flint keeps one replica of each stream: "+
+				"losing that server's disk loses events and functions; start with --nats-replicas 3 (docs/backbone.md)", "servers", n)
+		}
 	}
 	b.health.Store(&Health{Connected: true})
 	b.monitorWG.Add(1)
