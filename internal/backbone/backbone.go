@@ -83,6 +83,12 @@ func (c Config) Validate() error {
 	if c.URL == "" && c.Replicas > 1 {
 		return fmt.Errorf("backbone: --nats-replicas %d needs a NATS cluster (--nats-url); the embedded server is one node", c.Replicas)
 	}
+	if c.URL != "" && (c.MaxStore != 0 || c.Reserve != 0) {
+		return errors.New("backbone: --nats-max-store and --nats-reserve size the embedded server's storage; an external cluster's limits are set in its own configuration")
+	}
+	if c.URL == "" && (c.Creds != "" || c.TLS != TLSConfig{}) {
+		return errors.New("backbone: --nats-creds and --nats-tls-* are for an external cluster (--nats-url)")
+	}
 	if c.MaxStore < 0 || c.Reserve < 0 {
 		return errors.New("backbone: negative storage limit")
 	}
