@@ -178,7 +178,7 @@ func (b *batcher) flush(reqs []*acceptReq) {
 	if err == nil {
 		ctx, cancel := context.WithTimeout(context.Background(), b.s.cfg.WriteTimeout)
 		gateErr := watchGate(ctx, cancel, b.s.cfg.Gate)
-		_, err = b.s.cfg.JetStream.PublishMsg(ctx, msg)
+		err = b.s.publishIdempotent(ctx, msg)
 		cancel()
 		if ge := gateErr(); err != nil && ge != nil {
 			// The backbone stopped taking writes while this batch was
@@ -205,6 +205,38 @@ func (b *batcher) flush(reqs []*acceptReq) {
 	b.mu.Unlock()
 	for _, r := range reqs {
 		r.done <- nil
+	}
+}
+
+// publishAttempt bounds one attempt of publishIdempotent.
+const publishAttempt = time.Second
+
+// publishIdempotent publishes msg, which carries a Nats-Msg-Id, until the
+// backbone acknowledges it or ctx ends: an attempt that is not answered
+// within publishAttempt (its server died, its stream is electing a leader)
+// is sent again, and JetStream's de-duplication stores it once whichever
+// attempt got through. So a node lost mid-publish costs about a second, not
+// the whole WriteTimeout. Errors the backbone answers with (storage full,
+// too large) are returned at once.
+func (s *Service) publishIdempotent(ctx context.Context, msg *nats.Msg) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		_, err := s.cfg.JetStream.PublishMsg(actx, msg)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		noAnswer := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+			errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting)
+		if !noAnswer {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
 	}
 }
 

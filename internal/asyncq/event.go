@@ -136,7 +136,7 @@ func (s *Service) enqueueEvent(ctx context.Context, ev *event) error {
 	msg.Data = body
 	msg.Header.Set(jetstream.MsgIDHeader, ev.RequestID)
 	pctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
-	_, err = s.cfg.JetStream.PublishMsg(pctx, msg)
+	err = s.publishIdempotent(pctx, msg)
 	cancel()
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
