@@ -25,6 +25,7 @@ const (
 	CodeStorageExceeded   = "CodeStorageExceededException"
 	InvalidZipFile        = "InvalidZipFileException"
 	ResourceNotReady      = "ResourceNotReadyException"
+	PolicyLengthExceeded  = "PolicyLengthExceededException"
 )
 
 var statusOf = map[string]int{
@@ -40,6 +41,7 @@ var statusOf = map[string]int{
 	CodeStorageExceeded:   http.StatusBadRequest,
 	InvalidZipFile:        http.StatusBadGateway,
 	ResourceNotReady:      http.StatusBadGateway,
+	PolicyLengthExceeded:  http.StatusBadRequest,
 }
 
 // Error is a Lambda-visible error.
