@@ -53,6 +53,9 @@ type Config struct {
 	// is a smaller one that starts faster (it must come from the same
 	// build).
 	SandboxInit string
+	// CodeURLTTL is how long the download links of GetFunction and
+	// GetLayerVersion stay valid (default 10 minutes, as Lambda's).
+	CodeURLTTL time.Duration
 }
 
 // AsyncConfig is the part of asyncq.Config an operator (or a test) may
