@@ -18,7 +18,7 @@ import (
 //	GET    /2019-09-25/functions/{name}/event-invoke-config       GetFunctionEventInvokeConfig
 //	DELETE /2019-09-25/functions/{name}/event-invoke-config       DeleteFunctionEventInvokeConfig
 //	GET    /2019-09-25/functions/{name}/event-invoke-config/list  ListFunctionEventInvokeConfigs
-//	GET    /flint/v1/invocations/{requestId}                      invocation status
+//	GET    /flint/v1/invocations/{requestId}                      invocation status (of the caller's functions)
 //	GET    /flint/v1/queues/{name}/messages?max=N                 peek
 //	POST   /flint/v1/queues/{name}/receive?max=N                  take and delete
 //	DELETE /flint/v1/queues/{name}[/messages]                     purge
@@ -43,7 +43,17 @@ func (s *Service) Handler() http.Handler {
 }
 
 func (s *Service) getStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.Status(r.Context(), r.PathValue("requestId"))
+	account, err := s.accountOf(r)
+	if err != nil {
+		lambdaerr.WriteHTTP(w, err)
+		return
+	}
+	id := r.PathValue("requestId")
+	st, err := s.Status(r.Context(), id)
+	if err == nil && st.Account != account {
+		// Another account's invocation is, to this caller, no invocation.
+		err = lambdaerr.New(lambdaerr.ResourceNotFound, "no asynchronous invocation with request id %s", id)
+	}
 	if err != nil {
 		lambdaerr.WriteHTTP(w, err)
 		return
