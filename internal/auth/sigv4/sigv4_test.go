@@ -155,9 +155,13 @@ func TestVerify(t *testing.T) {
 			r.Header.Set("X-Amz-Invocation-Type", "RequestResponse")
 			return r
 		}, 403, InvalidSignature, "does not match"},
-		{"six minutes old", func() *http.Request { return signed(t, "GET", s.URL+"/2015-03-31/functions", nil, keyA, now.Add(-6*time.Minute)) },
+		{"six minutes old", func() *http.Request {
+			return signed(t, "GET", s.URL+"/2015-03-31/functions", nil, keyA, now.Add(-6*time.Minute))
+		},
 			403, InvalidSignature, "Signature expired: "},
-		{"six minutes ahead", func() *http.Request { return signed(t, "GET", s.URL+"/2015-03-31/functions", nil, keyA, now.Add(6*time.Minute)) },
+		{"six minutes ahead", func() *http.Request {
+			return signed(t, "GET", s.URL+"/2015-03-31/functions", nil, keyA, now.Add(6*time.Minute))
+		},
 			403, InvalidSignature, "Signature not yet current: "},
 		{"other region", func() *http.Request {
 			r, _ := http.NewRequest("GET", s.URL+"/2015-03-31/functions", nil)
