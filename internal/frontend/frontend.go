@@ -7,8 +7,9 @@
 // configurations in the metadata store, hands zips to the code store and
 // invocations to the worker manager. Errors from anywhere are translated
 // once, here, into Lambda's status code, X-Amzn-ErrorType header and JSON
-// body (see errors.go). Request signatures are accepted unverified and every
-// request acts on Config.Account.
+// body (see errors.go). Signatures are verified in front of it (internal/auth/sigv4);
+// every request acts on its caller's account (auth.AccountOf), Config.Account
+// when it carries none.
 package frontend
 
 import (

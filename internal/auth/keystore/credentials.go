@@ -61,6 +61,19 @@ func (s *Store) EnsureRoot(ctx context.Context, path, account string) (k auth.Ke
 	return k, true, nil
 }
 
+// ReadCredentials reads the key id and secret of profile from the shared
+// credentials file at path.
+func ReadCredentials(path, profile string) (id, secret string, err error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", "", fmt.Errorf("read credentials: %w", err)
+	}
+	if id, secret, err = parseCredentials(data, profile); err != nil {
+		return "", "", fmt.Errorf("%s: %w", path, err)
+	}
+	return id, secret, nil
+}
+
 // WriteCredentials writes k as the only profile of an AWS shared
 // credentials file at path, mode 0600, atomically.
 func WriteCredentials(path, profile string, k auth.Key) error {

@@ -43,6 +43,14 @@ type Transport struct {
 	Region      string
 }
 
+// CloseIdleConnections closes Base's idle connections (http.Client's
+// CloseIdleConnections reaches it through this).
+func (t *Transport) CloseIdleConnections() {
+	if c, ok := t.Base.(interface{ CloseIdleConnections() }); ok {
+		c.CloseIdleConnections()
+	}
+}
+
 // RoundTrip signs a clone of req and sends it.
 func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	creds, err := t.Credentials.Retrieve(req.Context())

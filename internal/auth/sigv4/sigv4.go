@@ -249,10 +249,9 @@ func (m *Middleware) payloadHash(r *http.Request) (string, error) {
 	}
 	var buf bytes.Buffer
 	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
+		buf.Grow(int(r.ContentLength) + 1) // +1: ReadFrom sees EOF without growing
 	}
-	hash := sha256.New()
-	n, err := io.Copy(io.MultiWriter(&buf, hash), io.LimitReader(r.Body, m.cfg.MaxBody+1))
+	n, err := buf.ReadFrom(io.LimitReader(r.Body, m.cfg.MaxBody+1))
 	if err != nil {
 		return "", incomplete("Could not read the request body to verify its signature.")
 	}
@@ -261,7 +260,8 @@ func (m *Middleware) payloadHash(r *http.Request) (string, error) {
 	}
 	r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(buf.Bytes()))
-	return hex.EncodeToString(hash.Sum(nil)), nil
+	sum := sha256.Sum256(buf.Bytes())
+	return hex.EncodeToString(sum[:]), nil
 }
 
 const emptySHA256 = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
