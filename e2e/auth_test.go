@@ -24,6 +24,7 @@ import (
 
 	"github.com/flintdev/flint/internal/auth/keystore"
 	"github.com/flintdev/flint/internal/auth/sigv4"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // creds is an access key as `flint keys create` prints it.
@@ -250,7 +251,7 @@ func TestAuthTenants(t *testing.T) {
 	if reqID == "" {
 		t.Fatal("no request id for the Event invocation")
 	}
-	waitFor(t, 60*time.Second, func() error {
+	polltest.Check(t, 60*time.Second, "A's logs to show its async invocation", func() error {
 		if st, _, body := s.signedDo(t, &a, "GET", "/flint/v1/functions/a-fn/logs", nil, time.Now()); st != 200 || !strings.Contains(body, "async-of-a") {
 			return errors.New("A's logs do not show its async invocation yet")
 		}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/backbone"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 func openStore(t *testing.T, bb *backbone.Backbone) *Store {
@@ -19,18 +20,6 @@ func openStore(t *testing.T, bb *backbone.Backbone) *Store {
 	}
 	t.Cleanup(func() { s.Close(context.Background()) })
 	return s
-}
-
-// waitFor polls f until it is true or 10 s pass.
-func waitFor(t *testing.T, what string, f func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !f() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within 10s: %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func TestKeys(t *testing.T) {
@@ -52,7 +41,7 @@ func TestKeys(t *testing.T) {
 	if len(k.AccessKeyID) != 20 || !strings.HasPrefix(k.AccessKeyID, "AKFL") || len(k.SecretAccessKey) != 40 || k.Root {
 		t.Fatalf("key %+v", k)
 	}
-	waitFor(t, "the other server sees the new key", func() bool {
+	polltest.Until(t, 10*time.Second, "the other server sees the new key", func() bool {
 		got, ok, err := s2.LookupKey(ctx, k.AccessKeyID)
 		return err == nil && ok && got.SecretAccessKey == k.SecretAccessKey && got.Account == "111111111111"
 	})
@@ -63,7 +52,7 @@ func TestKeys(t *testing.T) {
 	if err := s2.Delete(ctx, k.AccessKeyID); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the first server forgets the deleted key", func() bool {
+	polltest.Until(t, 10*time.Second, "the first server forgets the deleted key", func() bool {
 		_, ok, err := s1.LookupKey(ctx, k.AccessKeyID)
 		return err == nil && !ok
 	})
