@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
@@ -319,4 +320,20 @@ func TestAuthTenants(t *testing.T) {
 	denied("after AddPermission")
 	_, err = cb.GetPolicy(ctx, &lambda.GetPolicyInput{FunctionName: aws.String(arn)})
 	wantCode(t, "B GetPolicy", err, "AccessDeniedException", 403)
+
+	// A deleted key stops working.
+	if out, err := s.flintAs(t, root.env(), "keys", "delete", b.AccessKeyID); err != nil {
+		t.Fatalf("flint keys delete: %v\n%s", err, out)
+	}
+	polltest.Check(t, 10*time.Second, "B's deleted key to be refused", func() error {
+		_, err := cb.ListFunctions(ctx, &lambda.ListFunctionsInput{})
+		var ae smithy.APIError
+		if !errors.As(err, &ae) || ae.ErrorCode() != "UnrecognizedClientException" {
+			return fmt.Errorf("B after its key was deleted: %v", err)
+		}
+		return nil
+	})
+	if out, err := s.flintAs(t, root.env(), "keys", "list"); err != nil || strings.Contains(out, b.AccessKeyID) {
+		t.Fatalf("flint keys list after delete: %v\n%s", err, out)
+	}
 }

@@ -47,7 +47,7 @@ var (
 	statementIDPattern = regexp.MustCompile(`^[a-zA-Z0-9-_.]{1,100}$`)
 	actionPattern      = regexp.MustCompile(`^(lambda:[*]|lambda:[a-zA-Z]+|[*])$`)
 	principalPattern   = regexp.MustCompile(`^[^\s]+$`)
-	accountPrincipal   = regexp.MustCompile(`^(\d{12}|arn:aws[a-zA-Z-]*:iam::(\d{12}):root)$`)
+	accountPrincipal   = metadata.AccountPrincipal
 )
 
 // policyTarget is the record a policy operation edits: $LATEST or a
@@ -320,34 +320,6 @@ func policyStatement(s metadata.Statement, resource string) any {
 	return out
 }
 
-// allowsInvoke reports whether p lets account invoke: a statement granting
-// lambda:InvokeFunction (lambda:*, *) to the account or to "*", with no
-// condition Flint cannot check (a source ARN, organisation or event
-// source token is never true of a Flint key).
-func allowsInvoke(p *metadata.Policy, account string) bool {
-	if p == nil {
-		return false
-	}
-	for _, s := range p.Statements {
-		if s.Action != "lambda:InvokeFunction" && s.Action != "lambda:*" && s.Action != "*" {
-			continue
-		}
-		if s.SourceArn != "" || s.EventSourceToken != "" || s.PrincipalOrgID != "" || s.FunctionURLAuthType != "" {
-			continue
-		}
-		if s.SourceAccount != "" && s.SourceAccount != account {
-			continue
-		}
-		if s.Principal == "*" {
-			return true
-		}
-		if m := accountPrincipal.FindStringSubmatch(s.Principal); m != nil && (m[1] == account || m[2] == account) {
-			return true
-		}
-	}
-	return false
-}
-
 // invokeTarget is lookup for Invoke: a FunctionName naming another
 // account's function (by ARN) resolves when that function's policy (of
 // the qualifier invoked: the unqualified function, a version or an alias)
@@ -379,7 +351,7 @@ func (h *Handler) invokeTarget(r *http.Request, rt route) (*metadata.Function, *
 	if alias != nil {
 		p = alias.Policy
 	}
-	if !allowsInvoke(p, foreign.caller) {
+	if !p.AllowsInvoke(foreign.caller) {
 		return nil, nil, err
 	}
 	return fn, alias, nil
