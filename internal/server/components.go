@@ -246,6 +246,10 @@ func (c *components) close() {
 // management and the server-wide views.
 var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/stats", "/flint/v1/cluster", "/flint/v1/cluster/"}
 
+// public are the paths served without SigV4: health checks, and code
+// download links, which carry their own signature.
+var public = []string{"/healthz", "/readyz", "/flint/v1/code/"}
+
 // handler is the listener's handler: the sigv4 middleware in front of
 // routes.
 func (c *components) handler() (http.Handler, error) {
@@ -255,6 +259,7 @@ func (c *components) handler() (http.Handler, error) {
 		DefaultAccount: c.cfg.Account,
 		Region:         c.cfg.Region,
 		RootOnly:       rootOnly,
+		Public:         public,
 		Logger:         c.cfg.Logger.With("component", "auth"),
 	}, c.routes())
 }
