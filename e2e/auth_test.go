@@ -183,6 +183,17 @@ func TestAuthRefusals(t *testing.T) {
 			t.Fatalf("Authorization %q: %s", h, resp.Status)
 		}
 	}
+	// Every endpoint, Lambda's and Flint's own, known or not, is behind it.
+	for _, path := range []string{"/2016-08-19/account-settings", "/2019-09-25/functions/root-fn/event-invoke-config",
+		"/2017-10-31/functions/root-fn/concurrency", "/flint/v1/invocations/00000000-0000-4000-8000-000000000000",
+		"/flint/v1/queues/q/messages", "/flint/v1/functions/root-fn/logs", "/flint/v1/stats", "/flint/v1/keys", "/flint/v1/cluster", "/nowhere"} {
+		if st, typ, _ := s.signedDo(t, nil, "GET", path, nil, time.Now()); st != 403 || typ != "MissingAuthenticationTokenException" {
+			t.Fatalf("unsigned GET %s: %d %s", path, st, typ)
+		}
+	}
+	if st, _, body := s.signedDo(t, &root, "GET", "/flint/v1/stats", nil, time.Now()); st != 200 {
+		t.Fatalf("stats with the root key: %d %s", st, body)
+	}
 	// Health stays open.
 	if st, _, _ := s.signedDo(t, nil, "GET", "/healthz", nil, time.Now()); st != 200 {
 		t.Fatalf("/healthz unsigned: %d", st)
@@ -237,12 +248,19 @@ func TestAuthTenants(t *testing.T) {
 	if out, err := s.flintAs(t, a.env(), "keys", "list"); err == nil || !strings.Contains(out, "AccessDeniedException") {
 		t.Fatalf("keys list with a non-root key: %v\n%s", err, out)
 	}
+	if st, typ, _ := s.signedDo(t, &a, "GET", "/flint/v1/stats", nil, time.Now()); st != 403 || typ != "AccessDeniedException" {
+		t.Fatalf("stats with a non-root key: %d %s", st, typ)
+	}
 	ca, cb := s.lambdaAs(a), s.lambdaAs(b)
 	createGoFn(t, ca, "a-fn", nil)
 	arn := "arn:aws:lambda:us-east-1:111111111111:function:a-fn"
 	res := invoke(t, ca, "a-fn", map[string]any{"name": "secret-of-a"}, false)
 	if !strings.Contains(string(res.Payload), "secret-of-a") {
 		t.Fatalf("A invoking its function: %s", res.Payload)
+	}
+	if _, err := ca.PutFunctionEventInvokeConfig(ctx, &lambda.PutFunctionEventInvokeConfigInput{FunctionName: aws.String("a-fn"),
+		DestinationConfig: &types.DestinationConfig{OnSuccess: &types.OnSuccess{Destination: aws.String("arn:aws:sqs:us-east-1:111111111111:a-ok")}}}); err != nil {
+		t.Fatal(err)
 	}
 	ev, err := ca.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("a-fn"), InvocationType: types.InvocationTypeEvent, Payload: []byte(`{"name":"async-of-a"}`)})
 	if err != nil {
@@ -259,7 +277,16 @@ func TestAuthTenants(t *testing.T) {
 		return nil
 	})
 
-	// B: list, get, invoke, logs, async status, change — none of A's.
+	polltest.Check(t, 60*time.Second, "A's success destination to hold the record", func() error {
+		if st, _, body := s.signedDo(t, &a, "GET", "/flint/v1/queues/a-ok/messages", nil, time.Now()); st != 200 || !strings.Contains(body, "async-of-a") {
+			return fmt.Errorf("A's queue: %d %s", st, body)
+		}
+		return nil
+	})
+	_, err = cb.GetFunctionEventInvokeConfig(ctx, &lambda.GetFunctionEventInvokeConfigInput{FunctionName: aws.String("a-fn")})
+	wantCode(t, "B GetFunctionEventInvokeConfig by name", err, "ResourceNotFoundException", 404)
+
+	// B: list, get, invoke, logs, async status, queues, change — none of A's.
 	if l, err := cb.ListFunctions(ctx, &lambda.ListFunctionsInput{}); err != nil || len(l.Functions) != 0 {
 		t.Fatalf("B lists %v, %v", l, err)
 	}
@@ -283,6 +310,9 @@ func TestAuthTenants(t *testing.T) {
 		}
 		if st, typ, _ := s.signedDo(t, &b, "GET", "/flint/v1/invocations/"+reqID, nil, time.Now()); st != 404 || typ != "ResourceNotFoundException" {
 			t.Fatalf("%s: B reads A's async status: %d %s", when, st, typ)
+		}
+		if st, _, body := s.signedDo(t, &b, "POST", "/flint/v1/queues/a-ok/receive", nil, time.Now()); strings.Contains(body, "of-a") {
+			t.Fatalf("%s: B takes from A's queue: %d %s", when, st, body)
 		}
 	}
 	denied("before AddPermission")
