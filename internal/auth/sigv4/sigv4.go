@@ -275,6 +275,11 @@ func (m *Middleware) sign(r *http.Request, a *Authorization, key auth.Key, paylo
 	if r.TLS != nil {
 		u.Scheme = "https"
 	}
+	// The path exactly as it came over the wire (the client signed its
+	// escaping, which Path/RawPath need not reproduce).
+	if path, _, _ := strings.Cut(r.RequestURI, "?"); strings.HasPrefix(path, "/") {
+		u.Opaque = "//" + r.Host + path
+	}
 	req := &http.Request{Method: r.Method, URL: &u, Host: r.Host, Header: make(http.Header, len(a.Signed)+2)}
 	for _, name := range a.Signed {
 		switch name {
