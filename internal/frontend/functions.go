@@ -58,7 +58,7 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 	var foreign *foreignARN
 	if errors.As(err, &foreign) && foreign.owner == "" {
 		return lambdaerr.New(lambdaerr.InvalidParameterValue,
-			"Cannot create %s: this server holds functions of account %s in region %s only.", foreign.arn, h.account(r.Context()), h.cfg.Region)
+			"Cannot create %s: this server holds functions of region %s only.", foreign.arn, h.cfg.Region)
 	}
 	if err != nil {
 		return err
