@@ -18,7 +18,7 @@ import (
 //	GET    /2019-09-25/functions/{name}/event-invoke-config       GetFunctionEventInvokeConfig
 //	DELETE /2019-09-25/functions/{name}/event-invoke-config       DeleteFunctionEventInvokeConfig
 //	GET    /2019-09-25/functions/{name}/event-invoke-config/list  ListFunctionEventInvokeConfigs
-//	GET    /flint/v1/invocations/{requestId}                      invocation status (of the caller's functions)
+//	GET    /flint/v1/invocations/{requestId}                      invocation status
 //	GET    /flint/v1/queues/{name}/messages?max=N                 peek
 //	POST   /flint/v1/queues/{name}/receive?max=N                  take and delete
 //	DELETE /flint/v1/queues/{name}[/messages]                     purge
