@@ -2,7 +2,6 @@ package frontend
 
 import (
 	"context"
-	"net/http"
 	"strings"
 
 	"github.com/flintdev/flint/internal/codestore"
@@ -69,12 +68,13 @@ func (h *Handler) resolveLayers(ctx context.Context, arns []string) ([]metadata.
 		if err != nil {
 			return nil, err
 		}
-		if ok, err := h.cfg.Layers.CanUse(ctx, v, h.cfg.Account); err != nil {
+		caller := h.account(ctx)
+		allowed, err := h.cfg.Layers.CanUse(ctx, v, caller)
+		if err != nil {
 			return nil, err
-		} else if !ok {
-			return nil, &apiError{typ: accessDenied, status: http.StatusForbidden,
-				msg: "Account " + h.cfg.Account + " is not authorized to perform: lambda:GetLayerVersion on resource: " + a +
-					" because no resource-based policy allows the lambda:GetLayerVersion action"}
+		}
+		if !allowed {
+			return nil, layerDenied(caller, "lambda:GetLayerVersion", a)
 		}
 		refs = append(refs, metadata.LayerRef{Arn: v.ARN().String(), CodeSize: v.CodeSize, CodeDigest: v.CodeDigest, UnzippedSize: v.UnzippedSize})
 	}

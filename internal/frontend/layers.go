@@ -31,8 +31,13 @@ import (
 // LayersPrefix is the path prefix of the layer operations.
 const LayersPrefix = "/2018-10-31/"
 
-// accessDenied is Lambda's AccessDeniedException (403).
-const accessDenied = "AccessDeniedException"
+// layerDenied is Lambda's AccessDeniedException for an action on another
+// account's layer that no policy allows.
+func layerDenied(caller, action, resource string) error {
+	return lambdaerr.New(lambdaerr.AccessDenied,
+		"User: arn:aws:iam::%s:root is not authorized to perform: %s on resource: %s because no resource-based policy allows the %s action",
+		caller, action, resource, action)
+}
 
 const (
 	layerNamePattern    = `(arn:[a-zA-Z0-9-]+:lambda:[a-zA-Z0-9-]+:\d{12}:layer:[a-zA-Z0-9-_]+)|[a-zA-Z0-9-_]+`
@@ -152,14 +157,14 @@ type layerRef struct {
 	account, name string
 }
 
-// parseLayerName resolves a LayerName label: a name (this account's) or a
-// layer ARN (of this region; any account).
-func (h *Handler) parseLayerName(raw string) (layerRef, error) {
+// parseLayerName resolves a LayerName label: a name (the caller's
+// account's) or a layer ARN (of this region; any account).
+func (h *Handler) parseLayerName(r *http.Request, raw string) (layerRef, error) {
 	if len(raw) > layers.MaxNameLength {
 		return layerRef{}, validation("layerName", raw, false, "Member must have length less than or equal to 140")
 	}
 	if layers.ValidName(raw) {
-		return layerRef{account: h.cfg.Account, name: raw}, nil
+		return layerRef{account: h.account(r.Context()), name: raw}, nil
 	}
 	a, ok := layers.ParseARN(raw)
 	if !ok || a.Version != 0 {
@@ -186,10 +191,10 @@ func parseVersionNumber(raw string) (int64, error) {
 }
 
 // ownLayer refuses changes to another account's layer.
-func (h *Handler) ownLayer(ref layerRef, op string) error {
-	if ref.account != h.cfg.Account {
-		return &apiError{typ: accessDenied, status: http.StatusForbidden,
-			msg: "Account " + h.cfg.Account + " is not authorized to perform: lambda:" + op + " on a layer of account " + ref.account}
+func (h *Handler) ownLayer(r *http.Request, ref layerRef, op string) error {
+	if caller := h.account(r.Context()); ref.account != caller {
+		return layerDenied(caller, "lambda:"+op,
+			layers.ARN{Partition: "aws", Region: h.cfg.Region, Account: ref.account, Name: ref.name}.String())
 	}
 	return nil
 }
@@ -204,14 +209,13 @@ func (h *Handler) readableVersion(r *http.Request, ref layerRef, n int64) (*laye
 	if err != nil {
 		return nil, err
 	}
-	ok, err := h.cfg.Layers.CanUse(r.Context(), v, h.cfg.Account)
+	caller := h.account(r.Context())
+	ok, err := h.cfg.Layers.CanUse(r.Context(), v, caller)
 	if err != nil {
 		return nil, err
 	}
 	if !ok {
-		return nil, &apiError{typ: accessDenied, status: http.StatusForbidden,
-			msg: "Account " + h.cfg.Account + " is not authorized to perform: lambda:GetLayerVersion on resource: " + v.ARN().String() +
-				" because no resource-based policy allows the lambda:GetLayerVersion action"}
+		return nil, layerDenied(caller, "lambda:GetLayerVersion", v.ARN().String())
 	}
 	return v, nil
 }
@@ -306,11 +310,11 @@ func enumList(path string, vals, allowed []string, max int) error {
 }
 
 func (h *Handler) publishLayerVersion(w http.ResponseWriter, r *http.Request, reqID string, rt layerRoute) error {
-	ref, err := h.parseLayerName(rt.layer)
+	ref, err := h.parseLayerName(r, rt.layer)
 	if err != nil {
 		return err
 	}
-	if err := h.ownLayer(ref, "PublishLayerVersion"); err != nil {
+	if err := h.ownLayer(r, ref, "PublishLayerVersion"); err != nil {
 		return err
 	}
 	body, err := readBody(r, maxCodeRequest, "PublishLayerVersion")
@@ -360,7 +364,7 @@ func (h *Handler) publishLayerVersion(w http.ResponseWriter, r *http.Request, re
 }
 
 func (h *Handler) getLayerVersion(w http.ResponseWriter, r *http.Request, _ string, rt layerRoute) error {
-	ref, err := h.parseLayerName(rt.layer)
+	ref, err := h.parseLayerName(r, rt.layer)
 	if err != nil {
 		return err
 	}
@@ -438,7 +442,7 @@ func (h *Handler) listLayers(w http.ResponseWriter, r *http.Request, _ string, _
 		return err
 	}
 	marker := q.Get("Marker")
-	all, err := h.cfg.Layers.All(r.Context(), h.cfg.Account)
+	all, err := h.cfg.Layers.All(r.Context(), h.account(r.Context()))
 	if err != nil {
 		return err
 	}
@@ -464,7 +468,7 @@ func (h *Handler) listLayers(w http.ResponseWriter, r *http.Request, _ string, _
 // ListLayerVersions: newest first; the marker is the last version number
 // returned.
 func (h *Handler) listLayerVersions(w http.ResponseWriter, r *http.Request, _ string, rt layerRoute) error {
-	ref, err := h.parseLayerName(rt.layer)
+	ref, err := h.parseLayerName(r, rt.layer)
 	if err != nil {
 		return err
 	}
@@ -492,10 +496,10 @@ func (h *Handler) listLayerVersions(w http.ResponseWriter, r *http.Request, _ st
 	if len(vs) > 0 {
 		// Another account's versions are listed when the newest one is
 		// readable by this account.
-		if ok, err := h.cfg.Layers.CanUse(r.Context(), vs[0], h.cfg.Account); err != nil {
+		if ok, err := h.cfg.Layers.CanUse(r.Context(), vs[0], h.account(r.Context())); err != nil {
 			return err
 		} else if !ok {
-			return h.ownLayer(ref, "ListLayerVersions")
+			return h.ownLayer(r, ref, "ListLayerVersions")
 		}
 	}
 	for _, v := range vs {
@@ -513,11 +517,11 @@ func (h *Handler) listLayerVersions(w http.ResponseWriter, r *http.Request, _ st
 }
 
 func (h *Handler) deleteLayerVersion(w http.ResponseWriter, r *http.Request, reqID string, rt layerRoute) error {
-	ref, err := h.parseLayerName(rt.layer)
+	ref, err := h.parseLayerName(r, rt.layer)
 	if err != nil {
 		return err
 	}
-	if err := h.ownLayer(ref, "DeleteLayerVersion"); err != nil {
+	if err := h.ownLayer(r, ref, "DeleteLayerVersion"); err != nil {
 		return err
 	}
 	n, err := parseVersionNumber(rt.version)
@@ -534,12 +538,12 @@ func (h *Handler) deleteLayerVersion(w http.ResponseWriter, r *http.Request, req
 
 // policyVersion resolves the layer and version of a policy operation on
 // this account's layer.
-func (h *Handler) policyVersion(rt layerRoute, op string) (layerRef, int64, error) {
-	ref, err := h.parseLayerName(rt.layer)
+func (h *Handler) policyVersion(r *http.Request, rt layerRoute, op string) (layerRef, int64, error) {
+	ref, err := h.parseLayerName(r, rt.layer)
 	if err != nil {
 		return ref, 0, err
 	}
-	if err := h.ownLayer(ref, op); err != nil {
+	if err := h.ownLayer(r, ref, op); err != nil {
 		return ref, 0, err
 	}
 	n, err := parseVersionNumber(rt.version)
@@ -554,7 +558,7 @@ type addLayerPermissionRequest struct {
 }
 
 func (h *Handler) addLayerVersionPermission(w http.ResponseWriter, r *http.Request, reqID string, rt layerRoute) error {
-	ref, n, err := h.policyVersion(rt, "AddLayerVersionPermission")
+	ref, n, err := h.policyVersion(r, rt, "AddLayerVersionPermission")
 	if err != nil {
 		return err
 	}
@@ -597,7 +601,7 @@ func (h *Handler) addLayerVersionPermission(w http.ResponseWriter, r *http.Reque
 }
 
 func (h *Handler) getLayerVersionPolicy(w http.ResponseWriter, r *http.Request, _ string, rt layerRoute) error {
-	ref, n, err := h.policyVersion(rt, "GetLayerVersionPolicy")
+	ref, n, err := h.policyVersion(r, rt, "GetLayerVersionPolicy")
 	if err != nil {
 		return err
 	}
@@ -614,7 +618,7 @@ func (h *Handler) getLayerVersionPolicy(w http.ResponseWriter, r *http.Request, 
 }
 
 func (h *Handler) removeLayerVersionPermission(w http.ResponseWriter, r *http.Request, reqID string, rt layerRoute) error {
-	ref, n, err := h.policyVersion(rt, "RemoveLayerVersionPermission")
+	ref, n, err := h.policyVersion(r, rt, "RemoveLayerVersionPermission")
 	if err != nil {
 		return err
 	}

@@ -26,6 +26,9 @@ const (
 	InvalidZipFile        = "InvalidZipFileException"
 	ResourceNotReady      = "ResourceNotReadyException"
 	PolicyLengthExceeded  = "PolicyLengthExceededException"
+	// AccessDenied: the caller's account may not act on another
+	// account's resource (no resource-based policy allows it).
+	AccessDenied = "AccessDeniedException"
 )
 
 var statusOf = map[string]int{
@@ -42,6 +45,7 @@ var statusOf = map[string]int{
 	InvalidZipFile:        http.StatusBadGateway,
 	ResourceNotReady:      http.StatusBadGateway,
 	PolicyLengthExceeded:  http.StatusBadRequest,
+	AccessDenied:          http.StatusForbidden,
 }
 
 // Error is a Lambda-visible error.

@@ -153,12 +153,10 @@ func New(cfg Config) (*Worker, error) {
 	if err := os.MkdirAll(optDir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: layer cache: %w", err)
 	}
-	// Leftovers of unpacks and merges interrupted by a crash.
-	for _, pattern := range []string{filepath.Join(codeDir, ".unpack-*"), filepath.Join(optDir, mergePrefix+"*")} {
-		if stale, err := filepath.Glob(pattern); err == nil {
-			for _, d := range stale {
-				os.RemoveAll(d)
-			}
+	// Leftovers of layer merges interrupted by a crash.
+	if stale, err := filepath.Glob(filepath.Join(optDir, mergePrefix+"*")); err == nil {
+		for _, d := range stale {
+			os.RemoveAll(d)
 		}
 	}
 	return &Worker{
@@ -231,7 +229,7 @@ func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, r
 	}
 	spec := sandbox.Spec{
 		ID: id, CodeDir: codeDir, RuntimeDir: rt.RuntimeDir, OptDir: optDir,
-		Command:    rt.Command(fn.Handler),
+		Command:    rt.Command(),
 		Env:        lambdaEnv(fn, rt, id, now),
 		RuntimeAPI: s.api, Output: s.out,
 		MemoryMB: fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,
