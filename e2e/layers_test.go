@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/url"
@@ -17,6 +18,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // download fetches a Code.Location / Content.Location link with a plain
@@ -336,12 +339,12 @@ func TestCodeLocationExpires(t *testing.T) {
 		t.Fatal(err)
 	}
 	link := aws.ToString(got.Code.Location)
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "the link to expire", func() error {
 		st, body := download(t, link)
 		if st == 403 && strings.Contains(string(body), "<Message>Request has expired</Message>") {
 			return nil
 		}
-		return errorf("link still answers %d", st)
+		return fmt.Errorf("link still answers %d", st)
 	})
 }
 
@@ -424,4 +427,63 @@ func TestLayersAWSCLI(t *testing.T) {
 	if out.FunctionError != nil {
 		t.Fatalf("invoke after layer deletion: %s", out.Payload)
 	}
+}
+
+// TestLayersAcrossAccounts (with --auth required): a layer belongs to the
+// account that published it; another account may use a version only once
+// its policy grants it, and a function of that account then imports from
+// it. Download links work unsigned (they carry their own signature).
+func TestLayersAcrossAccounts(t *testing.T) {
+	s := startServer(t, t.TempDir(), "--auth", "required")
+	root := s.rootCreds(t)
+	mkKey := func(account string) creds {
+		out, err := s.flintAs(t, root.env(), "keys", "create", "--account", account)
+		var k creds
+		if err != nil || json.Unmarshal([]byte(out), &k) != nil || k.Account != account {
+			t.Fatalf("flint keys create: %v\n%s", err, out)
+		}
+		return k
+	}
+	ca, cb := s.lambdaAs(mkKey("111111111111")), s.lambdaAs(mkKey("222222222222"))
+	python := offeredRuntime(t, cb, "python3.")
+	ctx := ctxT(t, 2*time.Minute)
+	layerZip := zipFiles(map[string]zipEntry{"python/shared.py": {data: []byte("WHO = 'owned by A'\n")}})
+	pub := publishLayer(t, ca, "shared", layerZip)
+	if got := aws.ToString(pub.LayerVersionArn); got != "arn:aws:lambda:us-east-1:111111111111:layer:shared:1" {
+		t.Fatalf("A's layer ARN: %s", got)
+	}
+	if st, body := download(t, aws.ToString(pub.Content.Location)); st != 200 || !bytes.Equal(body, layerZip) {
+		t.Fatalf("unsigned download under --auth required: %d", st)
+	}
+	if ls, err := cb.ListLayers(ctx, &lambda.ListLayersInput{}); err != nil || len(ls.Layers) != 0 {
+		t.Fatalf("B lists A's layers: %+v, %v", ls, err)
+	}
+	create := func() error {
+		_, err := cb.CreateFunction(ctx, &lambda.CreateFunctionInput{
+			FunctionName: aws.String("b-fn"), Runtime: types.Runtime(python), Handler: aws.String("app.handler"),
+			Role: aws.String("arn:aws:iam::222222222222:role/x"), MemorySize: aws.Int32(256), Layers: []string{aws.ToString(pub.LayerVersionArn)},
+			Code: &types.FunctionCode{ZipFile: zipFiles(map[string]zipEntry{"app.py": {data: []byte(
+				"import shared\ndef handler(e, c):\n    return shared.WHO\n")}})},
+		})
+		return err
+	}
+	wantAPIError(t, create(), "AccessDeniedException", "lambda:GetLayerVersion")
+	_, err := cb.GetLayerVersionByArn(ctx, &lambda.GetLayerVersionByArnInput{Arn: pub.LayerVersionArn})
+	wantAPIError(t, err, "AccessDeniedException", "lambda:GetLayerVersion")
+	if _, err := ca.AddLayerVersionPermission(ctx, &lambda.AddLayerVersionPermissionInput{
+		LayerName: aws.String("shared"), VersionNumber: aws.Int64(1), StatementId: aws.String("b"),
+		Action: aws.String("lambda:GetLayerVersion"), Principal: aws.String("222222222222"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := create(); err != nil {
+		t.Fatalf("B using A's layer once granted: %v", err)
+	}
+	out := invoke(t, cb, "b-fn", map[string]any{}, false)
+	if out.FunctionError != nil || string(out.Payload) != `"owned by A"` {
+		t.Fatalf("B's function with A's layer: %v %s", out.FunctionError, out.Payload)
+	}
+	_, err = cb.DeleteLayerVersion(ctx, &lambda.DeleteLayerVersionInput{
+		LayerName: aws.String("arn:aws:lambda:us-east-1:111111111111:layer:shared"), VersionNumber: aws.Int64(1)})
+	wantAPIError(t, err, "AccessDeniedException", "lambda:DeleteLayerVersion")
 }
