@@ -90,7 +90,10 @@ func (w *Worker) ensureLayers(ctx context.Context, layers []metadata.LayerRef) (
 // examined with Lstat. The sources are extracted packages, so they hold
 // only directories, regular files and relative symlinks that stay inside
 // the package.
-func mergeTrees(dst string, srcs []string) error {
+func mergeTrees(dst string, srcs []string) error { return mergeWith(dst, srcs, linkOrCopy) }
+
+// mergeWith is mergeTrees placing each regular file with place.
+func mergeWith(dst string, srcs []string, place func(src, dst string) error) error {
 	for _, src := range srcs {
 		err := filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 			if err != nil {
@@ -131,7 +134,7 @@ func mergeTrees(dst string, srcs []string) error {
 						return err
 					}
 				}
-				return linkOrCopy(p, target)
+				return place(p, target)
 			}
 			return fmt.Errorf("%s: unexpected file type %v", rel, d.Type())
 		})
@@ -149,6 +152,11 @@ func linkOrCopy(src, dst string) error {
 	if err == nil || !(errors.Is(err, syscall.EXDEV) || errors.Is(err, syscall.EPERM) || errors.Is(err, syscall.EMLINK)) {
 		return err
 	}
+	return copyFile(src, dst)
+}
+
+// copyFile copies src to a new file dst with src's permissions.
+func copyFile(src, dst string) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err

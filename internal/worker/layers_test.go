@@ -3,6 +3,7 @@ package worker
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 )
 
@@ -102,5 +103,49 @@ func TestMergeTreesNeverWritesThroughLinks(t *testing.T) {
 	}
 	if st, err := os.Lstat(filepath.Join(dst, "python")); err != nil || !st.IsDir() {
 		t.Fatalf("python is not a real directory: %v %v", st, err)
+	}
+}
+
+// BenchmarkMergeTrees merges two layers of 2,000 files of 4 KB each (half
+// of the paths shared) the way the worker does (hard links) and, as the
+// peer, by copying every file.
+func BenchmarkMergeTrees(b *testing.B) {
+	layer := func(tag string) string {
+		root := b.TempDir()
+		data := make([]byte, 4096)
+		for i := range 2000 {
+			dir := filepath.Join(root, "python", "pkg"+strconv.Itoa(i%20))
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				b.Fatal(err)
+			}
+			name := "m" + strconv.Itoa(i)
+			if i%2 == 0 {
+				name += tag
+			}
+			if err := os.WriteFile(filepath.Join(dir, name+".py"), data, 0o644); err != nil {
+				b.Fatal(err)
+			}
+		}
+		return root
+	}
+	srcs := []string{layer("a"), layer("b")}
+	for _, mode := range []struct {
+		name  string
+		place func(src, dst string) error
+	}{{"link", linkOrCopy}, {"copy", copyFile}} {
+		b.Run(mode.name, func(b *testing.B) {
+			parent := b.TempDir()
+			i := 0
+			for b.Loop() {
+				dst := filepath.Join(parent, strconv.Itoa(i))
+				i++
+				if err := os.Mkdir(dst, 0o755); err != nil {
+					b.Fatal(err)
+				}
+				if err := mergeWith(dst, srcs, mode.place); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
