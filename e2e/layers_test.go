@@ -487,3 +487,22 @@ func TestLayersAcrossAccounts(t *testing.T) {
 		LayerName: aws.String("arn:aws:lambda:us-east-1:111111111111:layer:shared"), VersionNumber: aws.Int64(1)})
 	wantAPIError(t, err, "AccessDeniedException", "lambda:DeleteLayerVersion")
 }
+
+// TestCodeLocationSurvivesRestart: the signing secret lives in the
+// backbone, so a link made before a restart still works after it.
+func TestCodeLocationSurvivesRestart(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data)
+	createGoFn(t, s.lambda(), "kept", nil)
+	got, err := s.lambda().GetFunction(ctxT(t, 10*time.Second), &lambda.GetFunctionInput{FunctionName: aws.String("kept")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	link := aws.ToString(got.Code.Location)
+	s.stop()
+	s2 := startServer(t, data)
+	moved := strings.Replace(link, s.url(), s2.url(), 1)
+	if st, body := download(t, moved); st != 200 || !bytes.Equal(body, goFnZip) {
+		t.Fatalf("link after restart: %d, %d bytes", st, len(body))
+	}
+}
