@@ -25,6 +25,10 @@ const (
 	CodeStorageExceeded   = "CodeStorageExceededException"
 	InvalidZipFile        = "InvalidZipFileException"
 	ResourceNotReady      = "ResourceNotReadyException"
+	PolicyLengthExceeded  = "PolicyLengthExceededException"
+	// AccessDenied: the caller's account may not act on another
+	// account's resource (no resource-based policy allows it).
+	AccessDenied = "AccessDeniedException"
 )
 
 var statusOf = map[string]int{
@@ -40,6 +44,8 @@ var statusOf = map[string]int{
 	CodeStorageExceeded:   http.StatusBadRequest,
 	InvalidZipFile:        http.StatusBadGateway,
 	ResourceNotReady:      http.StatusBadGateway,
+	PolicyLengthExceeded:  http.StatusBadRequest,
+	AccessDenied:          http.StatusForbidden,
 }
 
 // Error is a Lambda-visible error.

@@ -12,10 +12,15 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq"
+	"github.com/flintdev/flint/internal/auth"
+	"github.com/flintdev/flint/internal/auth/keystore"
+	"github.com/flintdev/flint/internal/auth/sigv4"
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
+	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
@@ -29,8 +34,11 @@ import (
 type components struct {
 	cfg       Config
 	bb        *backbone.Backbone
+	keys      *keystore.Store
 	functions *metadata.Store
 	code      *codestore.Store
+	layers    *layers.Store
+	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
 	driver    *process.Driver
@@ -83,12 +91,39 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 
+	if c.keys, err = keystore.Open(ctx, keystore.Config{JS: js, Logger: log.With("component", "keystore")}); err != nil {
+		return nil, fmt.Errorf("server: key store: %w", err)
+	}
+	c.onClose("key store", c.keys.Close)
+	credPath := filepath.Join(data, "credentials")
+	root, created, err := c.keys.EnsureRoot(ctx, credPath, cfg.Account)
+	if err != nil {
+		return nil, fmt.Errorf("server: root key: %w", err)
+	}
+	if created {
+		log.Info("created the root access key of account "+cfg.Account+"; sign with it: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
+	} else {
+		log.Info("root access key: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
+	}
+
 	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithReplicas(replicas), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
 		return nil, replicaHint(fmt.Errorf("server: metadata: %w", err), replicas)
 	}
 	c.onClose("metadata store", c.functions.Close)
 	if c.code, err = codestore.New(codestore.Config{JS: js, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "codestore")}); err != nil {
 		return nil, replicaHint(fmt.Errorf("server: code store: %w", err), replicas)
+	}
+	if c.layers, err = layers.New(ctx, layers.Config{JS: js, Region: cfg.Region}); err != nil {
+		return nil, fmt.Errorf("server: layer store: %w", err)
+	}
+	if c.codeURLs, err = codeurl.New(ctx, codeurl.Config{
+		JS: js, Packages: c.code, TTL: cfg.CodeURLTTL,
+		IsNotFound: func(err error) bool { return errors.Is(err, codestore.ErrNotFound) },
+		Logger:     log.With("component", "codeurl"),
+	}); err != nil {
+		return nil, fmt.Errorf("server: code links: %w", err)
 	}
 	if c.logs, err = logstore.New(logstore.Config{JS: js, MaxBytes: logBytes, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "logstore")}); err != nil {
 		return nil, replicaHint(fmt.Errorf("server: log store: %w", err), replicas)
@@ -190,6 +225,8 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		AckWait:            cfg.Async.AckWait,
 		Replicas:           replicas,
 		Gate:               c.bb,
+
+		AccountOf: func(r *http.Request) (string, error) { return auth.AccountOf(r.Context(), cfg.Account), nil },
 	}); err != nil {
 		return nil, replicaHint(fmt.Errorf("server: async queue: %w", err), replicas)
 	}
@@ -208,6 +245,8 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Runtimes:  c.runtimes,
 		Logs:      c.logs,
 		Gate:      c.bb,
+		Layers:    c.layers,
+		CodeURLs:  c.codeURLs,
 		Logger:    log.With("component", "frontend"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
@@ -271,8 +310,30 @@ func replicaHint(err error, replicas int) error {
 		err, replicas, replicas, replicas, replicas)
 }
 
-// handler routes the listener: Lambda's API, Flint's own endpoints, health.
-func (c *components) handler() http.Handler {
+// rootOnly are the paths only the server's root key may call: key
+// management and the server-wide views.
+var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/stats", "/flint/v1/cluster", "/flint/v1/cluster/"}
+
+// public are the paths served without SigV4: health checks, and code
+// download links, which carry their own signature.
+var public = []string{"/healthz", "/readyz", "/flint/v1/code/"}
+
+// handler is the listener's handler: the sigv4 middleware in front of
+// routes.
+func (c *components) handler() (http.Handler, error) {
+	return sigv4.New(sigv4.Config{
+		Mode:           c.cfg.Auth,
+		Keys:           c.keys,
+		DefaultAccount: c.cfg.Account,
+		Region:         c.cfg.Region,
+		RootOnly:       rootOnly,
+		Public:         public,
+		Logger:         c.cfg.Logger.With("component", "auth"),
+	}, c.routes())
+}
+
+// routes routes the listener: Lambda's API, Flint's own endpoints, health.
+func (c *components) routes() http.Handler {
 	mux := http.NewServeMux()
 	// Liveness: the process answers.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
@@ -298,6 +359,12 @@ func (c *components) handler() http.Handler {
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
+	// Download links of code packages carry their own signature (no AWS
+	// credentials), so plain HTTP clients can fetch them.
+	mux.Handle(codeurl.PathPrefix, c.codeURLs.Handler())
+	kh := c.keys.Handler()
+	mux.Handle(keystore.KeysPath, kh)
+	mux.Handle(keystore.KeysPath+"/", kh)
 	return mux
 }
 
