@@ -110,7 +110,7 @@ func TestReplicatedBackboneSurvivesNodeLoss(t *testing.T) {
 		t.Logf("sync check said: %s", grepLines(s.log(), "sync"))
 	}
 	want := []string{"FLINT_ASYNC", "FLINT_ASYNC_INBOX", "FLINT_QUEUES", "FLINT_LOGS", "KV_flint-functions", "OBJ_flint-code",
-		"KV_FLINT_INVOCATIONS", "KV_FLINT_EVENT_INVOKE_CONFIG", "OBJ_FLINT_ASYNC_PAYLOADS"}
+		"KV_FLINT_INVOCATIONS", "KV_FLINT_EVENT_INVOKE_CONFIG", "OBJ_FLINT_ASYNC_PAYLOADS", "KV_flint-keys", "KV_flint-layers"}
 	polltest.Check(t, 30*time.Second, "every stream, KV bucket and object store to have 3 replicas", func() error {
 		got, err := jszStreams(cl.MonitorURL(0))
 		if err != nil {

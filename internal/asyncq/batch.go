@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -228,7 +229,10 @@ func (s *Service) publishIdempotent(ctx context.Context, msg *nats.Msg) error {
 		}
 		noAnswer := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
 			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
-			errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting)
+			errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+			// An earlier attempt is still being replicated (no quorum
+			// yet): its outcome is not known, so ask again.
+			strings.Contains(err.Error(), "duplicate message id is in process")
 		if !noAnswer {
 			return err
 		}

@@ -91,7 +91,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 
-	if c.keys, err = keystore.Open(ctx, keystore.Config{JS: js, Logger: log.With("component", "keystore")}); err != nil {
+	if c.keys, err = keystore.Open(ctx, keystore.Config{JS: js, Replicas: replicas, Logger: log.With("component", "keystore")}); err != nil {
 		return nil, fmt.Errorf("server: key store: %w", err)
 	}
 	c.onClose("key store", c.keys.Close)
@@ -115,11 +115,11 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.code, err = codestore.New(codestore.Config{JS: js, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "codestore")}); err != nil {
 		return nil, replicaHint(fmt.Errorf("server: code store: %w", err), replicas)
 	}
-	if c.layers, err = layers.New(ctx, layers.Config{JS: js, Region: cfg.Region}); err != nil {
+	if c.layers, err = layers.New(ctx, layers.Config{JS: js, Replicas: replicas, Region: cfg.Region}); err != nil {
 		return nil, fmt.Errorf("server: layer store: %w", err)
 	}
 	if c.codeURLs, err = codeurl.New(ctx, codeurl.Config{
-		JS: js, Packages: c.code, TTL: cfg.CodeURLTTL,
+		JS: js, Replicas: replicas, Packages: c.code, TTL: cfg.CodeURLTTL,
 		IsNotFound: func(err error) bool { return errors.Is(err, codestore.ErrNotFound) },
 		Logger:     log.With("component", "codeurl"),
 	}); err != nil {

@@ -121,7 +121,8 @@ func classify(what string, err error) (string, bool) {
 	case strings.Contains(msg, "no responders") || strings.Contains(msg, "no response from stream") ||
 		strings.Contains(msg, "nats: connection closed") || strings.Contains(msg, "nats: connection draining") ||
 		strings.Contains(msg, "jetstream system temporarily unavailable") || strings.Contains(msg, "no suitable peers") ||
-		strings.Contains(msg, "jetstream not enabled") || strings.Contains(msg, "leader not"):
+		strings.Contains(msg, "jetstream not enabled") || strings.Contains(msg, "leader not") ||
+		strings.Contains(msg, "duplicate message id is in process"):
 		return Unavailable + ": " + fmt.Sprintf("the backbone cannot take writes now (no quorum or not reachable); %s was not stored, retry later", what), true
 	}
 	return "", false
