@@ -371,5 +371,14 @@ func TestDiskFullShutdown(t *testing.T) {
 		t.Fatalf("flint server did not exit within 60 s of SIGTERM on a full disk")
 	}
 	t.Logf("DISK-FULL SHUTDOWN: exited %v after SIGTERM", time.Since(start).Round(time.Millisecond))
+	if log := s.log(); strings.Contains(log, "flint server shutting down") {
+		var steps []string
+		for _, l := range strings.Split(log[strings.Index(log, "flint server shutting down"):], "\n") {
+			if strings.Contains(l, "shutdown") {
+				steps = append(steps, l)
+			}
+		}
+		t.Logf("shutdown steps that failed or ran out of time:\n%s", strings.Join(steps, "\n"))
+	}
 	os.Remove(filler)
 }
