@@ -158,9 +158,30 @@ func TestReplicatedBackboneSurvivesNodeLoss(t *testing.T) {
 		}
 		return nil
 	})
+	asReply(t, invoke(t, c, fn, map[string]any{"name": "warm-before"}, false))
 	victim := nodeOf(cl)
 	killed := time.Now()
 	cl.Kill(victim)
+	// A synchronous invocation and a status read right after the loss
+	// answer (the sandbox is warm; the function is read from the store).
+	syncStart := time.Now()
+	asReply(t, invoke(t, c, fn, map[string]any{"name": "sync-after-kill"}, false))
+	syncTook := time.Since(syncStart)
+	statusStart := time.Now()
+	polltest.Check(t, 30*time.Second, "an event's status after the node loss", func() error {
+		mu.Lock()
+		id := ""
+		for _, r := range results {
+			if r.err == nil {
+				id = r.id
+				break
+			}
+		}
+		mu.Unlock()
+		_, err := s.asyncStatusOf(id)
+		return err
+	})
+	statusTook := time.Since(statusStart)
 	// Accepts resume: events sent after the kill are accepted again.
 	var resumed time.Time
 	polltest.Check(t, 60*time.Second, "an event accepted after the node loss", func() error {
@@ -237,9 +258,10 @@ func TestReplicatedBackboneSurvivesNodeLoss(t *testing.T) {
 		}
 	}
 	t.Logf("R3 NODE-LOSS RESULT: killed NATS node %d (Flint's own) after %d accepts; first accept after the kill %v later; "+
-		"longest gap between accepts %v; accepted %d in all, refused %d around the kill %v; lost %d",
+		"longest gap between accepts %v; accepted %d in all, refused %d around the kill %v; lost %d; "+
+		"a warm sync invoke right after the kill took %v, a status read %v",
 		victim, len(ids)-len(acceptTimesAfter(acceptTimes, killed)), resumed.Sub(killed).Round(time.Millisecond), gap.Round(time.Millisecond),
-		len(ids), refusedAfter, refusalMsgs, lost)
+		len(ids), refusedAfter, refusalMsgs, lost, syncTook.Round(time.Millisecond), statusTook.Round(time.Millisecond))
 	cl.Restart(victim)
 	cl.WaitReady(t)
 
