@@ -83,6 +83,46 @@ func TestSizedToSmallDisk(t *testing.T) {
 	}
 }
 
+// TestLogsGiveWayFirst: with less than twice the reserve free, logs are
+// refused while events are still taken; below the reserve, both are.
+func TestLogsGiveWayFirst(t *testing.T) {
+	dir := smallDisk(t, "64m")
+	b, err := Start(Config{DataDir: dir, Port: -1, Reserve: 8 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	leave := func(free int64) {
+		t.Helper()
+		d, err := statDisk(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.OpenFile(filepath.Join(dir, "filler"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer f.Close()
+		if _, err := f.Write(make([]byte, d.Free-free)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	leave(12 << 20) // between the reserve and twice it
+	polltest.Check(t, 5*time.Second, "logs refused, events taken", func() error {
+		if b.Allow(writegate.Logs) == nil {
+			return errors.New("logs still allowed")
+		}
+		return b.Allow(writegate.Events)
+	})
+	leave(4 << 20) // below the reserve
+	polltest.Check(t, 5*time.Second, "events refused", func() error {
+		if b.Allow(writegate.Events) == nil {
+			return errors.New("events still allowed")
+		}
+		return nil
+	})
+}
+
 func TestTooSmallDiskNamesTheFlag(t *testing.T) {
 	dir := smallDisk(t, "8m")
 	_, err := Start(Config{DataDir: dir, Port: -1})
