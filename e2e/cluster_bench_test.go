@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // BenchmarkClusterInvoke compares an invocation whose sandbox is in the
@@ -22,7 +24,7 @@ func BenchmarkClusterInvoke(b *testing.B) {
 	nc, servers := startCluster(b, []string{"flint-w"})
 	front := startServer(b, b.TempDir(), "--nats-url", nc.URLs(), "--host-id", "flint-f",
 		"--roles", "frontend", "--sandbox-init", initBin)
-	waitFor(b, 20*time.Second, func() error {
+	polltest.Check(b, 20*time.Second, "the frontend to see the worker", func() error {
 		if n := len(front.cluster(b).Hosts); n != 2 {
 			return fmt.Errorf("frontend sees %d hosts", n)
 		}

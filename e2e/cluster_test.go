@@ -16,6 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/flintdev/flint/internal/natstest"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // clusterView is the part of GET /flint/v1/cluster the tests read.
@@ -54,7 +55,7 @@ func startCluster(t testing.TB, ids []string, extra ...string) (*natstest.Cluste
 		servers = append(servers, startServer(t, t.TempDir(), args...))
 	}
 	for _, s := range servers {
-		waitFor(t, 20*time.Second, func() error {
+		polltest.Check(t, 20*time.Second, "every server to see every host", func() error {
 			v := s.cluster(t)
 			if len(v.Hosts) != len(ids) {
 				return fmt.Errorf("%s sees %d hosts, want %d: %+v", s.url(), len(v.Hosts), len(ids), v.Hosts)
@@ -116,7 +117,7 @@ func TestClusterSpreadsAndLimits(t *testing.T) {
 	}
 	// While they run, the sandboxes are on more than one host.
 	var spread map[string]int
-	waitFor(t, 60*time.Second, func() error {
+	polltest.Check(t, 60*time.Second, "sandboxes on at least two hosts", func() error {
 		v := servers[2].cluster(t)
 		spread = map[string]int{}
 		total := 0
@@ -214,7 +215,7 @@ func TestClusterWorkerLoss(t *testing.T) {
 	// The victim is the host holding the most sandboxes; the invocations
 	// go through the other two.
 	var victim int
-	waitFor(t, 10*time.Second, func() error {
+	polltest.Check(t, 10*time.Second, "sandbox counts in the heartbeats", func() error {
 		v := servers[0].cluster(t)
 		best := -1
 		for _, h := range v.Hosts {
@@ -315,7 +316,7 @@ func TestClusterWorkerLoss(t *testing.T) {
 	}
 	// Every survivor has dropped the lost host.
 	for _, s := range survivors {
-		waitFor(t, 10*time.Second, func() error {
+		polltest.Check(t, 10*time.Second, "the survivors to drop the lost host", func() error {
 			if n := len(s.cluster(t).Hosts); n != 2 {
 				return fmt.Errorf("%s lists %d hosts after the loss, want 2", s.url(), n)
 			}
@@ -342,7 +343,7 @@ func TestClusterDuplicateHostID(t *testing.T) {
 func waitVisible(t testing.TB, name string, clients ...*lambda.Client) {
 	t.Helper()
 	for _, cl := range clients {
-		waitFor(t, 10*time.Second, func() error {
+		polltest.Check(t, 10*time.Second, "the function to reach every node", func() error {
 			_, err := cl.GetFunction(ctxT(t, 10*time.Second), &lambda.GetFunctionInput{FunctionName: aws.String(name)})
 			return err
 		})

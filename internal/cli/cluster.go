@@ -26,7 +26,7 @@ func newClusterCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := g.httpClient().Do(req)
 			if err != nil {
 				return err
 			}

@@ -7,8 +7,9 @@
 // configurations in the metadata store, hands zips to the code store and
 // invocations to the worker manager. Errors from anywhere are translated
 // once, here, into Lambda's status code, X-Amzn-ErrorType header and JSON
-// body (see errors.go). Request signatures are accepted unverified and every
-// request acts on Config.Account.
+// body (see errors.go). Signatures are verified in front of it (internal/auth/sigv4);
+// every request acts on its caller's account (auth.AccountOf), Config.Account
+// when it carries none.
 package frontend
 
 import (
@@ -24,7 +25,10 @@ import (
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/concurrency"
 	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/writegate"
 )
 
 // APIPrefix is the path prefix of every route the handler serves; mount the
@@ -106,6 +110,15 @@ type Config struct {
 	Async     AsyncQueue      // optional: nil answers Event invocations with an error
 	Runtimes  RuntimeSet      // required
 	Logs      LogPurger       // optional
+	// Layers keeps layer versions. Optional: nil answers the layer
+	// operations and functions' Layers with "not supported".
+	Layers *layers.Store
+	// CodeURLs makes GetFunction's Code.Location and GetLayerVersion's
+	// Content.Location. Optional: nil leaves them out.
+	CodeURLs CodeLinker
+	// MaxUnzippedBytes bounds a function's code and layers together,
+	// unzipped (default codestore.DefaultMaxUnzippedBytes, Lambda's 250 MB).
+	MaxUnzippedBytes int64
 	// Concurrency enforces reserved and provisioned concurrency. Optional:
 	// when nil and Invoker implements ConcurrencyController, Invoker is
 	// used; with neither, reserved concurrency is stored and reported but
@@ -124,6 +137,13 @@ type Config struct {
 	// Rand returns a uniform number in [0, 1); it picks the version of a
 	// weighted alias (default math/rand/v2.Float64).
 	Rand func() float64
+
+	// Gate, when set, is asked before a request that stores something
+	// (POST and PUT, except synchronous invocations, which store
+	// nothing; asynchronous ones ask through Async): while the backbone
+	// cannot take writes they are refused at once. Reads, deletes and
+	// synchronous invocations are still served.
+	Gate writegate.Gate
 
 	Logger *slog.Logger           // default slog.Default()
 	Clock  func() time.Time       // default time.Now
@@ -200,6 +220,7 @@ type route struct {
 	// "account-settings" (with function "").
 	sub   string
 	alias string // unescaped {Name} of aliases/{Name}
+	sid   string // unescaped {StatementId} of policy/{StatementId}
 }
 
 // Prefixes are the path prefixes of Lambda's API that the handler serves
@@ -210,11 +231,12 @@ type route struct {
 //	/2017-10-31/  functions/{name}/concurrency (Put/DeleteFunctionConcurrency)
 //	/2019-09-30/  functions/{name}/concurrency (GetFunctionConcurrency),
 //	              functions/{name}/provisioned-concurrency
-var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/"}
+//	/2018-10-31/  layers (layers.go)
+var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/", LayersPrefix}
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
-	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true},
+	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true, "policy": true},
 	"2017-10-31": {"concurrency": true},
 	"2019-09-30": {"concurrency": true, "provisioned-concurrency": true},
 }
@@ -258,14 +280,18 @@ func parsePath(escaped string) (rt route, ok bool) {
 		return route{}, false
 	}
 	if len(segs) == 3 {
-		if rt.sub != "aliases" {
+		if rt.sub != "aliases" && rt.sub != "policy" {
 			return route{}, false
 		}
-		alias, err := url.PathUnescape(segs[2])
-		if err != nil || alias == "" {
+		last, err := url.PathUnescape(segs[2])
+		if err != nil || last == "" {
 			return route{}, false
 		}
-		rt.alias = alias
+		if rt.sub == "policy" {
+			rt.sid = last
+		} else {
+			rt.alias = last
+		}
 	}
 	return rt, true
 }
@@ -293,6 +319,10 @@ func (h *Handler) handlers(rt route) map[string]handlerFunc {
 		return map[string]handlerFunc{http.MethodGet: h.listAliases, http.MethodPost: h.createAlias}
 	case rt.sub == "aliases":
 		return map[string]handlerFunc{http.MethodGet: h.getAlias, http.MethodPut: h.updateAlias, http.MethodDelete: h.deleteAlias}
+	case rt.sub == "policy" && rt.sid == "":
+		return map[string]handlerFunc{http.MethodGet: h.getPolicy, http.MethodPost: h.addPermission}
+	case rt.sub == "policy":
+		return map[string]handlerFunc{http.MethodDelete: h.removePermission}
 	case rt.sub == "concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getFunctionConcurrency, http.MethodPut: h.putFunctionConcurrency,
 			http.MethodDelete: h.deleteFunctionConcurrency}
@@ -311,6 +341,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Amzn-RequestId", reqID)
+	if strings.HasPrefix(r.URL.Path, LayersPrefix) {
+		h.serveLayers(w, r, reqID)
+		return
+	}
 	rt, ok := parsePath(r.URL.EscapedPath())
 	if !ok {
 		h.writeError(w, r, reqID, &apiError{typ: unknownOperation, status: http.StatusNotFound,
@@ -332,7 +366,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg: "Method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + allowed + ")"})
 		return
 	}
+	if (r.Method == http.MethodPost || r.Method == http.MethodPut) && rt.sub != "invocations" {
+		if err := writegate.Check(h.cfg.Gate, writegate.Data); err != nil {
+			h.writeError(w, r, reqID, err)
+			return
+		}
+	}
 	if err := handle(w, r, reqID, rt); err != nil {
+		var foreign *foreignARN
+		if errors.As(err, &foreign) && foreign.owner != "" {
+			err = lambdaerr.New(lambdaerr.AccessDenied, "%s", foreign.denied(iamAction(r.Method, rt)))
+		}
 		h.writeError(w, r, reqID, err)
 	}
 }

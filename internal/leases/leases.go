@@ -46,6 +46,8 @@ const maxAttempts = 100
 // Config configures a Table.
 type Config struct {
 	JS jetstream.JetStream
+	// Replicas of the bucket (default 1).
+	Replicas int
 	// Clock (default time.Now).
 	Clock  func() time.Time
 	Logger *slog.Logger
@@ -73,6 +75,7 @@ func New(ctx context.Context, cfg Config) (*Table, error) {
 		Bucket:      Bucket,
 		Description: "Flint: in-flight executions of functions with reserved concurrency",
 		History:     1,
+		Replicas:    max(cfg.Replicas, 1),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("leases: bucket %s: %w", Bucket, err)

@@ -161,6 +161,29 @@ func (hs *hostSet) sync(ctx context.Context, m *workermanager.Manager) {
 	}
 }
 
+// start runs sync every heartbeat interval until stop.
+func (hs *hostSet) start(m *workermanager.Manager) (stop func()) {
+	done := make(chan struct{})
+	exited := make(chan struct{})
+	go func() {
+		defer close(exited)
+		t := time.NewTicker(placement.DefaultHeartbeatInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				hs.sync(ctx, m)
+				cancel()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() { once.Do(func() { close(done); <-exited }) }
+}
+
 // ownerAlive tells the hostproxy server whether the node that created a
 // sandbox (owner "<host id>/<instance>") still runs.
 func ownerAlive(p *placement.Service) func(owner string) bool {

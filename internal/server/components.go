@@ -2,16 +2,23 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"path/filepath"
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq"
+	"github.com/flintdev/flint/internal/auth"
+	"github.com/flintdev/flint/internal/auth/keystore"
+	"github.com/flintdev/flint/internal/auth/sigv4"
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
+	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/hostproxy"
+	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/leases"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
@@ -26,8 +33,11 @@ import (
 type components struct {
 	cfg       Config
 	bb        *backbone.Backbone
+	keys      *keystore.Store
 	functions *metadata.Store
 	code      *codestore.Store
+	layers    *layers.Store
+	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
 	driver    *process.Driver
@@ -37,8 +47,15 @@ type components struct {
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	conns     *capListener // set by Run
 
-	closers []func(ctx context.Context) // run in reverse order by close
+	closers []closer // run in reverse order by close
+}
+
+// closer stops one component; name says which in the log if it fails.
+type closer struct {
+	name  string
+	close func(ctx context.Context) error
 }
 
 // start builds the components in dependency order. On error everything
@@ -53,23 +70,65 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	log := cfg.Logger
 	data := cfg.DataDir
 
-	if c.bb, err = backbone.Start(backbone.Config{URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server"}); err != nil {
+	bc := cfg.Backbone
+	if c.bb, err = backbone.Start(backbone.Config{
+		URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server",
+		Replicas: bc.Replicas, MaxStore: bc.MaxStore, Reserve: bc.Reserve,
+		Creds: bc.Creds, TLS: backbone.TLSConfig{CA: bc.TLSCA, Cert: bc.TLSCert, Key: bc.TLSKey},
+		Logger: log.With("component", "backbone"),
+	}); err != nil {
 		return nil, err
 	}
-	c.onClose(func(context.Context) { c.bb.Close() })
+	c.onClose("backbone", func(context.Context) error { c.bb.Close(); return nil })
 	js := c.bb.JetStream()
+	replicas := c.bb.Replicas()
+	lim := c.bb.Limits()
+	log.Info("backbone storage", "maxStoreBytes", lim.MaxStore, "reserveBytes", lim.Reserve, "replicas", replicas)
+	logBytes := bc.LogsMaxBytes
+	if logBytes == 0 {
+		logBytes = lim.LogBytes()
+	} else if err := lim.CheckLogBytes(logBytes); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 
-	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
-		return nil, fmt.Errorf("server: metadata: %w", err)
+	if c.keys, err = keystore.Open(ctx, keystore.Config{JS: js, Replicas: replicas, Logger: log.With("component", "keystore")}); err != nil {
+		return nil, fmt.Errorf("server: key store: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.functions.Close(ctx) })
-	if c.code, err = codestore.New(codestore.Config{JS: js, Logger: log.With("component", "codestore")}); err != nil {
-		return nil, fmt.Errorf("server: code store: %w", err)
+	c.onClose("key store", c.keys.Close)
+	credPath := filepath.Join(data, "credentials")
+	root, created, err := c.keys.EnsureRoot(ctx, credPath, cfg.Account)
+	if err != nil {
+		return nil, fmt.Errorf("server: root key: %w", err)
 	}
-	if c.logs, err = logstore.New(logstore.Config{JS: js, Logger: log.With("component", "logstore")}); err != nil {
-		return nil, fmt.Errorf("server: log store: %w", err)
+	if created {
+		log.Info("created the root access key of account "+cfg.Account+"; sign with it: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
+	} else {
+		log.Info("root access key: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
 	}
-	c.onClose(func(ctx context.Context) { c.logs.Close(ctx) })
+
+	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithReplicas(replicas), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: metadata: %w", err), replicas)
+	}
+	c.onClose("metadata store", c.functions.Close)
+	if c.code, err = codestore.New(codestore.Config{JS: js, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "codestore")}); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: code store: %w", err), replicas)
+	}
+	if c.layers, err = layers.New(ctx, layers.Config{JS: js, Replicas: replicas, Region: cfg.Region}); err != nil {
+		return nil, fmt.Errorf("server: layer store: %w", err)
+	}
+	if c.codeURLs, err = codeurl.New(ctx, codeurl.Config{
+		JS: js, Replicas: replicas, Packages: c.code, TTL: cfg.CodeURLTTL,
+		IsNotFound: func(err error) bool { return errors.Is(err, codestore.ErrNotFound) },
+		Logger:     log.With("component", "codeurl"),
+	}); err != nil {
+		return nil, fmt.Errorf("server: code links: %w", err)
+	}
+	if c.logs, err = logstore.New(logstore.Config{JS: js, MaxBytes: logBytes, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "logstore")}); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: log store: %w", err), replicas)
+	}
+	c.onClose("log store", c.logs.Close)
 
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
@@ -96,7 +155,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: placement heartbeats: %w", err)
 	}
-	c.onClose(func(context.Context) { stopSub() })
+	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		hs := placement.HostStatus{HostID: hostID, Roles: cfg.Roles, Instance: instance, Addr: workerAddr, Shared: cfg.clustered()}
 		if c.worker != nil {
@@ -119,7 +178,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		_ = c.placement.Heartbeat(st)
 		return st
 	})
-	c.onClose(func(context.Context) { stopBeats() })
+	c.onClose("heartbeats", func(context.Context) error { stopBeats(); return nil })
 
 	hosts := &hostSet{
 		self: hostID, owner: hostID + "/" + instance, placement: c.placement,
@@ -137,33 +196,17 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if cfg.clustered() {
 		// Reserved concurrency holds across every node that admits
 		// invocations.
-		if mcfg.Leases, err = leases.New(ctx, leases.Config{JS: js, Logger: log.With("component", "leases")}); err != nil {
-			return nil, fmt.Errorf("server: %w", err)
+		if mcfg.Leases, err = leases.New(ctx, leases.Config{JS: js, Replicas: replicas, Logger: log.With("component", "leases")}); err != nil {
+			return nil, replicaHint(fmt.Errorf("server: %w", err), replicas)
 		}
 	}
 	if c.manager, err = workermanager.New(mcfg); err != nil {
 		return nil, fmt.Errorf("server: worker manager: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.manager.Close(ctx) })
+	c.onClose("worker manager", c.manager.Close)
 	if cfg.clustered() {
-		stop := make(chan struct{})
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			t := time.NewTicker(placement.DefaultHeartbeatInterval)
-			defer t.Stop()
-			for {
-				select {
-				case <-stop:
-					return
-				case <-t.C:
-					sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-					hosts.sync(sctx, c.manager)
-					cancel()
-				}
-			}
-		}()
-		c.onClose(func(context.Context) { close(stop); <-done })
+		stopSync := hosts.start(c.manager)
+		c.onClose("host sync", func(context.Context) error { stopSync(); return nil })
 	}
 	// Reserved concurrency reaches this node's manager through the store,
 	// whichever node's API set it.
@@ -177,7 +220,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
 	}
-	c.onClose(func(context.Context) { stopWatch() })
+	c.onClose("reserved concurrency watch", func(context.Context) error { stopWatch(); return nil })
 
 	if c.async, err = asyncq.New(asyncq.Config{
 		JetStream:      js,
@@ -190,15 +233,19 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		ThrottleBackoffMin: cfg.Async.ThrottleBackoffMin,
 		ThrottleBackoffMax: cfg.Async.ThrottleBackoffMax,
 		AckWait:            cfg.Async.AckWait,
+		Replicas:           replicas,
+		Gate:               c.bb,
+
+		AccountOf: func(r *http.Request) (string, error) { return auth.AccountOf(r.Context(), cfg.Account), nil },
 	}); err != nil {
-		return nil, fmt.Errorf("server: async queue: %w", err)
+		return nil, replicaHint(fmt.Errorf("server: async queue: %w", err), replicas)
 	}
 	if cfg.has(placement.RolePoller) {
 		if err := c.async.Start(); err != nil {
 			return nil, fmt.Errorf("server: async pollers: %w", err)
 		}
 	}
-	c.onClose(func(ctx context.Context) { c.async.Close(ctx) })
+	c.onClose("async queue", c.async.Close)
 	if !cfg.has(placement.RoleFrontend) {
 		return c, nil
 	}
@@ -212,42 +259,120 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Async:     c.async,
 		Runtimes:  c.runtimes,
 		Logs:      c.logs,
+		Gate:      c.bb,
+		Layers:    c.layers,
+		CodeURLs:  c.codeURLs,
 		Logger:    log.With("component", "frontend"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
 	// Provisioned concurrency lives in the metadata store; hand it to the
-	// worker manager again.
+	// worker manager again (reserved concurrency comes through the watch
+	// above).
 	if err := c.frontend.Restore(ctx); err != nil {
 		return nil, fmt.Errorf("server: restore concurrency settings: %w", err)
 	}
 	return c, nil
 }
 
-func (c *components) onClose(f func(ctx context.Context)) { c.closers = append(c.closers, f) }
+func (c *components) onClose(name string, f func(ctx context.Context) error) {
+	c.closers = append(c.closers, closer{name, f})
+}
+
+// closeTimeout bounds closing the components at shutdown, whatever state
+// the backbone is in; each step gets at most closeStep of it.
+const (
+	closeTimeout = 20 * time.Second
+	closeStep    = 10 * time.Second
+)
 
 // close stops everything in reverse start order: pollers stop taking
 // events, the manager destroys every sandbox, the backbone closes last.
+// A component that fails to close (a sandbox it could not destroy, log
+// entries it could not store) is logged, and the rest still close. A step
+// that does not return within its share is left behind (and logged), so
+// shutdown ends in bounded time.
 func (c *components) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	deadline := time.Now().Add(closeTimeout)
 	for i := len(c.closers) - 1; i >= 0; i-- {
-		c.closers[i](ctx)
+		step := min(time.Until(deadline), closeStep)
+		ctx, cancel := context.WithTimeout(context.Background(), step)
+		done := make(chan struct{})
+		cl := c.closers[i]
+		go func() {
+			defer close(done)
+			if err := cl.close(ctx); err != nil {
+				c.cfg.Logger.Error("shutdown: closing "+cl.name, "err", err)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(step + time.Second):
+			c.cfg.Logger.Error("shutdown: closing "+cl.name+" did not finish in time, going on", "budget", step)
+		}
+		cancel()
 	}
 	c.closers = nil
 }
 
-// handler routes the listener: Lambda's API (frontend role), Flint's own
-// endpoints, health.
-func (c *components) handler() http.Handler {
+// replicaHint adds to a failure to open a store with more than one
+// replica what the operator can do.
+func replicaHint(err error, replicas int) error {
+	if replicas <= 1 {
+		return err
+	}
+	return fmt.Errorf("%w (with --nats-replicas %d every stream, KV bucket and object store is created, or updated, with %d replicas: "+
+		"the cluster needs %d JetStream servers up; to change one by hand: nats stream edit <stream> --replicas %d; see docs/backbone.md)",
+		err, replicas, replicas, replicas, replicas)
+}
+
+// rootOnly are the paths only the server's root key may call: key
+// management and the server-wide views.
+var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/stats", "/flint/v1/cluster", "/flint/v1/cluster/"}
+
+// public are the paths served without SigV4: health checks, and code
+// download links, which carry their own signature.
+var public = []string{"/healthz", "/readyz", "/flint/v1/code/"}
+
+// handler is the listener's handler: the sigv4 middleware in front of
+// routes.
+func (c *components) handler() (http.Handler, error) {
+	return sigv4.New(sigv4.Config{
+		Mode:           c.cfg.Auth,
+		Keys:           c.keys,
+		DefaultAccount: c.cfg.Account,
+		Region:         c.cfg.Region,
+		RootOnly:       rootOnly,
+		Public:         public,
+		Logger:         c.cfg.Logger.With("component", "auth"),
+	}, c.routes())
+}
+
+// routes routes the listener: Lambda's API, Flint's own endpoints, health.
+func (c *components) routes() http.Handler {
 	mux := http.NewServeMux()
+	// Liveness: the process answers.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	// Readiness: this node can take writes (backbone connected, JetStream
+	// answering with a quorum, room on the disk).
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := c.bb.Ready(); err != nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: " + lambdaerr.Public(err).Message + "\n"))
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
 	mux.HandleFunc("GET /flint/v1/cluster", c.clusterHandler)
+	kh := c.keys.Handler()
+	mux.Handle(keystore.KeysPath, kh)
+	mux.Handle(keystore.KeysPath+"/", kh)
 	if c.frontend == nil {
-		return mux
+		return mux // a worker or poller node serves no Lambda API
 	}
 	for _, prefix := range frontend.Prefixes {
 		mux.Handle(prefix, c.frontend)
@@ -257,5 +382,8 @@ func (c *components) handler() http.Handler {
 	mux.Handle("/flint/v1/invocations/", ah)
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
+	// Download links of code packages carry their own signature (no AWS
+	// credentials), so plain HTTP clients can fetch them.
+	mux.Handle(codeurl.PathPrefix, c.codeURLs.Handler())
 	return mux
 }

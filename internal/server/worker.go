@@ -45,11 +45,7 @@ func (c *components) startWorker(ctx context.Context, hostID string) (addr strin
 	}
 	// Runs after the worker and the manager destroyed every sandbox:
 	// removes the egress firewall table.
-	c.onClose(func(ctx context.Context) {
-		if err := c.driver.Close(ctx); err != nil {
-			log.Error("closing the sandbox driver", "err", err)
-		}
-	})
+	c.onClose("sandbox driver", c.driver.Close)
 
 	codeDir := filepath.Join(data, "code")
 	if err := codestore.RemoveTemps(codeDir); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -68,7 +64,7 @@ func (c *components) startWorker(ctx context.Context, hostID string) (addr strin
 	}); err != nil {
 		return "", fmt.Errorf("server: worker: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.worker.Close(ctx) })
+	c.onClose("worker", c.worker.Close)
 
 	if !cfg.clustered() {
 		return "", nil
@@ -92,11 +88,9 @@ func (c *components) startWorker(ctx context.Context, hostID string) (addr strin
 	}
 	hs := &http.Server{Handler: c.hostProxy.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
-	c.onClose(func(ctx context.Context) {
+	c.onClose("worker for other nodes", func(ctx context.Context) error {
 		_ = hs.Close() // in-flight invocations end with the sandboxes, below
-		if err := c.hostProxy.Close(ctx); err != nil {
-			log.Warn("closing the worker's remote sandboxes", "err", err)
-		}
+		return c.hostProxy.Close(ctx)
 	})
 	addr = advertise(&cfg, ln.Addr())
 	log.Info("worker serving other nodes", "listen", ln.Addr().String(), "advertise", addr)
