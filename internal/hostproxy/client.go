@@ -178,9 +178,10 @@ func (s *remoteSandbox) Healthy() bool { return s.healthy.Load() && s.c.gone.Err
 func (s *remoteSandbox) Invoke(ctx context.Context, req invocation.Request) (invocation.Result, error) {
 	hdr := http.Header{}
 	hdr.Set(hdrRequestID, req.RequestID)
-	// A request that the transport finds its pooled connection closed
-	// for may be sent again: it never reached the sandbox.
-	hdr.Set("Idempotency-Key", req.RequestID)
+	// No Idempotency-Key: net/http would then send the request again when
+	// a reused connection breaks after it was written, running the
+	// function twice. An invocation cut off by a lost host fails, as in
+	// Lambda.
 	if req.ClientContext != "" {
 		hdr.Set(hdrClientContext, req.ClientContext)
 	}

@@ -10,6 +10,14 @@
 // calls to Service.Heartbeat (single-process Flint) or over NATS on
 // HeartbeatSubject (see Service.Subscribe and StartHeartbeats).
 //
+// In a cluster every node heartbeats (with its roles; only worker hosts get
+// sandboxes) and every frontend runs its own Service, so each sees the
+// whole fleet. A Shared host's capacity is counted once, by its worker:
+// free memory is the host's memory less the UsedMB its worker reported,
+// less only the reservations this Service made since (HostStatus.Shared).
+// Drop forgets a host that cannot be reached before its heartbeats go
+// stale.
+//
 // Place is a best fit: among live, non-draining hosts with enough free
 // memory and a free sandbox slot it prefers hosts that already hold the
 // function's code, then the host left with the least free memory after

@@ -267,7 +267,10 @@ func (m *Manager) run(ctx context.Context, fn *lambdafn.Function, req invocation
 		}
 		m.finish(e, healthy, log)
 		if err != nil && errors.Is(err, ErrHostUnreachable) && attempt < maxHostAttempts {
+			// Its other idle sandboxes are as unreachable: forget them
+			// so the next attempt gets a sandbox elsewhere.
 			m.hostUnreachable(e.res.HostID, err)
+			m.ForgetHost(ctx, e.res.HostID)
 			continue
 		}
 		break
