@@ -154,3 +154,45 @@ func TestBucket(t *testing.T) {
 		t.Fatal("rate 0 accepted")
 	}
 }
+
+// TestLimiterNodesShareTheAccountPool: three nodes of a cluster, each with
+// its own Limiter, never admit more than the account's unreserved pool
+// together; reserved concurrency is not split.
+func TestLimiterNodesShareTheAccountPool(t *testing.T) {
+	var nodes []*Limiter
+	for range 3 {
+		l, err := NewLimiter(10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		l.SetReserved("a", "res", 1)
+		l.SetNodes(3)
+		nodes = append(nodes, l)
+	}
+	admitted := 0
+	for _, l := range nodes {
+		for {
+			if _, err := l.Acquire("a", "f"); err != nil {
+				if reason(err) != ReasonAccount {
+					t.Fatalf("refusal %v, want %s", err, ReasonAccount)
+				}
+				break
+			}
+			admitted++
+		}
+	}
+	if admitted != 9 { // the pool of 10-1=9, 3 per node
+		t.Fatalf("3 nodes admitted %d of the account's unreserved 9", admitted)
+	}
+	if _, err := nodes[0].Acquire("a", "res"); err != nil {
+		t.Fatalf("reserved concurrency split among nodes: %v", err)
+	}
+	// One node left: it may use the whole pool again.
+	nodes[0].SetNodes(1)
+	if _, err := nodes[0].Acquire("a", "f"); err != nil {
+		t.Fatalf("alone again, still refused: %v", err)
+	}
+	if nodes[0].Unreserved("a") != 9 {
+		t.Fatalf("Unreserved reports %d, want the account-wide 9", nodes[0].Unreserved("a"))
+	}
+}

@@ -57,6 +57,9 @@ type fnKey struct{ account, name string }
 // reservations.
 type Limiter struct {
 	limit int
+	// nodes is how many nodes share the account's unreserved pool (1:
+	// this Limiter is the only one); guarded by mu.
+	nodes int
 
 	mu          sync.Mutex
 	reserved    map[fnKey]int  // reserved concurrency by function (guarded by mu)
@@ -72,6 +75,7 @@ func NewLimiter(accountLimit int) (*Limiter, error) {
 	}
 	return &Limiter{
 		limit:       accountLimit,
+		nodes:       1,
 		reserved:    map[fnKey]int{},
 		reservedSum: map[string]int{},
 		inFlight:    map[fnKey]int{},
@@ -114,6 +118,17 @@ func (l *Limiter) ClearReserved(account, name string) {
 	}
 }
 
+// SetNodes says how many nodes of a cluster admit invocations, each with
+// its own Limiter: the account's unreserved pool is then split evenly, each
+// admitting at most ⌊pool/n⌋ (but at least 1), so that together they never
+// exceed the account's limit. Reserved concurrency is not split (a
+// cluster counts it with leases). n < 1 counts as 1.
+func (l *Limiter) SetNodes(n int) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.nodes = max(n, 1)
+}
+
 // Reserved returns a function's reserved concurrency, if set.
 func (l *Limiter) Reserved(account, name string) (int, bool) {
 	l.mu.Lock()
@@ -150,6 +165,9 @@ func (l *Limiter) Acquire(account, name string) (release func(), err error) {
 		}), nil
 	}
 	pool := max(0, l.limit-l.reservedSum[account])
+	if l.nodes > 1 && pool > 0 {
+		pool = max(1, pool/l.nodes)
+	}
 	if l.unreserved[account] >= pool {
 		return nil, fmt.Errorf("account %s at its unreserved concurrency %d: %w", account, pool, Throttled(ReasonAccount))
 	}

@@ -142,9 +142,16 @@ func (hs *hostSet) lookup(id string) (workermanager.Host, bool) {
 // manager forgets their sandboxes.
 func (hs *hostSet) sync(ctx context.Context, m *workermanager.Manager) {
 	live := map[string]placement.HostInfo{}
+	admitting := 0
 	for _, h := range hs.placement.Hosts() {
 		live[h.HostID] = h
+		if !h.Draining && (slices.Contains(h.Roles, placement.RoleFrontend) || slices.Contains(h.Roles, placement.RolePoller)) {
+			admitting++
+		}
 	}
+	// The account's concurrency limit is split among the nodes that
+	// admit invocations.
+	m.SetClusterNodes(admitting)
 	var lost []string
 	hs.mu.Lock()
 	for id, r := range hs.remotes {

@@ -64,3 +64,10 @@ func (m *Manager) AccountConcurrency() int { return m.limiter.AccountLimit() }
 // UnreservedConcurrency is the account's unreserved pool: the limit minus
 // every reservation the manager knows.
 func (m *Manager) UnreservedConcurrency(account string) int { return m.limiter.Unreserved(account) }
+
+// SetClusterNodes says how many nodes of a cluster admit invocations (run
+// a Worker Manager for a frontend or pollers): each then admits its even
+// share of the account's unreserved concurrency, so the account's limit
+// holds across the cluster without a round trip per invocation. The
+// server updates it as nodes come and go.
+func (m *Manager) SetClusterNodes(n int) { m.limiter.SetNodes(n) }
