@@ -23,6 +23,8 @@ import (
 	"github.com/flintdev/flint/internal/placement"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/sqs"
+	"github.com/flintdev/flint/internal/sqsapi"
 	"github.com/flintdev/flint/internal/worker"
 	"github.com/flintdev/flint/internal/workermanager"
 )
@@ -42,6 +44,8 @@ type components struct {
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	queues    *sqs.Service
+	sqsAPI    *sqsapi.Handler
 
 	closers []closer // run in reverse order by close
 }
@@ -202,6 +206,14 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("async queue", c.async.Close)
 
+	if c.queues, err = sqs.New(ctx, sqs.Config{JetStream: js, Region: cfg.Region, Logger: log}); err != nil {
+		return nil, fmt.Errorf("server: sqs queues: %w", err)
+	}
+	c.onClose("sqs queues", c.queues.Close)
+	if c.sqsAPI, err = sqsapi.New(sqsapi.Config{Queues: c.queues, DefaultAccount: cfg.Account, Logger: log.With("component", "sqsapi")}); err != nil {
+		return nil, fmt.Errorf("server: sqs api: %w", err)
+	}
+
 	if c.frontend, err = frontend.New(frontend.Config{
 		Region:    cfg.Region,
 		Account:   cfg.Account,
@@ -260,7 +272,13 @@ func (c *components) handler() (http.Handler, error) {
 		Region:         c.cfg.Region,
 		RootOnly:       rootOnly,
 		Public:         public,
-		Logger:         c.cfg.Logger.With("component", "auth"),
+		ServiceFor: func(r *http.Request) string {
+			if sqsapi.Match(r) {
+				return "sqs"
+			}
+			return ""
+		},
+		Logger: c.cfg.Logger.With("component", "auth"),
 	}, c.routes())
 }
 
@@ -282,7 +300,15 @@ func (c *components) routes() http.Handler {
 	kh := c.keys.Handler()
 	mux.Handle(keystore.KeysPath, kh)
 	mux.Handle(keystore.KeysPath+"/", kh)
-	return mux
+	// The SQS API shares the listener: its requests are told apart by
+	// X-Amz-Target or a form Action (sqsapi.Match), not by path.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sqsapi.Match(r) {
+			c.sqsAPI.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // workerHost adapts the in-process worker to the manager's Host.
