@@ -17,6 +17,7 @@ import (
 	"github.com/flintdev/flint/internal/auth/sigv4"
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
+	"github.com/flintdev/flint/internal/esm"
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
@@ -46,6 +47,7 @@ type components struct {
 	frontend  *frontend.Handler
 	queues    *sqs.Service
 	sqsAPI    *sqsapi.Handler
+	esm       *esm.Service
 
 	closers []closer // run in reverse order by close
 }
@@ -214,6 +216,23 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: sqs api: %w", err)
 	}
 
+	if c.esm, err = esm.New(ctx, esm.Config{
+		JetStream:      js,
+		Queues:         c.queues,
+		Functions:      c.functions,
+		Invoker:        c.manager,
+		Region:         cfg.Region,
+		DefaultAccount: cfg.Account,
+		Logger:         log,
+	}); err != nil {
+		return nil, fmt.Errorf("server: event source mappings: %w", err)
+	}
+	// Mapping pollers run where the async pollers run: on every server.
+	if err := c.esm.Start(); err != nil {
+		return nil, fmt.Errorf("server: event source mapping pollers: %w", err)
+	}
+	c.onClose("event source mappings", c.esm.Close)
+
 	if c.frontend, err = frontend.New(frontend.Config{
 		Region:    cfg.Region,
 		Account:   cfg.Account,
@@ -224,6 +243,8 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Runtimes:  c.runtimes,
 		Logs:      c.logs,
 		Logger:    log.With("component", "frontend"),
+
+		EventSourceMappings: c.esm.Handler(),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
