@@ -212,16 +212,21 @@ func itemFailures(payload []byte, batch []sqs.Message) (keep map[string]bool, ok
 	if trimmed == "" || trimmed == "null" {
 		return keep, true
 	}
+	var obj map[string]json.RawMessage
+	if err := json.Unmarshal(payload, &obj); err != nil {
+		// Not an object: valid JSON (a bare string or number) carries no
+		// failures; anything else is a failed batch.
+		return keep, json.Valid(payload)
+	}
 	var resp struct {
 		BatchItemFailures []struct {
 			ItemIdentifier *string `json:"itemIdentifier"`
 		} `json:"batchItemFailures"`
 	}
-	if err := json.Unmarshal(payload, &resp); err != nil {
-		// Lambda treats a response that is not the document (a bare
-		// string, a number) as success only when it is valid JSON.
-		var any_ any
-		return keep, json.Unmarshal(payload, &any_) == nil
+	if raw, ok := obj["batchItemFailures"]; ok && string(raw) != "null" {
+		if err := json.Unmarshal(raw, &resp.BatchItemFailures); err != nil {
+			return nil, false
+		}
 	}
 	ids := map[string]bool{}
 	for _, m := range batch {

@@ -454,18 +454,32 @@ type handle struct {
 }
 
 // parseHandle decodes a receipt handle and checks that it was issued for
-// queue name of account.
+// queue name of account: a JetStream ack subject of the queue's consumer
+// in one of the two layouts the server uses (9 tokens, or 12 with a
+// domain), of plain subject characters only. A handle can still name
+// another queue's stream sequence: callers check the stored message's
+// subject before deleting by sequence.
 func parseHandle(account, name, h string) (handle, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(h)
 	if err != nil || !strings.HasPrefix(string(raw), "$JS.ACK.") {
 		return handle{}, badHandle(h)
 	}
+	for _, c := range raw {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '.' || c == '_' || c == '-' || c == '$') {
+			return handle{}, badHandle(h)
+		}
+	}
 	t := strings.Split(string(raw), ".")
+	for _, tok := range t {
+		if tok == "" {
+			return handle{}, badHandle(h)
+		}
+	}
 	var stream, cons, seq string
-	switch {
-	case len(t) == 9:
+	switch len(t) {
+	case 9:
 		stream, cons, seq = t[2], t[3], t[5]
-	case len(t) >= 11:
+	case 12:
 		stream, cons, seq = t[4], t[5], t[7]
 	default:
 		return handle{}, badHandle(h)
@@ -477,6 +491,19 @@ func parseHandle(account, name, h string) (handle, error) {
 	return handle{reply: string(raw), seq: n}, nil
 }
 
+// ownMessage reports whether stream sequence seq is a message of queue
+// name of account (false when it is gone).
+func (s *Service) ownMessage(ctx context.Context, account, name string, seq uint64) (bool, error) {
+	raw, err := s.stream.GetMsg(ctx, seq)
+	if err != nil {
+		if isGone(err) {
+			return false, nil
+		}
+		return false, fmt.Errorf("sqs: message %d of %s/%s: %w", seq, account, name, err)
+	}
+	return raw.Subject == queueSubject+account+"."+name, nil
+}
+
 // DeleteMessage deletes the message a receipt handle names. Deleting a
 // message already deleted succeeds, as in SQS.
 func (s *Service) DeleteMessage(ctx context.Context, account, name, receipt string) error {
@@ -486,6 +513,13 @@ func (s *Service) DeleteMessage(ctx context.Context, account, name, receipt stri
 	h, err := parseHandle(account, name, receipt)
 	if err != nil {
 		return err
+	}
+	own, err := s.ownMessage(ctx, account, name, h.seq)
+	if err != nil {
+		return err
+	}
+	if !own {
+		return nil // already deleted (or never this queue's): nothing to do
 	}
 	if err := s.stream.DeleteMsg(ctx, h.seq); err != nil && !isGone(err) {
 		return fmt.Errorf("sqs: delete message of %s/%s: %w", account, name, err)
@@ -512,11 +546,10 @@ func (s *Service) ChangeVisibility(ctx context.Context, account, name, receipt s
 	if secs < 0 || secs > MaxVisibility {
 		return Errorf(InvalidParameterValue, "Value %d for parameter VisibilityTimeout is invalid. Reason: Must be >= 0 and <= 43200.", secs)
 	}
-	if _, err := s.stream.GetMsg(ctx, h.seq); err != nil {
-		if isGone(err) {
-			return Errorf(MessageNotInflight, "Message does not exist or is not available for visibility timeout change.")
-		}
-		return fmt.Errorf("sqs: change visibility on %s/%s: %w", account, name, err)
+	if own, err := s.ownMessage(ctx, account, name, h.seq); err != nil {
+		return err
+	} else if !own {
+		return Errorf(MessageNotInflight, "Message does not exist or is not available for visibility timeout change.")
 	}
 	if err := s.nc.Publish(h.reply, nakDelay(time.Duration(secs)*time.Second)); err != nil {
 		return fmt.Errorf("sqs: change visibility on %s/%s: %w", account, name, err)
