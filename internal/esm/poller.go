@@ -42,6 +42,24 @@ func (p *poller) run() {
 	slots := make(chan struct{}, conc)
 	var wg sync.WaitGroup
 	defer wg.Wait()
+	// A few receivers take turns filling the slots, so that receiving is
+	// not the bottleneck (each receive is a round trip to the backbone).
+	for range min(conc, maxReceivers) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			p.receive(account, queue, slots, &wg)
+		}()
+	}
+}
+
+// maxReceivers bounds one mapping's concurrent receives on one server.
+const maxReceivers = 4
+
+// receive is one receiver of the poller: it takes a slot, gathers a batch
+// and hands it to a goroutine that invokes the function and frees the
+// slot, until the poller stops.
+func (p *poller) receive(account, queue string, slots chan struct{}, wg *sync.WaitGroup) {
 	backoff := time.Duration(0)
 	for {
 		select {
@@ -191,13 +209,14 @@ func (p *poller) process(account, queue string, batch []sqs.Message) {
 			return
 		}
 	}
+	done := make([]sqs.Message, 0, len(batch))
 	for _, m := range batch {
-		if keep[m.MessageID] {
-			continue
+		if !keep[m.MessageID] {
+			done = append(done, m)
 		}
-		if err := p.s.cfg.Queues.DeleteMessage(ctx, account, queue, m.ReceiptHandle); err != nil {
-			p.log.Warn("deleting a processed message", "messageId", m.MessageID, "err", err)
-		}
+	}
+	if err := p.s.cfg.Queues.DeleteReceived(ctx, account, queue, done); err != nil {
+		p.log.Warn("deleting processed messages; those not deleted are received again after the visibility timeout", "err", err)
 	}
 }
 

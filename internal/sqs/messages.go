@@ -449,8 +449,9 @@ func isGone(err error) bool {
 
 // handle is a parsed receipt handle.
 type handle struct {
-	reply string
-	seq   uint64
+	reply    string
+	seq      uint64
+	consumer string
 }
 
 // parseHandle decodes a receipt handle and checks that it was issued for
@@ -469,10 +470,19 @@ func parseHandle(account, name, h string) (handle, error) {
 			return handle{}, badHandle(h)
 		}
 	}
-	t := strings.Split(string(raw), ".")
+	hd, err := parseReply(string(raw))
+	if err != nil || hd.consumer != consumerName(account, name) {
+		return handle{}, badHandle(h)
+	}
+	return hd, nil
+}
+
+// parseReply reads an ack subject of FLINT_QUEUES.
+func parseReply(raw string) (handle, error) {
+	t := strings.Split(raw, ".")
 	for _, tok := range t {
 		if tok == "" {
-			return handle{}, badHandle(h)
+			return handle{}, errors.New("empty token")
 		}
 	}
 	var stream, cons, seq string
@@ -482,13 +492,13 @@ func parseHandle(account, name, h string) (handle, error) {
 	case 12:
 		stream, cons, seq = t[4], t[5], t[7]
 	default:
-		return handle{}, badHandle(h)
+		return handle{}, errors.New("not an ack subject")
 	}
 	n, err := strconv.ParseUint(seq, 10, 64)
-	if err != nil || stream != "FLINT_QUEUES" || cons != consumerName(account, name) {
-		return handle{}, badHandle(h)
+	if err != nil || stream != "FLINT_QUEUES" {
+		return handle{}, errors.New("not an ack subject of " + "FLINT_QUEUES")
 	}
-	return handle{reply: string(raw), seq: n}, nil
+	return handle{reply: raw, seq: n, consumer: cons}, nil
 }
 
 // ownMessage reports whether stream sequence seq is a message of queue
@@ -533,6 +543,99 @@ func (s *Service) DeleteMessage(ctx context.Context, account, name, receipt stri
 	return nil
 }
 
+// DeleteReceived deletes messages this engine's Receive returned from
+// queue name of account (an event source mapping's processed batch). Their
+// handles are trusted, so it skips the checks DeleteMessage makes for a
+// caller's handle; and instead of one stream delete per message (a
+// JetStream API call each, the cost that bounds a mapping's throughput) it
+// acknowledges each delivery, waiting for the server to confirm, so no
+// receiver gets them again, and schedules a purge of the queue's subject
+// below the consumer's ack floor, where every message is acknowledged.
+// It returns the first error.
+func (s *Service) DeleteReceived(ctx context.Context, account, name string, msgs []Message) error {
+	errs := make(chan error, len(msgs))
+	for _, m := range msgs {
+		go func() {
+			raw, err := base64.RawURLEncoding.DecodeString(m.ReceiptHandle)
+			if err != nil {
+				errs <- badHandle(m.ReceiptHandle)
+				return
+			}
+			h, err := parseReply(string(raw))
+			if err != nil || h.consumer != consumerName(account, name) {
+				errs <- badHandle(m.ReceiptHandle)
+				return
+			}
+			s.mu.Lock()
+			delete(s.firstRecv, h.seq)
+			s.mu.Unlock()
+			if _, err := s.nc.RequestWithContext(ctx, h.reply, []byte("+ACK")); err != nil {
+				errs <- fmt.Errorf("sqs: acknowledge message %s: %w", m.MessageID, err)
+				return
+			}
+			errs <- nil
+		}()
+	}
+	var first error
+	for range msgs {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	s.schedulePurge(account, name)
+	return first
+}
+
+// purgeDelay gathers the acknowledgements of many batches into one purge.
+const purgeDelay = 200 * time.Millisecond
+
+// schedulePurge purges the acknowledged messages of a queue soon, once
+// for every batch acknowledged meanwhile.
+func (s *Service) schedulePurge(account, name string) {
+	k := key(account, name)
+	s.mu.Lock()
+	if s.purging[k] {
+		s.mu.Unlock()
+		return
+	}
+	s.purging[k] = true
+	s.mu.Unlock()
+	time.AfterFunc(purgeDelay, func() {
+		s.mu.Lock()
+		delete(s.purging, k)
+		s.mu.Unlock()
+		if s.bg.Err() != nil {
+			return
+		}
+		ctx, cancel := context.WithTimeout(s.bg, 30*time.Second)
+		defer cancel()
+		if err := s.purgeAcked(ctx, account, name); err != nil {
+			s.log.Warn("purging acknowledged messages", "queue", k, "err", err)
+		}
+	})
+}
+
+// purgeAcked removes a queue's messages below its consumer's ack floor:
+// every one of them was acknowledged (deleted) or was already gone.
+func (s *Service) purgeAcked(ctx context.Context, account, name string) error {
+	c, err := s.stream.Consumer(ctx, consumerName(account, name))
+	if err != nil {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			return nil // the queue was deleted
+		}
+		return err
+	}
+	info, err := c.Info(ctx)
+	if err != nil {
+		return err
+	}
+	floor := info.AckFloor.Stream
+	if floor == 0 {
+		return nil
+	}
+	return s.stream.Purge(ctx, jetstream.WithPurgeSubject(queueSubject+account+"."+name), jetstream.WithPurgeSequence(floor+1))
+}
+
 // ChangeVisibility makes a received message visible again after secs
 // seconds (0: at once).
 func (s *Service) ChangeVisibility(ctx context.Context, account, name, receipt string, secs int) error {
@@ -572,7 +675,7 @@ func (s *Service) startMover(ctx context.Context) error {
 		return fmt.Errorf("sqs: delay consumer: %w", err)
 	}
 	mctx, stop := context.WithCancel(context.Background())
-	s.stop, s.done = stop, make(chan struct{})
+	s.stop, s.done, s.bg = stop, make(chan struct{}), mctx
 	go func() {
 		defer close(s.done)
 		for mctx.Err() == nil {

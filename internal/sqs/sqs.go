@@ -105,9 +105,11 @@ type Service struct {
 	kv     jetstream.KeyValue
 	log    *slog.Logger
 
-	mu        sync.Mutex                    // guards consumers and firstRecv
+	mu        sync.Mutex                    // guards consumers, firstRecv and purging
 	consumers map[string]jetstream.Consumer // by consumer name
 	firstRecv map[uint64]int64              // stream seq → first receive (unix ms), this process's view
+	purging   map[string]bool               // queues with a purge of acknowledged messages scheduled
+	bg        context.Context               // background work (purges, the delay mover); done at Close
 	stop      context.CancelFunc            // stops the delay mover
 	done      chan struct{}                 // closed when the mover returned
 }
@@ -149,7 +151,7 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("sqs: bucket %s: %w", QueueBucket, err)
 	}
 	s := &Service{cfg: cfg, js: js, nc: js.Conn(), stream: stream, delay: delay, kv: kv,
-		log: cfg.Logger.With("component", "sqs"), consumers: map[string]jetstream.Consumer{}, firstRecv: map[uint64]int64{}}
+		log: cfg.Logger.With("component", "sqs"), consumers: map[string]jetstream.Consumer{}, firstRecv: map[uint64]int64{}, purging: map[string]bool{}}
 	if err := s.startMover(ctx); err != nil {
 		return nil, err
 	}

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/backbone"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // twoServers opens two engines on one embedded backbone, as two Flint
@@ -144,5 +145,70 @@ func TestRetentionDropsOldMessages(t *testing.T) {
 	wait := 500 * time.Millisecond
 	if msgs, err := a.Receive(ctx, acct, "short", ReceiveInput{Max: 10, Wait: &wait}); err != nil || len(msgs) != 0 {
 		t.Fatalf("expired message received: %+v %v", msgs, err)
+	}
+}
+
+// DeleteReceived acknowledges a batch and, shortly after, the stored
+// messages are gone from the backbone (purged below the ack floor), while
+// a message left unacknowledged is kept and comes back.
+func TestDeleteReceivedPurgesStorage(t *testing.T) {
+	a, _ := twoServers(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	const acct = "000000000000"
+	if _, err := a.CreateQueue(ctx, acct, "esm", map[string]string{"VisibilityTimeout": "1"}, nil); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		if _, err := a.Send(ctx, acct, "esm", SendInput{Body: fmt.Sprint(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	wait := time.Second
+	msgs, err := a.Receive(ctx, acct, "esm", ReceiveInput{Max: 10, Wait: &wait})
+	if err != nil || len(msgs) != 10 {
+		t.Fatalf("receive: %d %v", len(msgs), err)
+	}
+	var keep Message
+	var done []Message
+	for _, m := range msgs {
+		if m.Body == "7" {
+			keep = m
+			continue
+		}
+		done = append(done, m)
+	}
+	if err := a.DeleteReceived(ctx, acct, "esm", done); err != nil {
+		t.Fatal(err)
+	}
+	stored := func() uint64 {
+		info, err := a.stream.Info(ctx, jetstream.WithSubjectFilter(queueSubject+acct+".esm"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.State.Subjects[queueSubject+acct+".esm"]
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for stored() > 3 && time.Now().Before(deadline) { // 7, 8, 9 stay: the floor stops below 7
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := stored(); n != 3 {
+		t.Fatalf("%d messages stored after acknowledging 0-6 and 8-9, want 3 (7 and those above the ack floor)", n)
+	}
+	again, err := a.Receive(ctx, acct, "esm", ReceiveInput{Max: 10, Wait: &wait})
+	for err == nil && len(again) == 0 && time.Now().Before(deadline) {
+		again, err = a.Receive(ctx, acct, "esm", ReceiveInput{Max: 10, Wait: &wait})
+	}
+	if err != nil || len(again) != 1 || again[0].Body != "7" || again[0].MessageID != keep.MessageID {
+		t.Fatalf("after the visibility timeout: %+v %v", again, err)
+	}
+	if err := a.DeleteReceived(ctx, acct, "esm", again); err != nil {
+		t.Fatal(err)
+	}
+	for stored() > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if n := stored(); n != 0 {
+		t.Fatalf("%d messages stored after acknowledging all", n)
 	}
 }
