@@ -49,7 +49,12 @@ func (s *Service) serve(w http.ResponseWriter, r *http.Request) {
 	case rest != "" && !strings.Contains(rest, "/") && r.Method == http.MethodDelete:
 		status, out, err = s.delete(r, account, rest)
 	default:
-		err = &lambdaerr.Error{Type: "UnknownOperationException", Message: "Unknown operation " + r.Method + " " + r.URL.Path}
+		b, _ := json.Marshal(map[string]string{"Type": "User", "message": "Unknown operation " + r.Method + " " + r.URL.Path})
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("X-Amzn-ErrorType", "UnknownOperationException")
+		w.WriteHeader(http.StatusNotFound)
+		_, _ = w.Write(b)
+		return
 	}
 	if err != nil {
 		var le *lambdaerr.Error
