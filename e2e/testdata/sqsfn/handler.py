@@ -2,7 +2,8 @@
 # "saw" line per record (id, body, receive count, the latency from
 # SentTimestamp by its own clock) and the record's shape once per batch,
 # and reports every record whose body starts with "fail" in
-# batchItemFailures. An event without Records (an async invoke) raises.
+# batchItemFailures; a batch with a body starting with "slow" takes 50 ms.
+# An event without Records (an async invoke) raises.
 import json
 import time
 
@@ -10,6 +11,8 @@ import time
 def handler(event, context):
     if "Records" not in event:
         raise Exception("not an SQS event")
+    if any(r["body"].startswith("slow") for r in event["Records"]):
+        time.sleep(0.05)
     now = int(time.time() * 1000)
     fails = []
     for r in event["Records"]:
