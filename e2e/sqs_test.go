@@ -246,6 +246,35 @@ func TestSQSEventSourceMapping(t *testing.T) {
 		}
 	}
 
+	// Another account sees none of this: no queues, the URL is a queue
+	// that does not exist, no mapping on it, and its own queue of the same
+	// name is another queue.
+	out, err := s.flintAs(t, env, "keys", "create", "--account", "111111111111")
+	var other creds
+	if err != nil || json.Unmarshal([]byte(out), &other) != nil || other.SecretAccessKey == "" {
+		t.Fatalf("flint keys create: %v\n%s", err, out)
+	}
+	if out, stderr, err := s.awsAs(t, other.env(), "sqs", "list-queues"); err != nil || strings.Contains(out, "work") {
+		t.Errorf("another account's list-queues: %v %s%s", err, out, stderr)
+	}
+	if _, stderr, err := s.awsAs(t, other.env(), "sqs", "receive-message", "--queue-url", work); err == nil || !strings.Contains(stderr, "NonExistentQueue") {
+		t.Errorf("another account's receive-message on %s: %v %s", work, err, stderr)
+	}
+	// (its own function, on the first account's queue)
+	if _, err := s.lambdaAs(other).CreateFunction(ctxT(t, 60*time.Second), &lambda.CreateFunctionInput{
+		FunctionName: aws.String("sqsrec"), Runtime: types.Runtime(python), Handler: aws.String("handler.handler"),
+		Role: aws.String("arn:aws:iam::111111111111:role/x"), Code: &types.FunctionCode{ZipFile: zipTestdata(t, "sqsfn")},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if out, stderr, err := s.awsAs(t, other.env(), "lambda", "create-event-source-mapping", "--function-name", "sqsrec",
+		"--event-source-arn", "arn:aws:sqs:us-east-1:000000000000:work"); err == nil || !strings.Contains(stderr, "InvalidParameterValueException") {
+		t.Errorf("another account's mapping on work: %v %s%s", err, out, stderr)
+	}
+	if out, stderr, err := s.awsAs(t, other.env(), "sqs", "create-queue", "--queue-name", "work"); err != nil || !strings.Contains(out, "/111111111111/work") {
+		t.Errorf("another account's own work queue: %v %s%s", err, out, stderr)
+	}
+
 	// Disable, then delete, as Lambda's state machine.
 	var upd struct{ State string }
 	json.Unmarshal([]byte(aws_("lambda", "update-event-source-mapping", "--uuid", esm.UUID, "--no-enabled")), &upd)
