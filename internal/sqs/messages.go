@@ -268,6 +268,9 @@ func (s *Service) Receive(ctx context.Context, account, name string, in ReceiveI
 		return nil, err
 	}
 	deadline := time.Now().Add(wait)
+	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
+		deadline = dl
+	}
 	var out []Message
 	for {
 		batch, err := c.FetchNoWait(in.Max - len(out))
