@@ -121,11 +121,11 @@ func New(ctx context.Context, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	js := cfg.JetStream
-	qs, err := queues.Open(ctx, queues.Config{JetStream: js, Replicas: cfg.Replicas})
-	if err != nil {
+	// The queue stream is asyncq/queues's (the async path's destinations
+	// write to it): open it the way that package does.
+	if _, err := queues.Open(ctx, queues.Config{JetStream: js, Replicas: cfg.Replicas}); err != nil {
 		return nil, fmt.Errorf("sqs: %w", err)
 	}
-	_ = qs
 	stream, err := js.Stream(ctx, queues.StreamName)
 	if err != nil {
 		return nil, fmt.Errorf("sqs: stream %s: %w", queues.StreamName, err)
