@@ -61,7 +61,7 @@ const maxReceivers = 4
 // slot, until the poller stops.
 func (p *poller) receive(account, queue string, slots chan struct{}, wg *sync.WaitGroup) {
 	backoff := time.Duration(0)
-	for {
+	for p.ctx.Err() == nil { // (select below picks at random among ready cases)
 		select {
 		case slots <- struct{}{}:
 		case <-p.ctx.Done():
@@ -121,6 +121,12 @@ func (p *poller) gather(account, queue string) ([]sqs.Message, error) {
 			size += len(m.Body)
 		}
 		if err != nil {
+			if p.ctx.Err() != nil {
+				// Stopping (disabled, updated, deleted, shutting down):
+				// hand back what was gathered.
+				p.s.cfg.Queues.Release(out)
+				return nil, nil
+			}
 			if len(out) > 0 {
 				return out, nil // invoke what was taken; it is in flight
 			}

@@ -20,6 +20,43 @@ import (
 // more than the redrive policy's maxReceiveCount times are moved to the
 // dead-letter queue instead of being returned; expired ones are dropped.
 func (s *Service) Receive(ctx context.Context, account, name string, in ReceiveInput) ([]Message, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err // take nothing for a receiver that is gone
+	}
+	out, err := s.receive(ctx, account, name, in)
+	if ctx.Err() != nil && len(out) > 0 {
+		// The receiver is gone (a closed connection, a stopped poller):
+		// what it took is visible again at once rather than after the
+		// visibility timeout.
+		s.Release(out)
+		return nil, ctx.Err()
+	}
+	return out, err
+}
+
+// Release makes messages this engine's Receive returned visible again
+// (an abandoned receive) after releaseDelay rather than the visibility
+// timeout. A released message has still been received: its receive count
+// stays one higher, as in SQS.
+func (s *Service) Release(msgs []Message) {
+	for _, m := range msgs {
+		if raw, err := base64.RawURLEncoding.DecodeString(m.ReceiptHandle); err == nil {
+			if h, err := parseReply(string(raw)); err == nil {
+				_ = s.nc.Publish(h.reply, nakDelay(releaseDelay))
+			}
+		}
+	}
+}
+
+// releaseDelay outlasts the pull requests a stopping receiver may still
+// have open (each waits at most longPollStep), so that a released message
+// is not handed straight to another receiver that is going away.
+const releaseDelay = longPollStep + 100*time.Millisecond
+
+// longPollStep is the longest one pull request of a long poll waits.
+const longPollStep = time.Second
+
+func (s *Service) receive(ctx context.Context, account, name string, in ReceiveInput) ([]Message, error) {
 	q, err := s.GetQueue(ctx, account, name)
 	if err != nil {
 		return nil, err
@@ -64,7 +101,7 @@ func (s *Service) Receive(ctx context.Context, account, name string, in ReceiveI
 			return out, nil
 		}
 		// Long poll: wait for one message, then take what else is there.
-		batch, err = c.Fetch(1, jetstream.FetchMaxWait(min(left, time.Second)))
+		batch, err = c.Fetch(1, jetstream.FetchMaxWait(min(left, longPollStep)))
 		if err != nil {
 			return out, s.fetchErr(q, err)
 		}
