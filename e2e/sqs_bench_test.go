@@ -150,10 +150,11 @@ func BenchmarkSQSEventSource(b *testing.B) {
 			return nil
 		})
 		got := seenWith(prefix, n)
-		var last int64
+		var last, first int64 = 0, 1 << 62
 		for _, x := range got {
-			last = max(last, x.at)
+			last, first = max(last, x.at), min(first, x.at)
 		}
+		b.ReportMetric(float64(time.UnixMilli(first).Sub(enabled).Milliseconds()), "drain-first-ms")
 		drain := time.UnixMilli(last).Sub(enabled)
 		b.ReportMetric(float64(n)/drain.Seconds(), "drain-msg/s")
 		logs := s.functionLogs(b, "sqsrec")

@@ -210,8 +210,19 @@ func (s *Service) apply(ctx context.Context, e jetstream.KeyValueEntry) {
 	case Enabled:
 		s.startPoller(k, m)
 	case Disabling:
-		s.stopPoller(k)
-		s.transition(ctx, &m, e.Revision(), Disabled)
+		// Disabled once this server's poller takes nothing more (its
+		// running batches finish on their own).
+		p, rev := s.stopPoller(k), e.Revision()
+		go func() {
+			if p != nil {
+				select {
+				case <-p.received:
+				case <-ctx.Done():
+					return
+				}
+			}
+			s.transition(ctx, &m, rev, Disabled)
+		}()
 	case Disabled:
 		s.stopPoller(k)
 	case Deleting:
@@ -251,7 +262,9 @@ func (s *Service) startPoller(key string, m Mapping) {
 	go p.run()
 }
 
-func (s *Service) stopPoller(key string) {
+// stopPoller stops this server's poller of a mapping and returns it (nil
+// when there was none).
+func (s *Service) stopPoller(key string) *poller {
 	s.mu.Lock()
 	p := s.pollers[key]
 	delete(s.pollers, key)
@@ -259,6 +272,7 @@ func (s *Service) stopPoller(key string) {
 	if p != nil {
 		p.cancel()
 	}
+	return p
 }
 
 // get reads one mapping of account.

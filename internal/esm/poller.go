@@ -24,11 +24,14 @@ type poller struct {
 	ctx    context.Context // cancelled to stop receiving
 	cancel context.CancelFunc
 	done   chan struct{} // closed when every batch of the poller finished
+	// received is closed when the receivers returned: the poller takes
+	// nothing more off the queue (its batches may still be running).
+	received chan struct{}
 }
 
 func newPoller(s *Service, m Mapping) *poller {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &poller{s: s, m: m, ctx: ctx, cancel: cancel, done: make(chan struct{}),
+	return &poller{s: s, m: m, ctx: ctx, cancel: cancel, done: make(chan struct{}), received: make(chan struct{}),
 		log: s.log.With("uuid", m.UUID, "function", m.FunctionArn, "queue", m.EventSourceArn)}
 }
 
@@ -40,17 +43,19 @@ func (p *poller) run() {
 	}
 	_, account, queue, _ := sqs.ParseARN(p.m.EventSourceArn)
 	slots := make(chan struct{}, conc)
-	var wg sync.WaitGroup
-	defer wg.Wait()
+	var batches, receivers sync.WaitGroup
+	defer batches.Wait()
 	// A few receivers take turns filling the slots, so that receiving is
 	// not the bottleneck (each receive is a round trip to the backbone).
 	for range min(conc, maxReceivers) {
-		wg.Add(1)
+		receivers.Add(1)
 		go func() {
-			defer wg.Done()
-			p.receive(account, queue, slots, &wg)
+			defer receivers.Done()
+			p.receive(account, queue, slots, &batches)
 		}()
 	}
+	receivers.Wait()
+	close(p.received)
 }
 
 // maxReceivers bounds one mapping's concurrent receives on one server.
