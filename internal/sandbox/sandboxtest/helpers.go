@@ -143,7 +143,7 @@ func (s *suite) spec(a *api, out io.Writer, args ...string) sandbox.Spec {
 // create creates a sandbox and destroys it when the test ends.
 func (s *suite) create(t *testing.T, spec sandbox.Spec) sandbox.Sandbox {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Scaled(20*time.Second))
 	defer cancel()
 	sb, err := s.drv.Create(ctx, spec)
 	if err != nil {
@@ -155,7 +155,7 @@ func (s *suite) create(t *testing.T, spec sandbox.Spec) sandbox.Sandbox {
 
 func destroy(t *testing.T, sb sandbox.Sandbox) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Scaled(20*time.Second))
 	defer cancel()
 	if err := sb.Destroy(ctx); err != nil {
 		t.Errorf("Destroy(%s): %v", sb.ID(), err)
@@ -164,6 +164,7 @@ func destroy(t *testing.T, sb sandbox.Sandbox) {
 
 func waitDone(t *testing.T, sb sandbox.Sandbox, d time.Duration) {
 	t.Helper()
+	d = Scaled(d)
 	select {
 	case <-sb.Done():
 	case <-time.After(d):
@@ -183,10 +184,25 @@ func waitReport(t *testing.T, sb sandbox.Sandbox, a *api, out *output) []byte {
 		default:
 		}
 		t.Fatalf("sandbox %s ended before reporting: %v\noutput:\n%s", sb.ID(), sb.Err(), out)
-	case <-time.After(20 * time.Second):
+	case <-time.After(Scaled(20 * time.Second)):
 		t.Fatalf("sandbox %s: no report\noutput:\n%s", sb.ID(), out)
 	}
 	return nil
+}
+
+// TimeScaleEnv names the environment variable whose value (a number, 1 by
+// default) multiplies the suite's deadlines, for machines that run it far
+// slower than a host does, such as a guest under software emulation.
+// Deadlines only bound waiting: no test asserts speed.
+const TimeScaleEnv = "FLINT_TEST_TIME_SCALE"
+
+// Scaled is d multiplied by $FLINT_TEST_TIME_SCALE.
+func Scaled(d time.Duration) time.Duration {
+	f, err := strconv.ParseFloat(os.Getenv(TimeScaleEnv), 64)
+	if err != nil || f <= 1 {
+		return d
+	}
+	return time.Duration(float64(d) * f)
 }
 
 // procsWith lists host pids whose command line contains marker.
@@ -208,7 +224,7 @@ func procsWith(marker string) []int {
 
 // waitFor polls cond until it holds or d passes.
 func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
+	deadline := time.Now().Add(Scaled(d))
 	for i := 0; ; i++ {
 		if cond() {
 			return true
