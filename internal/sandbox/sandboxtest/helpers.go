@@ -132,7 +132,7 @@ func (s *suite) spec(a *api, out io.Writer, args ...string) sandbox.Spec {
 		ID:                 s.newID(),
 		CodeDir:            s.codeDir,
 		Command:            append([]string{"/var/task/probe"}, args...),
-		Env:                []string{"PATH=/usr/local/bin:/usr/bin:/bin", "FLINT_SANDBOXTEST=1"},
+		Env:                []string{"PATH=/usr/local/bin:/usr/bin:/bin", "FLINT_SANDBOXTEST=1", TimeScaleEnv + "=" + os.Getenv(TimeScaleEnv)},
 		RuntimeAPI:         a,
 		Output:             out,
 		MemoryMB:           128,

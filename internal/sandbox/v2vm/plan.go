@@ -39,6 +39,13 @@ const (
 	// MarkReady is followed by the guest's uptime in seconds when its init
 	// has set up the machine.
 	MarkReady = "=== FLINT-GUEST-READY "
+	// MarkModules is followed by the names of the loaded modules
+	// (/proc/modules) once the plan's modules are loaded.
+	MarkModules = "=== FLINT-GUEST-MODULES "
+	// MarkMemory is followed by "min-available-kib=<n> total-kib=<n>":
+	// the lowest MemAvailable seen while the steps ran (sampled every
+	// 100 ms), and MemTotal.
+	MarkMemory = "=== FLINT-GUEST-MEMORY "
 	// MarkStep is followed by a step's name before it runs.
 	MarkStep = "=== FLINT-STEP "
 	// MarkStepEnd is followed by "<name> exit=<code> seconds=<s>".

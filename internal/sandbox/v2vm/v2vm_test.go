@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -28,7 +29,7 @@ const module = "github.com/flintdev/flint"
 // guestMemoryMiB is the guest's RAM: the initramfs (test binaries, ~60 MiB,
 // moved to a tmpfs) plus the tests' sandboxes, whose memory limits the
 // OOM tests fill (64 MiB at most at once).
-const guestMemoryMiB = 256
+const guestMemoryMiB = 384
 
 // testBinaries are the packages whose tests run in the guest, with the
 // tests they skip there and why.
@@ -59,6 +60,12 @@ var hostPrograms = []string{
 	"/usr/bin/tr", "/usr/bin/setsid", "/bin/grep", "/usr/bin/pgrep", "/bin/cat",
 }
 
+// guestModules are loaded by the guest's init, dependencies first: the
+// virtio-mmio transport and console the microVM driver's channel uses.
+// This test needs neither (its output goes over the serial console); they
+// prove the module tooling in a real guest.
+var guestModules = []string{"virtio_mmio", "virtio_console"}
+
 // mustPass are tests that must run and pass in the guest (not skip): the
 // cgroup v2 paths of package cgroup and the process driver on v2.
 var mustPass = []string{
@@ -88,7 +95,7 @@ func TestCgroupV2InVM(t *testing.T) {
 	t0 = time.Now()
 	work := t.TempDir()
 	initrd := filepath.Join(work, "initramfs.cpio")
-	size := buildInitramfs(t, work, initrd)
+	size := buildInitramfs(t, k, work, initrd)
 	t.Logf("initramfs %d MiB built in %v", size>>20, time.Since(t0).Round(time.Millisecond))
 
 	accel := qemu.TCG
@@ -123,13 +130,13 @@ func TestCgroupV2InVM(t *testing.T) {
 		t.Errorf("QEMU: %v", err)
 	}
 	con.Close()
-	t.Logf("guest ran %v (boot to init ready: %s s of guest uptime)", time.Since(t0).Round(100*time.Millisecond), con.ready)
+	t.Logf("guest ran %v (boot to init ready: %s s of guest uptime; memory: %s)", time.Since(t0).Round(100*time.Millisecond), con.ready, con.memory)
 	con.check(t)
 }
 
 // buildInitramfs compiles the guest's init, the test binaries and the
 // prebuilt programs, and writes the initramfs to out. It returns its size.
-func buildInitramfs(t *testing.T, work, out string) int64 {
+func buildInitramfs(t *testing.T, k *kernel.Kernel, work, out string) int64 {
 	root, err := filepath.Abs("../../..")
 	if err != nil {
 		t.Fatal(err)
@@ -169,6 +176,15 @@ func buildInitramfs(t *testing.T, work, out string) int64 {
 		build("build", "-trimpath", "-o", p, pkg)
 		must(t, b.File("/opt/flint/prebuilt/"+pkg, p, 0o755))
 	}
+	mods, err := kernel.ResolveModules(k.ModulesDir, guestModules...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range mods {
+		p := "/opt/flint/modules/" + m.Name + ".ko"
+		must(t, b.File(p, m.Path, 0o644))
+		plan.Modules = append(plan.Modules, p)
+	}
 	for _, p := range hostPrograms {
 		must(t, b.AddHostProgram(p))
 	}
@@ -204,6 +220,8 @@ type console struct {
 
 	// Written by the reader goroutine, read after Close.
 	ready   string
+	modules []string
+	memory  string
 	steps   map[string]int // exit code by step
 	done    string
 	results map[string]string // test name -> PASS, FAIL or SKIP
@@ -241,6 +259,10 @@ func (c *console) line(s string) {
 	switch {
 	case strings.HasPrefix(s, v2vm.MarkReady):
 		c.ready = strings.TrimPrefix(s, v2vm.MarkReady)
+	case strings.HasPrefix(s, v2vm.MarkModules):
+		c.modules = strings.Fields(strings.TrimPrefix(s, v2vm.MarkModules))
+	case strings.HasPrefix(s, v2vm.MarkMemory):
+		c.memory = strings.TrimPrefix(s, v2vm.MarkMemory)
 	case strings.HasPrefix(s, v2vm.MarkStepEnd):
 		var name string
 		var code int
@@ -264,6 +286,11 @@ func (c *console) line(s string) {
 func (c *console) check(t *testing.T) {
 	if c.done == "" {
 		t.Fatal("the guest never reported the end of its run (see its console above)")
+	}
+	for _, m := range append([]string{"virtio", "virtio_ring"}, guestModules...) {
+		if !slices.Contains(c.modules, m) {
+			t.Errorf("module %s not loaded in the guest (loaded: %v)", m, c.modules)
+		}
 	}
 	for _, tb := range testBinaries {
 		code, ok := c.steps[tb.pkg]

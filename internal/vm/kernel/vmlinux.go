@@ -17,6 +17,9 @@ const lz4LegacyMagic = 0x184C2102
 // last, decompressed.
 const maxLegacyBlock = 8 << 20
 
+// maxVmlinux bounds the uncompressed kernel (Debian's is about 50 MiB).
+const maxVmlinux = 512 << 20
+
 // ExtractVmlinux returns the uncompressed ELF kernel (vmlinux) inside the
 // bzImage bz, whose payload must be LZ4-compressed (Debian's x86 kernels
 // are). A vmlinux built with CONFIG_PVH boots directly at its PVH entry
@@ -42,6 +45,9 @@ func ExtractVmlinux(bz []byte) ([]byte, error) {
 	}
 	// The build appends the uncompressed size after the stream.
 	want := int(binary.LittleEndian.Uint32(payload[len(payload)-4:]))
+	if want > maxVmlinux {
+		return nil, fmt.Errorf("kernel: bzImage claims a %d-byte kernel", want)
+	}
 	src := payload[4 : len(payload)-4]
 	out := make([]byte, 0, want)
 	buf := make([]byte, maxLegacyBlock)

@@ -11,6 +11,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -59,9 +60,20 @@ func run() error {
 	if err := guest.LoadModules(plan.Modules); err != nil {
 		return err
 	}
+	if b, err := os.ReadFile("/proc/modules"); err == nil {
+		var names []string
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			if f := strings.Fields(line); len(f) > 0 {
+				names = append(names, f[0])
+			}
+		}
+		fmt.Printf("%s%s\n", v2vm.MarkModules, strings.Join(names, " "))
+	}
 	if err := guest.LoopbackUp(); err != nil {
 		return err
 	}
+	stop := watchMemory()
+	defer stop()
 	up, _ := os.ReadFile("/proc/uptime")
 	fmt.Printf("%s%s\n", v2vm.MarkReady, strings.Fields(string(up) + " ?")[0])
 	var failed []string
@@ -81,4 +93,58 @@ func run() error {
 		return fmt.Errorf("steps failed: %s", strings.Join(failed, ", "))
 	}
 	return nil
+}
+
+// watchMemory samples MemAvailable every 100 ms until the returned func is
+// called, which prints the lowest value seen (see v2vm.MarkMemory).
+func watchMemory() (stop func()) {
+	done := make(chan struct{})
+	result := make(chan [2]int)
+	go func() {
+		low, total := -1, 0
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			if avail, tot := meminfo(); avail >= 0 && (low < 0 || avail < low) {
+				low, total = avail, tot
+			}
+			select {
+			case <-done:
+				result <- [2]int{low, total}
+				return
+			case <-tick.C:
+			}
+		}
+	}()
+	return func() {
+		close(done)
+		r := <-result
+		fmt.Printf("%smin-available-kib=%d total-kib=%d\n", v2vm.MarkMemory, r[0], r[1])
+	}
+}
+
+// meminfo returns MemAvailable and MemTotal in KiB (-1 when unreadable).
+func meminfo() (avail, total int) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return -1, 0
+	}
+	avail = -1
+	for _, line := range strings.Split(string(b), "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		v, err := strconv.Atoi(f[1])
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "MemAvailable:":
+			avail = v
+		case "MemTotal:":
+			total = v
+		}
+	}
+	return avail, total
 }
