@@ -126,13 +126,23 @@ func (o *output) Write(p []byte) (int, error) {
 	return o.Buffer.Write(p)
 }
 
+// baseEnv is the environment of every probe (plus the time scale, when
+// set, for the probe's own deadlines).
+func baseEnv() []string {
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "FLINT_SANDBOXTEST=1"}
+	if v := os.Getenv(TimeScaleEnv); v != "" {
+		env = append(env, TimeScaleEnv+"="+v)
+	}
+	return env
+}
+
 // spec returns a Spec running the probe with args.
 func (s *suite) spec(a *api, out io.Writer, args ...string) sandbox.Spec {
 	return sandbox.Spec{
 		ID:                 s.newID(),
 		CodeDir:            s.codeDir,
 		Command:            append([]string{"/var/task/probe"}, args...),
-		Env:                []string{"PATH=/usr/local/bin:/usr/bin:/bin", "FLINT_SANDBOXTEST=1", TimeScaleEnv + "=" + os.Getenv(TimeScaleEnv)},
+		Env:                baseEnv(),
 		RuntimeAPI:         a,
 		Output:             out,
 		MemoryMB:           128,
