@@ -70,7 +70,7 @@ var guestModules = []string{"virtio_mmio", "virtio_console"}
 // cgroup v2 paths of package cgroup and the process driver on v2.
 var mustPass = []string{
 	"TestV2", "TestOOMKillCounted/v2", "TestStatFilesLifecycle/v2",
-	"TestCreateClosesOnFailure/v2", "TestStatsDoesNotAllocate/v2",
+	"TestCreateClosesOnFailure/v2", "TestStatsDoesNotAllocate/v2", "TestV2RootHoldingProcesses",
 	"TestConformance", "TestLimitsIdentityAndCleanup", "TestFailedCreateLeavesNothing",
 	"TestRemoveStale", "TestBrokenInit",
 }
