@@ -66,6 +66,10 @@ var hostPrograms = []string{
 // prove the module tooling in a real guest.
 var guestModules = []string{"virtio_mmio", "virtio_console"}
 
+// guestCmdline: only emergencies (panics) from the kernel on the console,
+// so that its messages (the OOM killer's) never split a test's result line.
+var guestCmdline = []string{"loglevel=1", "rdinit=/init"}
+
 // mustPass are tests that must run and pass in the guest (not skip): the
 // cgroup v2 paths of package cgroup and the process driver on v2.
 var mustPass = []string{
@@ -113,17 +117,20 @@ func TestCgroupV2InVM(t *testing.T) {
 	t0 = time.Now()
 	vm, err := qemu.Start(qemu.Config{
 		Binary: qemuBin, Kernel: k.Vmlinux, Initrd: initrd, Accel: accel,
-		MemoryMiB: guestMemoryMiB, CPUs: 1, Cmdline: []string{"quiet", "rdinit=/init"},
+		MemoryMiB: guestMemoryMiB, CPUs: 1, Cmdline: guestCmdline,
 		Console: con, Stderr: con,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer vm.Kill()
+	// Kill QEMU, then wait until every console line is logged: no t.Log may
+	// come after the test ends.
+	defer func() { vm.Kill(); con.Close() }()
 	select {
 	case <-vm.Done():
 	case <-time.After(timeout):
 		vm.Kill()
+		con.Close()
 		t.Fatalf("the guest did not finish within %v", timeout)
 	}
 	if err := vm.Wait(); err != nil {
