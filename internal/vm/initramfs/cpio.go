@@ -2,8 +2,9 @@
 // archives in the "newc" format the kernel unpacks into its initial root
 // file system before it runs /init.
 //
-// A Builder collects entries (files, directories, symlinks, device-free)
-// and host programs together with the shared libraries they load, and
+// A Builder collects entries (files, directories, symlinks; no device
+// nodes: a guest's init mounts devtmpfs) and host programs together with
+// the shared libraries they load, and
 // writes them in an order the kernel accepts (every directory before what
 // it holds). Uncompressed archives are the fastest to boot under software
 // emulation: the kernel copies them instead of decompressing them.

@@ -62,6 +62,7 @@ func (c Config) Validate() error {
 var (
 	validPackage     = regexp.MustCompile(`^linux-image-[a-z0-9.+-]+$`)
 	versionedPackage = regexp.MustCompile(`^linux-image-[0-9]`)
+	versionRuns      = regexp.MustCompile(`[0-9]+|[^0-9]+`)
 )
 
 // Kernel is an unpacked kernel package.
@@ -192,8 +193,7 @@ func newestCached(dir string) *Kernel {
 // compareVersions orders package names by their numeric runs, so that
 // 6.1.0-57 sorts after 6.1.0-9.
 func compareVersions(a, b string) int {
-	num := regexp.MustCompile(`[0-9]+|[^0-9]+`)
-	pa, pb := num.FindAllString(a, -1), num.FindAllString(b, -1)
+	pa, pb := versionRuns.FindAllString(a, -1), versionRuns.FindAllString(b, -1)
 	for i := 0; i < len(pa) && i < len(pb); i++ {
 		if pa[i] == pb[i] {
 			continue
