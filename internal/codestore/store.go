@@ -63,6 +63,9 @@ type Package struct {
 	Sha256 string
 	// Size is the zip's size in bytes (Lambda's CodeSize).
 	Size int64
+	// UnzippedSize is the size of the extracted files (see Measure); set
+	// by Put.
+	UnzippedSize int64
 }
 
 // Store is the code package store. It is safe for concurrent use.
@@ -144,14 +147,16 @@ func checkDigest(digest string) error {
 // Package. Bad input gives a *lambdaerr.Error (InvalidParameterValue or
 // RequestTooLarge); other errors are backbone failures.
 func (s *Store) Put(ctx context.Context, zip []byte) (Package, error) {
-	if err := Validate(zip, s.limits); err != nil {
+	unzipped, err := Measure(zip, s.limits)
+	if err != nil {
 		return Package{}, err
 	}
 	pkg := describe(zip)
+	pkg.UnzippedSize = unzipped
 	if s.Has(ctx, pkg.Digest) {
 		return pkg, nil
 	}
-	_, err := s.obs.Put(ctx, jetstream.ObjectMeta{
+	_, err = s.obs.Put(ctx, jetstream.ObjectMeta{
 		Name:     pkg.Digest,
 		Metadata: map[string]string{"sha256": pkg.Sha256},
 	}, bytes.NewReader(zip))
@@ -189,6 +194,20 @@ func (s *Store) Get(ctx context.Context, digest string) ([]byte, error) {
 		return nil, fmt.Errorf("codestore: get %s: fetched bytes hash to %s", digest, got)
 	}
 	return data, nil
+}
+
+// UnzippedSize returns the unzipped size (see Measure) of the stored
+// package with the digest. A missing package wraps ErrNotFound.
+func (s *Store) UnzippedSize(ctx context.Context, digest string) (int64, error) {
+	data, err := s.Get(ctx, digest)
+	if err != nil {
+		return 0, err
+	}
+	n, err := Measure(data, s.limits)
+	if err != nil {
+		return 0, fmt.Errorf("codestore: measure %s: %w", digest, err)
+	}
+	return n, nil
 }
 
 // Delete removes the package (best effort, for garbage collection of

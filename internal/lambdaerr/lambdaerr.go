@@ -25,6 +25,7 @@ const (
 	CodeStorageExceeded   = "CodeStorageExceededException"
 	InvalidZipFile        = "InvalidZipFileException"
 	ResourceNotReady      = "ResourceNotReadyException"
+	PolicyLengthExceeded  = "PolicyLengthExceededException"
 	// AccessDenied: the caller's account may not act on another
 	// account's resource (no resource-based policy allows it).
 	AccessDenied = "AccessDeniedException"
@@ -43,6 +44,7 @@ var statusOf = map[string]int{
 	CodeStorageExceeded:   http.StatusBadRequest,
 	InvalidZipFile:        http.StatusBadGateway,
 	ResourceNotReady:      http.StatusBadGateway,
+	PolicyLengthExceeded:  http.StatusBadRequest,
 	AccessDenied:          http.StatusForbidden,
 }
 

@@ -18,7 +18,9 @@ import (
 	"github.com/flintdev/flint/internal/auth/sigv4"
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
+	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
@@ -35,6 +37,8 @@ type components struct {
 	keys      *keystore.Store
 	functions *metadata.Store
 	code      *codestore.Store
+	layers    *layers.Store
+	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
 	driver    *process.Driver
@@ -109,6 +113,16 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose("metadata store", c.functions.Close)
 	if c.code, err = codestore.New(codestore.Config{JS: js, Logger: log.With("component", "codestore")}); err != nil {
 		return nil, fmt.Errorf("server: code store: %w", err)
+	}
+	if c.layers, err = layers.New(ctx, layers.Config{JS: js, Region: cfg.Region}); err != nil {
+		return nil, fmt.Errorf("server: layer store: %w", err)
+	}
+	if c.codeURLs, err = codeurl.New(ctx, codeurl.Config{
+		JS: js, Packages: c.code, TTL: cfg.CodeURLTTL,
+		IsNotFound: func(err error) bool { return errors.Is(err, codestore.ErrNotFound) },
+		Logger:     log.With("component", "codeurl"),
+	}); err != nil {
+		return nil, fmt.Errorf("server: code links: %w", err)
 	}
 	if c.logs, err = logstore.New(logstore.Config{JS: js, Logger: log.With("component", "logstore")}); err != nil {
 		return nil, fmt.Errorf("server: log store: %w", err)
@@ -217,6 +231,8 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Async:     c.async,
 		Runtimes:  c.runtimes,
 		Logs:      c.logs,
+		Layers:    c.layers,
+		CodeURLs:  c.codeURLs,
 		Logger:    log.With("component", "frontend"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
@@ -285,6 +301,9 @@ func (c *components) routes() http.Handler {
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
+	// Download links of code packages carry their own signature (no AWS
+	// credentials), so plain HTTP clients can fetch them.
+	mux.Handle(codeurl.PathPrefix, c.codeURLs.Handler())
 	kh := c.keys.Handler()
 	mux.Handle(keystore.KeysPath, kh)
 	mux.Handle(keystore.KeysPath+"/", kh)

@@ -54,6 +54,9 @@ type Config struct {
 	// is a smaller one that starts faster (it must come from the same
 	// build).
 	SandboxInit string
+	// CodeURLTTL is how long the download links of GetFunction and
+	// GetLayerVersion stay valid (default 10 minutes, as Lambda's).
+	CodeURLTTL time.Duration
 	// Auth is how requests are authenticated: auth.ModeRequired verifies
 	// every SigV4 signature; auth.ModeDev accepts anything as the default
 	// account. "" picks ModeDev when Listen is a loopback address and

@@ -7,7 +7,8 @@
 // Cold start of one sandbox, as named steps:
 //
 //	reserve capacity → runtime lookup → code (unpack into the cache once
-//	per digest) → environment → driver.Create → [runtime init runs
+//	per digest) → layers (unpack each, merge once per combination, see
+//	layers.go) → environment → driver.Create → [runtime init runs
 //	concurrently; the first Invoke waits for it]
 package worker
 
@@ -99,6 +100,7 @@ type Worker struct {
 	cfg     Config
 	log     *slog.Logger
 	codeDir string
+	optDir  string         // merged layer trees (layers.go)
 	logsWG  sync.WaitGroup // pending Logs.Append calls
 
 	mu sync.Mutex
@@ -147,8 +149,18 @@ func New(cfg Config) (*Worker, error) {
 	if err := os.MkdirAll(codeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: code cache: %w", err)
 	}
+	optDir := filepath.Join(cfg.DataDir, "opt")
+	if err := os.MkdirAll(optDir, 0o755); err != nil {
+		return nil, fmt.Errorf("worker: layer cache: %w", err)
+	}
+	// Leftovers of layer merges interrupted by a crash.
+	if stale, err := filepath.Glob(filepath.Join(optDir, mergePrefix+"*")); err == nil {
+		for _, d := range stale {
+			os.RemoveAll(d)
+		}
+	}
 	return &Worker{
-		cfg: cfg, log: cfg.Logger.With("host", cfg.HostID), codeDir: codeDir,
+		cfg: cfg, log: cfg.Logger.With("host", cfg.HostID), codeDir: codeDir, optDir: optDir,
 		sandboxes: map[string]*Sandbox{}, codeLocks: map[string]chan struct{}{},
 	}, nil
 }
@@ -198,6 +210,10 @@ func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, r
 	if err != nil {
 		return nil, err
 	}
+	optDir, err := w.ensureLayers(ctx, fn.Layers)
+	if err != nil {
+		return nil, err
+	}
 	now := w.cfg.Clock()
 	arn := fn.ARN()
 	if fn.Version != "" && fn.Version != metadata.LatestVersion {
@@ -212,7 +228,7 @@ func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, r
 		log:      w.log.With("function", fn.Name, "sandbox", id),
 	}
 	spec := sandbox.Spec{
-		ID: id, CodeDir: codeDir, RuntimeDir: rt.RuntimeDir,
+		ID: id, CodeDir: codeDir, RuntimeDir: rt.RuntimeDir, OptDir: optDir,
 		Command:    rt.Command(),
 		Env:        lambdaEnv(fn, rt, id, now),
 		RuntimeAPI: s.api, Output: s.out,
@@ -318,19 +334,11 @@ func (w *Worker) ensureCode(ctx context.Context, digest string) (string, error) 
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}
-	w.mu.Lock()
-	lock, ok := w.codeLocks[digest]
-	if !ok {
-		lock = make(chan struct{}, 1)
-		w.codeLocks[digest] = lock
+	unlock, err := w.lockCode(ctx, digest)
+	if err != nil {
+		return "", err
 	}
-	w.mu.Unlock()
-	select {
-	case lock <- struct{}{}:
-	case <-ctx.Done():
-		return "", fmt.Errorf("code %s: %w", digest, ctx.Err())
-	}
-	defer func() { <-lock }()
+	defer unlock()
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}
@@ -343,6 +351,24 @@ func (w *Worker) ensureCode(ctx context.Context, digest string) (string, error) 
 		return "", fmt.Errorf("code %s: %w", digest, err)
 	}
 	return dir, nil
+}
+
+// lockCode takes the cache lock of one entry (a digest, or a merged layer
+// tree), waiting at most until ctx ends.
+func (w *Worker) lockCode(ctx context.Context, key string) (unlock func(), err error) {
+	w.mu.Lock()
+	lock, ok := w.codeLocks[key]
+	if !ok {
+		lock = make(chan struct{}, 1)
+		w.codeLocks[key] = lock
+	}
+	w.mu.Unlock()
+	select {
+	case lock <- struct{}{}:
+		return func() { <-lock }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("code %s: %w", key, ctx.Err())
+	}
 }
 
 // newID returns a sandbox id: 32 hex digits, as in Lambda's log stream names.
