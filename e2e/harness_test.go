@@ -113,7 +113,7 @@ func zipFiles(files map[string]zipEntry) []byte {
 }
 
 // zipTestdata zips the files of testdata/<dir>.
-func zipTestdata(t *testing.T, dir string) []byte {
+func zipTestdata(t testing.TB, dir string) []byte {
 	t.Helper()
 	files := map[string]zipEntry{}
 	root := filepath.Join("testdata", dir)
@@ -192,6 +192,11 @@ func startServerErr(t testing.TB, data string, extra ...string) (*flintServer, e
 	go func() { cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
 		s.stop()
+		// A server killed by a crash test and not started again leaves its
+		// sandboxes' cgroups behind: remove them the way a user would.
+		if out, err := exec.Command(flintBin, "server", "--cleanup", "--data", data).CombinedOutput(); err != nil {
+			t.Errorf("flint server --cleanup --data %s: %v\n%s", data, err, out)
+		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.log())
 		}

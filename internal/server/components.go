@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -15,6 +18,7 @@ import (
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/codeurl"
+	"github.com/flintdev/flint/internal/esm"
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/hostproxy"
 	"github.com/flintdev/flint/internal/lambdaerr"
@@ -25,6 +29,8 @@ import (
 	"github.com/flintdev/flint/internal/placement"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/sqs"
+	"github.com/flintdev/flint/internal/sqsapi"
 	"github.com/flintdev/flint/internal/worker"
 	"github.com/flintdev/flint/internal/workermanager"
 )
@@ -47,6 +53,9 @@ type components struct {
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	queues    *sqs.Service
+	sqsAPI    *sqsapi.Handler
+	esm       *esm.Service
 	conns     *capListener // set by Run
 
 	closers []closer // run in reverse order by close
@@ -56,6 +65,21 @@ type components struct {
 type closer struct {
 	name  string
 	close func(ctx context.Context) error
+}
+
+// sandboxDriverConfig is the process driver's configuration for a server
+// on data dir data. Each server's sandboxes share a cgroup parent named for
+// its data dir, so that the cgroups a crashed run left behind can be
+// removed at start (or by Cleanup) without touching another server's.
+func sandboxDriverConfig(data, init string, egress *process.EgressConfig, log *slog.Logger) process.Config {
+	digest := sha256.Sum256([]byte(data))
+	return process.Config{
+		StateDir:     filepath.Join(data, "sandboxes"),
+		InitPath:     init,
+		CgroupParent: "flint-" + hex.EncodeToString(digest[:6]),
+		Egress:       egress,
+		Logger:       log.With("component", "sandbox"),
+	}
 }
 
 // start builds the components in dependency order. On error everything
@@ -246,6 +270,35 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		}
 	}
 	c.onClose("async queue", c.async.Close)
+
+	if c.queues, err = sqs.New(ctx, sqs.Config{JetStream: js, Region: cfg.Region, Replicas: replicas, Logger: log}); err != nil {
+		return nil, fmt.Errorf("server: sqs queues: %w", err)
+	}
+	c.onClose("sqs queues", c.queues.Close)
+	if c.sqsAPI, err = sqsapi.New(sqsapi.Config{Queues: c.queues, DefaultAccount: cfg.Account, Logger: log.With("component", "sqsapi")}); err != nil {
+		return nil, fmt.Errorf("server: sqs api: %w", err)
+	}
+
+	if c.esm, err = esm.New(ctx, esm.Config{
+		JetStream:      js,
+		Queues:         c.queues,
+		Functions:      c.functions,
+		Invoker:        c.manager,
+		Region:         cfg.Region,
+		DefaultAccount: cfg.Account,
+		Replicas:       replicas,
+		Logger:         log,
+	}); err != nil {
+		return nil, fmt.Errorf("server: event source mappings: %w", err)
+	}
+	// Mapping pollers run where the async pollers run: on every server
+	// with the poller role.
+	if cfg.has(placement.RolePoller) {
+		if err := c.esm.Start(); err != nil {
+			return nil, fmt.Errorf("server: event source mapping pollers: %w", err)
+		}
+	}
+	c.onClose("event source mappings", c.esm.Close)
 	if !cfg.has(placement.RoleFrontend) {
 		return c, nil
 	}
@@ -263,6 +316,8 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Layers:    c.layers,
 		CodeURLs:  c.codeURLs,
 		Logger:    log.With("component", "frontend"),
+
+		EventSourceMappings: c.esm.Handler(),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
@@ -344,7 +399,13 @@ func (c *components) handler() (http.Handler, error) {
 		Region:         c.cfg.Region,
 		RootOnly:       rootOnly,
 		Public:         public,
-		Logger:         c.cfg.Logger.With("component", "auth"),
+		ServiceFor: func(r *http.Request) string {
+			if sqsapi.Match(r) {
+				return "sqs"
+			}
+			return ""
+		},
+		Logger: c.cfg.Logger.With("component", "auth"),
 	}, c.routes())
 }
 
@@ -385,5 +446,13 @@ func (c *components) routes() http.Handler {
 	// Download links of code packages carry their own signature (no AWS
 	// credentials), so plain HTTP clients can fetch them.
 	mux.Handle(codeurl.PathPrefix, c.codeURLs.Handler())
-	return mux
+	// The SQS API shares the listener: its requests are told apart by
+	// X-Amz-Target or a form Action (sqsapi.Match), not by path.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sqsapi.Match(r) {
+			c.sqsAPI.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }

@@ -2,8 +2,6 @@ package server
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -25,17 +23,7 @@ import (
 // address the worker is advertised at ("" when not served).
 func (c *components) startWorker(ctx context.Context, hostID string) (addr string, err error) {
 	cfg, log, data := c.cfg, c.cfg.Logger, c.cfg.DataDir
-	// Each server's sandboxes share a cgroup parent named for its data dir,
-	// so that the cgroups a crashed run left behind can be removed at
-	// start without touching another server's.
-	digest := sha256.Sum256([]byte(data))
-	if c.driver, err = process.New(process.Config{
-		StateDir:     filepath.Join(data, "sandboxes"),
-		InitPath:     cfg.SandboxInit,
-		CgroupParent: "flint-" + hex.EncodeToString(digest[:6]),
-		Egress:       cfg.SandboxEgress,
-		Logger:       log.With("component", "sandbox"),
-	}); err != nil {
+	if c.driver, err = process.New(sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)); err != nil {
 		return "", fmt.Errorf("server: sandbox driver: %w", err)
 	}
 	if n, err := c.driver.RemoveStale(ctx); err != nil {
