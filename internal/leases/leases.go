@@ -71,14 +71,31 @@ func New(ctx context.Context, cfg Config) (*Table, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	kv, err := cfg.JS.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kvc := jetstream.KeyValueConfig{
 		Bucket:      Bucket,
 		Description: "Flint: in-flight executions of functions with reserved concurrency",
 		History:     1,
 		Replicas:    max(cfg.Replicas, 1),
-	})
-	if err != nil {
-		return nil, fmt.Errorf("leases: bucket %s: %w", Bucket, err)
+	}
+	// A cluster seconds old may not answer the first request (its meta
+	// leader is still settling): each attempt gets a few seconds, until
+	// ctx ends.
+	var kv jetstream.KeyValue
+	var err error
+	for {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		kv, err = cfg.JS.CreateOrUpdateKeyValue(actx, kvc)
+		cancel()
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil, fmt.Errorf("leases: bucket %s: %w", Bucket, err)
+		}
+		cfg.Logger.Warn("lease bucket not ready, trying again", "bucket", Bucket, "err", err)
+		if err := sleep(ctx, 200*time.Millisecond); err != nil {
+			return nil, fmt.Errorf("leases: bucket %s: %w", Bucket, err)
+		}
 	}
 	return &Table{kv: kv, now: cfg.Clock, log: cfg.Logger}, nil
 }
