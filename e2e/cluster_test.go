@@ -67,10 +67,11 @@ func startCluster(t testing.TB, ids []string, extra ...string) (*natstest.Cluste
 }
 
 // startClusterNode starts one node. On a NATS cluster seconds old, the
-// first write to a stream the node has just created can find no responder
-// while the stream's interest spreads over the routes ("no response from
-// stream", seen from the key store's first write): such a start is logged
-// and tried again, at most twice.
+// first request to a stream or bucket the node has just created can find
+// no responder while its interest spreads over the routes ("no response
+// from stream" from the key store's first write, "no responders" from the
+// code-link signer's first read): such a start is logged and tried again,
+// at most twice.
 func startClusterNode(t testing.TB, args ...string) *flintServer {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -78,7 +79,8 @@ func startClusterNode(t testing.TB, args ...string) *flintServer {
 		if err == nil {
 			return s
 		}
-		if attempt == 3 || !strings.Contains(err.Error(), "no response from stream") {
+		young := strings.Contains(err.Error(), "no response from stream") || strings.Contains(err.Error(), "no responders available")
+		if attempt == 3 || !young {
 			t.Fatal(err)
 		}
 		t.Logf("node start %d of %v hit a stream not yet reachable, starting it again: %v", attempt, args, err)
