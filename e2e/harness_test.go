@@ -173,7 +173,9 @@ func startServerErr(t testing.TB, data string, extra ...string) (*flintServer, e
 	}
 	s := &flintServer{t: t, cmd: cmd, data: data, exited: make(chan struct{})}
 	addrc := make(chan string, 1)
+	scanned := make(chan struct{})
 	go func() {
+		defer close(scanned)
 		sc := bufio.NewScanner(stderr)
 		sc.Buffer(make([]byte, 1<<20), 1<<20)
 		for sc.Scan() {
@@ -189,7 +191,19 @@ func startServerErr(t testing.TB, data string, extra ...string) (*flintServer, e
 			}
 		}
 	}()
-	go func() { cmd.Wait(); close(s.exited) }()
+	// exec.Cmd.Wait would close the pipe as soon as the process exits,
+	// losing its last lines (the error it exited with): reap the process,
+	// let the scanner read to the end (bounded: a leftover child may hold
+	// the pipe), then close.
+	go func() {
+		cmd.Process.Wait()
+		select {
+		case <-scanned:
+		case <-time.After(2 * time.Second):
+		}
+		stderr.Close()
+		close(s.exited)
+	}()
 	t.Cleanup(func() {
 		s.stop()
 		// A server killed by a crash test and not started again leaves its
