@@ -376,6 +376,8 @@ func iamAction(method string, rt route) string {
 		"aliases":                 {http.MethodGet: "ListAliases", http.MethodPost: "CreateAlias"},
 		"policy":                  {http.MethodGet: "GetPolicy", http.MethodPost: "AddPermission", http.MethodDelete: "RemovePermission"},
 		"concurrency":             {http.MethodGet: "GetFunctionConcurrency", http.MethodPut: "PutFunctionConcurrency", http.MethodDelete: "DeleteFunctionConcurrency"},
+		"url":                     {http.MethodGet: "GetFunctionUrlConfig", http.MethodPost: "CreateFunctionUrlConfig", http.MethodPut: "UpdateFunctionUrlConfig", http.MethodDelete: "DeleteFunctionUrlConfig"},
+		"urls":                    {http.MethodGet: "ListFunctionUrlConfigs"},
 		"provisioned-concurrency": {http.MethodGet: "GetProvisionedConcurrencyConfig", http.MethodPut: "PutProvisionedConcurrencyConfig", http.MethodDelete: "DeleteProvisionedConcurrencyConfig"},
 	}
 	if rt.sub == "aliases" && rt.alias != "" {

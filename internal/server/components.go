@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq"
@@ -19,6 +20,7 @@ import (
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/funcurl"
 	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
@@ -46,6 +48,7 @@ type components struct {
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	urls      *funcurl.Handler
 
 	closers []closer // run in reverse order by close
 }
@@ -216,7 +219,12 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("async queue", c.async.Close)
 
+	urlPort := ""
+	if cfg.URLPort > 0 {
+		urlPort = strconv.Itoa(cfg.URLPort)
+	}
 	if c.frontend, err = frontend.New(frontend.Config{
+		FunctionURL: func(id string) string { return c.urls.URL(id, urlPort) },
 		Region:    cfg.Region,
 		Account:   cfg.Account,
 		Functions: c.functions,
@@ -230,6 +238,28 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Logger:    log.With("component", "frontend"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
+	}
+	// AWS_IAM function URLs verify signatures as the API does (service
+	// lambda); with --auth dev they accept every request as the default
+	// account's, as the API does.
+	var verify funcurl.Verifier
+	if cfg.Auth == auth.ModeRequired {
+		v, err := sigv4.New(c.authConfig(), nil)
+		if err != nil {
+			return nil, fmt.Errorf("server: function url auth: %w", err)
+		}
+		verify = v.Verify
+	}
+	if c.urls, err = funcurl.New(funcurl.Config{
+		Verify:         verify,
+		Domain:         cfg.URLDomain,
+		Region:         cfg.Region,
+		Lookup:         c.functions,
+		Invoke:         c.frontend,
+		DefaultAccount: cfg.Account,
+		Logger:         log,
+	}); err != nil {
+		return nil, fmt.Errorf("server: function urls: %w", err)
 	}
 	// Reserved and provisioned concurrency live in the metadata store;
 	// hand them to the worker manager again.
@@ -266,10 +296,9 @@ var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/s
 // download links, which carry their own signature.
 var public = []string{"/healthz", "/readyz", "/flint/v1/code/"}
 
-// handler is the listener's handler: the sigv4 middleware in front of
-// routes.
-func (c *components) handler() (http.Handler, error) {
-	return sigv4.New(sigv4.Config{
+// authConfig configures the sigv4 middleware.
+func (c *components) authConfig() sigv4.Config {
+	return sigv4.Config{
 		Mode:           c.cfg.Auth,
 		Keys:           c.keys,
 		DefaultAccount: c.cfg.Account,
@@ -277,7 +306,24 @@ func (c *components) handler() (http.Handler, error) {
 		RootOnly:       rootOnly,
 		Public:         public,
 		Logger:         c.cfg.Logger.With("component", "auth"),
-	}, c.routes())
+	}
+}
+
+// handler is the listener's handler: requests to a function URL's host go
+// to the URL handler (which verifies AWS_IAM URLs' signatures itself),
+// every other request through the sigv4 middleware to routes.
+func (c *components) handler() (http.Handler, error) {
+	api, err := sigv4.New(c.authConfig(), c.routes())
+	if err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := c.urls.Match(r.Host); ok {
+			c.urls.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	}), nil
 }
 
 // routes routes the listener: Lambda's API, Flint's own endpoints, health.
