@@ -268,7 +268,9 @@ func TestFunctionURLAuthIAM(t *testing.T) {
 	var ev struct {
 		RequestContext struct {
 			AccountID  string
-			Authorizer struct{ IAM struct{ AccessKey, AccountID string } }
+			Authorizer struct {
+				IAM struct{ AccessKey, AccountID string }
+			}
 		}
 	}
 	if err := json.Unmarshal(r.body, &ev); err != nil || ev.RequestContext.AccountID != root.Account ||

@@ -225,17 +225,17 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	if c.frontend, err = frontend.New(frontend.Config{
 		FunctionURL: func(id string) string { return c.urls.URL(id, urlPort) },
-		Region:    cfg.Region,
-		Account:   cfg.Account,
-		Functions: c.functions,
-		Code:      c.code,
-		Invoker:   c.manager,
-		Async:     c.async,
-		Runtimes:  c.runtimes,
-		Logs:      c.logs,
-		Layers:    c.layers,
-		CodeURLs:  c.codeURLs,
-		Logger:    log.With("component", "frontend"),
+		Region:      cfg.Region,
+		Account:     cfg.Account,
+		Functions:   c.functions,
+		Code:        c.code,
+		Invoker:     c.manager,
+		Async:       c.async,
+		Runtimes:    c.runtimes,
+		Logs:        c.logs,
+		Layers:      c.layers,
+		CodeURLs:    c.codeURLs,
+		Logger:      log.With("component", "frontend"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
