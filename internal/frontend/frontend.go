@@ -229,7 +229,8 @@ type route struct {
 //	              functions/{name}/provisioned-concurrency
 //	/2018-10-31/  layers (layers.go)
 //	/2021-10-31/  functions/{name}/url, functions/{name}/urls (urls.go)
-var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/", LayersPrefix, URLPrefix}
+//	/2021-11-15/  functions/{name}/response-streaming-invocations (stream.go)
+var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/", LayersPrefix, URLPrefix, StreamPrefix}
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
@@ -237,6 +238,7 @@ var subsOf = map[string]map[string]bool{
 	"2017-10-31": {"concurrency": true},
 	"2019-09-30": {"concurrency": true, "provisioned-concurrency": true},
 	"2021-10-31": {"url": true, "urls": true},
+	"2021-11-15": {"response-streaming-invocations": true},
 }
 
 // parsePath splits an escaped request path into a route. ok is false for
@@ -327,6 +329,8 @@ func (h *Handler) handlers(rt route) map[string]handlerFunc {
 	case rt.sub == "url":
 		return map[string]handlerFunc{http.MethodGet: h.getFunctionURLConfig, http.MethodPost: h.createFunctionURLConfig,
 			http.MethodPut: h.updateFunctionURLConfig, http.MethodDelete: h.deleteFunctionURLConfig}
+	case rt.sub == "response-streaming-invocations":
+		return map[string]handlerFunc{http.MethodPost: h.invokeWithResponseStream}
 	case rt.sub == "urls":
 		return map[string]handlerFunc{http.MethodGet: h.listFunctionURLConfigs}
 	case rt.sub == "provisioned-concurrency":

@@ -11,7 +11,7 @@
 //
 //	request ─► Match(Host) ─► look up the URL id ─► CORS preflight? answer it
 //	        ─► AWS_IAM? verify SigV4 (Verifier) ─► 2.0 event ─► Invoker
-//	        ─► map the payload ─► CORS headers ─► client
+//	        ─► map the payload (or stream it, stream.go) ─► CORS headers ─► client
 //
 // Errors reach the client as Lambda's URLs answer them: 403 Forbidden for
 // refused signatures, 404 for unknown URLs, 413 for bodies over 6 MB, 429
@@ -225,6 +225,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	req := invocation.Request{RequestID: reqID, Payload: payload, TraceID: r.Header.Get("X-Amzn-Trace-Id")}
+	if si, ok := h.cfg.Invoke.(StreamInvoker); ok && c.InvokeMode == InvokeModeStream {
+		h.serveStream(w, r, si, c, req)
+		return
+	}
 	fn, res, err := h.cfg.Invoke.InvokeURL(r.Context(), c, req)
 	if err != nil {
 		h.invokeError(w, c, reqID, err)

@@ -363,3 +363,6 @@ func (h workerHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (w
 
 // Provisioned concurrency initialises worker sandboxes ahead of invocations.
 var _ workermanager.Initializer = (*worker.Sandbox)(nil)
+
+// Worker sandboxes stream responses (InvokeWithResponseStream, streaming URLs).
+var _ workermanager.Streamer = (*worker.Sandbox)(nil)
