@@ -28,6 +28,7 @@ import (
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/writegate"
 )
 
 // APIPrefix is the path prefix of every route the handler serves; mount the
@@ -109,6 +110,10 @@ type Config struct {
 	Async     AsyncQueue      // optional: nil answers Event invocations with an error
 	Runtimes  RuntimeSet      // required
 	Logs      LogPurger       // optional
+	// EventSourceMappings serves Lambda's event source mapping routes
+	// (/2015-03-31/event-source-mappings…, internal/esm); nil answers
+	// them as unknown operations.
+	EventSourceMappings http.Handler
 	// Layers keeps layer versions. Optional: nil answers the layer
 	// operations and functions' Layers with "not supported".
 	Layers *layers.Store
@@ -140,6 +145,13 @@ type Config struct {
 	// Rand returns a uniform number in [0, 1); it picks the version of a
 	// weighted alias (default math/rand/v2.Float64).
 	Rand func() float64
+
+	// Gate, when set, is asked before a request that stores something
+	// (POST and PUT, except synchronous invocations, which store
+	// nothing; asynchronous ones ask through Async): while the backbone
+	// cannot take writes they are refused at once. Reads, deletes and
+	// synchronous invocations are still served.
+	Gate writegate.Gate
 
 	Logger *slog.Logger           // default slog.Default()
 	Clock  func() time.Time       // default time.Now
@@ -240,6 +252,10 @@ var subsOf = map[string]map[string]bool{
 	"2021-10-31": {"url": true, "urls": true},
 	"2021-11-15": {"response-streaming-invocations": true},
 }
+
+// eventSourceMappings is the collection path of Lambda's event source
+// mapping API, served by Config.EventSourceMappings.
+const eventSourceMappings = APIPrefix + "event-source-mappings"
 
 // parsePath splits an escaped request path into a route. ok is false for
 // paths outside the API.
@@ -348,6 +364,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Amzn-RequestId", reqID)
+	if p := r.URL.Path; h.cfg.EventSourceMappings != nil && (p == eventSourceMappings || strings.HasPrefix(p, eventSourceMappings+"/")) {
+		h.cfg.EventSourceMappings.ServeHTTP(w, r)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, LayersPrefix) {
 		h.serveLayers(w, r, reqID)
 		return
@@ -372,6 +392,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, reqID, &apiError{typ: methodNotAllowed, status: http.StatusMethodNotAllowed,
 			msg: "Method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + allowed + ")"})
 		return
+	}
+	if (r.Method == http.MethodPost || r.Method == http.MethodPut) && rt.sub != "invocations" {
+		if err := writegate.Check(h.cfg.Gate, writegate.Data); err != nil {
+			h.writeError(w, r, reqID, err)
+			return
+		}
 	}
 	if err := handle(w, r, reqID, rt); err != nil {
 		var foreign *foreignARN
