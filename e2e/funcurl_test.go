@@ -265,6 +265,10 @@ func TestFunctionURLAuthIAM(t *testing.T) {
 	if r.status != 201 {
 		t.Fatalf("signed: %d %s", r.status, r.body)
 	}
+	// A form POST is still signed for lambda (the SQS query API looks alike).
+	if r := curl(t, url+"echo", "--aws-sigv4", "aws:amz:us-east-1:lambda", "--user", root.AccessKeyID+":"+root.SecretAccessKey, "-d", "a=b"); r.status != 201 {
+		t.Errorf("signed form POST: %d %s", r.status, r.body)
+	}
 	var ev struct {
 		RequestContext struct {
 			AccountID  string

@@ -20,7 +20,7 @@ exports.handler = awslambda.streamifyResponse(async (event, responseStream, cont
     return;
   }
   responseStream.write(`first ${Date.now()}\n`);
-  await new Promise((r) => setTimeout(r, Number(event.waitMs || 1000)));
+  await new Promise((r) => setTimeout(r, Number(event.waitMs || (event.queryStringParameters || {}).waitMs || 1000)));
   responseStream.write(`second ${Date.now()}\n`);
   if (event.fail) throw new TypeError('late boom');
   responseStream.end();
