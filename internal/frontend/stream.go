@@ -126,13 +126,10 @@ func (s *eventStream) finish(c invokeComplete) {
 }
 
 // hasStarted reports whether the 200 went out (errors must then travel
-// in InvokeComplete), and ends the stream if it did not.
+// in InvokeComplete).
 func (s *eventStream) hasStarted() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if !s.started {
-		s.finished = true
-	}
 	return s.started
 }
 
@@ -190,11 +187,11 @@ func (h *Handler) invokeWithResponseStream(w http.ResponseWriter, r *http.Reques
 		req.TraceID = h.newTraceID()
 	}
 	es := &eventStream{w: w, rc: http.NewResponseController(w), enc: eventstream.NewEncoder(), version: fn.Version}
+	// The invoker is done with es when it returns (StreamInvoker's
+	// contract): an error before the first chunk is an ordinary error.
 	res, err := h.invokeStream(r.Context(), fn, req, es)
-	if !es.hasStarted() {
-		if err != nil {
-			return err
-		}
+	if err != nil && !es.hasStarted() {
+		return err
 	}
 	var c invokeComplete
 	switch {
