@@ -250,11 +250,30 @@ func (s *Store) LookupURL(ctx context.Context, id string) (*URLConfig, error) {
 		return nil, fmt.Errorf("metadata: decode %s: %w", idKey, err)
 	}
 	c, err := s.GetURLConfig(ctx, ref.Account, ref.FunctionName, ref.Qualifier)
+	if errors.Is(err, ErrURLNotFound) || (err == nil && c.ID != id) {
+		s.dropStaleURLIndex(ctx, e)
+		return nil, urlNotFound()
+	}
 	if err != nil {
 		return nil, err
 	}
-	if c.ID != id {
-		return nil, urlNotFound()
-	}
 	return c, nil
+}
+
+// staleURLIndexAge is how old an index entry naming no configuration must
+// be before a lookup removes it: younger ones may belong to a
+// CreateURLConfig that has not written its configuration yet.
+const staleURLIndexAge = time.Minute
+
+// dropStaleURLIndex removes an index entry left behind (its function or
+// alias deleted, or a create that failed half way), on condition that it
+// is still the entry that was read.
+func (s *Store) dropStaleURLIndex(ctx context.Context, e jetstream.KeyValueEntry) {
+	if time.Since(e.Created()) < staleURLIndexAge {
+		return
+	}
+	if err := s.kv.Purge(context.WithoutCancel(ctx), e.Key(), jetstream.LastRevision(e.Revision())); err != nil &&
+		!errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		s.log.Warn("metadata: removing a stale function url index entry", "key", e.Key(), "err", err)
+	}
 }
