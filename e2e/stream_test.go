@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"net/textproto"
 	"os/exec"
@@ -15,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // streamed is what an InvokeWithResponseStream reader saw.
@@ -118,6 +121,27 @@ func TestResponseStreaming(t *testing.T) {
 	r = invokeStream(t, c, "streamfn", map[string]any{"bytes": 21 << 20})
 	if len(r.body()) > 20<<20 || aws.ToString(r.complete.ErrorCode) != "Function.ResponseSizeTooLarge" {
 		t.Errorf("21 MiB stream: got %d bytes, complete %+v", len(r.body()), r.complete)
+	}
+
+	// A timeout mid-stream ends it with Sandbox.Timedout after what was sent.
+	if _, err := c.UpdateFunctionConfiguration(ctxT(t, 10*time.Second), &lambda.UpdateFunctionConfigurationInput{
+		FunctionName: aws.String("streamfn"), Timeout: aws.Int32(1)}); err != nil {
+		t.Fatal(err)
+	}
+	polltest.Check(t, 30*time.Second, "the configuration update", func() error {
+		out, err := c.GetFunctionConfiguration(ctxT(t, 10*time.Second), &lambda.GetFunctionConfigurationInput{FunctionName: aws.String("streamfn")})
+		if err != nil || out.LastUpdateStatus != types.LastUpdateStatusSuccessful {
+			return fmt.Errorf("%v %v", out.LastUpdateStatus, err)
+		}
+		return nil
+	})
+	r = invokeStream(t, c, "streamfn", map[string]any{"waitMs": 3000})
+	if !strings.HasPrefix(r.body(), "first ") || strings.Contains(r.body(), "second") || aws.ToString(r.complete.ErrorCode) != "Sandbox.Timedout" {
+		t.Errorf("timeout mid-stream: body %q complete %+v", r.body(), r.complete)
+	}
+	if _, err := c.UpdateFunctionConfiguration(ctxT(t, 10*time.Second), &lambda.UpdateFunctionConfigurationInput{
+		FunctionName: aws.String("streamfn"), Timeout: aws.Int32(30)}); err != nil {
+		t.Fatal(err)
 	}
 
 	// A streaming URL, read by curl as it arrives.
