@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/textproto"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/flintdev/flint/internal/gobuildtest"
 	"github.com/flintdev/flint/internal/polltest"
 )
 
@@ -150,9 +153,22 @@ func TestResponseStreaming(t *testing.T) {
 	if err != nil || out.InvokeMode != types.InvokeModeResponseStream {
 		t.Fatalf("CreateFunctionUrlConfig: %+v %v", out, err)
 	}
+	status, hdr := curlStreamed(t, aws.ToString(out.FunctionUrl)+"stream")
+	if !strings.HasPrefix(status, "HTTP/1.1 203 ") || hdr.Get("X-Stream") != "yes" || hdr.Get("Content-Type") != "text/plain" ||
+		hdr.Get("Set-Cookie") != "st=1; Path=/" {
+		t.Errorf("streaming url: %s %v", status, hdr)
+	}
+}
+
+// curlStreamed fetches url with curl -N (no buffering) and checks that the
+// body's first line ("first <ms>") arrived before the function wrote its
+// second line ("second <ms>", by the function's clock). It returns the
+// status line and header.
+func curlStreamed(t *testing.T, url string) (string, http.Header) {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, "curl", "-sS", "-N", "-i", aws.ToString(out.FunctionUrl)+"stream")
+	cmd := exec.CommandContext(ctx, "curl", "-sS", "-N", "-i", url)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -160,6 +176,7 @@ func TestResponseStreaming(t *testing.T) {
 	if err := cmd.Start(); err != nil {
 		t.Skipf("curl: %v", err)
 	}
+	defer cmd.Wait()
 	// curl -i prints the header as received and the body de-chunked.
 	lr := bufio.NewReader(stdout)
 	tp := textproto.NewReader(lr)
@@ -171,23 +188,47 @@ func TestResponseStreaming(t *testing.T) {
 	if err != nil {
 		t.Fatalf("curl: %v", err)
 	}
-	hdr := http.Header(mh)
 	line1, err := lr.ReadString('\n')
 	firstAt := time.Now()
 	if err != nil {
 		t.Fatalf("curl: first line: %v", err)
 	}
 	line2, _ := lr.ReadString('\n')
-	cmd.Wait()
-	if !strings.HasPrefix(status, "HTTP/1.1 203 ") || hdr.Get("X-Stream") != "yes" || hdr.Get("Content-Type") != "text/plain" ||
-		hdr.Get("Set-Cookie") != "st=1; Path=/" {
-		t.Errorf("streaming url: %s %v", status, hdr)
-	}
 	if !strings.HasPrefix(line1, "first ") {
 		t.Fatalf("streaming url: body %q %q", line1, line2)
 	}
 	if second := stampOf(t, line2, "second"); !firstAt.Before(second) {
 		t.Errorf("streaming url: first line arrived at %s, not before the function wrote its second one at %s",
 			firstAt.Format(time.StampMilli), second.Format(time.StampMilli))
+	}
+	return status, http.Header(mh)
+}
+
+// TestGoLambdaURLStreaming: an aws-lambda-go lambdaurl handler (an
+// http.Handler) streams through a RESPONSE_STREAM URL with its status,
+// headers and cookies.
+func TestGoLambdaURLStreaming(t *testing.T) {
+	s := startServer(t, t.TempDir())
+	c := s.lambda()
+	bin := filepath.Join(t.TempDir(), "bootstrap")
+	if err := gobuildtest.Compile("./testdata/gourl", bin); err != nil {
+		t.Fatal(err)
+	}
+	code, err := os.ReadFile(bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	createGoFn(t, c, "gourl", func(in *lambda.CreateFunctionInput) {
+		in.Code = &types.FunctionCode{ZipFile: zipFiles(map[string]zipEntry{"bootstrap": {data: code, mode: 0o755}})}
+	})
+	out, err := c.CreateFunctionUrlConfig(ctxT(t, 10*time.Second), &lambda.CreateFunctionUrlConfigInput{
+		FunctionName: aws.String("gourl"), AuthType: types.FunctionUrlAuthTypeNone, InvokeMode: types.InvokeModeResponseStream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	status, hdr := curlStreamed(t, aws.ToString(out.FunctionUrl)+"hello")
+	if !strings.HasPrefix(status, "HTTP/1.1 202 ") || hdr.Get("X-Go") != "/hello" || hdr.Get("Content-Type") != "text/plain" ||
+		hdr.Get("Set-Cookie") != "go=1" {
+		t.Errorf("lambdaurl: %s %v", status, hdr)
 	}
 }
