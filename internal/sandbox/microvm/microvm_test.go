@@ -1,0 +1,91 @@
+package microvm_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/flintdev/flint/internal/gobuildtest"
+	"github.com/flintdev/flint/internal/outputtest"
+	"github.com/flintdev/flint/internal/sandbox"
+	"github.com/flintdev/flint/internal/sandbox/microvm"
+	"github.com/flintdev/flint/internal/vm/kernel"
+	"github.com/flintdev/flint/internal/vm/qemu"
+)
+
+// newDriver builds the guest init and a driver that runs one VM at a time
+// (the development machine is shared and has two cores). It skips when
+// QEMU or the kernel cannot be had.
+func newDriver(t *testing.T) *microvm.Driver {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("-short: boots microVMs")
+	}
+	if _, err := exec.LookPath(qemu.DefaultBinary); err != nil {
+		t.Skipf("QEMU is not installed (apt-get install qemu-system-x86): %v", err)
+	}
+	k, err := kernel.Fetch(context.Background(), kernel.Config{CacheDir: kernel.DefaultCacheDir()})
+	if err != nil {
+		t.Skipf("no guest kernel: %v", err)
+	}
+	dir := t.TempDir()
+	init := filepath.Join(dir, "flint-vm-init")
+	gobuildtest.Build(t, "github.com/flintdev/flint/cmd/flint-vm-init", init)
+	d, err := microvm.New(microvm.Config{
+		Kernel: k, InitPath: init, StateDir: filepath.Join(dir, "state"), MaxVMs: 1,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("guest kernel %s, accelerator %s", k.Release, d.Accel())
+	return d
+}
+
+// TestGuestKernel: the runtime runs on the guest's own kernel, with the
+// code read-only at /var/task, and its output comes back.
+func TestGuestKernel(t *testing.T) {
+	d := newDriver(t)
+	code := t.TempDir()
+	if err := os.WriteFile(filepath.Join(code, "bootstrap"), []byte("#!/bin/sh\necho kernel $(uname -r)\necho cwd $(pwd) >&2\ntouch /var/task/x 2>/dev/null || echo task-read-only\nexit 4\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var out outputtest.Buffer
+	t0 := time.Now()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sb, err := d.Create(ctx, sandbox.Spec{
+		ID: "kernel-1", CodeDir: code, Command: []string{"/var/task/bootstrap"},
+		Env: []string{"PATH=/usr/bin:/bin"}, RuntimeAPI: http404{}, Output: &out, MemoryMB: 128,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("created in %v", time.Since(t0))
+	defer sb.Destroy(context.Background())
+	select {
+	case <-sb.Done():
+	case <-time.After(time.Minute):
+		t.Fatal("the sandbox did not exit")
+	}
+	host, _ := os.ReadFile("/proc/sys/kernel/osrelease")
+	got := out.String()
+	if !strings.Contains(got, "kernel "+d.KernelRelease()) || strings.Contains(got, "kernel "+strings.TrimSpace(string(host))+"\n") {
+		t.Errorf("output %q: want the guest kernel %s (host: %s)", got, d.KernelRelease(), host)
+	}
+	if !strings.Contains(got, "cwd /var/task") || !strings.Contains(got, "task-read-only") {
+		t.Errorf("output %q: want cwd /var/task and a read-only /var/task", got)
+	}
+	if err := sb.Err(); err == nil || !strings.Contains(err.Error(), "exit status 4") {
+		t.Errorf("Err() = %v, want exit status 4", err)
+	}
+}
+
+type http404 struct{}
+
+func (http404) ServeHTTP(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
+
