@@ -10,15 +10,18 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
 	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"time"
+	"unsafe"
 
 	"github.com/hashicorp/yamux"
 	"golang.org/x/sys/unix"
 
+	"github.com/flintdev/flint/internal/sandbox/syscallfilter"
 	"github.com/flintdev/flint/internal/vm/vmchan"
 )
 
@@ -54,6 +57,14 @@ func startRuntime(s vmchan.Start, sess *yamux.Session, outStream io.WriteCloser)
 		if err := unix.Mount("", d, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 			return nil, fmt.Errorf("make %s read-only: %w", d, err)
 		}
+	}
+	// The initramfs's root belongs to root but is world-writable: close
+	// it, then make it read-only where the kernel allows.
+	if err := os.Chmod("/", 0o755); err != nil {
+		return nil, err
+	}
+	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		fmt.Printf("flint-vm-init: root stays writable for root: %v\n", err)
 	}
 	if err := os.Mkdir(cgroupDir, 0o755); err != nil {
 		return nil, err
@@ -128,8 +139,8 @@ func (rt *runtime) wait() vmchan.Event {
 			ev.Error = err.Error()
 			break
 		}
-		if pid != rt.pid {
-			continue
+		if pid != rt.pid || !(ws.Exited() || ws.Signaled()) {
+			continue // an orphan reaped, or a stop
 		}
 		if ws.Signaled() {
 			ev.Signal = ws.Signal().String()
@@ -233,6 +244,9 @@ func (f *forwarder) sync(seq uint64) {
 }
 
 // execRuntime is the launcher: args are uid, gid, then the runtime's argv.
+// It drops the capability bounding set, takes the uid and gid, sets
+// no_new_privs and installs Flint's seccomp filter (syscallfilter), as the
+// process driver's sandbox init does, then executes the runtime.
 func execRuntime(args []string) {
 	fail := func(err error) {
 		fmt.Fprintf(os.Stderr, "flint-vm-init: %v\n", err)
@@ -262,6 +276,16 @@ func execRuntime(args []string) {
 	}
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		fail(err)
+	}
+	// The filter is per thread: install it on the thread that executes.
+	goruntime.LockOSThread()
+	prog, err := syscallfilter.Program()
+	if err != nil {
+		fail(err)
+	}
+	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	if _, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog))); errno != 0 {
+		fail(fmt.Errorf("seccomp: %w", errno))
 	}
 	if err := syscall.Exec(args[2], args[2:], os.Environ()); err != nil {
 		fail(fmt.Errorf("exec %s: %w", args[2], err))

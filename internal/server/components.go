@@ -25,6 +25,7 @@ import (
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
 	"github.com/flintdev/flint/internal/runtimes"
+	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/worker"
 	"github.com/flintdev/flint/internal/workermanager"
@@ -41,7 +42,7 @@ type components struct {
 	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
-	driver    *process.Driver
+	driver    sandbox.Driver
 	worker    *worker.Worker
 	placement *placement.Service
 	manager   *workermanager.Manager
@@ -132,17 +133,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
-	if c.driver, err = process.New(sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)); err != nil {
-		return nil, fmt.Errorf("server: sandbox driver: %w", err)
+	if c.driver, err = startDriver(ctx, cfg, c.onClose); err != nil {
+		return nil, err
 	}
-	if n, err := c.driver.RemoveStale(ctx); err != nil {
-		log.Warn("removing sandbox cgroups left by an earlier run", "err", err)
-	} else if n > 0 {
-		log.Info("removed sandbox cgroups left by an earlier run", "count", n)
-	}
-	// Runs after the worker and the manager destroyed every sandbox:
-	// removes the egress firewall table.
-	c.onClose("sandbox driver", c.driver.Close)
 
 	hostID, err := os.Hostname()
 	if err != nil || hostID == "" {

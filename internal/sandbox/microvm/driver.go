@@ -53,7 +53,8 @@ const (
 // their shared libraries: a shell and the few tools shell bootstraps use.
 var DefaultHostPrograms = []string{
 	"/bin/sh", "/bin/sleep", "/bin/cat", "/bin/grep", "/bin/true", "/bin/false",
-	"/usr/bin/env", "/bin/ls", "/usr/bin/uname",
+	"/usr/bin/env", "/bin/ls", "/usr/bin/uname", "/usr/bin/setsid", "/usr/bin/head",
+	"/usr/bin/tr", "/usr/bin/wc",
 }
 
 // guestModules are what the init loads: the virtio-mmio transport and the

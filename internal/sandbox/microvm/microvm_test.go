@@ -14,6 +14,7 @@ import (
 	"github.com/flintdev/flint/internal/outputtest"
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/microvm"
+	"github.com/flintdev/flint/internal/sandbox/sandboxtest"
 	"github.com/flintdev/flint/internal/vm/kernel"
 	"github.com/flintdev/flint/internal/vm/qemu"
 )
@@ -89,3 +90,18 @@ type http404 struct{}
 
 func (http404) ServeHTTP(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) }
 
+// TestConformance runs the shared sandbox suite against the driver, one
+// VM at a time. Under TCG it takes minutes, so it runs only when
+// FLINT_TEST_MICROVM=1 (CI sets it).
+func TestConformance(t *testing.T) {
+	if os.Getenv("FLINT_TEST_MICROVM") != "1" {
+		t.Skip("FLINT_TEST_MICROVM=1 runs the conformance suite in microVMs (minutes under TCG)")
+	}
+	if os.Getenv(sandboxtest.TimeScaleEnv) == "" {
+		// Guests boot in seconds under TCG and run one at a time.
+		t.Setenv(sandboxtest.TimeScaleEnv, "4")
+	}
+	sandboxtest.RunWith(t, func(t *testing.T) sandbox.Driver { return newDriver(t) }, sandboxtest.Options{
+		HostPids: func(sb sandbox.Sandbox) []int { return []int{sb.(*microvm.Sandbox).Pid()} },
+	})
+}
