@@ -170,7 +170,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		st := c.worker.Status()
-		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode}
+		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode, Driver: c.driver.Name()}
 	}
 	// The first heartbeat goes in directly, so the host is known before
 	// the first request; later ones travel over NATS like a remote

@@ -22,7 +22,7 @@ import (
 // newDriver builds the guest init and a driver that runs one VM at a time
 // (the development machine is shared and has two cores). It skips when
 // QEMU or the kernel cannot be had.
-func newDriver(t *testing.T) *microvm.Driver {
+func newDriver(t testing.TB) *microvm.Driver {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: boots microVMs")
