@@ -120,6 +120,10 @@ func startRuntime(s vmchan.Start, sess *yamux.Session, outStream io.WriteCloser)
 	go func() {
 		rt.out.loop()
 		r.Close()
+		// The end of the output stream tells the host it has every byte.
+		rt.out.mu.Lock()
+		outStream.Close()
+		rt.out.mu.Unlock()
 		close(rt.outDone)
 	}()
 	return rt, nil

@@ -35,14 +35,16 @@ func startDriver(ctx context.Context, cfg Config, onClose func(string, func(cont
 	return d, nil
 }
 
-// startMicroVM gets the guest kernel into DATA/vm/kernels (with apt, the
-// first time) and builds the guest image under DATA/vm/state.
+// startMicroVM gets the guest kernel into the machine's VM cache
+// (kernel.DefaultCacheDir: $FLINT_VM_CACHE, else ~/.cache/flint/vm; with
+// apt, the first time), shared with the tests, and builds the guest image
+// under DATA/vm/state.
 func startMicroVM(ctx context.Context, cfg Config) (sandbox.Driver, error) {
 	init, err := findVMInit(cfg.VMInit)
 	if err != nil {
 		return nil, err
 	}
-	k, err := kernel.Fetch(ctx, kernel.Config{CacheDir: filepath.Join(cfg.DataDir, "vm", "kernels"), Logger: cfg.Logger})
+	k, err := kernel.Fetch(ctx, kernel.Config{CacheDir: kernel.DefaultCacheDir(), Logger: cfg.Logger})
 	if err != nil {
 		return nil, fmt.Errorf("server: microvm driver: the guest kernel (Debian's linux-image-cloud-amd64, via apt-get): %w", err)
 	}
