@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -41,6 +42,11 @@ type Config struct {
 	Bucket string
 	// Limits on packages; zero fields mean Lambda's defaults.
 	Limits Limits
+	// Replicas of the bucket (default 1); an existing bucket is updated.
+	Replicas int
+	// Gate, when set, is asked before a package is stored, so a write
+	// the backbone cannot take is refused at once.
+	Gate writegate.Gate
 	// Logger; a discarding logger when nil.
 	Logger *slog.Logger
 }
@@ -70,6 +76,7 @@ type Package struct {
 
 // Store is the code package store. It is safe for concurrent use.
 type Store struct {
+	gate   writegate.Gate
 	obs    jetstream.ObjectStore
 	limits Limits
 	log    *slog.Logger
@@ -103,11 +110,13 @@ func New(cfg Config) (*Store, error) {
 		Bucket:      cfg.Bucket,
 		Description: "Flint function code packages, by SHA-256",
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, cfg.Replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("codestore: open bucket %s: %w", cfg.Bucket, err)
 	}
 	return &Store{
+		gate:     cfg.Gate,
 		obs:      obs,
 		limits:   cfg.Limits.withDefaults(),
 		log:      cfg.Logger,
@@ -156,12 +165,15 @@ func (s *Store) Put(ctx context.Context, zip []byte) (Package, error) {
 	if s.Has(ctx, pkg.Digest) {
 		return pkg, nil
 	}
+	if err := writegate.Check(s.gate, writegate.Data); err != nil {
+		return Package{}, err
+	}
 	_, err = s.obs.Put(ctx, jetstream.ObjectMeta{
 		Name:     pkg.Digest,
 		Metadata: map[string]string{"sha256": pkg.Sha256},
 	}, bytes.NewReader(zip))
 	if err != nil {
-		return Package{}, fmt.Errorf("codestore: put %s: %w", pkg.Digest, err)
+		return Package{}, fmt.Errorf("codestore: put %s: %w", pkg.Digest, writegate.Describe("the code package", err))
 	}
 	s.log.Debug("code package stored", "digest", pkg.Digest, "size", pkg.Size)
 	return pkg, nil

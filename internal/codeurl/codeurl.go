@@ -72,6 +72,9 @@ type Config struct {
 	// JS is the backbone's JetStream context, where the secret lives.
 	// Required.
 	JS jetstream.JetStream
+	// Replicas of the secrets bucket (default 1); an existing one is
+	// updated.
+	Replicas int
 	// Packages serves the zips. Required for Handler.
 	Packages Packages
 	// IsNotFound tells a missing package from other errors of Packages.
@@ -118,7 +121,7 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	if cfg.IsNotFound == nil {
 		cfg.IsNotFound = func(error) bool { return false }
 	}
-	key, err := loadKey(ctx, cfg.JS)
+	key, err := loadKey(ctx, cfg.JS, cfg.Replicas)
 	if err != nil {
 		return nil, err
 	}
@@ -127,12 +130,13 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 
 // loadKey reads the signing key, creating it if absent; of servers racing
 // to create it, the first write wins and the others read it.
-func loadKey(ctx context.Context, js jetstream.JetStream) ([]byte, error) {
+func loadKey(ctx context.Context, js jetstream.JetStream, replicas int) ([]byte, error) {
 	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 		Bucket:      SecretsBucket,
 		Description: "Flint cluster-wide secrets",
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("codeurl: open bucket %s: %w", SecretsBucket, err)

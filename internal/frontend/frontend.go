@@ -28,6 +28,7 @@ import (
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/writegate"
 )
 
 // APIPrefix is the path prefix of every route the handler serves; mount the
@@ -136,6 +137,13 @@ type Config struct {
 	// Rand returns a uniform number in [0, 1); it picks the version of a
 	// weighted alias (default math/rand/v2.Float64).
 	Rand func() float64
+
+	// Gate, when set, is asked before a request that stores something
+	// (POST and PUT, except synchronous invocations, which store
+	// nothing; asynchronous ones ask through Async): while the backbone
+	// cannot take writes they are refused at once. Reads, deletes and
+	// synchronous invocations are still served.
+	Gate writegate.Gate
 
 	Logger *slog.Logger           // default slog.Default()
 	Clock  func() time.Time       // default time.Now
@@ -357,6 +365,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, reqID, &apiError{typ: methodNotAllowed, status: http.StatusMethodNotAllowed,
 			msg: "Method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + allowed + ")"})
 		return
+	}
+	if (r.Method == http.MethodPost || r.Method == http.MethodPut) && rt.sub != "invocations" {
+		if err := writegate.Check(h.cfg.Gate, writegate.Data); err != nil {
+			h.writeError(w, r, reqID, err)
+			return
+		}
 	}
 	if err := handle(w, r, reqID, rt); err != nil {
 		var foreign *foreignARN

@@ -32,6 +32,8 @@ type Store struct {
 type Config struct {
 	// JS is the backbone's JetStream context. Required.
 	JS jetstream.JetStream
+	// Replicas of the bucket (default 1); an existing one is updated.
+	Replicas int
 	// Region names the region in ARNs of error messages (default
 	// "us-east-1").
 	Region string
@@ -59,6 +61,7 @@ func New(ctx context.Context, cfg Config) (*Store, error) {
 		Description: "Flint layer versions and their policies",
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, cfg.Replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("layers: open bucket %s: %w", DefaultBucket, err)

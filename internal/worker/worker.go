@@ -24,12 +24,15 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/runtimeapi"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox"
+	"github.com/flintdev/flint/internal/writegate"
 )
 
 // DefaultInitTimeout is Lambda's limit on a runtime's initialisation.
@@ -345,7 +348,15 @@ func (w *Worker) ensureCode(ctx context.Context, digest string) (string, error) 
 	// Unpack extracts atomically (into a temp sibling, then a rename) and
 	// treats an existing dir as the cache hit it is.
 	if err := w.cfg.Code.Unpack(ctx, digest, dir); err != nil {
-		return "", fmt.Errorf("unpack code %s: %w", digest, err)
+		// The cause names host paths: it goes to the log, the client
+		// is told what happened in its terms.
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return "", lambdaerr.Wrap(lambdaerr.Service, writegate.StorageFull+": the worker has no disk space to unpack the function's code", fmt.Errorf("unpack code %s: %w", digest, err))
+		}
+		if le := (*lambdaerr.Error)(nil); errors.As(err, &le) {
+			return "", fmt.Errorf("unpack code %s: %w", digest, err)
+		}
+		return "", lambdaerr.Wrap(lambdaerr.Service, "could not unpack the function's code package; the server log has the details", fmt.Errorf("unpack code %s: %w", digest, err))
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", fmt.Errorf("code %s: %w", digest, err)
