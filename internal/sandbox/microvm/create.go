@@ -83,14 +83,24 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 		ro, err = writeInitrd(filepath.Join(s.dir, "initrd"), d.base, map[string]string{
 			"/var/task": spec.CodeDir, "/var/runtime": spec.RuntimeDir, "/opt": spec.OptDir,
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		// The VMM's own: the initramfs to read, the directory to make
+		// the channel's socket in.
+		for _, p := range []string{filepath.Join(s.dir, "initrd"), s.dir} {
+			if err := os.Chown(p, d.cfg.VMMUID, d.cfg.VMMGID); err != nil {
+				return err
+			}
+		}
+		return nil
 	}); err != nil {
 		return nil, err
 	}
 	sock := filepath.Join(s.dir, "ch.sock")
 	if err := step("launch", func() error {
 		s.vm, err = qemu.Start(qemu.Config{
-			Binary: d.qemu, Kernel: d.cfg.Kernel.Vmlinux, Initrd: filepath.Join(s.dir, "initrd"),
+			Binary: d.qemu, Kernel: d.kernel, Initrd: filepath.Join(s.dir, "initrd"), Credential: d.credential(),
 			MemoryMiB: spec.MemoryMB + d.cfg.GuestOverheadMB, CPUs: 1, Accel: d.accel,
 			Cmdline: []string{"quiet", "loglevel=1", "rdinit=/init"},
 			Console: s.console, Stderr: s.console,

@@ -17,11 +17,13 @@ package microvm
 import (
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"syscall"
 	"time"
 
 	"github.com/flintdev/flint/internal/sandbox"
@@ -44,6 +46,11 @@ const (
 	// function's MemorySize: the kernel, the init and the initramfs (which
 	// holds the function's code) live there, outside the runtime's cgroup.
 	DefaultGuestOverheadMB = 96
+	// DefaultVMMUID and DefaultVMMGID run QEMU on the host: an
+	// unprivileged user of its own, not root and not the process
+	// driver's sandbox user.
+	DefaultVMMUID = 64900
+	DefaultVMMGID = 64900
 	// DefaultEphemeralStorageMB sizes /tmp when Spec.EphemeralStorageMB
 	// is 0 (Lambda's default).
 	DefaultEphemeralStorageMB = 512
@@ -78,6 +85,10 @@ type Config struct {
 	Accel qemu.Accel
 	// UID and GID run the function's code in the guest (never 0).
 	UID, GID int
+	// VMMUID and VMMGID run QEMU on the host (never 0). QEMU reaches
+	// only the kernel (copied into StateDir), its sandbox's initramfs and
+	// channel socket (in a directory it owns), and /dev/kvm under KVM.
+	VMMUID, VMMGID int
 	// PidsMax and MaxAPIConns are per-sandbox limits.
 	PidsMax, MaxAPIConns int
 	// GuestOverheadMB is added to MemoryMB for the VM's RAM.
@@ -98,6 +109,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.GID == 0 {
 		c.GID = DefaultGID
+	}
+	if c.VMMUID == 0 {
+		c.VMMUID = DefaultVMMUID
+	}
+	if c.VMMGID == 0 {
+		c.VMMGID = DefaultVMMGID
 	}
 	if c.PidsMax == 0 {
 		c.PidsMax = DefaultPidsMax
@@ -128,6 +145,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("microvm: StateDir %q must be an absolute path", c.StateDir)
 	case c.UID <= 0 || c.GID <= 0:
 		return fmt.Errorf("microvm: UID %d and GID %d must not be root", c.UID, c.GID)
+	case c.VMMUID <= 0 || c.VMMGID <= 0:
+		return fmt.Errorf("microvm: VMMUID %d and VMMGID %d must not be root", c.VMMUID, c.VMMGID)
 	case c.Accel != "" && c.Accel != qemu.TCG && c.Accel != qemu.KVM:
 		return fmt.Errorf("microvm: unknown accelerator %q", c.Accel)
 	case c.MaxVMs < 0 || c.PidsMax < 0 || c.MaxAPIConns < 0 || c.GuestOverheadMB < 0:
@@ -138,11 +157,12 @@ func (c Config) Validate() error {
 
 // Driver creates microVM sandboxes. It is safe for concurrent use.
 type Driver struct {
-	cfg   Config
-	qemu  string
-	base  string        // the base initramfs
-	accel qemu.Accel    // chosen in New
-	slots chan struct{} // nil, or MaxVMs tokens
+	cfg    Config
+	qemu   string
+	base   string        // the base initramfs
+	kernel string        // the vmlinux, readable by the VMM user
+	accel  qemu.Accel    // chosen in New
+	slots  chan struct{} // nil, or MaxVMs tokens
 }
 
 var _ sandbox.Driver = (*Driver)(nil)
@@ -162,12 +182,29 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("microvm: QEMU not found (apt-get install qemu-system-x86): %w", err)
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
+	// QEMU, unprivileged, must traverse StateDir (not list it) to reach
+	// the kernel and its sandbox's directory.
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
 		return nil, fmt.Errorf("microvm: %w", err)
 	}
-	d := &Driver{cfg: cfg, qemu: bin, base: filepath.Join(cfg.StateDir, "base.cpio"), accel: cfg.Accel}
+	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("microvm: %w", err)
+	}
+	for p := filepath.Dir(cfg.StateDir); ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return nil, fmt.Errorf("microvm: QEMU runs as uid %d and cannot reach StateDir %s: %s is mode %v (needs o+x)", cfg.VMMUID, cfg.StateDir, p, fi.Mode().Perm())
+		}
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
+	d := &Driver{cfg: cfg, qemu: bin, base: filepath.Join(cfg.StateDir, "base.cpio"), accel: cfg.Accel,
+		kernel: filepath.Join(cfg.StateDir, "vmlinux")}
 	if err := buildBase(d.base, cfg); err != nil {
 		return nil, err
+	}
+	if err := copyFile(d.kernel, cfg.Kernel.Vmlinux, 0o644); err != nil {
+		return nil, fmt.Errorf("microvm: guest kernel: %w", err)
 	}
 	if d.accel == "" {
 		d.accel = qemu.TCG
@@ -210,3 +247,41 @@ func (d *Driver) validateSpec(spec *sandbox.Spec) error {
 
 // KernelRelease is the guest kernel's release (uname -r in the guest).
 func (d *Driver) KernelRelease() string { return d.cfg.Kernel.Release }
+
+// copyFile copies src to dst (replacing it) with mode perm.
+func copyFile(dst, src string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, perm)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// credential is the VMM's user, with /dev/kvm's group under KVM.
+func (d *Driver) credential() *syscall.Credential {
+	c := &syscall.Credential{Uid: uint32(d.cfg.VMMUID), Gid: uint32(d.cfg.VMMGID), Groups: []uint32{}}
+	if d.accel == qemu.KVM {
+		var st syscall.Stat_t
+		if syscall.Stat("/dev/kvm", &st) == nil {
+			c.Groups = append(c.Groups, st.Gid)
+		}
+	}
+	return c
+}

@@ -2,16 +2,19 @@ package microvm_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/flintdev/flint/internal/gobuildtest"
 	"github.com/flintdev/flint/internal/outputtest"
+	"github.com/flintdev/flint/internal/polltest"
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/microvm"
 	"github.com/flintdev/flint/internal/sandbox/sandboxtest"
@@ -35,6 +38,12 @@ func newDriver(t testing.TB) *microvm.Driver {
 		t.Skipf("no guest kernel: %v", err)
 	}
 	dir := t.TempDir()
+	// QEMU runs as the unprivileged VMM user: it must traverse to StateDir.
+	for _, p := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(p, 0o711); err != nil {
+			t.Fatal(err)
+		}
+	}
 	init := filepath.Join(dir, "flint-vm-init")
 	gobuildtest.Build(t, "github.com/flintdev/flint/cmd/flint-vm-init", init)
 	d, err := microvm.New(microvm.Config{
@@ -48,11 +57,12 @@ func newDriver(t testing.TB) *microvm.Driver {
 }
 
 // TestGuestKernel: the runtime runs on the guest's own kernel, with the
-// code read-only at /var/task, and its output comes back.
+// code read-only at /var/task, and its output comes back; QEMU runs as the
+// unprivileged VMM user, and Destroy ends it.
 func TestGuestKernel(t *testing.T) {
 	d := newDriver(t)
 	code := t.TempDir()
-	if err := os.WriteFile(filepath.Join(code, "bootstrap"), []byte("#!/bin/sh\necho kernel $(uname -r)\necho cwd $(pwd) >&2\ntouch /var/task/x 2>/dev/null || echo task-read-only\nexit 4\n"), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(code, "bootstrap"), []byte("#!/bin/sh\necho kernel $(uname -r)\necho cwd $(pwd) >&2\ntouch /var/task/x 2>/dev/null || echo task-read-only\nexec sleep 600\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	var out outputtest.Buffer
@@ -68,22 +78,46 @@ func TestGuestKernel(t *testing.T) {
 	}
 	t.Logf("created in %v", time.Since(t0))
 	defer sb.Destroy(context.Background())
-	select {
-	case <-sb.Done():
-	case <-time.After(time.Minute):
-		t.Fatal("the sandbox did not exit")
+	if !polltest.Wait(time.Minute, func() bool {
+		_ = sb.SyncOutput(context.Background())
+		return strings.Contains(out.String(), "task-read-only")
+	}) {
+		t.Fatalf("output %q: want the bootstrap's three lines", out.String())
 	}
 	host, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	got := out.String()
 	if !strings.Contains(got, "kernel "+d.KernelRelease()) || strings.Contains(got, "kernel "+strings.TrimSpace(string(host))+"\n") {
 		t.Errorf("output %q: want the guest kernel %s (host: %s)", got, d.KernelRelease(), host)
 	}
-	if !strings.Contains(got, "cwd /var/task") || !strings.Contains(got, "task-read-only") {
-		t.Errorf("output %q: want cwd /var/task and a read-only /var/task", got)
+	if !strings.Contains(got, "cwd /var/task") {
+		t.Errorf("output %q: want cwd /var/task", got)
 	}
-	if err := sb.Err(); err == nil || !strings.Contains(err.Error(), "exit status 4") {
-		t.Errorf("Err() = %v, want exit status 4", err)
+	pid := sb.(*microvm.Sandbox).Pid()
+	status, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		t.Fatal(err)
 	}
+	if want := fmt.Sprintf("Uid:\t%d\t%d\t%d\t%d", microvm.DefaultVMMUID, microvm.DefaultVMMUID, microvm.DefaultVMMUID, microvm.DefaultVMMUID); !strings.Contains(string(status), want) {
+		t.Errorf("QEMU (pid %d) runs as %q, want the VMM user %d", pid, grepLine(string(status), "Uid:"), microvm.DefaultVMMUID)
+	}
+	if err := sb.Destroy(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+		t.Errorf("QEMU (pid %d) survived Destroy", pid)
+	}
+	if err := sb.Err(); err == nil || !strings.Contains(err.Error(), "destroyed") {
+		t.Errorf("Err() = %v after Destroy", err)
+	}
+}
+
+func grepLine(s, prefix string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.HasPrefix(l, prefix) {
+			return l
+		}
+	}
+	return ""
 }
 
 type http404 struct{}
