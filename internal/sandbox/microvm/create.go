@@ -101,7 +101,7 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 	if err := step("launch", func() error {
 		s.vm, err = qemu.Start(qemu.Config{
 			Binary: d.qemu, Kernel: d.kernel, Initrd: filepath.Join(s.dir, "initrd"), Credential: d.credential(),
-			MemoryMiB: spec.MemoryMB + d.cfg.GuestOverheadMB, CPUs: 1, Accel: d.accel,
+			MemoryMiB: spec.MemoryMB + d.cfg.GuestOverheadMB, CPUs: 1, Accel: d.accel, TCGCacheMiB: d.cfg.TCGCacheMiB,
 			Cmdline: []string{"quiet", "loglevel=1", "rdinit=/init"},
 			Console: s.console, Stderr: s.console,
 			ExtraArgs: []string{

@@ -93,6 +93,9 @@ type Config struct {
 	PidsMax, MaxAPIConns int
 	// GuestOverheadMB is added to MemoryMB for the VM's RAM.
 	GuestOverheadMB int
+	// TCGCacheMiB sizes each guest's TCG translation cache under TCG (0:
+	// QEMU's default); see qemu.Config.
+	TCGCacheMiB int
 	// MaxVMs, when > 0, bounds the VMs running at once: Create waits (as
 	// long as its ctx allows) for a running sandbox to end.
 	MaxVMs int

@@ -25,7 +25,10 @@ import (
 // newDriver builds the guest init and a driver that runs one VM at a time
 // (the development machine is shared and has two cores). It skips when
 // QEMU or the kernel cannot be had.
-func newDriver(t testing.TB) *microvm.Driver {
+func newDriver(t testing.TB) *microvm.Driver { return newDriverWith(t, nil) }
+
+// newDriverWith is newDriver with the configuration changed by mod.
+func newDriverWith(t testing.TB, mod func(*microvm.Config)) *microvm.Driver {
 	t.Helper()
 	if testing.Short() {
 		t.Skip("-short: boots microVMs")
@@ -46,9 +49,11 @@ func newDriver(t testing.TB) *microvm.Driver {
 	}
 	init := filepath.Join(dir, "flint-vm-init")
 	gobuildtest.Build(t, "github.com/flintdev/flint/cmd/flint-vm-init", init)
-	d, err := microvm.New(microvm.Config{
-		Kernel: k, InitPath: init, StateDir: filepath.Join(dir, "state"), MaxVMs: 1,
-	})
+	cfg := microvm.Config{Kernel: k, InitPath: init, StateDir: filepath.Join(dir, "state"), MaxVMs: 1}
+	if mod != nil {
+		mod(&cfg)
+	}
+	d, err := microvm.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -51,6 +51,10 @@ type Config struct {
 	MemoryMiB, CPUs int
 	// Accel is the accelerator ("" means TCG).
 	Accel Accel
+	// TCGCacheMiB, when > 0, sizes TCG's translation cache (tb-size); 0
+	// leaves QEMU's default, which grows to most of an idle guest's host
+	// memory.
+	TCGCacheMiB int
 	// Console receives everything the guest writes to its serial console
 	// (ttyS0); nil discards it.
 	Console io.Writer
@@ -137,6 +141,8 @@ func (c Config) Args(tscKHz int) []string {
 	}
 	if c.Accel == KVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else if c.TCGCacheMiB > 0 {
+		args = append(args, "-accel", "tcg,tb-size="+strconv.Itoa(c.TCGCacheMiB))
 	} else {
 		args = append(args, "-accel", "tcg")
 	}
