@@ -13,6 +13,7 @@ import (
 
 	"github.com/flintdev/flint/internal/gobuildtest"
 	"github.com/flintdev/flint/internal/vm/kernel"
+	"github.com/flintdev/flint/internal/vm/vmtest"
 )
 
 // TestMicroVMDriver runs the aws-lambda-go function through
@@ -29,6 +30,7 @@ func TestMicroVMDriver(t *testing.T) {
 	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
 		t.Skipf("QEMU is not installed (apt-get install qemu-system-x86): %v", err)
 	}
+	vmtest.Lock(t) // one VM-booting test binary at a time on the machine
 	// The server looks for the kernel in the machine's VM cache (its HOME
 	// is a temporary one here): share the test's.
 	t.Setenv("FLINT_VM_CACHE", kernel.DefaultCacheDir())

@@ -20,6 +20,7 @@ import (
 	"github.com/flintdev/flint/internal/sandbox/sandboxtest"
 	"github.com/flintdev/flint/internal/vm/kernel"
 	"github.com/flintdev/flint/internal/vm/qemu"
+	"github.com/flintdev/flint/internal/vm/vmtest"
 )
 
 // newDriver builds the guest init and a driver that runs one VM at a time
@@ -36,6 +37,7 @@ func newDriverWith(t testing.TB, mod func(*microvm.Config)) *microvm.Driver {
 	if _, err := exec.LookPath(qemu.DefaultBinary); err != nil {
 		t.Skipf("QEMU is not installed (apt-get install qemu-system-x86): %v", err)
 	}
+	vmtest.Lock(t) // one VM-booting test binary at a time on the machine
 	k, err := kernel.Fetch(context.Background(), kernel.Config{CacheDir: kernel.DefaultCacheDir()})
 	if err != nil {
 		t.Skipf("no guest kernel: %v", err)
