@@ -63,6 +63,13 @@ type Config struct {
 	// is a smaller one that starts faster (it must come from the same
 	// build).
 	SandboxInit string
+	// SandboxDriver is "process" (the default: namespaces, cgroups,
+	// seccomp) or "microvm" (a QEMU microVM per sandbox, see
+	// docs/sandbox-microvm.md).
+	SandboxDriver string
+	// VMInit is the flint-vm-init binary for the microvm driver ("" looks
+	// next to this executable, then on PATH).
+	VMInit string
 	// CodeURLTTL is how long the download links of GetFunction and
 	// GetLayerVersion stay valid (default 10 minutes, as Lambda's).
 	CodeURLTTL time.Duration
@@ -144,6 +151,16 @@ func (c *Config) Validate() error {
 	}
 	if c.URLDomain == "" {
 		c.URLDomain = "localhost"
+	}
+	switch c.SandboxDriver {
+	case "":
+		c.SandboxDriver = "process"
+	case "process", "microvm":
+	default:
+		return fmt.Errorf("server: unknown sandbox driver %q (process or microvm)", c.SandboxDriver)
+	}
+	if c.SandboxDriver == "microvm" && c.SandboxEgress != nil {
+		return errors.New("server: the microvm driver has no egress yet (--sandbox-egress needs --sandbox-driver process)")
 	}
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 5 * time.Minute
