@@ -104,6 +104,10 @@ type HostStatus struct {
 	// taken, so capacity is counted once, by the worker. Unshared hosts
 	// (the single-process default) are counted by reservations alone.
 	Shared bool `json:"shared,omitempty"`
+	// Driver is the sandbox driver the host runs ("process", "microvm"):
+	// what isolation its sandboxes get. Placement records it; it does not
+	// choose by it yet.
+	Driver string `json:"driver,omitempty"`
 }
 
 // IsWorker reports whether the host runs sandboxes.

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq"
@@ -20,6 +21,7 @@ import (
 	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/esm"
 	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/funcurl"
 	"github.com/flintdev/flint/internal/hostproxy"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/layers"
@@ -28,6 +30,7 @@ import (
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
 	"github.com/flintdev/flint/internal/runtimes"
+	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/sqs"
 	"github.com/flintdev/flint/internal/sqsapi"
@@ -46,13 +49,14 @@ type components struct {
 	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
-	driver    *process.Driver
+	driver    sandbox.Driver
 	worker    *worker.Worker
 	placement *placement.Service
 	hostProxy *hostproxy.Server // nil unless clustered with the worker role
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	urls      *funcurl.Handler
 	queues    *sqs.Service
 	sqsAPI    *sqsapi.Handler
 	esm       *esm.Service
@@ -183,6 +187,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	status := func() placement.HostStatus {
 		hs := placement.HostStatus{HostID: hostID, Roles: cfg.Roles, Instance: instance, Addr: workerAddr, Shared: cfg.clustered()}
 		if c.worker != nil {
+			hs.Driver = c.driver.Name()
 			st := c.worker.Status()
 			hs.MemoryMB, hs.MaxSandboxes, hs.CachedCode = st.MemoryMB, st.MaxSandboxes, st.CachedCode
 			hs.Sandboxes, hs.UsedMB = st.Sandboxes, st.MemoryUsedMB
@@ -271,6 +276,10 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("async queue", c.async.Close)
 
+	urlPort := ""
+	if cfg.URLPort > 0 {
+		urlPort = strconv.Itoa(cfg.URLPort)
+	}
 	if c.queues, err = sqs.New(ctx, sqs.Config{JetStream: js, Region: cfg.Region, Replicas: replicas, Logger: log}); err != nil {
 		return nil, fmt.Errorf("server: sqs queues: %w", err)
 	}
@@ -304,22 +313,47 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 
 	if c.frontend, err = frontend.New(frontend.Config{
-		Region:    cfg.Region,
-		Account:   cfg.Account,
-		Functions: c.functions,
-		Code:      c.code,
-		Invoker:   c.manager,
-		Async:     c.async,
-		Runtimes:  c.runtimes,
-		Logs:      c.logs,
-		Gate:      c.bb,
-		Layers:    c.layers,
-		CodeURLs:  c.codeURLs,
-		Logger:    log.With("component", "frontend"),
+		FunctionURL: func(id string) string { return c.urls.URL(id, urlPort) },
+		Region:      cfg.Region,
+		Account:     cfg.Account,
+		Functions:   c.functions,
+		Code:        c.code,
+		Invoker:     c.manager,
+		Async:       c.async,
+		Runtimes:    c.runtimes,
+		Logs:        c.logs,
+		Gate:        c.bb,
+		Layers:      c.layers,
+		CodeURLs:    c.codeURLs,
+		Logger:      log.With("component", "frontend"),
 
 		EventSourceMappings: c.esm.Handler(),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
+	}
+	// AWS_IAM function URLs verify signatures as the API does (service
+	// lambda); with --auth dev they accept every request as the default
+	// account's, as the API does.
+	var verify funcurl.Verifier
+	if cfg.Auth == auth.ModeRequired {
+		ac := c.authConfig()
+		ac.ServiceFor = nil // a URL's requests are signed for lambda, whatever they look like
+		v, err := sigv4.New(ac, nil)
+		if err != nil {
+			return nil, fmt.Errorf("server: function url auth: %w", err)
+		}
+		verify = v.Verify
+	}
+	if c.urls, err = funcurl.New(funcurl.Config{
+		Verify:         verify,
+		Domain:         cfg.URLDomain,
+		Region:         cfg.Region,
+		Lookup:         c.functions,
+		Invoke:         c.frontend,
+		DefaultAccount: cfg.Account,
+		Logger:         log,
+	}); err != nil {
+		return nil, fmt.Errorf("server: function urls: %w", err)
 	}
 	// Provisioned concurrency lives in the metadata store; hand it to the
 	// worker manager again (reserved concurrency comes through the watch
@@ -389,10 +423,9 @@ var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/s
 // download links, which carry their own signature.
 var public = []string{"/healthz", "/readyz", "/flint/v1/code/"}
 
-// handler is the listener's handler: the sigv4 middleware in front of
-// routes.
-func (c *components) handler() (http.Handler, error) {
-	return sigv4.New(sigv4.Config{
+// authConfig configures the sigv4 middleware.
+func (c *components) authConfig() sigv4.Config {
+	return sigv4.Config{
 		Mode:           c.cfg.Auth,
 		Keys:           c.keys,
 		DefaultAccount: c.cfg.Account,
@@ -406,7 +439,28 @@ func (c *components) handler() (http.Handler, error) {
 			return ""
 		},
 		Logger: c.cfg.Logger.With("component", "auth"),
-	}, c.routes())
+	}
+}
+
+// handler is the listener's handler: requests to a function URL's host go
+// to the URL handler (which verifies AWS_IAM URLs' signatures itself),
+// every other request through the sigv4 middleware to routes.
+func (c *components) handler() (http.Handler, error) {
+	api, err := sigv4.New(c.authConfig(), c.routes())
+	if err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.urls == nil { // a node without the frontend role
+			api.ServeHTTP(w, r)
+			return
+		}
+		if _, ok := c.urls.Match(r.Host); ok {
+			c.urls.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	}), nil
 }
 
 // routes routes the listener: Lambda's API, Flint's own endpoints, health.

@@ -13,7 +13,6 @@ import (
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/hostproxy"
 	"github.com/flintdev/flint/internal/metadata"
-	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/worker"
 	"github.com/flintdev/flint/internal/workermanager"
 )
@@ -23,17 +22,9 @@ import (
 // address the worker is advertised at ("" when not served).
 func (c *components) startWorker(ctx context.Context, hostID string) (addr string, err error) {
 	cfg, log, data := c.cfg, c.cfg.Logger, c.cfg.DataDir
-	if c.driver, err = process.New(sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)); err != nil {
-		return "", fmt.Errorf("server: sandbox driver: %w", err)
+	if c.driver, err = startDriver(ctx, cfg, c.onClose); err != nil {
+		return "", err
 	}
-	if n, err := c.driver.RemoveStale(ctx); err != nil {
-		log.Warn("removing sandbox cgroups left by an earlier run", "err", err)
-	} else if n > 0 {
-		log.Info("removed sandbox cgroups left by an earlier run", "count", n)
-	}
-	// Runs after the worker and the manager destroyed every sandbox:
-	// removes the egress firewall table.
-	c.onClose("sandbox driver", c.driver.Close)
 
 	codeDir := filepath.Join(data, "code")
 	if err := codestore.RemoveTemps(codeDir); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -101,3 +92,6 @@ func (h workerHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (w
 
 // Provisioned concurrency initialises worker sandboxes ahead of invocations.
 var _ workermanager.Initializer = (*worker.Sandbox)(nil)
+
+// Worker sandboxes stream responses (InvokeWithResponseStream, streaming URLs).
+var _ workermanager.Streamer = (*worker.Sandbox)(nil)
