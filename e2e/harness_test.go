@@ -49,7 +49,11 @@ func TestMain(m *testing.M) {
 			return m.Run() // every test skips itself through requireRoot
 		}
 		flintBin = filepath.Join(dir, "flint")
-		if err := gobuildtest.Compile("../cmd/flint", flintBin); err != nil {
+		var serverFlags []string
+		if raceEnabled { // go test -race: the server under test too
+			serverFlags = append(serverFlags, "-race")
+		}
+		if err := gobuildtest.Compile("../cmd/flint", flintBin, serverFlags...); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -181,8 +185,11 @@ func startServer(t *testing.T, data string, extra ...string) *flintServer {
 	go func() { cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
 		s.stop()
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.log())
+		// A server built with -race reports races on stderr and goes on.
+		if log, i := s.log(), strings.Index(s.log(), "WARNING: DATA RACE"); i >= 0 {
+			t.Errorf("the server hit a data race:\n%s", log[i:])
+		} else if t.Failed() {
+			t.Logf("server log:\n%s", log)
 		}
 	})
 	select {
