@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flintdev/flint/internal/clock"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -100,8 +101,9 @@ type Config struct {
 	// it expected (only when retention or Purge removes entries while they
 	// are being read).
 	ReadIdle time.Duration
-	// Now stamps entries; time.Now when nil.
-	Now func() time.Time
+	// Clock stamps entries and times BatchDelay and StallWait;
+	// clock.Real when nil.
+	Clock clock.Clock
 	// Logger; a discarding logger when nil.
 	Logger *slog.Logger
 }
@@ -151,8 +153,8 @@ func (c Config) withDefaults() Config {
 	if c.ReadIdle <= 0 {
 		c.ReadIdle = DefaultReadIdle
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.Real
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -3,8 +3,8 @@ package logstore
 import (
 	"context"
 	"strconv"
-	"time"
 
+	"github.com/flintdev/flint/internal/clock"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -39,18 +39,18 @@ func signal(ch chan struct{}) {
 // StallWait (or ctx) for room when too much is pending.
 func (s *Store) enqueue(ctx context.Context, subj, requestID string, data []byte) error {
 	size := len(requestID) + len(data) + frameOverhead
-	var timer *time.Timer
+	var timer clock.Timer
 	s.mu.Lock()
 	for !s.closed && (s.pendN >= s.cfg.MaxPending || s.pendN > 0 && s.pendBy+size > s.cfg.MaxPendingBytes) {
 		space := s.space
 		s.mu.Unlock()
 		if timer == nil {
-			timer = time.NewTimer(s.cfg.StallWait)
+			timer = s.cfg.Clock.NewTimer(s.cfg.StallWait)
 			defer timer.Stop()
 		}
 		select {
 		case <-space:
-		case <-timer.C:
+		case <-timer.C():
 			s.dropped.Add(1)
 			return ErrStalled
 		case <-ctx.Done():
@@ -77,7 +77,7 @@ func (s *Store) enqueue(ctx context.Context, subj, requestID string, data []byte
 		s.open[subj] = b
 	}
 	before := len(b.buf)
-	b.buf = appendFrame(b.buf, s.cfg.Now(), requestID, data)
+	b.buf = appendFrame(b.buf, s.cfg.Clock.Now(), requestID, data)
 	b.n++
 	s.pendN++
 	s.pendBy += len(b.buf) - before
@@ -103,9 +103,9 @@ func (s *Store) run() {
 			stopping = true
 		}
 		if !stopping && !hurried && s.cfg.BatchDelay > 0 && !s.urgent() {
-			t := time.NewTimer(s.cfg.BatchDelay)
+			t := s.cfg.Clock.NewTimer(s.cfg.BatchDelay)
 			select {
-			case <-t.C:
+			case <-t.C():
 			case <-s.hurry:
 			case <-s.stop:
 				stopping = true
