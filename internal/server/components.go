@@ -12,6 +12,9 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq"
+	"github.com/flintdev/flint/internal/auth"
+	"github.com/flintdev/flint/internal/auth/keystore"
+	"github.com/flintdev/flint/internal/auth/sigv4"
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/frontend"
@@ -28,6 +31,7 @@ import (
 type components struct {
 	cfg       Config
 	bb        *backbone.Backbone
+	keys      *keystore.Store
 	functions *metadata.Store
 	code      *codestore.Store
 	logs      *logstore.Store
@@ -65,6 +69,23 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("backbone", func(context.Context) error { c.bb.Close(); return nil })
 	js := c.bb.JetStream()
+
+	if c.keys, err = keystore.Open(ctx, keystore.Config{JS: js, Logger: log.With("component", "keystore")}); err != nil {
+		return nil, fmt.Errorf("server: key store: %w", err)
+	}
+	c.onClose("key store", c.keys.Close)
+	credPath := filepath.Join(data, "credentials")
+	root, created, err := c.keys.EnsureRoot(ctx, credPath, cfg.Account)
+	if err != nil {
+		return nil, fmt.Errorf("server: root key: %w", err)
+	}
+	if created {
+		log.Info("created the root access key of account "+cfg.Account+"; sign with it: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
+	} else {
+		log.Info("root access key: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
+	}
 
 	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
 		return nil, fmt.Errorf("server: metadata: %w", err)
@@ -171,6 +192,8 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		ThrottleBackoffMin: cfg.Async.ThrottleBackoffMin,
 		ThrottleBackoffMax: cfg.Async.ThrottleBackoffMax,
 		AckWait:            cfg.Async.AckWait,
+
+		AccountOf: func(r *http.Request) (string, error) { return auth.AccountOf(r.Context(), cfg.Account), nil },
 	}); err != nil {
 		return nil, fmt.Errorf("server: async queue: %w", err)
 	}
@@ -219,8 +242,30 @@ func (c *components) close() {
 	c.closers = nil
 }
 
-// handler routes the listener: Lambda's API, Flint's own endpoints, health.
-func (c *components) handler() http.Handler {
+// rootOnly are the paths only the server's root key may call: key
+// management and the server-wide views.
+var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/stats", "/flint/v1/cluster", "/flint/v1/cluster/"}
+
+// public are the paths served without SigV4: health checks, and code
+// download links, which carry their own signature.
+var public = []string{"/healthz", "/readyz", "/flint/v1/code/"}
+
+// handler is the listener's handler: the sigv4 middleware in front of
+// routes.
+func (c *components) handler() (http.Handler, error) {
+	return sigv4.New(sigv4.Config{
+		Mode:           c.cfg.Auth,
+		Keys:           c.keys,
+		DefaultAccount: c.cfg.Account,
+		Region:         c.cfg.Region,
+		RootOnly:       rootOnly,
+		Public:         public,
+		Logger:         c.cfg.Logger.With("component", "auth"),
+	}, c.routes())
+}
+
+// routes routes the listener: Lambda's API, Flint's own endpoints, health.
+func (c *components) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -234,6 +279,9 @@ func (c *components) handler() http.Handler {
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
+	kh := c.keys.Handler()
+	mux.Handle(keystore.KeysPath, kh)
+	mux.Handle(keystore.KeysPath+"/", kh)
 	return mux
 }
 
