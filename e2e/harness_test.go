@@ -186,7 +186,8 @@ func startServer(t *testing.T, data string, extra ...string) *flintServer {
 	t.Cleanup(func() {
 		s.stop()
 		// A server built with -race reports races on stderr and goes on.
-		if log, i := s.log(), strings.Index(s.log(), "WARNING: DATA RACE"); i >= 0 {
+		log := s.log()
+		if i := strings.Index(log, "WARNING: DATA RACE"); i >= 0 {
 			t.Errorf("the server hit a data race:\n%s", log[i:])
 		} else if t.Failed() {
 			t.Logf("server log:\n%s", log)
