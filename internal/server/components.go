@@ -19,6 +19,7 @@ import (
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/codeurl"
+	"github.com/flintdev/flint/internal/esm"
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/layers"
@@ -26,7 +27,10 @@ import (
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
 	"github.com/flintdev/flint/internal/runtimes"
+	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/sqs"
+	"github.com/flintdev/flint/internal/sqsapi"
 	"github.com/flintdev/flint/internal/worker"
 	"github.com/flintdev/flint/internal/workermanager"
 )
@@ -42,12 +46,15 @@ type components struct {
 	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
-	driver    *process.Driver
+	driver    sandbox.Driver
 	worker    *worker.Worker
 	placement *placement.Service
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	queues    *sqs.Service
+	sqsAPI    *sqsapi.Handler
+	esm       *esm.Service
 	conns     *capListener // set by Run
 
 	closers []closer // run in reverse order by close
@@ -149,17 +156,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
-	if c.driver, err = process.New(sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)); err != nil {
-		return nil, fmt.Errorf("server: sandbox driver: %w", err)
+	if c.driver, err = startDriver(ctx, cfg, c.onClose); err != nil {
+		return nil, err
 	}
-	if n, err := c.driver.RemoveStale(ctx); err != nil {
-		log.Warn("removing sandbox cgroups left by an earlier run", "err", err)
-	} else if n > 0 {
-		log.Info("removed sandbox cgroups left by an earlier run", "count", n)
-	}
-	// Runs after the worker and the manager destroyed every sandbox:
-	// removes the egress firewall table.
-	c.onClose("sandbox driver", c.driver.Close)
 
 	hostID, err := os.Hostname()
 	if err != nil || hostID == "" {
@@ -194,7 +193,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		st := c.worker.Status()
-		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode}
+		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode, Driver: c.driver.Name()}
 	}
 	// The first heartbeat goes in directly, so the host is known before
 	// the first request; later ones travel over NATS like a remote
@@ -241,6 +240,32 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("async queue", c.async.Close)
 
+	if c.queues, err = sqs.New(ctx, sqs.Config{JetStream: js, Region: cfg.Region, Replicas: replicas, Logger: log}); err != nil {
+		return nil, fmt.Errorf("server: sqs queues: %w", err)
+	}
+	c.onClose("sqs queues", c.queues.Close)
+	if c.sqsAPI, err = sqsapi.New(sqsapi.Config{Queues: c.queues, DefaultAccount: cfg.Account, Logger: log.With("component", "sqsapi")}); err != nil {
+		return nil, fmt.Errorf("server: sqs api: %w", err)
+	}
+
+	if c.esm, err = esm.New(ctx, esm.Config{
+		JetStream:      js,
+		Queues:         c.queues,
+		Functions:      c.functions,
+		Invoker:        c.manager,
+		Region:         cfg.Region,
+		DefaultAccount: cfg.Account,
+		Replicas:       replicas,
+		Logger:         log,
+	}); err != nil {
+		return nil, fmt.Errorf("server: event source mappings: %w", err)
+	}
+	// Mapping pollers run where the async pollers run: on every server.
+	if err := c.esm.Start(); err != nil {
+		return nil, fmt.Errorf("server: event source mapping pollers: %w", err)
+	}
+	c.onClose("event source mappings", c.esm.Close)
+
 	if c.frontend, err = frontend.New(frontend.Config{
 		Region:    cfg.Region,
 		Account:   cfg.Account,
@@ -254,6 +279,8 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Layers:    c.layers,
 		CodeURLs:  c.codeURLs,
 		Logger:    log.With("component", "frontend"),
+
+		EventSourceMappings: c.esm.Handler(),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
@@ -334,7 +361,13 @@ func (c *components) handler() (http.Handler, error) {
 		Region:         c.cfg.Region,
 		RootOnly:       rootOnly,
 		Public:         public,
-		Logger:         c.cfg.Logger.With("component", "auth"),
+		ServiceFor: func(r *http.Request) string {
+			if sqsapi.Match(r) {
+				return "sqs"
+			}
+			return ""
+		},
+		Logger: c.cfg.Logger.With("component", "auth"),
 	}, c.routes())
 }
 
@@ -371,7 +404,15 @@ func (c *components) routes() http.Handler {
 	kh := c.keys.Handler()
 	mux.Handle(keystore.KeysPath, kh)
 	mux.Handle(keystore.KeysPath+"/", kh)
-	return mux
+	// The SQS API shares the listener: its requests are told apart by
+	// X-Amz-Target or a form Action (sqsapi.Match), not by path.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sqsapi.Match(r) {
+			c.sqsAPI.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // workerHost adapts the in-process worker to the manager's Host.
