@@ -49,7 +49,11 @@ func TestMain(m *testing.M) {
 			return m.Run() // every test skips itself through requireRoot
 		}
 		flintBin = filepath.Join(dir, "flint")
-		if err := gobuildtest.Compile("../cmd/flint", flintBin); err != nil {
+		var serverFlags []string
+		if raceEnabled { // go test -race: the server under test too
+			serverFlags = append(serverFlags, "-race")
+		}
+		if err := gobuildtest.Compile("../cmd/flint", flintBin, serverFlags...); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -211,8 +215,12 @@ func startServerErr(t testing.TB, data string, extra ...string) (*flintServer, e
 		if out, err := exec.Command(flintBin, "server", "--cleanup", "--data", data).CombinedOutput(); err != nil {
 			t.Errorf("flint server --cleanup --data %s: %v\n%s", data, err, out)
 		}
-		if t.Failed() {
-			t.Logf("server log:\n%s", s.log())
+		// A server built with -race reports races on stderr and goes on.
+		log := s.log()
+		if i := strings.Index(log, "WARNING: DATA RACE"); i >= 0 {
+			t.Errorf("the server hit a data race:\n%s", log[i:])
+		} else if t.Failed() {
+			t.Logf("server log:\n%s", log)
 		}
 	})
 	select {

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/backbone"
+	"github.com/flintdev/flint/internal/clock"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
@@ -143,7 +144,8 @@ func (f *fakeInvoker) callsOf(fn string) []call {
 	return out
 }
 
-// fakeClock is a settable clock.
+// fakeClock is a settable clock: the wall clock until set. Its timers
+// are the wall clock's.
 type fakeClock struct {
 	mu sync.Mutex
 	t  time.Time
@@ -157,6 +159,8 @@ func (c *fakeClock) Now() time.Time {
 	}
 	return c.t
 }
+
+func (c *fakeClock) NewTimer(d time.Duration) clock.Timer { return clock.Real.NewTimer(d) }
 
 func (c *fakeClock) set(t time.Time) {
 	c.mu.Lock()

@@ -23,6 +23,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq/queues"
+	"github.com/flintdev/flint/internal/clock"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/writegate"
@@ -47,13 +48,6 @@ type FunctionGetter interface {
 	Get(ctx context.Context, account, name, version string) (*metadata.Function, error)
 }
 
-// Clock tells the time; tests inject a fake one to age events.
-type Clock interface{ Now() time.Time }
-
-type realClock struct{}
-
-func (realClock) Now() time.Time { return time.Now() }
-
 // Config configures the asynchronous invocation service.
 type Config struct {
 	// JetStream is the backbone's JetStream context (required).
@@ -62,8 +56,10 @@ type Config struct {
 	Invoker Invoker
 	// Functions resolves function versions (required).
 	Functions FunctionGetter
-	// Clock defaults to the wall clock.
-	Clock Clock
+	// Clock stamps events and statuses and decides when a retry or a
+	// back-off is due and when an event is too old (default clock.Real);
+	// tests inject a fake one to age events and schedule retries.
+	Clock clock.Clock
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -151,7 +147,7 @@ func (c Config) Validate() error {
 
 func (c *Config) setDefaults() {
 	if c.Clock == nil {
-		c.Clock = realClock{}
+		c.Clock = clock.Real
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

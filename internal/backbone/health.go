@@ -134,10 +134,12 @@ func (b *Backbone) monitor() {
 				}
 				warned = d.UsedFraction() >= warnUsed
 				if (wasFull || b.writeFault.Load()) && !h.Full && !h.LogsOff {
-					h.Restarting = true
-					b.health.Store(&h)
+					// Readers hold the stored value: store a copy, so
+					// that h can still change.
+					restarting := h
+					restarting.Restarting = true
+					b.health.Store(&restarting)
 					b.restart()
-					h.Restarting = false
 					h.Restarts++
 				}
 			}

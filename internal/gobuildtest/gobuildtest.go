@@ -14,6 +14,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -44,10 +45,11 @@ func GoTool(t testing.TB) string {
 	return p
 }
 
-// Compile runs `go build -o out [flags] pkg` with CGO_ENABLED=0 in the
-// current directory (so pkg may be relative, "./testdata/fn"). The error
-// carries pkg and the go command's output. It is Build for callers that
-// have no testing.TB, such as TestMain.
+// Compile runs `go build -o out [flags] pkg` with CGO_ENABLED=0 (unless
+// flags hold -race, which needs cgo) in the current directory (so pkg may
+// be relative, "./testdata/fn"). The error carries pkg and the go
+// command's output. It is Build for callers that have no testing.TB, such
+// as TestMain.
 //
 // Where there is no Go toolchain (a test binary running inside a VM),
 // $FLINT_TEST_PREBUILT names a directory of programs built beforehand, each
@@ -64,7 +66,10 @@ func Compile(pkg, out string, flags ...string) error {
 	}
 	args := append(append([]string{"build", "-o", out}, flags...), pkg)
 	cmd := exec.Command(goBin, args...)
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	cmd.Env = os.Environ()
+	if !slices.Contains(flags, "-race") {
+		cmd.Env = append(cmd.Env, "CGO_ENABLED=0")
+	}
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("go build %s: %w\n%s", pkg, err, b)
 	}

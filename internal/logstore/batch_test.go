@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/backbone"
+	"github.com/flintdev/flint/internal/clock/clocktest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -26,18 +27,13 @@ func msgsOf(t *testing.T, ctx context.Context, s *Store, fn string) uint64 {
 	return info.State.Subjects[subj]
 }
 
-// fakeClock steps 1 ms per reading, starting now, so entries in one batch
-// have distinct, known times.
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
+// steppingClock steps 1 ms per reading, so entries in one batch have
+// distinct, known times.
+type steppingClock struct{ *clocktest.Fake }
 
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.t = c.t.Add(time.Millisecond)
-	return c.t
+func (c steppingClock) Now() time.Time {
+	c.Advance(time.Millisecond)
+	return c.Fake.Now()
 }
 
 // appendBatch appends entries from..to-1 of fn with no Flush between, so
@@ -110,8 +106,7 @@ func TestBatchConcurrentAppends(t *testing.T) {
 // that Tail counts entries exactly across batch boundaries, alone and with
 // Since.
 func TestBatchTail(t *testing.T) {
-	clock := &fakeClock{t: time.Now()}
-	s, ctx := setup(t, Config{BatchDelay: time.Hour, Now: clock.Now})
+	s, ctx := setup(t, Config{BatchDelay: time.Hour, Clock: steppingClock{clocktest.New(time.Now())}})
 	sizes := []int{3, 1, 4, 2, 5}
 	total := 0
 	for _, n := range sizes {
@@ -155,9 +150,11 @@ func TestBatchTail(t *testing.T) {
 }
 
 // TestBatchFollow follows without flushing: the writer publishes each
-// batch after BatchDelay on its own.
+// batch after BatchDelay on its own, and not before (on the fake clock).
 func TestBatchFollow(t *testing.T) {
-	s, ctx := setup(t, Config{BatchDelay: 20 * time.Millisecond})
+	const delay = 20 * time.Millisecond
+	clk := clocktest.New(time.Now())
+	s, ctx := setup(t, Config{BatchDelay: delay, Clock: clk})
 	ch, stop := follow(t, ctx, s, "fn", ReadOptions{})
 	for round := range 3 {
 		for i := round * 4; i < round*4+4; i++ {
@@ -165,15 +162,20 @@ func TestBatchFollow(t *testing.T) {
 				t.Fatal(err)
 			}
 		}
+		clk.WaitTimers(t, 1) // the writer waits for BatchDelay
+		clk.Advance(delay - time.Nanosecond)
+		if n := msgsOf(t, ctx, s, "fn"); n != uint64(round) {
+			t.Fatalf("round %d: %d messages before BatchDelay passed, want %d", round, n, round)
+		}
+		clk.Advance(time.Nanosecond)
 		expect(t, ch, reqs(round*4, round*4+4)...)
 	}
 	if err := stop(); err != nil {
 		t.Fatal(err)
 	}
-	// Three bursts make three messages; a scheduling hiccup may split a
-	// burst, but one message per entry means no batching.
-	if n := msgsOf(t, ctx, s, "fn"); n > 8 {
-		t.Fatalf("12 entries appended in 3 bursts took %d messages", n)
+	// Each burst waited for its BatchDelay: one message each.
+	if n := msgsOf(t, ctx, s, "fn"); n != 3 {
+		t.Fatalf("12 entries appended in 3 bursts took %d messages, want 3", n)
 	}
 }
 
@@ -310,23 +312,29 @@ func TestCloseDrains(t *testing.T) {
 	}
 }
 
+// TestStallDropsAndRecovers runs on the fake clock: an Append with no
+// room waits exactly StallWait, however loaded the machine.
 func TestStallDropsAndRecovers(t *testing.T) {
-	// StallWait long enough for the Flush below to make room in time on
-	// a loaded machine.
 	const stall = time.Second
-	s, ctx := setup(t, Config{BatchDelay: time.Hour, MaxPending: 4, StallWait: stall})
+	clk := clocktest.New(time.Now())
+	s, ctx := setup(t, Config{BatchDelay: time.Hour, MaxPending: 4, StallWait: stall, Clock: clk})
 	for i := range 4 {
 		if err := s.Append(ctx, acct, "fn", fmt.Sprintf("req-%d", i), []byte("x")); err != nil {
 			t.Fatal(err)
 		}
 	}
-	start := time.Now()
-	err := s.Append(ctx, acct, "fn", "req-x", []byte("x"))
-	if !errors.Is(err, ErrStalled) {
-		t.Fatalf("fifth Append with 4 pending: %v, want ErrStalled", err)
+	stalled := make(chan error, 1)
+	go func() { stalled <- s.Append(ctx, acct, "fn", "req-x", []byte("x")) }()
+	clk.WaitTimers(t, 2) // the writer's BatchDelay and the fifth Append's StallWait
+	clk.Advance(stall - time.Nanosecond)
+	select {
+	case err := <-stalled:
+		t.Fatalf("fifth Append with 4 pending returned %v before StallWait", err)
+	default:
 	}
-	if el := time.Since(start); el < stall {
-		t.Fatalf("dropped after %v, before StallWait", el)
+	clk.Advance(time.Nanosecond)
+	if err := <-stalled; !errors.Is(err, ErrStalled) {
+		t.Fatalf("fifth Append with 4 pending: %v, want ErrStalled", err)
 	}
 	if s.Dropped() != 1 {
 		t.Fatalf("Dropped %d, want 1", s.Dropped())

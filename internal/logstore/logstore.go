@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flintdev/flint/internal/clock"
 	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -108,8 +109,9 @@ type Config struct {
 	// batch is dropped at once and counted in Dropped, so logs give way
 	// before events do and never wait on a backbone that cannot write.
 	Gate writegate.Gate
-	// Now stamps entries; time.Now when nil.
-	Now func() time.Time
+	// Clock stamps entries and times BatchDelay and StallWait;
+	// clock.Real when nil.
+	Clock clock.Clock
 	// Logger; a discarding logger when nil.
 	Logger *slog.Logger
 }
@@ -159,8 +161,8 @@ func (c Config) withDefaults() Config {
 	if c.ReadIdle <= 0 {
 		c.ReadIdle = DefaultReadIdle
 	}
-	if c.Now == nil {
-		c.Now = time.Now
+	if c.Clock == nil {
+		c.Clock = clock.Real
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flintdev/flint/internal/clock"
 	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -40,18 +41,18 @@ func signal(ch chan struct{}) {
 // StallWait (or ctx) for room when too much is pending.
 func (s *Store) enqueue(ctx context.Context, subj, requestID string, data []byte) error {
 	size := len(requestID) + len(data) + frameOverhead
-	var timer *time.Timer
+	var timer clock.Timer
 	s.mu.Lock()
 	for !s.closed && (s.pendN >= s.cfg.MaxPending || s.pendN > 0 && s.pendBy+size > s.cfg.MaxPendingBytes) {
 		space := s.space
 		s.mu.Unlock()
 		if timer == nil {
-			timer = time.NewTimer(s.cfg.StallWait)
+			timer = s.cfg.Clock.NewTimer(s.cfg.StallWait)
 			defer timer.Stop()
 		}
 		select {
 		case <-space:
-		case <-timer.C:
+		case <-timer.C():
 			s.dropped.Add(1)
 			return ErrStalled
 		case <-ctx.Done():
@@ -78,7 +79,7 @@ func (s *Store) enqueue(ctx context.Context, subj, requestID string, data []byte
 		s.open[subj] = b
 	}
 	before := len(b.buf)
-	b.buf = appendFrame(b.buf, s.cfg.Now(), requestID, data)
+	b.buf = appendFrame(b.buf, s.cfg.Clock.Now(), requestID, data)
 	b.n++
 	s.pendN++
 	s.pendBy += len(b.buf) - before
@@ -104,9 +105,9 @@ func (s *Store) run() {
 			stopping = true
 		}
 		if !stopping && !hurried && s.cfg.BatchDelay > 0 && !s.urgent() {
-			t := time.NewTimer(s.cfg.BatchDelay)
+			t := s.cfg.Clock.NewTimer(s.cfg.BatchDelay)
 			select {
-			case <-t.C:
+			case <-t.C():
 			case <-s.hurry:
 			case <-s.stop:
 				stopping = true
@@ -170,7 +171,7 @@ func (s *Store) publish(b *batch) {
 
 // refused drops a batch the gate refused, warning at most every 30 s.
 func (s *Store) refused(m *nats.Msg, err error) {
-	now := time.Now().UnixNano()
+	now := s.cfg.Clock.Now().UnixNano()
 	if last := s.gateWarn.Load(); now-last > int64(30*time.Second) && s.gateWarn.CompareAndSwap(last, now) {
 		s.log.Warn("dropping function logs while the backbone cannot take them", "reason", err, "droppedSoFar", s.dropped.Load())
 	}

@@ -242,6 +242,7 @@ func TestProvisionedConcurrency(t *testing.T) {
 	if _, ok := w.m.ProvisionedConcurrency(fn); ok {
 		t.Fatal("status after clear")
 	}
+	w.clock.WaitTimers(t, 1) // the reaper waits
 	w.clock.Advance(2 * time.Minute)
 	polltest.Until(t, 10*time.Second, "former provisioned sandboxes reaped", func() bool { return w.m.Stats().Idle == 0 })
 }

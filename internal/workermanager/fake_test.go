@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/clock/clocktest"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/placement"
@@ -18,24 +19,7 @@ import (
 // This file holds the test world: fake hosts and sandboxes implementing the
 // interfaces of this package (recording concurrency and misuse), the real
 // placement.Service behind a wrapper that catches double releases, and a
-// settable clock.
-
-type fakeClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *fakeClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *fakeClock) Advance(d time.Duration) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	c.now = c.now.Add(d)
-}
+// fake clock (the reaper's timer fires only when a test advances it).
 
 // world is one test's manager with everything around it.
 type world struct {
@@ -43,7 +27,7 @@ type world struct {
 	m     *Manager
 	svc   *placement.Service
 	place *countingPlacer
-	clock *fakeClock
+	clock *clocktest.Fake
 	hosts map[string]*fakeHost
 
 	// invoke, when set, runs inside every fake Invoke (after the
@@ -86,7 +70,7 @@ func newWorld(t testing.TB, wc worldConfig) *world {
 		t:     t,
 		svc:   svc,
 		place: &countingPlacer{svc: svc, live: map[string]bool{}, released: map[string]int{}},
-		clock: &fakeClock{now: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)},
+		clock: clocktest.New(time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)),
 		hosts: map[string]*fakeHost{},
 	}
 	if wc.hostMemoryMB == nil {
@@ -114,7 +98,7 @@ func newWorld(t testing.TB, wc worldConfig) *world {
 		ScaleOutRate:       wc.scaleOutRate,
 		ScaleOutBurst:      wc.scaleOutBurst,
 		Leases:             wc.leases,
-		Clock:              w.clock.Now,
+		Clock:              w.clock,
 		Logger:             logger,
 	})
 	if err != nil {

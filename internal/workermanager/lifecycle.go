@@ -4,20 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 )
 
-// reapLoop destroys expired idle sandboxes every ReapInterval until Close.
+// reapLoop destroys expired idle sandboxes every ReapInterval (by the
+// configured Clock) until Close. Its timer is armed only while it waits.
 func (m *Manager) reapLoop() {
 	defer close(m.reaperDone)
-	t := time.NewTicker(m.cfg.ReapInterval)
+	t := m.cfg.Clock.NewTimer(m.cfg.ReapInterval)
 	defer t.Stop()
 	for {
 		select {
 		case <-m.stopReaper:
 			return
-		case <-t.C:
+		case <-t.C():
 			m.reap()
+			t.Reset(m.cfg.ReapInterval)
 		}
 	}
 }
@@ -26,7 +27,7 @@ func (m *Manager) reapLoop() {
 // configured Clock) and releases their reservations. Provisioned sandboxes
 // stay.
 func (m *Manager) reap() {
-	now := m.cfg.Clock()
+	now := m.cfg.Clock.Now()
 	var victims []*entry
 	m.mu.Lock()
 	for _, p := range m.pools {

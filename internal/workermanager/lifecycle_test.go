@@ -109,6 +109,9 @@ func TestRetireDuringCreation(t *testing.T) {
 	}
 }
 
+// TestKeepAliveReaping runs the reaper on the fake clock: its timer fires
+// only when the test advances the time, and WaitTimers tells when it has
+// finished a round (it re-arms its timer after each), so nothing sleeps.
 func TestKeepAliveReaping(t *testing.T) {
 	w := newWorld(t, worldConfig{keepAlive: time.Minute, reapInterval: time.Millisecond})
 	fn := testFunction("sleepy")
@@ -117,8 +120,14 @@ func TestKeepAliveReaping(t *testing.T) {
 	g.release()
 	wg.Wait()
 
-	// At t0+40s one of them is used again: its idle time restarts.
+	// At t0+40s the reaper runs and finds nothing older than a minute;
+	// then one of them is used again: its idle time restarts.
+	w.clock.WaitTimers(t, 1)
 	w.clock.Advance(40 * time.Second)
+	w.clock.WaitTimers(t, 1) // that round is over
+	if st := w.m.Stats(); st.Idle != 2 {
+		t.Fatalf("reaped too early: %+v", st)
+	}
 	used := invoke(t, w, fn, "touch")
 	if used.ColdStart {
 		t.Fatal("cold start with two idle sandboxes")
@@ -147,6 +156,7 @@ func TestKeepAliveReaping(t *testing.T) {
 	}
 
 	// At t0+101s the other one goes too.
+	w.clock.WaitTimers(t, 1)
 	w.clock.Advance(40 * time.Second)
 	polltest.Until(t, 10*time.Second, "the reaper to destroy the last sandbox", func() bool { return w.m.Stats().Idle == 0 })
 	polltest.Until(t, 10*time.Second, "the reaper to release the last sandbox", func() bool { return w.place.outstanding() == 0 })

@@ -136,7 +136,7 @@ func New(cfg Config) (*Manager, error) {
 	if err != nil {
 		return nil, fmt.Errorf("workermanager: %w", err)
 	}
-	scale, err := concurrency.NewBucket(cfg.ScaleOutRate, cfg.ScaleOutBurst, cfg.Clock)
+	scale, err := concurrency.NewBucket(cfg.ScaleOutRate, cfg.ScaleOutBurst, cfg.Clock.Now)
 	if err != nil {
 		return nil, fmt.Errorf("workermanager: %w", err)
 	}
@@ -362,7 +362,7 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 	p.busy[e] = struct{}{}
 	m.mu.Unlock()
 
-	start := m.cfg.Clock()
+	start := m.cfg.Clock.Now()
 	sb, res, err := m.placeAndCreate(ctx, fn)
 	if err != nil {
 		m.forget(e)
@@ -377,7 +377,7 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 	retired := e.retired
 	m.mu.Unlock()
 	log.Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
-		"took", m.cfg.Clock().Sub(start), "retired", retired)
+		"took", m.cfg.Clock.Now().Sub(start), "retired", retired)
 	return e, true, nil
 }
 
@@ -482,7 +482,7 @@ func (m *Manager) finish(e *entry, healthy bool, log *slog.Logger) {
 	e.uses++
 	if healthy && !e.retired && !m.closed {
 		e.state = stateIdle
-		e.idleSince = m.cfg.Clock()
+		e.idleSince = m.cfg.Clock.Now()
 		p.idle = append(p.idle, e)
 		m.mu.Unlock()
 		return

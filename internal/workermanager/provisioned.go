@@ -55,7 +55,7 @@ func (m *Manager) SetProvisionedConcurrency(fn *lambdafn.Function, n int) error 
 	pv.requested, pv.failed = n, ""
 	if p := m.pools[key]; p != nil {
 		extra := m.countProvisionedLocked(p, true) - n
-		now := m.cfg.Clock()
+		now := m.cfg.Clock.Now()
 		for _, e := range p.idle {
 			if extra > 0 && e.provisioned {
 				e.provisioned, e.idleSince = false, now
@@ -86,7 +86,7 @@ func (m *Manager) ClearProvisionedConcurrency(fn *lambdafn.Function) {
 	if p == nil {
 		return
 	}
-	now := m.cfg.Clock()
+	now := m.cfg.Clock.Now()
 	for _, e := range p.idle {
 		if e.provisioned {
 			e.provisioned, e.idleSince = false, now
@@ -208,7 +208,7 @@ func (m *Manager) provisionOne(pv *provision, e *entry) {
 	}
 	delete(e.pool.busy, e)
 	e.state = stateIdle
-	e.idleSince = m.cfg.Clock()
+	e.idleSince = m.cfg.Clock.Now()
 	e.pool.idle = append(e.pool.idle, e)
 	m.mu.Unlock()
 	log.Info("provisioned sandbox ready", "sandbox", sb.ID(), "host", res.HostID)

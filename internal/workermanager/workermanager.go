@@ -28,6 +28,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/flintdev/flint/internal/clock"
 	"github.com/flintdev/flint/internal/concurrency"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdafn"
@@ -167,9 +168,9 @@ type Config struct {
 	// ProvisionParallelism bounds the sandboxes one provisioned
 	// concurrency configuration creates at once (default 4).
 	ProvisionParallelism int
-	// Clock returns the current time (default time.Now). Idle ages and the
-	// scale-out rate are measured with it.
-	Clock func() time.Time
+	// Clock tells the time and times the reaper (default clock.Real).
+	// Idle ages and the scale-out rate are measured with it.
+	Clock clock.Clock
 	// Logger (default slog.Default()).
 	Logger *slog.Logger
 }
@@ -221,7 +222,7 @@ func (c *Config) setDefaults() {
 		c.ProvisionParallelism = 4
 	}
 	if c.Clock == nil {
-		c.Clock = time.Now
+		c.Clock = clock.Real
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

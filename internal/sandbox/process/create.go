@@ -241,7 +241,12 @@ func (c *creation) readReply(ctx context.Context) (r nsinit.Ready, fds []int, eo
 		dl = time.Now().Add(initReplyTimeout)
 	}
 	c.ctl.SetReadDeadline(dl)
-	stop := context.AfterFunc(ctx, func() { c.ctl.SetReadDeadline(time.Unix(1, 0)) })
+	// The AfterFunc runs in a goroutine of its own that stop does not wait
+	// for: it may run after this call has returned and closeChannels has
+	// cleared c.ctl, so it holds the connection itself (setting a deadline
+	// on a closed one is harmless).
+	ctl := c.ctl
+	stop := context.AfterFunc(ctx, func() { ctl.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
 	buf := make([]byte, 64<<10)
 	oob := make([]byte, unix.CmsgSpace(4))

@@ -22,6 +22,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/nftables"
 	"golang.org/x/sys/unix"
 )
 
@@ -82,16 +83,14 @@ func Lock(t testing.TB) {
 // e.g. 198.51.100.0/24: .1 inside, .2 on the host) with the extra
 // addresses (each routed from the host to the namespace), starts the
 // listener, and removes everything in t.Cleanup. It skips the test when
-// ip, nft or network namespaces are unavailable.
+// ip or network namespaces are unavailable.
 func New(t testing.TB, subnet netip.Prefix, extra ...netip.Addr) *Outside {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("egress tests need root (network namespaces, veth, nftables)")
 	}
-	for _, tool := range []string{"ip", "nft"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("egress tests need %s (Debian packages iproute2, nftables): %v", tool, err)
-		}
+	if _, err := exec.LookPath("ip"); err != nil {
+		t.Skipf("egress tests need ip (Debian package iproute2): %v", err)
 	}
 	Lock(t)
 	tag := make([]byte, 3)
@@ -259,4 +258,23 @@ func HostCanary(t testing.TB, addr string) (net.Listener, *atomic.Int64) {
 		}
 	}()
 	return ln, n
+}
+
+// TableExists reports whether the host has the nftables table inet name.
+func TableExists(t testing.TB, name string) bool {
+	t.Helper()
+	conn, err := nftables.New()
+	if err != nil {
+		t.Fatalf("nftables: %v", err)
+	}
+	tables, err := conn.ListTablesOfFamily(nftables.TableFamilyINet)
+	if err != nil {
+		t.Fatalf("list nftables tables: %v", err)
+	}
+	for _, tb := range tables {
+		if tb.Name == name {
+			return true
+		}
+	}
+	return false
 }
