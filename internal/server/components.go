@@ -17,7 +17,9 @@ import (
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/metrics"
 	"github.com/flintdev/flint/internal/placement"
+	"github.com/flintdev/flint/internal/records"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/worker"
@@ -38,6 +40,11 @@ type components struct {
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	metrics   *metrics.Metrics
+	// observed is the manager as the frontend and async service call
+	// it: invocations counted and recorded.
+	observed     *observedManager
+	cgroupParent string
 
 	closers []func(ctx context.Context) // run in reverse order by close
 }
@@ -53,6 +60,10 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}()
 	log := cfg.Logger
 	data := cfg.DataDir
+	if c.metrics, err = metrics.New(metrics.Config{Sources: c.metricSources(), ProcessMetrics: true,
+		Logger: log.With("component", "metrics")}); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
 
 	if c.bb, err = backbone.Start(backbone.Config{URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server"}); err != nil {
 		return nil, err
@@ -79,10 +90,11 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	// so that the cgroups a crashed run left behind can be removed at
 	// start without touching another server's.
 	digest := sha256.Sum256([]byte(data))
+	c.cgroupParent = "flint-" + hex.EncodeToString(digest[:6])
 	if c.driver, err = process.New(process.Config{
 		StateDir:     filepath.Join(data, "sandboxes"),
 		InitPath:     cfg.SandboxInit,
-		CgroupParent: "flint-" + hex.EncodeToString(digest[:6]),
+		CgroupParent: c.cgroupParent,
 		Egress:       cfg.SandboxEgress,
 		Logger:       log.With("component", "sandbox"),
 	}); err != nil {
@@ -145,7 +157,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	stopBeats := placement.StartHeartbeats(c.bb.Conn(), placement.DefaultHeartbeatInterval, status)
 	c.onClose(func(context.Context) { stopBeats() })
 
-	host := workerHost{c.worker}
+	host := observedHost{Host: workerHost{c.worker}, id: hostID, metrics: c.metrics}
 	if c.manager, err = workermanager.New(workermanager.Config{
 		Placement: c.placement,
 		Hosts: func(id string) (workermanager.Host, bool) {
@@ -157,10 +169,13 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: worker manager: %w", err)
 	}
 	c.onClose(func(ctx context.Context) { c.manager.Close(ctx) })
+	c.observed = &observedManager{Manager: c.manager, metrics: c.metrics,
+		records: records.NewWriter(c.logs, cfg.Account, log.With("component", "records"))}
 
 	if c.async, err = asyncq.New(asyncq.Config{
-		JetStream:      js,
-		Invoker:        c.manager,
+		JetStream:      c.metrics.JetStream(js, "asyncq"),
+		Invoker:        c.observed,
+		Observer:       c.metrics,
 		Functions:      c.functions,
 		DefaultAccount: cfg.Account,
 		Logger:         log.With("component", "asyncq"),
@@ -182,7 +197,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Account:   cfg.Account,
 		Functions: c.functions,
 		Code:      c.code,
-		Invoker:   c.manager,
+		Invoker:   c.observed,
 		Async:     c.async,
 		Runtimes:  c.runtimes,
 		Logs:      c.logs,
@@ -226,7 +241,8 @@ func (c *components) handler() http.Handler {
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
-	return mux
+	c.observeRoutes(mux)
+	return c.metrics.HTTP(mux)
 }
 
 // workerHost adapts the in-process worker to the manager's Host.

@@ -78,6 +78,8 @@ type entry struct {
 	provisioned bool
 	idleSince   time.Time // when it last became idle
 	uses        int       // invocations finished
+	// placed is how long placement took; written with sb and res.
+	placed time.Duration
 }
 
 // pool holds the sandboxes of one SandboxKey.
@@ -261,6 +263,10 @@ func (m *Manager) run(ctx context.Context, fn *metadata.Function, req invocation
 	if res.SandboxID == "" {
 		res.SandboxID = e.sb.ID()
 	}
+	res.Host = e.res.HostID
+	if cold && res.Cold != nil {
+		res.Cold.Placement = e.placed
+	}
 	return res, nil
 }
 
@@ -322,6 +328,7 @@ func (m *Manager) acquire(ctx context.Context, fn *metadata.Function, log *slog.
 		m.forget(e)
 		return nil, false, fmt.Errorf("place sandbox for %s: %w", fn.Name, err)
 	}
+	placed := m.cfg.Clock().Sub(start)
 	host, ok := m.cfg.Hosts(res.HostID)
 	if !ok {
 		m.forget(e)
@@ -338,7 +345,7 @@ func (m *Manager) acquire(ctx context.Context, fn *metadata.Function, log *slog.
 	}
 
 	m.mu.Lock()
-	e.sb, e.res = sb, res
+	e.sb, e.res, e.placed = sb, res, placed
 	e.state = stateBusy
 	m.invocations++
 	m.coldStarts++
