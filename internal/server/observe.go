@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flintdev/flint/internal/asyncq"
+	"github.com/flintdev/flint/internal/console"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/metrics"
@@ -60,6 +61,8 @@ func (h observedHost) CreateSandbox(ctx context.Context, fn *metadata.Function) 
 func (c *components) observeRoutes(mux *http.ServeMux) {
 	mux.Handle("GET /metrics", c.metrics.Handler())
 	mux.Handle("GET /flint/v1/functions/{name}/invocations", records.Handler(c.logs, c.cfg.Account, nil))
+	mux.Handle("GET "+console.Prefix, console.Handler())
+	mux.Handle("GET /console", http.RedirectHandler(console.Prefix, http.StatusFound))
 }
 
 // metricSources are the figures /metrics samples at each scrape.
