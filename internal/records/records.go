@@ -128,9 +128,9 @@ func NewWriter(sink Sink, account string, log *slog.Logger) *Writer {
 func (w *Writer) Write(function string, r *Record) {
 	data, err := json.Marshal(r)
 	if err == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		err = w.sink.AppendRecord(ctx, w.account, function, r.RequestID, data)
-		cancel()
+		// The log store queues the record; it blocks only when its queue
+		// is full, and then for a bounded time (logstore.Config.StallWait).
+		err = w.sink.AppendRecord(context.Background(), w.account, function, r.RequestID, data)
 	}
 	if err != nil {
 		w.log.Warn("invocation record not stored", "function", function, "requestId", r.RequestID, "err", err)
