@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -205,6 +208,13 @@ func TestMetricsMatchWorkload(t *testing.T) {
 	if v, _ := metricValue(fams, "flint_sandbox_creations_total", map[string]string{"result": "ok"}); v < 3 {
 		t.Errorf("flint_sandbox_creations_total{result=ok} = %v, want at least 3 (obs, obsasync after the timeout...)", v)
 	}
+	// The sandboxes' memory: what their cgroups use now is within what
+	// the host reserved for them.
+	used, ok1 := metricValue(fams, "flint_host_memory_used_bytes", nil)
+	reserved, ok2 := metricValue(fams, "flint_host_memory_reserved_bytes", nil)
+	if !ok1 || !ok2 || used <= 0 || reserved <= 0 || used > reserved {
+		t.Errorf("host memory used %v (present %v), reserved %v (present %v)", used, ok1, reserved, ok2)
+	}
 	if v, ok := metricValue(fams, "flint_backbone_storage_bytes", map[string]string{"stream": "FLINT_LOGS"}); !ok || v <= 0 {
 		t.Errorf("flint_backbone_storage_bytes{stream=FLINT_LOGS} = %v", v)
 	}
@@ -262,5 +272,55 @@ func TestMetricsMatchWorkload(t *testing.T) {
 	var e map[string]any
 	if code, _ := httpGetJSON(srv.url()+"/flint/v1/functions/obs/invocations?since=yesterday", &e); code != 400 {
 		t.Errorf("bad since: %d %v", code, e)
+	}
+}
+
+// TestFlintTopAndDeployProgress drives `flint top` (one frame, then a
+// fixed number of refreshes) and the upload progress bar of `flint deploy`.
+func TestFlintTopAndDeployProgress(t *testing.T) {
+	srv := startServer(t, t.TempDir())
+	zipPath := filepath.Join(t.TempDir(), "big.zip")
+	if err := os.WriteFile(zipPath, goFnZip, 0o644); err != nil { // 6 MB: an aws-lambda-go binary
+		t.Fatal(err)
+	}
+	out, err := srv.flintCLI(t, "deploy", zipPath, "--name", "big", "--progress", "always")
+	if err != nil {
+		t.Fatalf("deploy: %v\n%s", err, out)
+	}
+	if !strings.Contains(out, "uploading big [") || !strings.Contains(out, "100%") || !strings.Contains(out, "created arn:") {
+		t.Errorf("deploy output without a finished progress bar:\n%q", out)
+	}
+	if out, _ := srv.flintCLI(t, "deploy", zipPath, "--name", "quiet"); strings.Contains(out, "uploading") {
+		t.Errorf("progress bar without a terminal in auto mode:\n%q", out)
+	}
+
+	c := srv.lambda()
+	for i := 0; i < 3; i++ {
+		invoke(t, c, "big", map[string]any{"name": "top"}, false)
+	}
+	invoke(t, c, "big", map[string]any{"action": "error", "name": "top"}, false)
+	// FUNCTION RUNTIME MEMORY INVOCATIONS ERRORS ... for big: 4 invocations, 1 error, 1 cold start.
+	row := regexp.MustCompile(`(?m)^\s*big\s+provided\.al2023\s+128 MB\s+4\s+1\s+\S+\s+\S+\s+1\s+0\s+`)
+	waitFor(t, 10*time.Second, func() error {
+		out, err := srv.flintCLI(t, "top", "--once")
+		if err != nil {
+			return fmt.Errorf("top: %v\n%s", err, out)
+		}
+		if !row.MatchString(out) || !strings.Contains(out, "sandboxes  0 busy, 1 idle") || !strings.Contains(out, "quiet") {
+			return fmt.Errorf("top --once:\n%s", out)
+		}
+		if strings.Contains(out, "\x1b[") {
+			return fmt.Errorf("--once printed terminal codes: %q", out)
+		}
+		return nil
+	})
+	out, _ = srv.flintCLI(t, "top", "--once")
+	t.Logf("flint top --once:\n%s", out)
+	out, err = srv.flintCLI(t, "top", "--count", "3", "--interval", "50ms")
+	if err != nil {
+		t.Fatalf("top --count 3: %v\n%s", err, out)
+	}
+	if n := strings.Count(out, "flint top "); n != 3 {
+		t.Errorf("top --count 3 printed %d frames:\n%s", n, out)
 	}
 }

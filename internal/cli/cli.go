@@ -60,6 +60,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newListCmd(g),
 		newDeleteCmd(g),
 		newBenchCmd(g),
+		newTopCmd(g),
 	)
 	return root
 }
@@ -67,10 +68,14 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 // client is a Lambda API client for the Flint server at g.endpoint.
 // Flint accepts request signatures unverified, so any static credentials
 // do.
-func (g *globals) client() *lambda.Client {
+func (g *globals) client() *lambda.Client { return g.clientWith(nil) }
+
+// clientWith is client with its own HTTP client (nil: the SDK's).
+func (g *globals) clientWith(hc aws.HTTPClient) *lambda.Client {
 	return lambda.New(lambda.Options{
 		Region:       g.region,
 		BaseEndpoint: aws.String(g.endpoint),
 		Credentials:  credentials.NewStaticCredentialsProvider("flint", "flint", ""),
+		HTTPClient:   hc,
 	})
 }

@@ -67,7 +67,6 @@ func (c *components) observeRoutes(mux *http.ServeMux) {
 
 // metricSources are the figures /metrics samples at each scrape.
 func (c *components) metricSources() metrics.Sources {
-	cgroupUsage := cgroupMemoryUsage(c.cgroupParent)
 	return metrics.Sources{
 		Sandboxes: func() (map[string]int, int) {
 			st := c.manager.Stats()
@@ -85,7 +84,7 @@ func (c *components) metricSources() metrics.Sources {
 					Sandboxes: h.Reservations, MemoryReservedMB: h.ReservedMB, MemoryUsedBytes: -1}
 				if h.HostID == local.HostID {
 					mh.Sandboxes, mh.MemoryReservedMB = local.Sandboxes, local.MemoryUsedMB
-					mh.MemoryUsedBytes = cgroupUsage()
+					mh.MemoryUsedBytes = cgroupMemoryUsage(c.cgroupParent)
 				}
 				out = append(out, mh)
 			}
@@ -117,24 +116,24 @@ func (c *components) metricSources() metrics.Sources {
 	}
 }
 
-// cgroupMemoryUsage returns a function reading the memory the sandboxes
-// under the cgroup parent use now (v1 memory.usage_in_bytes, v2
-// memory.current), -1 when it cannot be read.
-func cgroupMemoryUsage(parent string) func() int64 {
-	paths := []string{
+// cgroupMemoryUsage reads the memory the sandboxes under the cgroup parent
+// use now (v1 memory.usage_in_bytes, v2 memory.current: page cache
+// included, as the limits count it), -1 when it cannot be read.
+func cgroupMemoryUsage(parent string) int64 {
+	if parent == "" {
+		return -1 // never the root cgroup's
+	}
+	for _, p := range []string{
 		filepath.Join("/sys/fs/cgroup/memory", parent, "memory.usage_in_bytes"),
 		filepath.Join("/sys/fs/cgroup", parent, "memory.current"),
-	}
-	return func() int64 {
-		for _, p := range paths {
-			b, err := os.ReadFile(p)
-			if err != nil {
-				continue
-			}
-			if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
-				return n
-			}
+	} {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
 		}
-		return -1
+		if n, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64); err == nil {
+			return n
+		}
 	}
+	return -1
 }
