@@ -19,6 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // scrape reads the server's /metrics and parses it.
@@ -236,7 +238,7 @@ func TestMetricsMatchWorkload(t *testing.T) {
 			Outcome string `json:"outcome"`
 		} `json:"invocations"`
 	}
-	waitFor(t, 10*time.Second, func() error {
+	polltest.Check(t, 10*time.Second, "the invocation records", func() error {
 		if code, err := httpGetJSON(srv.url()+"/flint/v1/functions/obs/invocations", &recs); err != nil || code != 200 {
 			return fmt.Errorf("invocations: %d %v", code, err)
 		}
@@ -301,7 +303,7 @@ func TestFlintTopAndDeployProgress(t *testing.T) {
 	invoke(t, c, "big", map[string]any{"action": "error", "name": "top"}, false)
 	// FUNCTION RUNTIME MEMORY INVOCATIONS ERRORS ... for big: 4 invocations, 1 error, 1 cold start.
 	row := regexp.MustCompile(`(?m)^\s*big\s+provided\.al2023\s+128 MB\s+4\s+1\s+\S+\s+\S+\s+1\s+0\s+`)
-	waitFor(t, 10*time.Second, func() error {
+	polltest.Check(t, 10*time.Second, "flint top to show the invocations", func() error {
 		out, err := srv.flintCLI(t, "top", "--once")
 		if err != nil {
 			return fmt.Errorf("top: %v\n%s", err, out)

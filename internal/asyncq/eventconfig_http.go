@@ -84,7 +84,10 @@ func (s *Service) resolve(r *http.Request) (*metadata.Function, string, error) {
 		q = metadata.LatestVersion
 	}
 	if ref.account != "" && ref.account != account {
-		return nil, "", lambdaerr.New(lambdaerr.ResourceNotFound, "Function not found: %s", r.PathValue("name"))
+		// Another account's function by ARN: denied, as Lambda does,
+		// whether or not it exists.
+		return nil, "", lambdaerr.New(lambdaerr.AccessDenied,
+			"User: arn:aws:iam::%s:root is not authorized to perform this operation on resource: %s because no resource-based policy allows it", account, r.PathValue("name"))
 	}
 	fn, err := s.cfg.Functions.Get(r.Context(), account, ref.name, q)
 	if err != nil {

@@ -10,6 +10,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/server"
 )
@@ -21,6 +22,7 @@ func newServerCmd() *cobra.Command {
 	var egressCfg process.EgressConfig
 	var egressPool string
 	var egressDNS []string
+	var authMode string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run every Flint component in one process, on an embedded NATS JetStream",
@@ -51,6 +53,11 @@ func newServerCmd() *cobra.Command {
 				}
 				cfg.SandboxEgress = &egressCfg
 			}
+			mode, err := auth.ParseMode(authMode)
+			if err != nil {
+				return fmt.Errorf("--auth: %w", err)
+			}
+			cfg.Auth = mode
 			return server.Run(cmd.Context(), cfg)
 		},
 	}
@@ -60,7 +67,8 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS cluster with JetStream (default: embedded server)")
 	f.IntVar(&cfg.NATSPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
 	f.StringVar(&cfg.Region, "region", "us-east-1", "region in ARNs")
-	f.StringVar(&cfg.Account, "account", "000000000000", "account id in ARNs")
+	f.StringVar(&cfg.Account, "account", "000000000000", "the default account: its root key is written to DATA/credentials; in --auth dev every request acts on it")
+	f.StringVar(&authMode, "auth", "", `"required": verify every request's SigV4 signature against the key store; "dev": accept any request as the default account's root (default dev when --listen is a loopback address; any other address needs one of them said explicitly)`)
 	f.DurationVar(&cfg.KeepAlive, "keep-alive", 5*time.Minute, "how long an idle sandbox stays warm")
 	f.IntVar(&cfg.HostMemoryMB, "host-memory", 0, "memory (MB) this host offers to sandboxes (default: 3/4 of RAM)")
 	f.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 1000, "sandboxes this host runs at once")
@@ -71,6 +79,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&egressCfg.Interface, "sandbox-egress-interface", "", "host interface egress traffic leaves by (default: that of the default route)")
 	f.StringSliceVar(&egressDNS, "sandbox-egress-dns", nil, "DNS servers written to sandboxes' resolv.conf (public IPv4 addresses; default none: name lookups fail)")
 	f.StringVar(&egressCfg.Name, "sandbox-egress-name", process.DefaultEgressName, "name of the nftables table (inet) and prefix of the host ends of sandbox links")
+	f.BoolVar(&cfg.StatsGC, "stats-gc", false, "let GET /flint/v1/stats?gc=true force a garbage collection first (for tests comparing heap sizes)")
 	f.DurationSliceVar(&cfg.Async.RetryDelays, "async-retry-delays", nil, "waits before the retries of a failed async invocation (default 1m,2m as Lambda)")
 	f.DurationVar(&cfg.Async.ThrottleBackoffMin, "async-throttle-backoff-min", 0, "first back-off after a throttled async invocation (default 1s)")
 	f.DurationVar(&cfg.Async.ThrottleBackoffMax, "async-throttle-backoff-max", 0, "longest back-off after a throttled async invocation (default 5m)")

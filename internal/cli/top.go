@@ -101,7 +101,8 @@ func topFrame(ctx context.Context, g *globals, window time.Duration) (string, er
 	ctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
 	now := time.Now()
-	fams, err := scrapeMetrics(ctx, g.endpoint)
+	hc := g.httpClient()
+	fams, err := scrapeMetrics(ctx, hc, g.endpoint)
 	if err != nil {
 		return "", err
 	}
@@ -134,7 +135,7 @@ func topFrame(ctx context.Context, g *globals, window time.Duration) (string, er
 	fmt.Fprintln(tw, "FUNCTION\tRUNTIME\tMEMORY\tINVOCATIONS\tERRORS\tP50\tP99\tCOLD\tRUNNING\tLAST\t")
 	for _, fn := range list.Functions {
 		name := aws.ToString(fn.FunctionName)
-		recs, err := readRecords(ctx, g.endpoint, name, now.Add(-window))
+		recs, err := readRecords(ctx, hc, g.endpoint, name, now.Add(-window))
 		if err != nil {
 			return "", err
 		}
@@ -187,14 +188,14 @@ func mib(bytes float64) string {
 	return fmt.Sprintf("%.0f MiB", bytes/(1<<20))
 }
 
-// get fetches a Flint endpoint; a non-200 answer is an error in the
-// user's terms.
-func get(ctx context.Context, endpoint, path string) ([]byte, error) {
+// get fetches a Flint endpoint with hc (which signs); a non-200 answer is
+// an error in the user's terms.
+func get(ctx context.Context, hc *http.Client, endpoint, path string) ([]byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(endpoint, "/")+path, nil)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, err
 	}
@@ -213,8 +214,8 @@ func get(ctx context.Context, endpoint, path string) ([]byte, error) {
 	return body, nil
 }
 
-func readRecords(ctx context.Context, endpoint, name string, since time.Time) ([]topRecord, error) {
-	body, err := get(ctx, endpoint, "/flint/v1/functions/"+url.PathEscape(name)+"/invocations?limit=10000&since="+
+func readRecords(ctx context.Context, hc *http.Client, endpoint, name string, since time.Time) ([]topRecord, error) {
+	body, err := get(ctx, hc, endpoint, "/flint/v1/functions/"+url.PathEscape(name)+"/invocations?limit=10000&since="+
 		url.QueryEscape(since.UTC().Format(time.RFC3339Nano)))
 	if err != nil {
 		return nil, err
@@ -226,8 +227,8 @@ func readRecords(ctx context.Context, endpoint, name string, since time.Time) ([
 	return out.Invocations, nil
 }
 
-func scrapeMetrics(ctx context.Context, endpoint string) (map[string]*dto.MetricFamily, error) {
-	body, err := get(ctx, endpoint, "/metrics")
+func scrapeMetrics(ctx context.Context, hc *http.Client, endpoint string) (map[string]*dto.MetricFamily, error) {
+	body, err := get(ctx, hc, endpoint, "/metrics")
 	if err != nil {
 		return nil, err
 	}

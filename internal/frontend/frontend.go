@@ -7,8 +7,9 @@
 // configurations in the metadata store, hands zips to the code store and
 // invocations to the worker manager. Errors from anywhere are translated
 // once, here, into Lambda's status code, X-Amzn-ErrorType header and JSON
-// body (see errors.go). Request signatures are accepted unverified and every
-// request acts on Config.Account.
+// body (see errors.go). Signatures are verified in front of it (internal/auth/sigv4);
+// every request acts on its caller's account (auth.AccountOf), Config.Account
+// when it carries none.
 package frontend
 
 import (
@@ -24,6 +25,7 @@ import (
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/concurrency"
 	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
 )
 
@@ -200,6 +202,7 @@ type route struct {
 	// "account-settings" (with function "").
 	sub   string
 	alias string // unescaped {Name} of aliases/{Name}
+	sid   string // unescaped {StatementId} of policy/{StatementId}
 }
 
 // Prefixes are the path prefixes of Lambda's API that the handler serves
@@ -214,7 +217,7 @@ var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
-	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true},
+	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true, "policy": true},
 	"2017-10-31": {"concurrency": true},
 	"2019-09-30": {"concurrency": true, "provisioned-concurrency": true},
 }
@@ -258,14 +261,18 @@ func parsePath(escaped string) (rt route, ok bool) {
 		return route{}, false
 	}
 	if len(segs) == 3 {
-		if rt.sub != "aliases" {
+		if rt.sub != "aliases" && rt.sub != "policy" {
 			return route{}, false
 		}
-		alias, err := url.PathUnescape(segs[2])
-		if err != nil || alias == "" {
+		last, err := url.PathUnescape(segs[2])
+		if err != nil || last == "" {
 			return route{}, false
 		}
-		rt.alias = alias
+		if rt.sub == "policy" {
+			rt.sid = last
+		} else {
+			rt.alias = last
+		}
 	}
 	return rt, true
 }
@@ -293,6 +300,10 @@ func (h *Handler) handlers(rt route) map[string]handlerFunc {
 		return map[string]handlerFunc{http.MethodGet: h.listAliases, http.MethodPost: h.createAlias}
 	case rt.sub == "aliases":
 		return map[string]handlerFunc{http.MethodGet: h.getAlias, http.MethodPut: h.updateAlias, http.MethodDelete: h.deleteAlias}
+	case rt.sub == "policy" && rt.sid == "":
+		return map[string]handlerFunc{http.MethodGet: h.getPolicy, http.MethodPost: h.addPermission}
+	case rt.sub == "policy":
+		return map[string]handlerFunc{http.MethodDelete: h.removePermission}
 	case rt.sub == "concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getFunctionConcurrency, http.MethodPut: h.putFunctionConcurrency,
 			http.MethodDelete: h.deleteFunctionConcurrency}
@@ -333,6 +344,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if err := handle(w, r, reqID, rt); err != nil {
+		var foreign *foreignARN
+		if errors.As(err, &foreign) && foreign.owner != "" {
+			err = lambdaerr.New(lambdaerr.AccessDenied, "%s", foreign.denied(iamAction(r.Method, rt)))
+		}
 		h.writeError(w, r, reqID, err)
 	}
 }

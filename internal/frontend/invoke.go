@@ -62,13 +62,13 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 			return lambdaerr.New(lambdaerr.InvalidRequestContent, "Client context must be a valid Base64-encoded JSON object.")
 		}
 	}
-	fn, alias, err := h.lookup(r, rt)
+	fn, alias, err := h.invokeTarget(r, rt)
 	if err != nil {
 		return err
 	}
 	if alias != nil {
 		if v := h.pickVersion(alias); v != fn.Version {
-			if fn, err = h.cfg.Functions.Get(r.Context(), h.cfg.Account, fn.Name, v); err != nil {
+			if fn, err = h.cfg.Functions.Get(r.Context(), fn.Account, fn.Name, v); err != nil {
 				return err
 			}
 		}

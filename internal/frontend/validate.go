@@ -156,7 +156,7 @@ func (h *Handler) applyConfig(f *metadata.Function, in *configInput) error {
 		if t := in.DeadLetterConfig.TargetArn; t != "" && !h.validDeadLetterTarget(t) {
 			return lambdaerr.New(lambdaerr.InvalidParameterValue,
 				"The provided DeadLetterConfig TargetArn %s is not valid: Flint accepts a queue ARN arn:aws:sqs:%s:%s:<name> or a function ARN arn:aws:lambda:%s:%s:function:<name>.",
-				t, h.cfg.Region, h.cfg.Account, h.cfg.Region, h.cfg.Account)
+				t, h.cfg.Region, f.Account, h.cfg.Region, f.Account)
 		}
 		g.DeadLetterTargetArn = in.DeadLetterConfig.TargetArn
 	}

@@ -25,6 +25,9 @@ const (
 	CodeStorageExceeded   = "CodeStorageExceededException"
 	InvalidZipFile        = "InvalidZipFileException"
 	ResourceNotReady      = "ResourceNotReadyException"
+	// AccessDenied: the caller's account may not act on another
+	// account's resource (no resource-based policy allows it).
+	AccessDenied = "AccessDeniedException"
 )
 
 var statusOf = map[string]int{
@@ -40,6 +43,7 @@ var statusOf = map[string]int{
 	CodeStorageExceeded:   http.StatusBadRequest,
 	InvalidZipFile:        http.StatusBadGateway,
 	ResourceNotReady:      http.StatusBadGateway,
+	AccessDenied:          http.StatusForbidden,
 }
 
 // Error is a Lambda-visible error.

@@ -46,6 +46,10 @@ type Function struct {
 	// after a version is deleted. Store.PublishVersion maintains it.
 	LastPublished int `json:"lastPublished,omitempty"`
 
+	// Policy is the resource-based policy of this version ($LATEST's is
+	// the unqualified function's); nil for none.
+	Policy *Policy `json:"policy,omitempty"`
+
 	// KVRevision is the revision of the store entry this value was read
 	// from (0 for a value never stored). It is not stored itself: Store.Get
 	// and Store.List fill it in, and Store.Update uses it as the expected

@@ -113,24 +113,26 @@ func billedMs(d time.Duration) int64 {
 // Writer appends records to a Sink without holding up the invocation: the
 // Sink queues them (the log store group-commits them).
 type Writer struct {
-	sink    Sink
-	account string
-	log     *slog.Logger
+	sink Sink
+	log  *slog.Logger
 }
 
-// NewWriter returns a Writer of the account's records.
-func NewWriter(sink Sink, account string, log *slog.Logger) *Writer {
-	return &Writer{sink: sink, account: account, log: log}
+// NewWriter returns a Writer; log (nil: discard) reports lost records.
+func NewWriter(sink Sink, log *slog.Logger) *Writer {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Writer{sink: sink, log: log}
 }
 
-// Write stores r for function. A failure is logged: a lost record never
-// fails the invocation.
-func (w *Writer) Write(function string, r *Record) {
+// Write stores r for the account's function. A failure is logged: a lost
+// record never fails the invocation.
+func (w *Writer) Write(account, function string, r *Record) {
 	data, err := json.Marshal(r)
 	if err == nil {
 		// The log store queues the record; it blocks only when its queue
 		// is full, and then for a bounded time (logstore.Config.StallWait).
-		err = w.sink.AppendRecord(context.Background(), w.account, function, r.RequestID, data)
+		err = w.sink.AppendRecord(context.Background(), account, function, r.RequestID, data)
 	}
 	if err != nil {
 		w.log.Warn("invocation record not stored", "function", function, "requestId", r.RequestID, "err", err)
@@ -146,9 +148,10 @@ const (
 
 var fnNameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 
-// Handler serves GET /flint/v1/functions/{name}/invocations for account
-// (mount it on that pattern: it reads the path value "name").
-func Handler(src Source, account string, now func() time.Time) http.Handler {
+// Handler serves GET /flint/v1/functions/{name}/invocations (mount it on
+// that pattern: it reads the path value "name"); accountOf names the
+// caller's account, whose function it is.
+func Handler(src Source, accountOf func(*http.Request) string, now func() time.Time) http.Handler {
 	if now == nil {
 		now = time.Now
 	}
@@ -178,7 +181,7 @@ func Handler(src Source, account string, now func() time.Time) http.Handler {
 			}
 			limit = n
 		}
-		out, err := Read(r.Context(), src, account, name, since, limit)
+		out, err := Read(r.Context(), src, accountOf(r), name, since, limit)
 		if err != nil {
 			lambdaerr.WriteHTTP(w, err)
 			return

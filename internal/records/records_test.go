@@ -60,15 +60,15 @@ func TestRecordOfAColdStart(t *testing.T) {
 
 func TestHandler(t *testing.T) {
 	src := &memSource{}
-	w := NewWriter(src, "000000000000", nil)
+	w := NewWriter(src, nil)
 	now := time.Now()
 	for i := 0; i < 5; i++ {
 		r := New(&invocation.Result{RequestID: "r" + strconv.Itoa(i), Duration: time.Millisecond}, now.Add(time.Duration(i-3)*time.Hour), 128, "success")
-		w.Write("f", &r)
+		w.Write("000000000000", "f", &r)
 	}
 	src.entries = append(src.entries, logstore.Entry{Time: now, Data: []byte("not json")})
 	h := http.NewServeMux()
-	h.Handle("GET /flint/v1/functions/{name}/invocations", Handler(src, "000000000000", nil))
+	h.Handle("GET /flint/v1/functions/{name}/invocations", Handler(src, func(*http.Request) string { return "000000000000" }, nil))
 	get := func(q string) (int, []Record) {
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, httptest.NewRequest("GET", "/flint/v1/functions/f/invocations"+q, nil))

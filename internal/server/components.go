@@ -12,8 +12,12 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq"
+	"github.com/flintdev/flint/internal/auth"
+	"github.com/flintdev/flint/internal/auth/keystore"
+	"github.com/flintdev/flint/internal/auth/sigv4"
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
+	"github.com/flintdev/flint/internal/console"
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
@@ -30,6 +34,7 @@ import (
 type components struct {
 	cfg       Config
 	bb        *backbone.Backbone
+	keys      *keystore.Store
 	functions *metadata.Store
 	code      *codestore.Store
 	logs      *logstore.Store
@@ -46,7 +51,13 @@ type components struct {
 	observed     *observedManager
 	cgroupParent string
 
-	closers []func(ctx context.Context) // run in reverse order by close
+	closers []closer // run in reverse order by close
+}
+
+// closer stops one component; name says which in the log if it fails.
+type closer struct {
+	name  string
+	close func(ctx context.Context) error
 }
 
 // start builds the components in dependency order. On error everything
@@ -68,20 +79,37 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.bb, err = backbone.Start(backbone.Config{URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server"}); err != nil {
 		return nil, err
 	}
-	c.onClose(func(context.Context) { c.bb.Close() })
+	c.onClose("backbone", func(context.Context) error { c.bb.Close(); return nil })
 	js := c.bb.JetStream()
+
+	if c.keys, err = keystore.Open(ctx, keystore.Config{JS: js, Logger: log.With("component", "keystore")}); err != nil {
+		return nil, fmt.Errorf("server: key store: %w", err)
+	}
+	c.onClose("key store", c.keys.Close)
+	credPath := filepath.Join(data, "credentials")
+	root, created, err := c.keys.EnsureRoot(ctx, credPath, cfg.Account)
+	if err != nil {
+		return nil, fmt.Errorf("server: root key: %w", err)
+	}
+	if created {
+		log.Info("created the root access key of account "+cfg.Account+"; sign with it: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
+	} else {
+		log.Info("root access key: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
+	}
 
 	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
 		return nil, fmt.Errorf("server: metadata: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.functions.Close(ctx) })
+	c.onClose("metadata store", c.functions.Close)
 	if c.code, err = codestore.New(codestore.Config{JS: js, Logger: log.With("component", "codestore")}); err != nil {
 		return nil, fmt.Errorf("server: code store: %w", err)
 	}
 	if c.logs, err = logstore.New(logstore.Config{JS: js, Logger: log.With("component", "logstore")}); err != nil {
 		return nil, fmt.Errorf("server: log store: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.logs.Close(ctx) })
+	c.onClose("log store", c.logs.Close)
 
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
@@ -107,11 +135,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	// Runs after the worker and the manager destroyed every sandbox:
 	// removes the egress firewall table.
-	c.onClose(func(ctx context.Context) {
-		if err := c.driver.Close(ctx); err != nil {
-			log.Error("closing the sandbox driver", "err", err)
-		}
-	})
+	c.onClose("sandbox driver", c.driver.Close)
 
 	hostID, err := os.Hostname()
 	if err != nil || hostID == "" {
@@ -134,7 +158,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("server: worker: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.worker.Close(ctx) })
+	c.onClose("worker", c.worker.Close)
 
 	if c.placement, err = placement.New(placement.Config{Logger: log.With("component", "placement")}); err != nil {
 		return nil, fmt.Errorf("server: placement: %w", err)
@@ -143,7 +167,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: placement heartbeats: %w", err)
 	}
-	c.onClose(func(context.Context) { stopSub() })
+	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		st := c.worker.Status()
 		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode}
@@ -155,7 +179,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: register host: %w", err)
 	}
 	stopBeats := placement.StartHeartbeats(c.bb.Conn(), placement.DefaultHeartbeatInterval, status)
-	c.onClose(func(context.Context) { stopBeats() })
+	c.onClose("heartbeats", func(context.Context) error { stopBeats(); return nil })
 
 	host := observedHost{Host: workerHost{c.worker}, id: hostID, metrics: c.metrics}
 	if c.manager, err = workermanager.New(workermanager.Config{
@@ -168,9 +192,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("server: worker manager: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.manager.Close(ctx) })
+	c.onClose("worker manager", c.manager.Close)
 	c.observed = &observedManager{Manager: c.manager, metrics: c.metrics,
-		records: records.NewWriter(c.logs, cfg.Account, log.With("component", "records"))}
+		records: records.NewWriter(c.logs, log.With("component", "records"))}
 
 	if c.async, err = asyncq.New(asyncq.Config{
 		JetStream:      c.metrics.JetStream(js, "asyncq"),
@@ -184,13 +208,15 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		ThrottleBackoffMin: cfg.Async.ThrottleBackoffMin,
 		ThrottleBackoffMax: cfg.Async.ThrottleBackoffMax,
 		AckWait:            cfg.Async.AckWait,
+
+		AccountOf: func(r *http.Request) (string, error) { return auth.AccountOf(r.Context(), cfg.Account), nil },
 	}); err != nil {
 		return nil, fmt.Errorf("server: async queue: %w", err)
 	}
 	if err := c.async.Start(); err != nil {
 		return nil, fmt.Errorf("server: async pollers: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.async.Close(ctx) })
+	c.onClose("async queue", c.async.Close)
 
 	if c.frontend, err = frontend.New(frontend.Config{
 		Region:    cfg.Region,
@@ -213,21 +239,55 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	return c, nil
 }
 
-func (c *components) onClose(f func(ctx context.Context)) { c.closers = append(c.closers, f) }
+func (c *components) onClose(name string, f func(ctx context.Context) error) {
+	c.closers = append(c.closers, closer{name, f})
+}
 
 // close stops everything in reverse start order: pollers stop taking
 // events, the manager destroys every sandbox, the backbone closes last.
+// A component that fails to close (a sandbox it could not destroy, log
+// entries it could not store) is logged, and the rest still close.
 func (c *components) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := len(c.closers) - 1; i >= 0; i-- {
-		c.closers[i](ctx)
+		if err := c.closers[i].close(ctx); err != nil {
+			c.cfg.Logger.Error("shutdown: closing "+c.closers[i].name, "err", err)
+		}
 	}
 	c.closers = nil
 }
 
-// handler routes the listener: Lambda's API, Flint's own endpoints, health.
-func (c *components) handler() http.Handler {
+// rootOnly are the paths only the server's root key may call: key
+// management and the server-wide views.
+var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/stats", "/flint/v1/cluster", "/flint/v1/cluster/", metricsPath}
+
+// public are the paths served without SigV4: health checks, code
+// download links, which carry their own signature, and the web console's
+// static files (they hold no data; the page signs its API calls).
+var public = []string{"/healthz", "/readyz", "/flint/v1/code/", console.Prefix, "/console"}
+
+// handler is the listener's handler: the sigv4 middleware in front of
+// routes.
+func (c *components) handler() (http.Handler, error) {
+	h, err := sigv4.New(sigv4.Config{
+		Mode:           c.cfg.Auth,
+		Keys:           c.keys,
+		DefaultAccount: c.cfg.Account,
+		Region:         c.cfg.Region,
+		RootOnly:       rootOnly,
+		Public:         public,
+		Logger:         c.cfg.Logger.With("component", "auth"),
+	}, c.routes())
+	if err != nil {
+		return nil, err
+	}
+	// Outermost, so refused requests are counted too.
+	return c.metrics.HTTP(h), nil
+}
+
+// routes routes the listener: Lambda's API, Flint's own endpoints, health.
+func (c *components) routes() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
@@ -241,8 +301,11 @@ func (c *components) handler() http.Handler {
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
+	kh := c.keys.Handler()
+	mux.Handle(keystore.KeysPath, kh)
+	mux.Handle(keystore.KeysPath+"/", kh)
 	c.observeRoutes(mux)
-	return c.metrics.HTTP(mux)
+	return mux
 }
 
 // workerHost adapts the in-process worker to the manager's Host.

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"strconv"
 
+	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/logstore"
 )
@@ -14,13 +15,15 @@ var fnNameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
 // logsHandler serves GET /flint/v1/functions/{name}/logs[?tail=N][&follow=true]:
 // the function's invocation logs as plain text, oldest first; with follow
 // the response stays open and streams new invocations' logs as they end.
-func logsHandler(logs *logstore.Store, account string) http.Handler {
+// The function is the caller's (defaultAccount's without a caller).
+func logsHandler(logs *logstore.Store, defaultAccount string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("name")
 		if !fnNameRE.MatchString(name) {
 			lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.InvalidParameterValue, "invalid function name %q", name))
 			return
 		}
+		account := auth.AccountOf(r.Context(), defaultAccount)
 		opts := logstore.ReadOptions{Follow: r.URL.Query().Get("follow") == "true"}
 		if v := r.URL.Query().Get("tail"); v != "" {
 			n, err := strconv.Atoi(v)
@@ -33,6 +36,9 @@ func logsHandler(logs *logstore.Store, account string) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
 		flusher, _ := w.(http.Flusher)
+		if opts.Follow && flusher != nil {
+			flusher.Flush() // a follower knows at once that it is connected
+		}
 		err := logs.Read(r.Context(), account, name, opts, func(e logstore.Entry) error {
 			if _, err := w.Write(e.Data); err != nil {
 				return err

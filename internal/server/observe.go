@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flintdev/flint/internal/asyncq"
+	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/console"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/metadata"
@@ -37,7 +38,7 @@ func (o *observedManager) Invoke(ctx context.Context, fn *metadata.Function, req
 	obs.End(&res, err)
 	if err == nil && o.records != nil {
 		rec := records.New(&res, start, fn.MemorySize, metrics.Outcome(&res))
-		o.records.Write(fn.Name, &rec)
+		o.records.Write(fn.Account, fn.Name, &rec)
 	}
 	return res, err
 }
@@ -56,11 +57,17 @@ func (h observedHost) CreateSandbox(ctx context.Context, fn *metadata.Function) 
 	return sb, err
 }
 
+// metricsPath serves Prometheus metrics: server-wide, so root only when
+// signatures are required.
+const metricsPath = "/metrics"
+
 // observeRoutes adds the observability endpoints: GET /metrics, the
 // invocation records and the web console.
 func (c *components) observeRoutes(mux *http.ServeMux) {
-	mux.Handle("GET /metrics", c.metrics.Handler())
-	mux.Handle("GET /flint/v1/functions/{name}/invocations", records.Handler(c.logs, c.cfg.Account, nil))
+	mux.Handle("GET "+metricsPath, c.metrics.Handler())
+	mux.Handle("GET /flint/v1/functions/{name}/invocations", records.Handler(c.logs, func(r *http.Request) string {
+		return auth.AccountOf(r.Context(), c.cfg.Account)
+	}, nil))
 	mux.Handle("GET "+console.Prefix, console.Handler())
 	mux.Handle("GET /console", http.RedirectHandler(console.Prefix, http.StatusFound))
 }

@@ -95,7 +95,7 @@ func BenchmarkWarmInvoke(b *testing.B) {
 				}
 				o := &observedManager{Manager: mgr, metrics: m}
 				if mode == "metrics+record" {
-					o.records = records.NewWriter(&discardSink{}, fn.Account, slog.New(slog.DiscardHandler))
+					o.records = records.NewWriter(&discardSink{}, nil)
 				}
 				inv = o
 			}
@@ -123,7 +123,7 @@ func TestObservedManagerCounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	sink := &discardSink{}
-	o := &observedManager{Manager: mgr, metrics: m, records: records.NewWriter(sink, "000000000000", slog.New(slog.DiscardHandler))}
+	o := &observedManager{Manager: mgr, metrics: m, records: records.NewWriter(sink, nil)}
 	fn := &metadata.Function{Account: "000000000000", Name: "f", Version: "$LATEST", Runtime: "provided.al2023",
 		MemorySize: 128, Timeout: 3, CodeDigest: "abc"}
 	for i := 0; i < 4; i++ {

@@ -20,6 +20,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/sandbox/process"
 )
 
@@ -30,7 +31,7 @@ type Config struct {
 	NATSURL      string // external NATS; "" starts the embedded one
 	NATSPort     int    // embedded NATS port; -1 picks a free one
 	Region       string
-	Account      string
+	Account      string // the default account: the root key's, and every request's in auth.ModeDev
 	KeepAlive    time.Duration
 	HostMemoryMB int // 0: three quarters of the host's RAM
 	MaxSandboxes int
@@ -53,6 +54,15 @@ type Config struct {
 	// is a smaller one that starts faster (it must come from the same
 	// build).
 	SandboxInit string
+	// Auth is how requests are authenticated: auth.ModeRequired verifies
+	// every SigV4 signature; auth.ModeDev accepts anything as the default
+	// account. "" picks ModeDev when Listen is a loopback address and
+	// refuses to start otherwise.
+	Auth auth.Mode
+	// StatsGC lets GET /flint/v1/stats?gc=true force a garbage collection
+	// before it reads the heap, for tests that compare heap sizes; off,
+	// gc=true is refused (any caller could make the server stop the world).
+	StatsGC bool
 }
 
 // AsyncConfig is the part of asyncq.Config an operator (or a test) may
@@ -84,8 +94,17 @@ func (c *Config) Validate() error {
 	if c.Account == "" {
 		c.Account = "000000000000"
 	}
-	if len(c.Account) != 12 {
+	if !auth.ValidAccount(c.Account) {
 		return fmt.Errorf("server: account %q is not a 12-digit id", c.Account)
+	}
+	if _, err := auth.ParseMode(string(c.Auth)); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if c.Auth == "" {
+		if !loopback(c.Listen) {
+			return fmt.Errorf("server: %s is not a loopback address: start with --auth required (or, knowing that anyone who reaches it can run code, --auth dev)", c.Listen)
+		}
+		c.Auth = auth.ModeDev
 	}
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 5 * time.Minute
@@ -133,8 +152,12 @@ func Run(ctx context.Context, cfg Config) error {
 	}
 	defer s.close()
 
+	handler, err := s.handler()
+	if err != nil {
+		return err
+	}
 	hs := &http.Server{
-		Handler:           s.handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
@@ -142,6 +165,12 @@ func Run(ctx context.Context, cfg Config) error {
 	go func() { errc <- hs.Serve(ln) }()
 	cfg.Logger.Info("flint server listening", "addr", ln.Addr().String(), "data", cfg.DataDir,
 		"nats", s.bb.ClientURL(), "driver", s.driver.Name(), "runtimes", s.runtimes.Names())
+	if cfg.Auth == auth.ModeDev {
+		cfg.Logger.Warn("authentication is off (--auth dev): every request is accepted, signed or not, as the root of account "+cfg.Account,
+			"account", cfg.Account)
+	} else {
+		cfg.Logger.Info("authentication required: every request must be signed (SigV4) with a Flint access key", "auth", string(cfg.Auth))
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
@@ -158,6 +187,20 @@ func Run(ctx context.Context, cfg Config) error {
 		cfg.Logger.Warn("http shutdown", "err", err)
 	}
 	return nil
+}
+
+// loopback reports whether every address listen may bind is a loopback
+// one ("127.0.0.1:9000", "[::1]:0", "localhost:9000"; not ":9000").
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func hostMemoryMB() int {

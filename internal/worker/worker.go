@@ -147,12 +147,6 @@ func New(cfg Config) (*Worker, error) {
 	if err := os.MkdirAll(codeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: code cache: %w", err)
 	}
-	// Leftovers of unpacks interrupted by a crash.
-	if stale, err := filepath.Glob(filepath.Join(codeDir, ".unpack-*")); err == nil {
-		for _, d := range stale {
-			os.RemoveAll(d)
-		}
-	}
 	return &Worker{
 		cfg: cfg, log: cfg.Logger.With("host", cfg.HostID), codeDir: codeDir,
 		sandboxes: map[string]*Sandbox{}, codeLocks: map[string]chan struct{}{},
@@ -221,7 +215,7 @@ func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, r
 	}
 	spec := sandbox.Spec{
 		ID: id, CodeDir: codeDir, RuntimeDir: rt.RuntimeDir,
-		Command:    rt.Command(fn.Handler),
+		Command:    rt.Command(),
 		Env:        lambdaEnv(fn, rt, id, now),
 		RuntimeAPI: s.api, Output: s.out,
 		MemoryMB: fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,

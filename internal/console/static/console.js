@@ -548,7 +548,7 @@ function pageLogin(app) {
     el('dl', { class: 'kv' }, el('dt', null, 'Access key id'), el('dd', null, ak), el('dt', null, 'Secret access key'), el('dd', null, sk),
       el('dt', null, 'Session token'), el('dd', null, st), el('dt', null, 'Region'), el('dd', null, region)),
     el('div', { class: 'row' },
-      el('button', { onclick: async () => {
+      el('button', { id: 'login-submit', onclick: async () => {
         auth.creds = { accessKeyId: ak.value.trim(), secretAccessKey: sk.value, sessionToken: st.value.trim(), region: region.value.trim() || 'us-east-1' };
         try { await get(API + '/?MaxItems=1'); location.hash = '#/'; } catch (e) { msg.textContent = 'The server refused these keys: ' + e.message; }
       } }, 'Sign in'),
