@@ -71,6 +71,17 @@ next:
 	return v, ok
 }
 
+// creationsOK reads flint_sandbox_creations_total{result="ok"}.
+func creationsOK(t *testing.T, srv *flintServer) float64 {
+	t.Helper()
+	fams, err := srv.scrape()
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, _ := metricValue(fams, "flint_sandbox_creations_total", map[string]string{"result": "ok"})
+	return v
+}
+
 // TestMetricsMatchWorkload sends a known mix of invocations (successes,
 // function errors, a timeout, throttles, async events that fail and are
 // retried and dead-lettered) through the real server, scraping /metrics
@@ -190,6 +201,8 @@ func TestMetricsMatchWorkload(t *testing.T) {
 		{"flint_async_retries_total", map[string]string{"function": "obsasync", "reason": "function_error"}, nAsync},
 		{"flint_async_deliveries_total", map[string]string{"function": "obsasync", "destination": "dlq", "result": "ok"}, nAsync},
 		{"flint_async_queue_depth", nil, 0},
+		// The process driver's named steps, once per sandbox created.
+		{"flint_sandbox_create_step_seconds", map[string]string{"step": "wait-init"}, creationsOK(t, srv)},
 	}
 	for _, e := range expect {
 		got, ok := metricValue(fams, e.family, e.labels)

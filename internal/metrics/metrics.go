@@ -30,6 +30,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/flintdev/flint/internal/sandbox"
 )
 
 // Outcomes of an invocation (label outcome of flint_invocations_total).
@@ -100,6 +102,7 @@ type Metrics struct {
 
 	creations     *prometheus.CounterVec
 	createSeconds *prometheus.HistogramVec
+	createSteps   *prometheus.HistogramVec
 
 	asyncRetries    *prometheus.CounterVec
 	asyncDeliveries *prometheus.CounterVec
@@ -188,6 +191,10 @@ func New(cfg Config) (*Metrics, error) {
 			Name: "flint_sandbox_create_seconds", Buckets: stepBuckets,
 			Help: "Time a host took to create a sandbox (code fetch and driver create; the runtime's init runs after).",
 		}, []string{"host"}),
+		createSteps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name: "flint_sandbox_create_step_seconds", Buckets: stepBuckets,
+			Help: "Time of each named step of the sandbox driver's create (cgroup, start, wait-init, exec...; init/* ran inside the sandbox init), by host.",
+		}, []string{"host", "step"}),
 
 		asyncRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "flint_async_retries_total",
@@ -213,7 +220,7 @@ func New(cfg Config) (*Metrics, error) {
 		}, []string{"component"}),
 	}
 	m.reg.MustRegister(m.invocations, m.duration, m.initDuration, m.concurrent, m.coldStarts, m.memoryUsed,
-		m.coldSteps, m.creations, m.createSeconds, m.asyncRetries, m.asyncDeliveries, m.apiRequests,
+		m.coldSteps, m.creations, m.createSeconds, m.createSteps, m.asyncRetries, m.asyncDeliveries, m.apiRequests,
 		m.apiLatency, m.publish, &sampler{m: m})
 	if cfg.ProcessMetrics {
 		m.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
@@ -280,14 +287,18 @@ func (m *Metrics) AsyncDelivery(function, destination string, err error) {
 	m.asyncDeliveries.WithLabelValues(function, destination, result).Inc()
 }
 
-// SandboxCreated counts a creation on host and its time.
-func (m *Metrics) SandboxCreated(host string, took time.Duration, err error) {
+// SandboxCreated counts a creation on host, its time and the driver's
+// named steps (nil when the driver does not measure them).
+func (m *Metrics) SandboxCreated(host string, took time.Duration, steps []sandbox.Step, err error) {
 	if err != nil {
 		m.creations.WithLabelValues(host, "error").Inc()
 		return
 	}
 	m.creations.WithLabelValues(host, "ok").Inc()
 	m.createSeconds.WithLabelValues(host).Observe(took.Seconds())
+	for _, st := range steps {
+		m.createSteps.WithLabelValues(host, st.Name).Observe(st.Duration.Seconds())
+	}
 }
 
 // Published observes one acknowledged publish of component.

@@ -18,6 +18,7 @@ import (
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/metrics"
 	"github.com/flintdev/flint/internal/records"
+	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/workermanager"
 )
 
@@ -53,7 +54,11 @@ type observedHost struct {
 func (h observedHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (workermanager.Sandbox, error) {
 	t0 := time.Now()
 	sb, err := h.Host.CreateSandbox(ctx, fn)
-	h.metrics.SandboxCreated(h.id, time.Since(t0), err)
+	var steps []sandbox.Step
+	if st, ok := sb.(sandbox.StepTimer); ok && err == nil {
+		steps = st.Timings()
+	}
+	h.metrics.SandboxCreated(h.id, time.Since(t0), steps, err)
 	return sb, err
 }
 

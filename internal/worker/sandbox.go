@@ -84,6 +84,17 @@ func platformFailure(errorType, message, logLine string) *failure {
 // ID is the sandbox id (also the last part of its log stream name).
 func (s *Sandbox) ID() string { return s.id }
 
+// Timings reports the driver's named creation steps when the driver
+// measures them (sandbox.StepTimer), else nil.
+func (s *Sandbox) Timings() []sandbox.Step {
+	if st, ok := s.sb.(sandbox.StepTimer); ok {
+		return st.Timings()
+	}
+	return nil
+}
+
+var _ sandbox.StepTimer = (*Sandbox)(nil)
+
 // Healthy reports whether the sandbox can take another invocation: it was
 // not destroyed, did not fail or time out, and its runtime is running.
 func (s *Sandbox) Healthy() bool {

@@ -414,7 +414,13 @@ async function pageQueues(app) {
 
   const alive = pageAlive();
   const refreshAsync = async () => {
-    const m = await metricsText();
+    let m;
+    try {
+      m = await metricsText();
+    } catch (e) {
+      if (!(e instanceof ApiError) || e.status !== 403) throw e;
+      m = {}; // /metrics is for the root key when signatures are required
+    }
     if (!alive()) return;
     asyncCard.replaceChildren(el('h2', null, 'Asynchronous invocations'), el('dl', { class: 'kv' },
       el('dt', null, 'Queued or running'), el('dd', { id: 'queue-depth' }, String(m['flint_async_queue_depth'] ?? '–')),
