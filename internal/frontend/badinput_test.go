@@ -105,7 +105,7 @@ func TestBadInputSDK(t *testing.T) {
 		}), "InvalidParameterValueException", 400, "DeadLetterConfig"},
 		{"layers", withCreate(func(in *lambda.CreateFunctionInput) {
 			in.Layers = []string{"arn:aws:lambda:us-east-1:000000000000:layer:l:1"}
-		}), "InvalidParameterValueException", 400, "Layers"},
+		}), "InvalidParameterValueException", 400, "Layer version arn:aws:lambda:us-east-1:000000000000:layer:l:1 does not exist."},
 		{"get ../x", func() error {
 			_, err := c.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("../x")})
 			return err

@@ -26,7 +26,9 @@ import (
 	"github.com/flintdev/flint/internal/concurrency"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/writegate"
 )
 
 // APIPrefix is the path prefix of every route the handler serves; mount the
@@ -108,6 +110,15 @@ type Config struct {
 	Async     AsyncQueue      // optional: nil answers Event invocations with an error
 	Runtimes  RuntimeSet      // required
 	Logs      LogPurger       // optional
+	// Layers keeps layer versions. Optional: nil answers the layer
+	// operations and functions' Layers with "not supported".
+	Layers *layers.Store
+	// CodeURLs makes GetFunction's Code.Location and GetLayerVersion's
+	// Content.Location. Optional: nil leaves them out.
+	CodeURLs CodeLinker
+	// MaxUnzippedBytes bounds a function's code and layers together,
+	// unzipped (default codestore.DefaultMaxUnzippedBytes, Lambda's 250 MB).
+	MaxUnzippedBytes int64
 	// Concurrency enforces reserved and provisioned concurrency. Optional:
 	// when nil and Invoker implements ConcurrencyController, Invoker is
 	// used; with neither, reserved concurrency is stored and reported but
@@ -126,6 +137,13 @@ type Config struct {
 	// Rand returns a uniform number in [0, 1); it picks the version of a
 	// weighted alias (default math/rand/v2.Float64).
 	Rand func() float64
+
+	// Gate, when set, is asked before a request that stores something
+	// (POST and PUT, except synchronous invocations, which store
+	// nothing; asynchronous ones ask through Async): while the backbone
+	// cannot take writes they are refused at once. Reads, deletes and
+	// synchronous invocations are still served.
+	Gate writegate.Gate
 
 	Logger *slog.Logger           // default slog.Default()
 	Clock  func() time.Time       // default time.Now
@@ -213,7 +231,8 @@ type route struct {
 //	/2017-10-31/  functions/{name}/concurrency (Put/DeleteFunctionConcurrency)
 //	/2019-09-30/  functions/{name}/concurrency (GetFunctionConcurrency),
 //	              functions/{name}/provisioned-concurrency
-var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/"}
+//	/2018-10-31/  layers (layers.go)
+var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/", LayersPrefix}
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
@@ -322,6 +341,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Amzn-RequestId", reqID)
+	if strings.HasPrefix(r.URL.Path, LayersPrefix) {
+		h.serveLayers(w, r, reqID)
+		return
+	}
 	rt, ok := parsePath(r.URL.EscapedPath())
 	if !ok {
 		h.writeError(w, r, reqID, &apiError{typ: unknownOperation, status: http.StatusNotFound,
@@ -342,6 +365,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, reqID, &apiError{typ: methodNotAllowed, status: http.StatusMethodNotAllowed,
 			msg: "Method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + allowed + ")"})
 		return
+	}
+	if (r.Method == http.MethodPost || r.Method == http.MethodPut) && rt.sub != "invocations" {
+		if err := writegate.Check(h.cfg.Gate, writegate.Data); err != nil {
+			h.writeError(w, r, reqID, err)
+			return
+		}
 	}
 	if err := handle(w, r, reqID, rt); err != nil {
 		var foreign *foreignARN

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
 )
@@ -91,6 +92,9 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 	if err := h.applyConfig(f, &req.configInput); err != nil {
 		return err
 	}
+	if f.Layers, err = h.resolveLayers(r.Context(), req.Layers); err != nil {
+		return err
+	}
 	if f.Runtime == "" {
 		return lambdaerr.New(lambdaerr.InvalidParameterValue,
 			"Runtime and Handler are mandatory parameters for functions created with deployment packages.")
@@ -109,6 +113,9 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 		return err
 	}
 	if err := h.stamp(f, pkg); err != nil {
+		return err
+	}
+	if err := h.checkCombinedSize(r.Context(), f); err != nil {
 		return err
 	}
 	if err := h.cfg.Functions.Create(r.Context(), f); err != nil {
@@ -135,6 +142,7 @@ func isProvidedRuntime(rt string) bool {
 func (h *Handler) stamp(f *metadata.Function, pkg CodePackage) error {
 	if pkg != (CodePackage{}) {
 		f.CodeDigest, f.CodeSha256, f.CodeSize = pkg.Digest, pkg.Sha256, pkg.Size
+		f.CodeUnzippedSize = pkg.UnzippedSize
 	}
 	rev, err := h.cfg.NewID()
 	if err != nil {
@@ -182,9 +190,13 @@ func (h *Handler) getFunction(w http.ResponseWriter, r *http.Request, _ string, 
 	if err != nil {
 		return err
 	}
+	code := map[string]string{"RepositoryType": "S3"}
+	if h.cfg.CodeURLs != nil && f.CodeDigest != "" {
+		code["Location"] = h.cfg.CodeURLs.URL(codeurl.BaseURL(r), f.CodeDigest, h.qualifiedConfiguration(f, alias).FunctionArn)
+	}
 	out := map[string]any{
 		"Configuration": h.qualifiedConfiguration(f, alias),
-		"Code":          map[string]string{"RepositoryType": "S3"},
+		"Code":          code,
 	}
 	n, ok, err := h.cfg.Functions.GetReservedConcurrency(r.Context(), h.account(r.Context()), f.Name)
 	if err != nil {
@@ -320,6 +332,9 @@ func (h *Handler) updateFunctionCode(w http.ResponseWriter, r *http.Request, req
 		if err := h.stamp(cur, pkg); err != nil {
 			return err
 		}
+		if err := h.checkCombinedSize(r.Context(), cur); err != nil {
+			return err
+		}
 		writeJSON(w, http.StatusOK, h.configuration(cur))
 		return nil
 	}
@@ -327,7 +342,10 @@ func (h *Handler) updateFunctionCode(w http.ResponseWriter, r *http.Request, req
 		if err := checkRevision(f, req.RevisionId); err != nil {
 			return err
 		}
-		return h.stamp(f, pkg)
+		if err := h.stamp(f, pkg); err != nil {
+			return err
+		}
+		return h.checkCombinedSize(r.Context(), f)
 	})
 	if err != nil {
 		return err
@@ -363,12 +381,22 @@ func (h *Handler) updateFunctionConfiguration(w http.ResponseWriter, r *http.Req
 	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}
+	refs, err := h.resolveLayers(r.Context(), req.Layers)
+	if err != nil {
+		return err
+	}
 	f, err := h.cfg.Functions.Modify(r.Context(), h.account(r.Context()), name, metadata.LatestVersion, func(f *metadata.Function) error {
 		if err := checkRevision(f, req.RevisionId); err != nil {
 			return err
 		}
 		if err := h.applyConfig(f, &req.configInput); err != nil {
 			return err
+		}
+		if req.Layers != nil {
+			f.Layers = refs
+			if err := h.checkCombinedSize(r.Context(), f); err != nil {
+				return err
+			}
 		}
 		return h.stamp(f, CodePackage{})
 	})

@@ -27,7 +27,7 @@ func sameSnapshot(latest, v *metadata.Function) bool {
 		latest.Runtime == v.Runtime && latest.Handler == v.Handler && latest.Role == v.Role &&
 		latest.MemorySize == v.MemorySize && latest.Timeout == v.Timeout && latest.EphemeralMB == v.EphemeralMB &&
 		latest.Architecture == v.Architecture && latest.DeadLetterTargetArn == v.DeadLetterTargetArn &&
-		maps.Equal(latest.Environment, v.Environment)
+		maps.Equal(latest.Environment, v.Environment) && metadata.SameLayers(latest.Layers, v.Layers)
 }
 
 // publish publishes $LATEST of name as a new version, or returns the

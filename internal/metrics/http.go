@@ -120,6 +120,8 @@ func Operation(method, path string) string {
 		return "flint:Metrics"
 	case seg[0] == "healthz" && len(seg) == 1:
 		return "flint:Health"
+	case seg[0] == "readyz" && len(seg) == 1:
+		return "flint:Ready"
 	case seg[0] == "console":
 		return "flint:Console"
 	case seg[0] == "flint" && len(seg) >= 3 && seg[1] == "v1":
@@ -184,6 +186,10 @@ func flintOperation(method string, rest []string) string {
 		return pick(method, "flint:Stats", "", "", "")
 	case len(rest) == 1 && rest[0] == "cluster":
 		return pick(method, "flint:Cluster", "", "", "")
+	case rest[0] == "keys":
+		return "flint:Keys"
+	case rest[0] == "code":
+		return pick(method, "flint:CodeDownload", "", "", "")
 	case len(rest) == 2 && rest[0] == "invocations":
 		return pick(method, "flint:InvocationStatus", "", "", "")
 	case len(rest) == 3 && rest[0] == "functions" && rest[2] == "logs":

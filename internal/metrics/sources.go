@@ -24,6 +24,8 @@ type Sources struct {
 	Streams func(ctx context.Context) ([]Stream, error)
 	// LogsDropped is the number of log entries the log store dropped.
 	LogsDropped func() int64
+	// RecordsLost is the number of invocation records not stored.
+	RecordsLost func() int64
 }
 
 // Host is one worker host's capacity and use.
@@ -79,6 +81,8 @@ var (
 		"Messages stored in each backbone stream.", []string{"stream"}, nil)
 	descLogsDropped = prometheus.NewDesc("flint_logs_dropped_total",
 		"Log entries the log store could not store.", nil, nil)
+	descRecordsLost = prometheus.NewDesc("flint_invocation_records_lost_total",
+		"Invocation records that could not be stored.", nil, nil)
 )
 
 // sampler turns Sources into metrics at scrape time.
@@ -87,7 +91,7 @@ type sampler struct{ m *Metrics }
 func (s *sampler) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descSandboxes, descProvisioned, descHostSandboxes, descHostMaxSandboxes,
 		descHostMemory, descHostReserved, descHostUsed, descQueueDepth, descQueueAge, descStreamBytes,
-		descStreamMsgs, descLogsDropped} {
+		descStreamMsgs, descLogsDropped, descRecordsLost} {
 		ch <- d
 	}
 }
@@ -142,5 +146,8 @@ func (s *sampler) Collect(ch chan<- prometheus.Metric) {
 	}
 	if src.LogsDropped != nil {
 		ch <- prometheus.MustNewConstMetric(descLogsDropped, prometheus.CounterValue, float64(src.LogsDropped()))
+	}
+	if src.RecordsLost != nil {
+		ch <- prometheus.MustNewConstMetric(descRecordsLost, prometheus.CounterValue, float64(src.RecordsLost()))
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
@@ -115,7 +116,17 @@ func billedMs(d time.Duration) int64 {
 type Writer struct {
 	sink Sink
 	log  *slog.Logger
+
+	lost     atomic.Int64 // records not stored
+	lastWarn atomic.Int64 // unix nanos of the last warning
 }
+
+// warnEvery bounds the warnings about lost records (a full disk would
+// otherwise log one per invocation).
+const warnEvery = 10 * time.Second
+
+// Lost is the number of records that could not be stored.
+func (w *Writer) Lost() int64 { return w.lost.Load() }
 
 // NewWriter returns a Writer; log (nil: discard) reports lost records.
 func NewWriter(sink Sink, log *slog.Logger) *Writer {
@@ -135,7 +146,11 @@ func (w *Writer) Write(account, function string, r *Record) {
 		err = w.sink.AppendRecord(context.Background(), account, function, r.RequestID, data)
 	}
 	if err != nil {
-		w.log.Warn("invocation record not stored", "function", function, "requestId", r.RequestID, "err", err)
+		n := w.lost.Add(1)
+		now := time.Now().UnixNano()
+		if last := w.lastWarn.Load(); now-last >= int64(warnEvery) && w.lastWarn.CompareAndSwap(last, now) {
+			w.log.Warn("invocation record not stored", "function", function, "requestId", r.RequestID, "lost", n, "err", err)
+		}
 	}
 }
 

@@ -17,8 +17,11 @@ import (
 	"github.com/flintdev/flint/internal/auth/sigv4"
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
+	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/console"
 	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/metrics"
@@ -37,6 +40,8 @@ type components struct {
 	keys      *keystore.Store
 	functions *metadata.Store
 	code      *codestore.Store
+	layers    *layers.Store
+	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
 	driver    *process.Driver
@@ -50,6 +55,7 @@ type components struct {
 	// it: invocations counted and recorded.
 	observed     *observedManager
 	cgroupParent string
+	conns        *capListener // set by Run
 
 	closers []closer // run in reverse order by close
 }
@@ -76,13 +82,28 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: metrics: %w", err)
 	}
 
-	if c.bb, err = backbone.Start(backbone.Config{URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server"}); err != nil {
+	bc := cfg.Backbone
+	if c.bb, err = backbone.Start(backbone.Config{
+		URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server",
+		Replicas: bc.Replicas, MaxStore: bc.MaxStore, Reserve: bc.Reserve,
+		Creds: bc.Creds, TLS: backbone.TLSConfig{CA: bc.TLSCA, Cert: bc.TLSCert, Key: bc.TLSKey},
+		Logger: log.With("component", "backbone"),
+	}); err != nil {
 		return nil, err
 	}
 	c.onClose("backbone", func(context.Context) error { c.bb.Close(); return nil })
 	js := c.bb.JetStream()
+	replicas := c.bb.Replicas()
+	lim := c.bb.Limits()
+	log.Info("backbone storage", "maxStoreBytes", lim.MaxStore, "reserveBytes", lim.Reserve, "replicas", replicas)
+	logBytes := bc.LogsMaxBytes
+	if logBytes == 0 {
+		logBytes = lim.LogBytes()
+	} else if err := lim.CheckLogBytes(logBytes); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 
-	if c.keys, err = keystore.Open(ctx, keystore.Config{JS: js, Logger: log.With("component", "keystore")}); err != nil {
+	if c.keys, err = keystore.Open(ctx, keystore.Config{JS: js, Replicas: replicas, Logger: log.With("component", "keystore")}); err != nil {
 		return nil, fmt.Errorf("server: key store: %w", err)
 	}
 	c.onClose("key store", c.keys.Close)
@@ -99,15 +120,25 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
 	}
 
-	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
-		return nil, fmt.Errorf("server: metadata: %w", err)
+	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithReplicas(replicas), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: metadata: %w", err), replicas)
 	}
 	c.onClose("metadata store", c.functions.Close)
-	if c.code, err = codestore.New(codestore.Config{JS: js, Logger: log.With("component", "codestore")}); err != nil {
-		return nil, fmt.Errorf("server: code store: %w", err)
+	if c.code, err = codestore.New(codestore.Config{JS: js, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "codestore")}); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: code store: %w", err), replicas)
 	}
-	if c.logs, err = logstore.New(logstore.Config{JS: js, Logger: log.With("component", "logstore")}); err != nil {
-		return nil, fmt.Errorf("server: log store: %w", err)
+	if c.layers, err = layers.New(ctx, layers.Config{JS: js, Replicas: replicas, Region: cfg.Region}); err != nil {
+		return nil, fmt.Errorf("server: layer store: %w", err)
+	}
+	if c.codeURLs, err = codeurl.New(ctx, codeurl.Config{
+		JS: js, Replicas: replicas, Packages: c.code, TTL: cfg.CodeURLTTL,
+		IsNotFound: func(err error) bool { return errors.Is(err, codestore.ErrNotFound) },
+		Logger:     log.With("component", "codeurl"),
+	}); err != nil {
+		return nil, fmt.Errorf("server: code links: %w", err)
+	}
+	if c.logs, err = logstore.New(logstore.Config{JS: js, MaxBytes: logBytes, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "logstore")}); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: log store: %w", err), replicas)
 	}
 	c.onClose("log store", c.logs.Close)
 
@@ -208,10 +239,12 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		ThrottleBackoffMin: cfg.Async.ThrottleBackoffMin,
 		ThrottleBackoffMax: cfg.Async.ThrottleBackoffMax,
 		AckWait:            cfg.Async.AckWait,
+		Replicas:           replicas,
+		Gate:               c.bb,
 
 		AccountOf: func(r *http.Request) (string, error) { return auth.AccountOf(r.Context(), cfg.Account), nil },
 	}); err != nil {
-		return nil, fmt.Errorf("server: async queue: %w", err)
+		return nil, replicaHint(fmt.Errorf("server: async queue: %w", err), replicas)
 	}
 	if err := c.async.Start(); err != nil {
 		return nil, fmt.Errorf("server: async pollers: %w", err)
@@ -227,6 +260,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Async:     c.async,
 		Runtimes:  c.runtimes,
 		Logs:      c.logs,
+		Gate:      c.bb,
+		Layers:    c.layers,
+		CodeURLs:  c.codeURLs,
 		Logger:    log.With("component", "frontend"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
@@ -243,19 +279,51 @@ func (c *components) onClose(name string, f func(ctx context.Context) error) {
 	c.closers = append(c.closers, closer{name, f})
 }
 
+// closeTimeout bounds closing the components at shutdown, whatever state
+// the backbone is in; each step gets at most closeStep of it.
+const (
+	closeTimeout = 20 * time.Second
+	closeStep    = 10 * time.Second
+)
+
 // close stops everything in reverse start order: pollers stop taking
 // events, the manager destroys every sandbox, the backbone closes last.
 // A component that fails to close (a sandbox it could not destroy, log
-// entries it could not store) is logged, and the rest still close.
+// entries it could not store) is logged, and the rest still close. A step
+// that does not return within its share is left behind (and logged), so
+// shutdown ends in bounded time.
 func (c *components) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	deadline := time.Now().Add(closeTimeout)
 	for i := len(c.closers) - 1; i >= 0; i-- {
-		if err := c.closers[i].close(ctx); err != nil {
-			c.cfg.Logger.Error("shutdown: closing "+c.closers[i].name, "err", err)
+		step := min(time.Until(deadline), closeStep)
+		ctx, cancel := context.WithTimeout(context.Background(), step)
+		done := make(chan struct{})
+		cl := c.closers[i]
+		go func() {
+			defer close(done)
+			if err := cl.close(ctx); err != nil {
+				c.cfg.Logger.Error("shutdown: closing "+cl.name, "err", err)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(step + time.Second):
+			c.cfg.Logger.Error("shutdown: closing "+cl.name+" did not finish in time, going on", "budget", step)
 		}
+		cancel()
 	}
 	c.closers = nil
+}
+
+// replicaHint adds to a failure to open a store with more than one
+// replica what the operator can do.
+func replicaHint(err error, replicas int) error {
+	if replicas <= 1 {
+		return err
+	}
+	return fmt.Errorf("%w (with --nats-replicas %d every stream, KV bucket and object store is created, or updated, with %d replicas: "+
+		"the cluster needs %d JetStream servers up; to change one by hand: nats stream edit <stream> --replicas %d; see docs/backbone.md)",
+		err, replicas, replicas, replicas, replicas)
 }
 
 // rootOnly are the paths only the server's root key may call: key
@@ -289,7 +357,19 @@ func (c *components) handler() (http.Handler, error) {
 // routes routes the listener: Lambda's API, Flint's own endpoints, health.
 func (c *components) routes() http.Handler {
 	mux := http.NewServeMux()
+	// Liveness: the process answers.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	// Readiness: this node can take writes (backbone connected, JetStream
+	// answering with a quorum, room on the disk).
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := c.bb.Ready(); err != nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: " + lambdaerr.Public(err).Message + "\n"))
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	for _, prefix := range frontend.Prefixes {
@@ -301,6 +381,9 @@ func (c *components) routes() http.Handler {
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
+	// Download links of code packages carry their own signature (no AWS
+	// credentials), so plain HTTP clients can fetch them.
+	mux.Handle(codeurl.PathPrefix, c.codeURLs.Handler())
 	kh := c.keys.Handler()
 	mux.Handle(keystore.KeysPath, kh)
 	mux.Handle(keystore.KeysPath+"/", kh)

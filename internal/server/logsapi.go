@@ -4,10 +4,12 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"time"
 
 	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/logstore"
+	"github.com/flintdev/flint/internal/writegate"
 )
 
 var fnNameRE = regexp.MustCompile(`^[a-zA-Z0-9_-]{1,64}$`)
@@ -33,6 +35,13 @@ func logsHandler(logs *logstore.Store, defaultAccount string) http.Handler {
 			}
 			opts.Tail = n
 		}
+		if opts.Follow {
+			// A follow stays open as long as the client wants it: past
+			// the server's read and write timeouts.
+			rc := http.NewResponseController(w)
+			_ = rc.SetReadDeadline(time.Time{})
+			_ = rc.SetWriteDeadline(time.Time{})
+		}
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
 		flusher, _ := w.(http.Flusher)
@@ -49,8 +58,9 @@ func logsHandler(logs *logstore.Store, defaultAccount string) http.Handler {
 			return nil
 		})
 		if err != nil && r.Context().Err() == nil {
-			// Headers are gone; say it in the stream.
-			w.Write([]byte("\nflint: reading logs: " + err.Error() + "\n"))
+			// Headers are gone; say it in the stream (in the user's
+			// terms: the cause goes to no client).
+			w.Write([]byte("\nflint: reading logs failed: " + lambdaerr.Public(writegate.Describe("logs", err)).Message + "\n"))
 		}
 	})
 }

@@ -125,6 +125,7 @@ func (c *components) metricSources() metrics.Sources {
 			return out, nil
 		},
 		LogsDropped: func() int64 { return c.logs.Dropped() },
+		RecordsLost: func() int64 { return c.observed.records.Lost() },
 	}
 }
 

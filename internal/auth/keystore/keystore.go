@@ -39,9 +39,10 @@ const Bucket = "flint-keys"
 
 // Config configures a Store.
 type Config struct {
-	JS     jetstream.JetStream // required
-	Logger *slog.Logger        // default slog.Default()
-	Clock  func() time.Time    // default time.Now
+	JS       jetstream.JetStream // required
+	Replicas int                 // of the bucket (default 1); an existing one is updated
+	Logger   *slog.Logger        // default slog.Default()
+	Clock    func() time.Time    // default time.Now
 }
 
 // Store is the access-key store. Safe for concurrent use.
@@ -74,6 +75,7 @@ func Open(ctx context.Context, cfg Config) (*Store, error) {
 		Description: "Flint access keys",
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, cfg.Replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("keystore: open bucket %s: %w", Bucket, err)

@@ -107,6 +107,7 @@ type report struct {
 	Passwd                                   string
 	Kcore                                    string
 	Runtime, WriteRuntime                    string
+	Opt, WriteOpt, OptMount                  string
 	Syscalls                                 map[string]string
 }
 
@@ -152,12 +153,24 @@ func (s *suite) testIsolation(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(runtimeDir, "marker"), []byte(marker), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	optDir := t.TempDir()
+	if err := os.Chmod(optDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(optDir, "marker"), []byte("opt-"+marker), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r, _ := s.runReport(t, func(sp *sandbox.Spec) {
 		sp.Env = append(sp.Env, "FOO=bar")
 		sp.RuntimeDir = runtimeDir
+		sp.OptDir = optDir
 	})
 	if r.Runtime != marker || r.WriteRuntime == "ok" {
 		t.Errorf("/var/runtime: read %q (want %q), write %s (want read-only)", r.Runtime, marker, r.WriteRuntime)
+	}
+	opts := strings.Split(r.OptMount, ",")
+	if r.Opt != "opt-"+marker || r.WriteOpt == "ok" || !slices.Contains(opts, "ro") || !slices.Contains(opts, "nosuid") || !slices.Contains(opts, "nodev") {
+		t.Errorf("/opt: read %q (want %q), write %s, mounted %q (want read-only, ro,nosuid,nodev)", r.Opt, "opt-"+marker, r.WriteOpt, r.OptMount)
 	}
 	if len(r.Syscalls) == 0 {
 		t.Error("the probe tried no system calls")

@@ -50,6 +50,9 @@ type Report struct {
 	// Runtime is /var/runtime/marker's contents; WriteRuntime the result
 	// of writing there.
 	Runtime, WriteRuntime string
+	// Opt is /opt/marker's contents, WriteOpt the result of writing
+	// there, OptMount the mount options of /opt (from mountinfo).
+	Opt, WriteOpt, OptMount string
 	// Syscalls maps system calls a sandbox must refuse to their result.
 	Syscalls map[string]string
 }
@@ -226,6 +229,18 @@ func report(fds []int, hostAddr, hostFile string) Report {
 		r.Runtime = string(b)
 	}
 	r.WriteRuntime = write("/var/runtime/probe-write")
+	if b, err := os.ReadFile("/opt/marker"); err == nil {
+		r.Opt = string(b)
+	}
+	r.WriteOpt = write("/opt/probe-write")
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			// id parent major:minor root mountpoint options ...
+			if f := strings.Fields(line); len(f) > 5 && f[4] == "/opt" {
+				r.OptMount = f[5]
+			}
+		}
+	}
 	r.Syscalls = deniedSyscalls()
 	return r
 }
