@@ -220,7 +220,7 @@ func TestConsoleInBrowser(t *testing.T) {
 	// Functions list.
 	b.do(t, "open console", chromedp.Navigate(base))
 	b.waitJS(t, 30*time.Second, `!!document.querySelector('#functions tr[data-fn="hello"]')`)
-	b.waitJS(t, 10*time.Second, `document.querySelector('#functions tr[data-fn="hello"] [data-k=invocations]').textContent === "16"`)
+	b.waitJS(t, 30*time.Second, `document.querySelector('#functions tr[data-fn="hello"] [data-k=invocations]').textContent === "16"`)
 	b.screenshot(t, shots, "console-functions.png")
 
 	// Function page: invoke from the form, then find that invocation in
@@ -250,12 +250,13 @@ func TestConsoleInBrowser(t *testing.T) {
 	b.waitJS(t, 10*time.Second, `(document.getElementById('queue-depth')||{}).textContent === '0'`)
 	b.screenshot(t, shots, "console-queues.png")
 	b.do(t, "redrive", chromedp.Click(chromedp.CSS("#queue-resize-dlq button.redrive")))
-	b.waitJS(t, 30*time.Second, `!!document.querySelector('#queue-resize-dlq [data-count="0"]')`)
-	// The redriven event fails again (no retries) and comes back.
+	b.waitJS(t, 30*time.Second, `document.querySelector('#queue-resize-dlq .result').textContent === 'redriven 1 event(s) to resize-images'`)
+	// The redriven event (a new request id) fails again (no retries) and
+	// is dead-lettered again; the original message is gone.
 	polltest.Check(t, 60*time.Second, "the redriven event back in the dead-letter queue", func() error {
 		msgs, err := srv.peekQueue("resize-dlq")
-		if err != nil || len(msgs) != 1 {
-			return fmt.Errorf("dlq after redrive: %d messages, %v", len(msgs), err)
+		if err != nil || len(msgs) != 1 || msgs[0].Attributes["RequestID"] == id {
+			return fmt.Errorf("dlq after redrive: %+v, %v", msgs, err)
 		}
 		return nil
 	})

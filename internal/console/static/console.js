@@ -447,7 +447,9 @@ async function pageQueues(app) {
   every(3000, () => refreshAsync().catch((e) => setStatus(e.message, true)));
 }
 
-async function showQueue(parent, name, fns) {
+// showQueue draws (or redraws) a queue's card; note is shown beside its
+// buttons (the outcome of the last action).
+async function showQueue(parent, name, fns, note) {
   const id = 'queue-' + name.replace(/[^A-Za-z0-9_-]/g, '_');
   let card = document.getElementById(id);
   if (!card) { card = el('div', { class: 'card', id }); parent.append(card); }
@@ -456,15 +458,14 @@ async function showQueue(parent, name, fns) {
   const custom = el('input', { placeholder: 'function', size: 14 });
   const redrive = el('button', { class: 'redrive' }, 'Redrive all to ');
   const purge = el('button', { class: 'secondary' }, 'Purge');
-  const result = el('span', { class: 'muted' });
+  const result = el('span', { class: 'muted result' }, note || '');
   redrive.addEventListener('click', async () => {
     const fn = custom.value.trim() || target.value;
     if (!fn) { result.textContent = 'name a function'; return; }
     redrive.disabled = true;
     try {
       const r = await api('POST', '/flint/v1/queues/' + enc(name) + '/redrive?max=100&function=' + enc(fn));
-      result.textContent = 'redriven ' + r.redriven + ' event(s) to ' + fn;
-      await showQueue(parent, name, fns);
+      await showQueue(parent, name, fns, 'redriven ' + r.redriven + ' event(s) to ' + fn);
     } catch (e) { result.textContent = e.message; } finally { redrive.disabled = false; }
   });
   purge.addEventListener('click', async () => {
