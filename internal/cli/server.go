@@ -24,6 +24,7 @@ func newServerCmd() *cobra.Command {
 	var egressCfg process.EgressConfig
 	var egressPool string
 	var egressDNS []string
+	var cleanup bool
 	var authMode string
 	cmd := &cobra.Command{
 		Use:   "server",
@@ -35,6 +36,14 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl}))
+			if cleanup {
+				n, err := server.Cleanup(cmd.Context(), cfg.DataDir, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %d sandbox cgroups left by the server on %s\n", n, cfg.DataDir)
+				return nil
+			}
 			for _, name := range []string{"sandbox-egress-pool", "sandbox-egress-interface", "sandbox-egress-name", "sandbox-egress-dns"} {
 				if !egress && cmd.Flags().Changed(name) {
 					return fmt.Errorf("--%s needs --sandbox-egress", name)
@@ -87,6 +96,7 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "API connections open at once; past it new ones are answered 429 and closed")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish at shutdown (closing the rest takes at most 20s more)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&cleanup, "cleanup", false, "remove the sandbox cgroups a killed server on --data left behind, then exit (refused while a server runs there)")
 	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "sandbox init binary (build cmd/flint-sandbox-init for faster cold starts; default: this binary)")
 	f.BoolVar(&egress, "sandbox-egress", false, "let functions open connections to the outside world (veth + NAT; the host, link-local and private addresses and other sandboxes stay unreachable; needs nft, sets net.ipv4.ip_forward=1)")
 	f.StringVar(&egressPool, "sandbox-egress-pool", process.DefaultEgressPool.String(), "IPv4 range sandbox links are carved from (a /30 each)")

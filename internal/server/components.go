@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -64,6 +65,21 @@ type components struct {
 type closer struct {
 	name  string
 	close func(ctx context.Context) error
+}
+
+// sandboxDriverConfig is the process driver's configuration for a server
+// on data dir data. Each server's sandboxes share a cgroup parent named for
+// its data dir, so that the cgroups a crashed run left behind can be
+// removed at start (or by Cleanup) without touching another server's.
+func sandboxDriverConfig(data, init string, egress *process.EgressConfig, log *slog.Logger) process.Config {
+	digest := sha256.Sum256([]byte(data))
+	return process.Config{
+		StateDir:     filepath.Join(data, "sandboxes"),
+		InitPath:     init,
+		CgroupParent: "flint-" + hex.EncodeToString(digest[:6]),
+		Egress:       egress,
+		Logger:       log.With("component", "sandbox"),
+	}
 }
 
 // start builds the components in dependency order. On error everything
@@ -145,18 +161,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
-	// Each server's sandboxes share a cgroup parent named for its data dir,
-	// so that the cgroups a crashed run left behind can be removed at
-	// start without touching another server's.
-	digest := sha256.Sum256([]byte(data))
-	c.cgroupParent = "flint-" + hex.EncodeToString(digest[:6])
-	if c.driver, err = process.New(process.Config{
-		StateDir:     filepath.Join(data, "sandboxes"),
-		InitPath:     cfg.SandboxInit,
-		CgroupParent: c.cgroupParent,
-		Egress:       cfg.SandboxEgress,
-		Logger:       log.With("component", "sandbox"),
-	}); err != nil {
+	dcfg := sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)
+	c.cgroupParent = dcfg.CgroupParent
+	if c.driver, err = process.New(dcfg); err != nil {
 		return nil, fmt.Errorf("server: sandbox driver: %w", err)
 	}
 	if n, err := c.driver.RemoveStale(ctx); err != nil {

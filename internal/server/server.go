@@ -175,6 +175,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cfg.DataDir = dataDir
+	unlock, err := lockDataDir(dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// Listen first: a taken port fails before anything else starts.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {

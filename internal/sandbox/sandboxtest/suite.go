@@ -65,10 +65,10 @@ func Run(t *testing.T, newDriver func(t *testing.T) sandbox.Driver) {
 	for _, tc := range tests {
 		t.Run(tc.name, tc.f)
 	}
-	if !polltest.Wait(2*time.Second, func() bool { return openFDs() <= baseFDs }) {
+	if !polltest.Wait(Scaled(2*time.Second), func() bool { return openFDs() <= baseFDs }) {
 		t.Errorf("descriptor leak: %d open before the subtests, %d after", baseFDs, openFDs())
 	}
-	if !polltest.Wait(2*time.Second, func() bool { return runtime.NumGoroutine() <= baseGoroutines }) {
+	if !polltest.Wait(Scaled(2*time.Second), func() bool { return runtime.NumGoroutine() <= baseGoroutines }) {
 		t.Errorf("goroutine leak: %d before the subtests, %d after", baseGoroutines, runtime.NumGoroutine())
 	}
 }
@@ -210,7 +210,7 @@ func (s *suite) testIsolation(t *testing.T) {
 			api = v
 		}
 	}
-	if !slices.Contains(r.Env, "FOO=bar") || api == "" || len(r.Env) != 4 {
+	if !slices.Contains(r.Env, "FOO=bar") || api == "" || len(r.Env) != len(baseEnv())+2 {
 		t.Errorf("environment %q, want Spec.Env plus AWS_LAMBDA_RUNTIME_API", r.Env)
 	}
 	if _, _, err := net.SplitHostPort(api); err != nil {
@@ -397,7 +397,7 @@ func (s *suite) testDestroy(t *testing.T) {
 	spec.Command = []string{"/bin/sh", "-c",
 		"(setsid /bin/sleep " + m + "1 &); (/bin/sh -c '/bin/sleep " + m + "2 &' &); exec /bin/sleep " + m + "3"}
 	sb := s.create(t, spec)
-	if !polltest.Wait(10*time.Second, func() bool { return len(procsWith(m)) == 3 }) {
+	if !polltest.Wait(Scaled(10*time.Second), func() bool { return len(procsWith(m)) == 3 }) {
 		t.Fatalf("want 3 sleepers, have %v\noutput: %s", procsWith(m), out)
 	}
 	var wg sync.WaitGroup

@@ -137,7 +137,7 @@ func main() {
 		n, _ := strconv.Atoi(arg(2))
 		var conns []net.Conn
 		for i := 0; i < n; i++ {
-			c, err := net.DialTimeout("tcp", os.Getenv("AWS_LAMBDA_RUNTIME_API"), 300*time.Millisecond)
+			c, err := net.DialTimeout("tcp", os.Getenv("AWS_LAMBDA_RUNTIME_API"), scaled(300*time.Millisecond))
 			if err != nil {
 				break
 			}
@@ -277,4 +277,14 @@ func deniedSyscalls() map[string]string {
 	_, _, e = unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0)
 	m["clone3"] = errno(e)
 	return m
+}
+
+// scaled is d multiplied by $FLINT_TEST_TIME_SCALE, as the suite's own
+// deadlines are (sandboxtest.Scaled; the probe imports nothing of Flint).
+func scaled(d time.Duration) time.Duration {
+	f, err := strconv.ParseFloat(os.Getenv("FLINT_TEST_TIME_SCALE"), 64)
+	if err != nil || f <= 1 {
+		return d
+	}
+	return time.Duration(float64(d) * f)
 }
