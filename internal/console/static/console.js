@@ -501,28 +501,34 @@ async function pageCluster(app) {
   app.append(body);
   const alive = pageAlive();
   const refresh = async () => {
+    // GET /flint/v1/cluster: every node and the backbone (servers that
+    // have it); /flint/v1/stats: this node's sandboxes and, without the
+    // cluster view, its hosts.
     let cluster = null, note = null;
     try {
       cluster = await get('/flint/v1/cluster');
     } catch (e) {
       if (!(e instanceof ApiError) || e.status !== 404) throw e;
-      note = 'This server has no GET /flint/v1/cluster yet: hosts and sandboxes come from /flint/v1/stats.';
+      note = 'This server has no GET /flint/v1/cluster: hosts come from /flint/v1/stats.';
     }
-    const stats = cluster ? null : await get('/flint/v1/stats');
+    const stats = await get('/flint/v1/stats');
     if (!alive()) return;
     const hosts = cluster ? cluster.hosts || [] : stats.hosts || [];
     const kids = [];
     if (note) kids.push(el('div', { class: 'note', id: 'cluster-note' }, note));
     kids.push(el('div', { class: 'card' }, el('h2', null, 'Hosts'), hosts.length ? objectTable(hosts.map(hostRow), 'hosts') : el('p', { class: 'muted' }, 'No hosts.')));
-    const pools = cluster ? cluster.sandboxes || [] : Object.entries((stats.sandboxes && stats.sandboxes.Pools) || {}).map(([key, p]) => Object.assign({ function: key }, p));
-    kids.push(el('div', { class: 'card' }, el('h2', null, 'Sandboxes'),
+    const pools = Object.entries((stats.sandboxes && stats.sandboxes.Pools) || {}).map(([key, p]) => Object.assign({ 'function (sandbox key)': key }, p));
+    kids.push(el('div', { class: 'card' }, el('h2', null, 'Sandboxes (this node\'s worker manager)'),
       pools.length ? objectTable(pools, 'sandboxes') : el('p', { class: 'muted' }, 'No sandboxes.')));
-    if (stats) {
-      kids.push(el('div', { class: 'card' }, el('h2', null, 'Server'), el('dl', { class: 'kv' },
-        el('dt', null, 'Driver'), el('dd', null, stats.driver), el('dt', null, 'Runtimes'), el('dd', null, (stats.runtimes || []).join(', ')),
-        el('dt', null, 'Goroutines'), el('dd', null, stats.goroutines), el('dt', null, 'Heap in use'), el('dd', null, fmtBytes(stats.heapInuseBytes)),
-        el('dt', null, 'Invocations / cold starts'), el('dd', null, stats.sandboxes.Invocations + ' / ' + stats.sandboxes.ColdStarts))));
+    if (cluster && cluster.backbone) {
+      const bb = cluster.backbone;
+      kids.push(el('div', { class: 'card' }, el('h2', null, 'Backbone'), el('dl', { class: 'kv' },
+        Object.entries(bb).flatMap(([k, v]) => [el('dt', null, k), el('dd', null, Array.isArray(v) ? v.join(', ') : String(v))]))));
     }
+    kids.push(el('div', { class: 'card' }, el('h2', null, 'This node'), el('dl', { class: 'kv' },
+      el('dt', null, 'Driver'), el('dd', null, stats.driver), el('dt', null, 'Runtimes'), el('dd', null, (stats.runtimes || []).join(', ')),
+      el('dt', null, 'Goroutines'), el('dd', null, stats.goroutines), el('dt', null, 'Heap in use'), el('dd', null, fmtBytes(stats.heapInuseBytes)),
+      el('dt', null, 'Invocations / cold starts'), el('dd', null, stats.sandboxes.Invocations + ' / ' + stats.sandboxes.ColdStarts))));
     body.replaceChildren(...kids);
     setStatus('Updated ' + new Date().toLocaleTimeString());
   };
@@ -534,7 +540,8 @@ function hostRow(h) {
   const r = {};
   for (const [k, v] of Object.entries(h)) {
     if (k === 'cachedCode') r['cached code'] = (v || []).length + ' packages';
-    else if (k === 'LastSeen' || k === 'lastSeen') r['last seen'] = fmtAgo(v);
+    else if (k === 'LastSeen' || k === 'lastSeen' || k === 'lastHeartbeat') r['last seen'] = fmtAgo(v);
+    else if (Array.isArray(v)) r[k] = v.join(', ');
     else r[k] = v;
   }
   return r;
