@@ -97,3 +97,39 @@ func TestHandler(t *testing.T) {
 		t.Errorf("bad name: %d", rec.Code)
 	}
 }
+
+// FuzzInvocationsQuery: any query string gets a 200 with a JSON list or a
+// 400 in Lambda's error shape, never a panic or a 5xx.
+func FuzzInvocationsQuery(f *testing.F) {
+	f.Add("since=2026-01-01T00:00:00Z&limit=5")
+	f.Add("since=1700000000000")
+	f.Add("limit=-1&since=%zz")
+	src := &memSource{}
+	w := NewWriter(src, nil)
+	r := New(&invocation.Result{RequestID: "r", Duration: time.Millisecond}, time.Now(), 128, "success")
+	w.Write("000000000000", "f", &r)
+	mux := http.NewServeMux()
+	mux.Handle("GET /flint/v1/functions/{name}/invocations", Handler(src, func(*http.Request) string { return "000000000000" }, nil))
+	f.Fuzz(func(t *testing.T, query string) {
+		req, err := http.NewRequest("GET", "/flint/v1/functions/f/invocations", nil)
+		if err != nil {
+			t.Skip()
+		}
+		req.URL.RawQuery = query
+		rec := httptest.NewRecorder()
+		mux.ServeHTTP(rec, req)
+		switch rec.Code {
+		case 200:
+			var out struct{ Invocations []Record }
+			if err := json.Unmarshal(rec.Body.Bytes(), &out); err != nil || out.Invocations == nil {
+				t.Fatalf("200 without a list: %q", rec.Body.String())
+			}
+		case 400:
+			if rec.Header().Get("X-Amzn-ErrorType") == "" {
+				t.Fatalf("400 without an error type: %q", rec.Body.String())
+			}
+		default:
+			t.Fatalf("query %q: status %d", query, rec.Code)
+		}
+	})
+}
