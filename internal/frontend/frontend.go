@@ -110,6 +110,10 @@ type Config struct {
 	Async     AsyncQueue      // optional: nil answers Event invocations with an error
 	Runtimes  RuntimeSet      // required
 	Logs      LogPurger       // optional
+	// EventSourceMappings serves Lambda's event source mapping routes
+	// (/2015-03-31/event-source-mappings…, internal/esm); nil answers
+	// them as unknown operations.
+	EventSourceMappings http.Handler
 	// Layers keeps layer versions. Optional: nil answers the layer
 	// operations and functions' Layers with "not supported".
 	Layers *layers.Store
@@ -241,6 +245,10 @@ var subsOf = map[string]map[string]bool{
 	"2019-09-30": {"concurrency": true, "provisioned-concurrency": true},
 }
 
+// eventSourceMappings is the collection path of Lambda's event source
+// mapping API, served by Config.EventSourceMappings.
+const eventSourceMappings = APIPrefix + "event-source-mappings"
+
 // parsePath splits an escaped request path into a route. ok is false for
 // paths outside the API.
 func parsePath(escaped string) (rt route, ok bool) {
@@ -341,6 +349,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Amzn-RequestId", reqID)
+	if p := r.URL.Path; h.cfg.EventSourceMappings != nil && (p == eventSourceMappings || strings.HasPrefix(p, eventSourceMappings+"/")) {
+		h.cfg.EventSourceMappings.ServeHTTP(w, r)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, LayersPrefix) {
 		h.serveLayers(w, r, reqID)
 		return

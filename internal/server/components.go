@@ -20,6 +20,7 @@ import (
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/console"
+	"github.com/flintdev/flint/internal/esm"
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/layers"
@@ -30,6 +31,8 @@ import (
 	"github.com/flintdev/flint/internal/records"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/sqs"
+	"github.com/flintdev/flint/internal/sqsapi"
 	"github.com/flintdev/flint/internal/worker"
 	"github.com/flintdev/flint/internal/workermanager"
 )
@@ -56,6 +59,9 @@ type components struct {
 	// it: invocations counted and recorded.
 	observed     *observedManager
 	cgroupParent string
+	queues       *sqs.Service
+	sqsAPI       *sqsapi.Handler
+	esm          *esm.Service
 	conns        *capListener // set by Run
 
 	closers []closer // run in reverse order by close
@@ -258,6 +264,32 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("async queue", c.async.Close)
 
+	if c.queues, err = sqs.New(ctx, sqs.Config{JetStream: js, Region: cfg.Region, Replicas: replicas, Logger: log}); err != nil {
+		return nil, fmt.Errorf("server: sqs queues: %w", err)
+	}
+	c.onClose("sqs queues", c.queues.Close)
+	if c.sqsAPI, err = sqsapi.New(sqsapi.Config{Queues: c.queues, DefaultAccount: cfg.Account, Logger: log.With("component", "sqsapi")}); err != nil {
+		return nil, fmt.Errorf("server: sqs api: %w", err)
+	}
+
+	if c.esm, err = esm.New(ctx, esm.Config{
+		JetStream:      js,
+		Queues:         c.queues,
+		Functions:      c.functions,
+		Invoker:        c.observed,
+		Region:         cfg.Region,
+		DefaultAccount: cfg.Account,
+		Replicas:       replicas,
+		Logger:         log,
+	}); err != nil {
+		return nil, fmt.Errorf("server: event source mappings: %w", err)
+	}
+	// Mapping pollers run where the async pollers run: on every server.
+	if err := c.esm.Start(); err != nil {
+		return nil, fmt.Errorf("server: event source mapping pollers: %w", err)
+	}
+	c.onClose("event source mappings", c.esm.Close)
+
 	if c.frontend, err = frontend.New(frontend.Config{
 		Region:    cfg.Region,
 		Account:   cfg.Account,
@@ -271,6 +303,8 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Layers:    c.layers,
 		CodeURLs:  c.codeURLs,
 		Logger:    log.With("component", "frontend"),
+
+		EventSourceMappings: c.esm.Handler(),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
@@ -352,7 +386,13 @@ func (c *components) handler() (http.Handler, error) {
 		Region:         c.cfg.Region,
 		RootOnly:       rootOnly,
 		Public:         public,
-		Logger:         c.cfg.Logger.With("component", "auth"),
+		ServiceFor: func(r *http.Request) string {
+			if sqsapi.Match(r) {
+				return "sqs"
+			}
+			return ""
+		},
+		Logger: c.cfg.Logger.With("component", "auth"),
 	}, c.routes())
 	if err != nil {
 		return nil, err
@@ -395,7 +435,15 @@ func (c *components) routes() http.Handler {
 	mux.Handle(keystore.KeysPath, kh)
 	mux.Handle(keystore.KeysPath+"/", kh)
 	c.observeRoutes(mux)
-	return mux
+	// The SQS API shares the listener: its requests are told apart by
+	// X-Amz-Target or a form Action (sqsapi.Match), not by path.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sqsapi.Match(r) {
+			c.sqsAPI.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // workerHost adapts the in-process worker to the manager's Host.
