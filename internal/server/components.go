@@ -30,6 +30,7 @@ import (
 	"github.com/flintdev/flint/internal/placement"
 	"github.com/flintdev/flint/internal/records"
 	"github.com/flintdev/flint/internal/runtimes"
+	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/sqs"
 	"github.com/flintdev/flint/internal/sqsapi"
@@ -48,7 +49,7 @@ type components struct {
 	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
-	driver    *process.Driver
+	driver    sandbox.Driver
 	worker    *worker.Worker
 	placement *placement.Service
 	manager   *workermanager.Manager
@@ -167,19 +168,14 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
-	dcfg := sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)
-	c.cgroupParent = dcfg.CgroupParent
-	if c.driver, err = process.New(dcfg); err != nil {
-		return nil, fmt.Errorf("server: sandbox driver: %w", err)
+	if c.driver, err = startDriver(ctx, cfg, c.onClose); err != nil {
+		return nil, err
 	}
-	if n, err := c.driver.RemoveStale(ctx); err != nil {
-		log.Warn("removing sandbox cgroups left by an earlier run", "err", err)
-	} else if n > 0 {
-		log.Info("removed sandbox cgroups left by an earlier run", "count", n)
+	if cfg.SandboxDriver != "microvm" {
+		// The process driver's sandboxes share this cgroup parent: the
+		// host's memory in use is read from it (metrics).
+		c.cgroupParent = sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log).CgroupParent
 	}
-	// Runs after the worker and the manager destroyed every sandbox:
-	// removes the egress firewall table.
-	c.onClose("sandbox driver", c.driver.Close)
 
 	hostID, err := os.Hostname()
 	if err != nil || hostID == "" {
@@ -214,7 +210,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		st := c.worker.Status()
-		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode}
+		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode, Driver: c.driver.Name()}
 	}
 	// The first heartbeat goes in directly, so the host is known before
 	// the first request; later ones travel over NATS like a remote

@@ -63,6 +63,13 @@ type Config struct {
 	// is a smaller one that starts faster (it must come from the same
 	// build).
 	SandboxInit string
+	// SandboxDriver is "process" (the default: namespaces, cgroups,
+	// seccomp) or "microvm" (a QEMU microVM per sandbox, see
+	// docs/sandbox-microvm.md).
+	SandboxDriver string
+	// VMInit is the flint-vm-init binary for the microvm driver ("" looks
+	// next to this executable, then on PATH).
+	VMInit string
 	// CodeURLTTL is how long the download links of GetFunction and
 	// GetLayerVersion stay valid (default 10 minutes, as Lambda's).
 	CodeURLTTL time.Duration
@@ -135,6 +142,16 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("server: %s is not a loopback address: start with --auth required (or, knowing that anyone who reaches it can run code, --auth dev)", c.Listen)
 		}
 		c.Auth = auth.ModeDev
+	}
+	switch c.SandboxDriver {
+	case "":
+		c.SandboxDriver = "process"
+	case "process", "microvm":
+	default:
+		return fmt.Errorf("server: unknown sandbox driver %q (process or microvm)", c.SandboxDriver)
+	}
+	if c.SandboxDriver == "microvm" && c.SandboxEgress != nil {
+		return errors.New("server: the microvm driver has no egress yet (--sandbox-egress needs --sandbox-driver process)")
 	}
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 5 * time.Minute
