@@ -82,6 +82,8 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&authMode, "auth", "", `"required": verify every request's SigV4 signature against the key store; "dev": accept any request as the default account's root (default dev when --listen is a loopback address; any other address needs one of them said explicitly)`)
 	f.DurationVar(&cfg.KeepAlive, "keep-alive", 5*time.Minute, "how long an idle sandbox stays warm")
 	f.DurationVar(&cfg.CodeURLTTL, "code-url-ttl", 10*time.Minute, "how long GetFunction's Code.Location and GetLayerVersion's Content.Location download links stay valid")
+	f.StringVar(&cfg.URLDomain, "url-domain", "localhost", "base domain of function URLs: http://<url-id>.lambda-url.<region>.<url-domain>:<port>/ (point *.lambda-url.<region>.<url-domain> at this server; *.localhost is loopback)")
+	f.IntVar(&cfg.URLPort, "url-port", 0, "port written into function URLs (0: the --listen port; -1: none, for a proxy on 80)")
 	f.IntVar(&cfg.HostMemoryMB, "host-memory", 0, "memory (MB) this host offers to sandboxes (default: 3/4 of RAM)")
 	f.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 1000, "sandboxes this host runs at once")
 	f.IntVar(&cfg.Backbone.Replicas, "nats-replicas", 1, "replicas of every stream, KV bucket and object store (1 on the embedded server; 3 recommended on a NATS cluster); existing ones are updated")

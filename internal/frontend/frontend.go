@@ -138,6 +138,10 @@ type Config struct {
 	// must leave to the other functions (default 100, as Lambda; capped at
 	// ConcurrentExecutions).
 	MinUnreserved int
+	// FunctionURL makes the URL of a function URL id, e.g.
+	// "http://<id>.lambda-url.us-east-1.localhost:9000/" (default: that
+	// form without a port).
+	FunctionURL func(id string) string
 	// Rand returns a uniform number in [0, 1); it picks the version of a
 	// weighted alias (default math/rand/v2.Float64).
 	Rand func() float64
@@ -236,13 +240,17 @@ type route struct {
 //	/2019-09-30/  functions/{name}/concurrency (GetFunctionConcurrency),
 //	              functions/{name}/provisioned-concurrency
 //	/2018-10-31/  layers (layers.go)
-var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/", LayersPrefix}
+//	/2021-10-31/  functions/{name}/url, functions/{name}/urls (urls.go)
+//	/2021-11-15/  functions/{name}/response-streaming-invocations (stream.go)
+var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/", LayersPrefix, URLPrefix, StreamPrefix}
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
 	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true, "policy": true},
 	"2017-10-31": {"concurrency": true},
 	"2019-09-30": {"concurrency": true, "provisioned-concurrency": true},
+	"2021-10-31": {"url": true, "urls": true},
+	"2021-11-15": {"response-streaming-invocations": true},
 }
 
 // eventSourceMappings is the collection path of Lambda's event source
@@ -334,6 +342,13 @@ func (h *Handler) handlers(rt route) map[string]handlerFunc {
 	case rt.sub == "concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getFunctionConcurrency, http.MethodPut: h.putFunctionConcurrency,
 			http.MethodDelete: h.deleteFunctionConcurrency}
+	case rt.sub == "url":
+		return map[string]handlerFunc{http.MethodGet: h.getFunctionURLConfig, http.MethodPost: h.createFunctionURLConfig,
+			http.MethodPut: h.updateFunctionURLConfig, http.MethodDelete: h.deleteFunctionURLConfig}
+	case rt.sub == "response-streaming-invocations":
+		return map[string]handlerFunc{http.MethodPost: h.invokeWithResponseStream}
+	case rt.sub == "urls":
+		return map[string]handlerFunc{http.MethodGet: h.listFunctionURLConfigs}
 	case rt.sub == "provisioned-concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getProvisionedConcurrency, http.MethodPut: h.putProvisionedConcurrency,
 			http.MethodDelete: h.deleteProvisionedConcurrency}

@@ -79,6 +79,11 @@ func FuzzHandler(f *testing.F) {
 	f.Add("GET", "/2019-09-30/functions/fz/provisioned-concurrency?List=ALL", []byte(nil), "")
 	f.Add("PUT", "/2019-09-30/functions/fz/provisioned-concurrency?Qualifier=live", []byte(`{"ProvisionedConcurrentExecutions":1}`), "")
 	f.Add("GET", "/2016-08-19/account-settings", []byte(nil), "")
+	f.Add("POST", "/2021-10-31/functions/fz/url", []byte(`{"AuthType":"NONE","Cors":{"AllowOrigins":["*"],"MaxAge":5},"InvokeMode":"RESPONSE_STREAM"}`), "")
+	f.Add("PUT", "/2021-10-31/functions/fz/url?Qualifier=live", []byte(`{"AuthType":"AWS_IAM"}`), "")
+	f.Add("GET", "/2021-10-31/functions/fz/urls?MaxItems=1", []byte(nil), "")
+	f.Add("DELETE", "/2021-10-31/functions/fz/url", []byte(nil), "")
+	f.Add("POST", "/2021-11-15/functions/fz/response-streaming-invocations", []byte(`{"a":1}`), "Tail")
 	f.Add("DELETE", "/2015-03-31/functions/fz?Qualifier=1", []byte(nil), "")
 	f.Add("DELETE", "/2015-03-31/functions/fz", []byte(nil), "")
 	f.Fuzz(func(t *testing.T, method, path string, body []byte, header string) {

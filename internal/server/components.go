@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq"
@@ -22,6 +23,7 @@ import (
 	"github.com/flintdev/flint/internal/console"
 	"github.com/flintdev/flint/internal/esm"
 	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/funcurl"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/logstore"
@@ -60,6 +62,7 @@ type components struct {
 	// it: invocations counted and recorded.
 	observed     *observedManager
 	cgroupParent string
+	urls         *funcurl.Handler
 	queues       *sqs.Service
 	sqsAPI       *sqsapi.Handler
 	esm          *esm.Service
@@ -260,6 +263,10 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("async queue", c.async.Close)
 
+	urlPort := ""
+	if cfg.URLPort > 0 {
+		urlPort = strconv.Itoa(cfg.URLPort)
+	}
 	if c.queues, err = sqs.New(ctx, sqs.Config{JetStream: js, Region: cfg.Region, Replicas: replicas, Logger: log}); err != nil {
 		return nil, fmt.Errorf("server: sqs queues: %w", err)
 	}
@@ -287,22 +294,47 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose("event source mappings", c.esm.Close)
 
 	if c.frontend, err = frontend.New(frontend.Config{
-		Region:    cfg.Region,
-		Account:   cfg.Account,
-		Functions: c.functions,
-		Code:      c.code,
-		Invoker:   c.observed,
-		Async:     c.async,
-		Runtimes:  c.runtimes,
-		Logs:      c.logs,
-		Gate:      c.bb,
-		Layers:    c.layers,
-		CodeURLs:  c.codeURLs,
-		Logger:    log.With("component", "frontend"),
+		FunctionURL: func(id string) string { return c.urls.URL(id, urlPort) },
+		Region:      cfg.Region,
+		Account:     cfg.Account,
+		Functions:   c.functions,
+		Code:        c.code,
+		Invoker:     c.observed,
+		Async:       c.async,
+		Runtimes:    c.runtimes,
+		Logs:        c.logs,
+		Gate:        c.bb,
+		Layers:      c.layers,
+		CodeURLs:    c.codeURLs,
+		Logger:      log.With("component", "frontend"),
 
 		EventSourceMappings: c.esm.Handler(),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
+	}
+	// AWS_IAM function URLs verify signatures as the API does (service
+	// lambda); with --auth dev they accept every request as the default
+	// account's, as the API does.
+	var verify funcurl.Verifier
+	if cfg.Auth == auth.ModeRequired {
+		ac := c.authConfig()
+		ac.ServiceFor = nil // a URL's requests are signed for lambda, whatever they look like
+		v, err := sigv4.New(ac, nil)
+		if err != nil {
+			return nil, fmt.Errorf("server: function url auth: %w", err)
+		}
+		verify = v.Verify
+	}
+	if c.urls, err = funcurl.New(funcurl.Config{
+		Verify:         verify,
+		Domain:         cfg.URLDomain,
+		Region:         cfg.Region,
+		Lookup:         c.functions,
+		Invoke:         c.frontend,
+		DefaultAccount: cfg.Account,
+		Logger:         log,
+	}); err != nil {
+		return nil, fmt.Errorf("server: function urls: %w", err)
 	}
 	// Reserved and provisioned concurrency live in the metadata store;
 	// hand them to the worker manager again.
@@ -372,10 +404,9 @@ var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/s
 // static files (they hold no data; the page signs its API calls).
 var public = []string{"/healthz", "/readyz", "/flint/v1/code/", console.Prefix, "/console"}
 
-// handler is the listener's handler: the sigv4 middleware in front of
-// routes.
-func (c *components) handler() (http.Handler, error) {
-	h, err := sigv4.New(sigv4.Config{
+// authConfig configures the sigv4 middleware.
+func (c *components) authConfig() sigv4.Config {
+	return sigv4.Config{
 		Mode:           c.cfg.Auth,
 		Keys:           c.keys,
 		DefaultAccount: c.cfg.Account,
@@ -389,12 +420,26 @@ func (c *components) handler() (http.Handler, error) {
 			return ""
 		},
 		Logger: c.cfg.Logger.With("component", "auth"),
-	}, c.routes())
+	}
+}
+
+// handler is the listener's handler: requests to a function URL's host go
+// to the URL handler (which verifies AWS_IAM URLs' signatures itself),
+// every other request through the sigv4 middleware to routes.
+func (c *components) handler() (http.Handler, error) {
+	api, err := sigv4.New(c.authConfig(), c.routes())
 	if err != nil {
 		return nil, err
 	}
-	// Outermost, so refused requests are counted too.
-	return c.metrics.HTTP(h), nil
+	// The metrics wrapper is outermost, so refused requests are counted
+	// too.
+	return c.metrics.HTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := c.urls.Match(r.Host); ok {
+			c.urls.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	})), nil
 }
 
 // routes routes the listener: Lambda's API, Flint's own endpoints, health.
@@ -455,3 +500,6 @@ func (h workerHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (w
 
 // Provisioned concurrency initialises worker sandboxes ahead of invocations.
 var _ workermanager.Initializer = (*worker.Sandbox)(nil)
+
+// Worker sandboxes stream responses (InvokeWithResponseStream, streaming URLs).
+var _ workermanager.Streamer = (*worker.Sandbox)(nil)

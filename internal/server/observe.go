@@ -36,12 +36,25 @@ func (o *observedManager) Invoke(ctx context.Context, fn *metadata.Function, req
 	start := time.Now()
 	obs := o.metrics.Start(fn.Name, fn.Version)
 	res, err := o.Manager.Invoke(ctx, fn, req)
-	obs.End(&res, err)
+	o.end(obs, start, fn, &res, err)
+	return res, err
+}
+
+// InvokeStream observes a streamed invocation as Invoke does.
+func (o *observedManager) InvokeStream(ctx context.Context, fn *metadata.Function, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
+	start := time.Now()
+	obs := o.metrics.Start(fn.Name, fn.Version)
+	res, err := o.Manager.InvokeStream(ctx, fn, req, stream)
+	o.end(obs, start, fn, &res, err)
+	return res, err
+}
+
+func (o *observedManager) end(obs metrics.Invocation, start time.Time, fn *metadata.Function, res *invocation.Result, err error) {
+	obs.End(res, err)
 	if err == nil && o.records != nil {
-		rec := records.New(&res, start, fn.MemorySize, metrics.Outcome(&res))
+		rec := records.New(res, start, fn.MemorySize, metrics.Outcome(res))
 		o.records.Write(fn.Account, fn.Name, &rec)
 	}
-	return res, err
 }
 
 // observedHost counts and times the sandboxes a host creates.

@@ -78,6 +78,12 @@ type Config struct {
 	// account. "" picks ModeDev when Listen is a loopback address and
 	// refuses to start otherwise.
 	Auth auth.Mode
+	// URLDomain is the base domain of function URLs: their hosts are
+	// <url-id>.lambda-url.<Region>.<URLDomain> (default "localhost").
+	URLDomain string
+	// URLPort is the port written into function URLs: 0 for the port the
+	// server listens on, -1 for none (a proxy in front on port 80).
+	URLPort int
 	// StatsGC lets GET /flint/v1/stats?gc=true force a garbage collection
 	// before it reads the heap, for tests that compare heap sizes; off,
 	// gc=true is refused (any caller could make the server stop the world).
@@ -143,6 +149,9 @@ func (c *Config) Validate() error {
 		}
 		c.Auth = auth.ModeDev
 	}
+	if c.URLDomain == "" {
+		c.URLDomain = "localhost"
+	}
 	switch c.SandboxDriver {
 	case "":
 		c.SandboxDriver = "process"
@@ -203,6 +212,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("server: listen: %w", err)
 	}
 	defer ln.Close()
+	if cfg.URLPort == 0 {
+		cfg.URLPort = ln.Addr().(*net.TCPAddr).Port
+	}
 
 	s, err := start(ctx, cfg)
 	if err != nil {
