@@ -107,7 +107,13 @@ func (s *Service) deliver(ctx context.Context, ev *event, st *Status, cfg *Event
 		if err != nil {
 			return err
 		}
-		if err := s.send(ctx, ev, target, "destination/"+oc.condition, body, nil); err != nil {
+		err = s.send(ctx, ev, target, "destination/"+oc.condition, body, nil)
+		kind := "on_failure"
+		if oc.condition == CondSuccess {
+			kind = "on_success"
+		}
+		s.cfg.Observer.AsyncDelivery(ev.Function, kind, err)
+		if err != nil {
 			if !skippable(err) {
 				return err
 			}
@@ -120,7 +126,9 @@ func (s *Service) deliver(ctx context.Context, ev *event, st *Status, cfg *Event
 			"ErrorCode":    strconv.Itoa(oc.errorCode),
 			"ErrorMessage": truncate(oc.errorMessage, maxErrorMessageLen),
 		}
-		if err := s.send(ctx, ev, dlq, "dlq", ev.Payload, attrs); err != nil {
+		err := s.send(ctx, ev, dlq, "dlq", ev.Payload, attrs)
+		s.cfg.Observer.AsyncDelivery(ev.Function, "dlq", err)
+		if err != nil {
 			if !skippable(err) {
 				return err
 			}

@@ -169,6 +169,7 @@ func (s *Service) handle(ictx context.Context, msg jetstream.Msg) {
 		st.Response = jsonOrString(limitResponse(res.Payload))
 		st.Error = errorOf(res.Payload, res.ErrorType)
 		if st.FunctionErrors <= cfg.retries() {
+			s.cfg.Observer.AsyncRetry(ev.Function, "function_error")
 			s.retryLater(log, msg, st, ev, s.retryDelay(st.FunctionErrors), nil)
 			return
 		}
@@ -187,6 +188,7 @@ func (s *Service) handle(ictx context.Context, msg jetstream.Msg) {
 // and try again until the event's age runs out.
 func (s *Service) systemRetry(ctx context.Context, log logger, msg jetstream.Msg, ev *event, st *Status, cfg *EventInvokeConfig, err error) {
 	st.Throttles++
+	s.cfg.Observer.AsyncRetry(ev.Function, "throttle")
 	le := lambdaerr.As(err)
 	st.Error = &StatusError{ErrorType: le.Type, ErrorMessage: truncate(le.Message, maxErrorMessageLen)}
 	delay := s.throttleDelay(st.Throttles)

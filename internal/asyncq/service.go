@@ -121,7 +121,27 @@ type Config struct {
 	AccountOf func(*http.Request) (string, error)
 	// DefaultAccount is used when AccountOf is nil (default "000000000000").
 	DefaultAccount string
+
+	// Observer, when set, is told of retries and deliveries (metrics).
+	Observer Observer
 }
+
+// Observer is told what the service does with events, for metrics. Its
+// methods are called from the pollers' goroutines and must not block.
+type Observer interface {
+	// AsyncRetry: an event of function will be attempted again; reason is
+	// "function_error" or "throttle" (a throttle or system error).
+	AsyncRetry(function, reason string)
+	// AsyncDelivery: a record of function was sent to a destination
+	// ("on_success", "on_failure") or dead-letter target ("dlq"); err is
+	// the delivery's error, nil when it was delivered.
+	AsyncDelivery(function, destination string, err error)
+}
+
+type noObserver struct{}
+
+func (noObserver) AsyncRetry(string, string)           {}
+func (noObserver) AsyncDelivery(string, string, error) {}
 
 // Validate reports whether cfg is usable (after defaults are applied).
 func (c Config) Validate() error {
@@ -205,6 +225,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.DefaultAccount == "" {
 		c.DefaultAccount = "000000000000"
+	}
+	if c.Observer == nil {
+		c.Observer = noObserver{}
 	}
 }
 

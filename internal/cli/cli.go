@@ -75,6 +75,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newDeleteCmd(g),
 		newBenchCmd(g),
 		newClusterCmd(g),
+		newTopCmd(g),
 		newKeysCmd(g),
 	)
 	return root
@@ -82,11 +83,15 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 
 // client is a Lambda API client for the Flint server at g.endpoint,
 // signing with g's credentials.
-func (g *globals) client() *lambda.Client {
+func (g *globals) client() *lambda.Client { return g.clientWith(nil) }
+
+// clientWith is client with its own HTTP client (nil: the SDK's).
+func (g *globals) clientWith(hc aws.HTTPClient) *lambda.Client {
 	return lambda.New(lambda.Options{
 		Region:       g.region,
 		BaseEndpoint: aws.String(g.endpoint),
 		Credentials:  aws.NewCredentialsCache(aws.CredentialsProviderFunc(g.retrieve)),
+		HTTPClient:   hc,
 	})
 }
 

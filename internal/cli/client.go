@@ -28,6 +28,7 @@ func newDeployCmd(g *globals) *cobra.Command {
 		name, runtime, handler, role, desc string
 		memory, timeout                    int32
 		env                                []string
+		progress                           string
 	)
 	cmd := &cobra.Command{
 		Use:   "deploy PATH",
@@ -49,6 +50,10 @@ func newDeployCmd(g *globals) *cobra.Command {
 			}
 			ctx := cmd.Context()
 			c := g.client()
+			if t := progressFor(progress, cmd.ErrOrStderr(), int64(len(zipped))); t != nil {
+				t.label = "uploading " + name
+				c = g.clientWith(&http.Client{Transport: t})
+			}
 			var envCfg *types.Environment
 			if vars != nil {
 				envCfg = &types.Environment{Variables: vars}
@@ -102,7 +107,25 @@ func newDeployCmd(g *globals) *cobra.Command {
 	f.Int32Var(&memory, "memory", 128, "memory size in MB (128-10240)")
 	f.Int32Var(&timeout, "timeout", 3, "timeout in seconds (1-900)")
 	f.StringArrayVar(&env, "env", nil, "environment variable KEY=VALUE (repeatable)")
+	f.StringVar(&progress, "progress", "auto", "upload progress bar: auto (on a terminal, packages over 4 MiB), always, never")
 	return cmd
+}
+
+// progressFor returns the transport that draws deploy's upload progress
+// on w, or nil when mode says no bar for a package of size bytes.
+func progressFor(mode string, w io.Writer, size int64) *progressTransport {
+	t := &progressTransport{base: http.DefaultTransport, w: w, min: progressMinBytes}
+	switch mode {
+	case "always":
+		t.min = size // the package's upload, whatever its size; not the small requests
+		return t
+	case "never":
+		return nil
+	}
+	if size < progressMinBytes || !isTerminal(w) {
+		return nil
+	}
+	return t
 }
 
 func parseEnv(kvs []string) (map[string]string, error) {

@@ -47,4 +47,27 @@ type Result struct {
 	ColdStart    bool
 	InitDuration time.Duration
 	Duration     time.Duration
+	// Host is the worker host the sandbox runs on ("" when unknown).
+	Host string
+	// MemoryUsedBytes is the sandbox's peak memory use when the
+	// invocation ended (REPORT's Max Memory Used), 0 when unknown.
+	MemoryUsedBytes uint64
+	// Cold is a cold start's step breakdown; nil for a warm invocation
+	// (and for a cold one whose steps were not measured).
+	Cold *ColdSteps
+}
+
+// ColdSteps is where the time of a cold start went, step by step: the
+// Worker Manager fills Placement, the worker the rest.
+type ColdSteps struct {
+	// Placement is the Placement Service's choice of a host.
+	Placement time.Duration
+	// CodeFetch is getting the code package onto the host (a cache hit
+	// costs next to nothing).
+	CodeFetch time.Duration
+	// SandboxCreate is the sandbox driver's Create.
+	SandboxCreate time.Duration
+	// RuntimeInit runs from the end of SandboxCreate to the runtime's
+	// first request for an event (its init phase).
+	RuntimeInit time.Duration
 }

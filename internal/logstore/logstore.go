@@ -329,6 +329,28 @@ func (s *Store) Append(ctx context.Context, account, function, requestID string,
 	if err != nil {
 		return err
 	}
+	return s.append(ctx, subj, function, requestID, data)
+}
+
+// AppendRecord stores one invocation's record (a small JSON document of its
+// timing, see internal/records) for a function, beside its log: on a
+// subject of its own in the same stream, with the same retention (MaxAge,
+// MaxMsgsPerSubject per function, MaxBytes) and the same group commit and
+// limits as Append. ReadRecords reads them back; Purge removes them with
+// the logs.
+func (s *Store) AppendRecord(ctx context.Context, account, function, requestID string, data []byte) error {
+	subj, err := subject(account, function)
+	if err != nil {
+		return err
+	}
+	return s.append(ctx, subj+recordsSuffix, function, requestID, data)
+}
+
+// recordsSuffix turns a function's log subject into its records' subject
+// (function names have no dots, so no log subject ends with it).
+const recordsSuffix = ".invocations"
+
+func (s *Store) append(ctx context.Context, subj, function, requestID string, data []byte) error {
 	if err := ctx.Err(); err != nil {
 		return fmt.Errorf("logstore: append %s %s: %w", function, requestID, err)
 	}
@@ -411,8 +433,10 @@ func (s *Store) Purge(ctx context.Context, account, function string) error {
 		return err
 	}
 	_ = s.Flush(ctx)
-	if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(subj)); err != nil {
-		return fmt.Errorf("logstore: purge %s/%s: %w", account, function, err)
+	for _, sj := range []string{subj, subj + recordsSuffix} {
+		if err := s.stream.Purge(ctx, jetstream.WithPurgeSubject(sj)); err != nil {
+			return fmt.Errorf("logstore: purge %s/%s: %w", account, function, err)
+		}
 	}
 	return nil
 }

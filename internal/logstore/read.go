@@ -42,6 +42,20 @@ func (s *Store) Read(ctx context.Context, account, function string, opts ReadOpt
 	if err != nil {
 		return err
 	}
+	return s.read(ctx, subj, account, function, opts, fn)
+}
+
+// ReadRecords delivers a function's invocation records (AppendRecord) as
+// Read delivers its logs.
+func (s *Store) ReadRecords(ctx context.Context, account, function string, opts ReadOptions, fn func(Entry) error) error {
+	subj, err := subject(account, function)
+	if err != nil {
+		return err
+	}
+	return s.read(ctx, subj+recordsSuffix, account, function, opts, fn)
+}
+
+func (s *Store) read(ctx context.Context, subj, account, function string, opts ReadOptions, fn func(Entry) error) error {
 	last, lastTime, err := s.lastOf(ctx, subj)
 	if err != nil {
 		return fmt.Errorf("logstore: read %s/%s: %w", account, function, err)

@@ -28,6 +28,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"time"
 )
 
 // Driver creates sandboxes on this host.
@@ -104,6 +105,20 @@ type Stats struct {
 	MaxMemoryBytes uint64
 	// OOMKills counts processes killed for exceeding the memory limit.
 	OOMKills uint64
+}
+
+// Step is the duration of one named step of a sandbox's creation.
+type Step struct {
+	Name     string
+	Duration time.Duration
+}
+
+// StepTimer is an optional ability of a Sandbox, checked at run time:
+// Timings reports how long each named step of its creation took, in order
+// (for metrics and benchmarks). The names are a small fixed set per
+// driver.
+type StepTimer interface {
+	Timings() []Step
 }
 
 // ErrOutOfMemory is wrapped by Sandbox.Err when the memory limit killed the

@@ -19,6 +19,7 @@ import (
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/codeurl"
+	"github.com/flintdev/flint/internal/console"
 	"github.com/flintdev/flint/internal/esm"
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/funcurl"
@@ -28,7 +29,9 @@ import (
 	"github.com/flintdev/flint/internal/leases"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/metrics"
 	"github.com/flintdev/flint/internal/placement"
+	"github.com/flintdev/flint/internal/records"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
@@ -56,11 +59,16 @@ type components struct {
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
-	urls      *funcurl.Handler
-	queues    *sqs.Service
-	sqsAPI    *sqsapi.Handler
-	esm       *esm.Service
-	conns     *capListener // set by Run
+	metrics   *metrics.Metrics
+	// observed is the manager as the frontend and async service call
+	// it: invocations counted and recorded.
+	observed     *observedManager
+	cgroupParent string
+	urls         *funcurl.Handler
+	queues       *sqs.Service
+	sqsAPI       *sqsapi.Handler
+	esm          *esm.Service
+	conns        *capListener // set by Run
 
 	closers []closer // run in reverse order by close
 }
@@ -97,6 +105,10 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}()
 	log := cfg.Logger
 	data := cfg.DataDir
+	if c.metrics, err = metrics.New(metrics.Config{Sources: c.metricSources(), ProcessMetrics: true,
+		Logger: log.With("component", "metrics")}); err != nil {
+		return nil, fmt.Errorf("server: metrics: %w", err)
+	}
 
 	bc := cfg.Backbone
 	if c.bb, err = backbone.Start(backbone.Config{
@@ -169,6 +181,12 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 			return nil, err
 		}
 	}
+	if cfg.has(placement.RoleWorker) && cfg.SandboxDriver != "microvm" {
+		// The process driver's sandboxes share this cgroup parent: the
+		// host's memory in use is read from it (metrics).
+		c.cgroupParent = sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log).CgroupParent
+	}
+
 	var workerAddr string
 	if cfg.has(placement.RoleWorker) {
 		if workerAddr, err = c.startWorker(ctx, hostID); err != nil {
@@ -218,7 +236,13 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	mcfg := workermanager.Config{
 		Placement: c.placement,
-		Hosts:     hosts.lookup,
+		Hosts: func(id string) (workermanager.Host, bool) {
+			h, ok := hosts.lookup(id)
+			if !ok {
+				return nil, false
+			}
+			return observedHost{Host: h, id: id, metrics: c.metrics}, true
+		},
 		KeepAlive: cfg.KeepAlive,
 		Logger:    log.With("component", "workermanager"),
 	}
@@ -250,10 +274,13 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: %w", err)
 	}
 	c.onClose("reserved concurrency watch", func(context.Context) error { stopWatch(); return nil })
+	c.observed = &observedManager{Manager: c.manager, metrics: c.metrics,
+		records: records.NewWriter(c.logs, log.With("component", "records"))}
 
 	if c.async, err = asyncq.New(asyncq.Config{
-		JetStream:      js,
-		Invoker:        c.manager,
+		JetStream:      c.metrics.JetStream(js, "asyncq"),
+		Invoker:        c.observed,
+		Observer:       c.metrics,
 		Functions:      c.functions,
 		DefaultAccount: cfg.Account,
 		Logger:         log.With("component", "asyncq"),
@@ -292,7 +319,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		JetStream:      js,
 		Queues:         c.queues,
 		Functions:      c.functions,
-		Invoker:        c.manager,
+		Invoker:        c.observed,
 		Region:         cfg.Region,
 		DefaultAccount: cfg.Account,
 		Replicas:       replicas,
@@ -318,7 +345,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Account:     cfg.Account,
 		Functions:   c.functions,
 		Code:        c.code,
-		Invoker:     c.manager,
+		Invoker:     c.observed,
 		Async:       c.async,
 		Runtimes:    c.runtimes,
 		Logs:        c.logs,
@@ -417,11 +444,12 @@ func replicaHint(err error, replicas int) error {
 
 // rootOnly are the paths only the server's root key may call: key
 // management and the server-wide views.
-var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/stats", "/flint/v1/cluster", "/flint/v1/cluster/"}
+var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/stats", "/flint/v1/cluster", "/flint/v1/cluster/", metricsPath}
 
-// public are the paths served without SigV4: health checks, and code
-// download links, which carry their own signature.
-var public = []string{"/healthz", "/readyz", "/flint/v1/code/"}
+// public are the paths served without SigV4: health checks, code
+// download links, which carry their own signature, and the web console's
+// static files (they hold no data; the page signs its API calls).
+var public = []string{"/healthz", "/readyz", "/flint/v1/code/", console.Prefix, "/console"}
 
 // authConfig configures the sigv4 middleware.
 func (c *components) authConfig() sigv4.Config {
@@ -450,7 +478,9 @@ func (c *components) handler() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	// The metrics wrapper is outermost, so refused requests are counted
+	// too.
+	return c.metrics.HTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if c.urls == nil { // a node without the frontend role
 			api.ServeHTTP(w, r)
 			return
@@ -460,7 +490,7 @@ func (c *components) handler() (http.Handler, error) {
 			return
 		}
 		api.ServeHTTP(w, r)
-	}), nil
+	})), nil
 }
 
 // routes routes the listener: Lambda's API, Flint's own endpoints, health.
@@ -486,6 +516,7 @@ func (c *components) routes() http.Handler {
 	kh := c.keys.Handler()
 	mux.Handle(keystore.KeysPath, kh)
 	mux.Handle(keystore.KeysPath+"/", kh)
+	c.observeRoutes(mux)
 	if c.frontend == nil {
 		return mux // a worker or poller node serves no Lambda API
 	}

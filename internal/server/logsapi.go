@@ -45,6 +45,9 @@ func logsHandler(logs *logstore.Store, defaultAccount string) http.Handler {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		w.WriteHeader(http.StatusOK)
 		flusher, _ := w.(http.Flusher)
+		if opts.Follow && flusher != nil {
+			flusher.Flush() // a follower knows at once that it is connected
+		}
 		err := logs.Read(r.Context(), account, name, opts, func(e logstore.Entry) error {
 			if _, err := w.Write(e.Data); err != nil {
 				return err

@@ -49,6 +49,9 @@ type Sandbox struct {
 	out       *logBuffer
 	log       *slog.Logger
 	createdAt time.Time
+	// codeFetch and sandboxCreate are cold-start steps, set before the
+	// Sandbox is shared.
+	codeFetch, sandboxCreate time.Duration
 
 	initDone chan struct{} // closed by watchInit once init has an outcome
 	// Set by watchInit before initDone is closed, read-only afterwards:
@@ -80,6 +83,17 @@ func platformFailure(errorType, message, logLine string) *failure {
 
 // ID is the sandbox id (also the last part of its log stream name).
 func (s *Sandbox) ID() string { return s.id }
+
+// Timings reports the driver's named creation steps when the driver
+// measures them (sandbox.StepTimer), else nil.
+func (s *Sandbox) Timings() []sandbox.Step {
+	if st, ok := s.sb.(sandbox.StepTimer); ok {
+		return st.Timings()
+	}
+	return nil
+}
+
+var _ sandbox.StepTimer = (*Sandbox)(nil)
 
 // Healthy reports whether the sandbox can take another invocation: it was
 // not destroyed, did not fail or time out, and its runtime is running.
@@ -239,6 +253,8 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		}
 		s.invoked = true
 		res.ColdStart, res.InitDuration = true, s.initDur
+		res.Cold = &invocation.ColdSteps{CodeFetch: s.codeFetch, SandboxCreate: s.sandboxCreate,
+			RuntimeInit: max(s.initDur-s.sandboxCreate, 0)}
 	}
 	f := &frame{}
 	if res.ColdStart && s.initFail != nil {
@@ -316,7 +332,8 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 	s.syncOutput()
 	f.output(s.out.take())
 	f.end(req.RequestID)
-	f.report(req.RequestID, res.Duration, s.fn.MemorySize, s.maxMemory(), res.InitDuration)
+	res.MemoryUsedBytes = s.maxMemory()
+	f.report(req.RequestID, res.Duration, s.fn.MemorySize, res.MemoryUsedBytes, res.InitDuration)
 	res.Log = f.Bytes()
 	s.appendLog(req.RequestID, res.Log)
 	return res, nil
@@ -331,6 +348,7 @@ func (s *Sandbox) finishFailed(f *frame, res *invocation.Result, fail *failure, 
 	f.end(res.RequestID)
 	maxMem := s.maxMemory()
 	s.kill(fail.errorType)
+	res.MemoryUsedBytes = maxMem
 	f.report(res.RequestID, dur, s.fn.MemorySize, maxMem, res.InitDuration)
 	res.Payload, res.FunctionError, res.ErrorType = fail.payload, invocation.ErrorUnhandled, fail.errorType
 	res.Log = f.Bytes()

@@ -209,6 +209,7 @@ func (w *Worker) CreateSandbox(ctx context.Context, fn *lambdafn.Function) (*San
 }
 
 func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, rt runtimes.Runtime) (*Sandbox, error) {
+	t0 := time.Now()
 	codeDir, err := w.ensureCode(ctx, fn.CodeDigest)
 	if err != nil {
 		return nil, err
@@ -217,6 +218,7 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 	if err != nil {
 		return nil, err
 	}
+	codeFetch := time.Since(t0)
 	now := w.cfg.Clock()
 	arn := fn.ARN()
 	if fn.Version != "" && fn.Version != lambdafn.LatestVersion {
@@ -237,12 +239,14 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 		RuntimeAPI: s.api, Output: s.out,
 		MemoryMB: fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,
 	}
+	t1 := time.Now()
 	sb, err := w.cfg.Driver.Create(ctx, spec)
 	if err != nil {
 		s.api.Close()
 		return nil, err
 	}
 	s.sb = sb
+	s.codeFetch, s.sandboxCreate = codeFetch, time.Since(t1)
 	go s.watchInit(w.cfg.InitTimeout)
 	s.log.Debug("sandbox created", "runtime", fn.Runtime)
 	return s, nil

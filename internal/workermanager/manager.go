@@ -79,6 +79,8 @@ type entry struct {
 	provisioned bool
 	idleSince   time.Time // when it last became idle
 	uses        int       // invocations finished
+	// placed is how long placement took; written with sb and res.
+	placed time.Duration
 }
 
 // pool holds the sandboxes of one SandboxKey.
@@ -311,6 +313,10 @@ func (m *Manager) run(ctx context.Context, fn *lambdafn.Function, req invocation
 	if res.SandboxID == "" {
 		res.SandboxID = e.sb.ID()
 	}
+	res.Host = e.res.HostID
+	if cold && res.Cold != nil {
+		res.Cold.Placement = e.placed
+	}
 	return res, nil
 }
 
@@ -363,14 +369,14 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 	m.mu.Unlock()
 
 	start := m.cfg.Clock.Now()
-	sb, res, err := m.placeAndCreate(ctx, fn)
+	sb, res, placed, err := m.placeAndCreate(ctx, fn)
 	if err != nil {
 		m.forget(e)
 		return nil, false, err
 	}
 
 	m.mu.Lock()
-	e.sb, e.res = sb, res
+	e.sb, e.res, e.placed = sb, res, placed
 	e.state = stateBusy
 	m.invocations++
 	m.coldStarts++
@@ -385,28 +391,30 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 // host. A host that cannot be reached is dropped from placement, and one
 // that turns out full is skipped: the sandbox is placed again elsewhere, up
 // to maxHostAttempts hosts.
-func (m *Manager) placeAndCreate(ctx context.Context, fn *lambdafn.Function) (Sandbox, placement.Reservation, error) {
+func (m *Manager) placeAndCreate(ctx context.Context, fn *lambdafn.Function) (_ Sandbox, _ placement.Reservation, placed time.Duration, _ error) {
 	var exclude []string
 	for attempt := 1; ; attempt++ {
+		start := m.cfg.Clock.Now()
 		res, err := m.cfg.Placement.Place(ctx, placement.Request{
 			MemoryMB:   fn.MemorySize,
 			CodeDigest: fn.CodeDigest,
 			SandboxKey: fn.SandboxKey(),
 			Exclude:    exclude,
 		})
+		placed += m.cfg.Clock.Now().Sub(start)
 		if err != nil {
-			return nil, res, fmt.Errorf("place sandbox for %s: %w", fn.Name, err)
+			return nil, res, placed, fmt.Errorf("place sandbox for %s: %w", fn.Name, err)
 		}
 		host, ok := m.cfg.Hosts(res.HostID)
 		if !ok {
 			m.cfg.Placement.Release(res)
-			return nil, res, fmt.Errorf("create sandbox for %s: placed on unknown host %s", fn.Name, res.HostID)
+			return nil, res, placed, fmt.Errorf("create sandbox for %s: placed on unknown host %s", fn.Name, res.HostID)
 		}
 		cctx, cancel := context.WithTimeout(ctx, m.cfg.CreateTimeout)
 		sb, err := host.CreateSandbox(cctx, fn)
 		cancel()
 		if err == nil {
-			return sb, res, nil
+			return sb, res, placed, nil
 		}
 		m.cfg.Placement.Release(res)
 		err = fmt.Errorf("create sandbox for %s on host %s: %w", fn.Name, res.HostID, err)
@@ -415,7 +423,7 @@ func (m *Manager) placeAndCreate(ctx context.Context, fn *lambdafn.Function) (Sa
 			m.hostUnreachable(res.HostID, err)
 		}
 		if !retry || attempt == maxHostAttempts {
-			return nil, res, err
+			return nil, res, placed, err
 		}
 		exclude = append(exclude, res.HostID)
 	}

@@ -221,7 +221,7 @@ func (m *Manager) provisionOne(pv *provision, e *entry) {
 func (m *Manager) createInitialised(fn *lambdafn.Function) (Sandbox, placement.Reservation, error) {
 	ctx, cancel := context.WithTimeout(m.lifetime, m.cfg.CreateTimeout)
 	defer cancel()
-	sb, res, err := m.placeAndCreate(ctx, fn)
+	sb, res, _, err := m.placeAndCreate(ctx, fn)
 	if err != nil {
 		return nil, res, fmt.Errorf("provisioned sandbox for %s: %w", fn.QualifiedARN(), err)
 	}

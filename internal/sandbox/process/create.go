@@ -22,10 +22,7 @@ import (
 
 // Step is the duration of one named step of Create. Steps named "init/..."
 // ran inside the sandbox init (they overlap the host's "wait-init").
-type Step struct {
-	Name     string
-	Duration time.Duration
-}
+type Step = sandbox.Step
 
 // cloneFlags are the namespaces every sandbox gets at clone time. The
 // cgroup namespace is created by the init later, once it is in its cgroups.

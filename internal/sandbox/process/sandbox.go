@@ -86,7 +86,8 @@ func (s *Sandbox) Done() <-chan struct{} { return s.done }
 // Pid is the host pid of the sandbox's pid 1 (the runtime).
 func (s *Sandbox) Pid() int { return s.cmd.Process.Pid }
 
-// Timings reports how long each named step of Create took.
+// Timings reports how long each named step of Create took (the
+// sandbox.StepTimer ability).
 func (s *Sandbox) Timings() []Step { return append([]Step(nil), s.timings...) }
 
 // Err implements sandbox.Sandbox: nil while running; then wraps
@@ -276,3 +277,5 @@ func (s *Sandbox) EgressAddr() (addr, gateway netip.Addr, ok bool) {
 	}
 	return netip.AddrFrom4(s.link.net.Addr), netip.AddrFrom4(s.link.net.Gateway), true
 }
+
+var _ sandbox.StepTimer = (*Sandbox)(nil)
