@@ -27,8 +27,13 @@ type event struct {
 	Account   string `json:"account"`
 	Region    string `json:"region,omitempty"`
 	Function  string `json:"function"`
+	// Qualifier is $LATEST, a version or an alias, as the caller named it
+	// ($LATEST when unqualified); an alias is resolved when the event runs.
 	Qualifier string `json:"qualifier"`
-	Payload   []byte `json:"payload"` // base64 in JSON
+	// InvokedARN is the ARN the caller invoked, passed to the runtime
+	// ("" in events queued before it existed: the version's ARN).
+	InvokedARN string `json:"invokedArn,omitempty"`
+	Payload    []byte `json:"payload"` // base64 in JSON
 	// PayloadRef names the payload in the object store when it was too
 	// large to travel inline (Payload is then empty).
 	PayloadRef    string    `json:"payloadRef,omitempty"`
@@ -68,14 +73,17 @@ func validToken(s string) bool {
 	return true
 }
 
-// Enqueue queues an InvocationType=Event invocation of fn. It returns nil
+// Enqueue queues an InvocationType=Event invocation of fn, through
+// req.Qualifier when set (an alias is kept as named and resolved, with its
+// routing weights, when the event runs, so the alias's event invoke config
+// applies), else fn's version. It returns nil
 // only after JetStream has acknowledged the message holding the event (a
 // batch shared with concurrent callers on the inbox stream, see batch.go,
 // or for a large event its own message; file storage, and with the
 // embedded server's sync_always the event is on disk), so an accepted
 // event survives a crash. Its status answers "queued" from then on. Enqueueing the same RequestID twice
 // within the de-duplication window queues it once. Refusals are
-// *lambdaerr.Error: RequestTooLarge when the event does not fit a backbone
+// *lambdaerr.Error: RequestEntityTooLarge when the event does not fit a backbone
 // message, InvalidParameterValue for names that cannot be queued,
 // ServiceException when the backbone is unavailable. An empty RequestID is
 // replaced by a new UUID. Safe for concurrent use.
@@ -83,7 +91,10 @@ func (s *Service) Enqueue(ctx context.Context, fn *metadata.Function, req invoca
 	if req.RequestID == "" {
 		req.RequestID = newUUID()
 	}
-	qual := fn.Version
+	qual := req.Qualifier
+	if qual == "" {
+		qual = fn.Version
+	}
 	if qual == "" {
 		qual = metadata.LatestVersion
 	}
@@ -93,6 +104,7 @@ func (s *Service) Enqueue(ctx context.Context, fn *metadata.Function, req invoca
 		Region:        fn.Region,
 		Function:      fn.Name,
 		Qualifier:     qual,
+		InvokedARN:    req.InvokedFunctionARN,
 		Payload:       req.Payload,
 		ClientContext: req.ClientContext,
 		TraceID:       req.TraceID,
@@ -131,7 +143,7 @@ func (s *Service) enqueueEvent(ctx context.Context, ev *event) error {
 	msg.Header.Set(jetstream.MsgIDHeader, ev.RequestID)
 	if _, err := s.cfg.JetStream.PublishMsg(ctx, msg); err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
-			return lambdaerr.New(lambdaerr.RequestTooLarge, "event %s is too large for the queue: %v", ev.RequestID, err)
+			return lambdaerr.New(lambdaerr.RequestEntityTooLarge, "event %s is too large for the queue: %v", ev.RequestID, err)
 		}
 		return &lambdaerr.Error{Type: lambdaerr.Service, Message: fmt.Sprintf("enqueue %s: %v", ev.RequestID, err)}
 	}

@@ -50,6 +50,19 @@ func (f *fakeFunctions) Get(_ context.Context, account, name, version string) (*
 	return &c, nil
 }
 
+// Resolve resolves the fake's versions; alias "live" names version 1.
+func (f *fakeFunctions) Resolve(ctx context.Context, account, name, qualifier string) (*metadata.Function, *metadata.Alias, error) {
+	if qualifier != "live" {
+		fn, err := f.Get(ctx, account, name, qualifier)
+		return fn, nil, err
+	}
+	fn, err := f.Get(ctx, account, name, "1")
+	if err != nil {
+		return nil, nil, err
+	}
+	return fn, &metadata.Alias{Account: account, Region: fn.Region, FunctionName: name, Name: qualifier, FunctionVersion: "1"}, nil
+}
+
 // behavior scripts one function of the fake invoker.
 type behavior struct {
 	failTimes     int           // first N attempts end in a function error

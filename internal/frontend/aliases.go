@@ -262,6 +262,7 @@ func (h *Handler) deleteAlias(w http.ResponseWriter, r *http.Request, reqID stri
 	if err := h.cfg.Functions.DeleteAlias(r.Context(), h.cfg.Account, name, rt.alias); err != nil {
 		return err
 	}
+	h.dropEventConfigs(r.Context(), name, rt.alias)
 	h.log.Info("alias deleted", "requestId", reqID, "function", name, "alias", rt.alias)
 	w.WriteHeader(http.StatusNoContent)
 	return nil
@@ -304,17 +305,5 @@ func (h *Handler) listAliases(w http.ResponseWriter, r *http.Request, _ string, 
 	return nil
 }
 
-// pickVersion chooses the version an invocation of alias a runs: one of
-// its AdditionalVersionWeights with that probability, else its
-// FunctionVersion.
-func (h *Handler) pickVersion(a *metadata.Alias) string {
-	x := h.cfg.Rand()
-	acc := 0.0
-	for v, wt := range a.AdditionalVersionWeights { // at most one entry
-		acc += wt
-		if x < acc {
-			return v
-		}
-	}
-	return a.FunctionVersion
-}
+// pickVersion chooses the version an invocation of alias a runs.
+func (h *Handler) pickVersion(a *metadata.Alias) string { return a.PickVersion(h.cfg.Rand()) }

@@ -106,6 +106,10 @@ type Config struct {
 	Async     AsyncQueue      // optional: nil answers Event invocations with an error
 	Runtimes  RuntimeSet      // required
 	Logs      LogPurger       // optional
+	// EventConfigs keeps event invoke configs (the 2019-09-25 routes).
+	// Optional: when nil and Async implements EventConfigs, Async is
+	// used; with neither, those operations are refused.
+	EventConfigs EventConfigs
 	// Concurrency enforces reserved and provisioned concurrency. Optional:
 	// when nil and Invoker implements ConcurrencyController, Invoker is
 	// used; with neither, reserved concurrency is stored and reported but
@@ -146,6 +150,11 @@ func (c *Config) Validate() error {
 	}
 	if c.ConcurrentExecutions < 0 || c.MinUnreserved < 0 {
 		return errors.New("frontend: negative concurrency limit")
+	}
+	if c.EventConfigs == nil {
+		if ec, ok := c.Async.(EventConfigs); ok {
+			c.EventConfigs = ec
+		}
 	}
 	if c.Concurrency == nil {
 		if cc, ok := c.Invoker.(ConcurrencyController); ok {
@@ -196,10 +205,11 @@ func New(cfg Config) (*Handler, error) {
 type route struct {
 	function string // unescaped {FunctionName} label, "" for the collection
 	// sub is "", "configuration", "code", "invocations", "versions",
-	// "aliases", "concurrency", "provisioned-concurrency", or
-	// "account-settings" (with function "").
+	// "aliases", "concurrency", "provisioned-concurrency",
+	// "event-invoke-config", or "account-settings" (with function "").
 	sub   string
 	alias string // unescaped {Name} of aliases/{Name}
+	list  bool   // event-invoke-config/list
 }
 
 // Prefixes are the path prefixes of Lambda's API that the handler serves
@@ -208,14 +218,16 @@ type route struct {
 //	/2015-03-31/  functions, versions, aliases, invocations
 //	/2016-08-19/  account-settings (GetAccountSettings)
 //	/2017-10-31/  functions/{name}/concurrency (Put/DeleteFunctionConcurrency)
+//	/2019-09-25/  functions/{name}/event-invoke-config[/list]
 //	/2019-09-30/  functions/{name}/concurrency (GetFunctionConcurrency),
 //	              functions/{name}/provisioned-concurrency
-var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/"}
+var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-25/", "/2019-09-30/"}
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
 	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true},
 	"2017-10-31": {"concurrency": true},
+	"2019-09-25": {"event-invoke-config": true},
 	"2019-09-30": {"concurrency": true, "provisioned-concurrency": true},
 }
 
@@ -257,6 +269,10 @@ func parsePath(escaped string) (rt route, ok bool) {
 	if !subs[rt.sub] {
 		return route{}, false
 	}
+	if len(segs) == 3 && rt.sub == "event-invoke-config" {
+		rt.list = segs[2] == "list"
+		return rt, rt.list
+	}
 	if len(segs) == 3 {
 		if rt.sub != "aliases" {
 			return route{}, false
@@ -296,6 +312,11 @@ func (h *Handler) handlers(rt route) map[string]handlerFunc {
 	case rt.sub == "concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getFunctionConcurrency, http.MethodPut: h.putFunctionConcurrency,
 			http.MethodDelete: h.deleteFunctionConcurrency}
+	case rt.sub == "event-invoke-config" && rt.list:
+		return map[string]handlerFunc{http.MethodGet: h.listEventConfigs}
+	case rt.sub == "event-invoke-config":
+		return map[string]handlerFunc{http.MethodGet: h.getEventConfig, http.MethodPut: h.putEventConfig(false),
+			http.MethodPost: h.putEventConfig(true), http.MethodDelete: h.deleteEventConfig}
 	case rt.sub == "provisioned-concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getProvisionedConcurrency, http.MethodPut: h.putProvisionedConcurrency,
 			http.MethodDelete: h.deleteProvisionedConcurrency}

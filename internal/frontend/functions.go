@@ -111,6 +111,9 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 	if err := h.stamp(f, pkg); err != nil {
 		return err
 	}
+	// Configs left by an earlier function of this name (a deletion that
+	// could not remove them) must not apply to this one.
+	h.dropEventConfigs(r.Context(), f.Name, "")
 	if err := h.cfg.Functions.Create(r.Context(), f); err != nil {
 		return err
 	}
@@ -152,15 +155,28 @@ func (h *Handler) stamp(f *metadata.Function, pkg CodePackage) error {
 // function version; alias is set when the qualifier named an alias (f is
 // then its primary version).
 func (h *Handler) lookup(r *http.Request, rt route) (f *metadata.Function, alias *metadata.Alias, err error) {
+	f, alias, _, err = h.lookupAs(r, rt)
+	return f, alias, err
+}
+
+// lookupAs is lookup that also returns the qualifier as the caller gave it
+// ("" when unqualified).
+func (h *Handler) lookupAs(r *http.Request, rt route) (f *metadata.Function, alias *metadata.Alias, given string, err error) {
 	ref, err := h.parseFunctionName(rt.function)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	q, err := h.resolveQualifier(ref, r.URL.Query().Get("Qualifier"))
+	query := r.URL.Query().Get("Qualifier")
+	q, err := h.resolveQualifier(ref, query)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, "", err
 	}
-	return h.resolve(r.Context(), ref.name, q)
+	given = ref.qualifier
+	if query != "" {
+		given = query
+	}
+	f, alias, err = h.resolve(r.Context(), ref.name, q)
+	return f, alias, given, err
 }
 
 // qualifiedConfiguration is f's configuration as read through a
@@ -409,6 +425,7 @@ func (h *Handler) deleteFunction(w http.ResponseWriter, r *http.Request, reqID s
 		h.cfg.Concurrency.ClearReservedConcurrency(h.cfg.Account, ref.name)
 	}
 	h.retire(r.Context(), ref.name)
+	h.dropEventConfigs(r.Context(), ref.name, "")
 	if h.cfg.Logs != nil {
 		if err := h.cfg.Logs.Purge(context.WithoutCancel(r.Context()), h.cfg.Account, ref.name); err != nil {
 			h.log.Warn("purge logs of deleted function", "requestId", reqID, "function", ref.name, "err", err)

@@ -141,7 +141,10 @@ var testTime = time.Date(2026, 3, 4, 5, 6, 7, 890_000_000, time.UTC)
 
 // newEnv starts a frontend on the real metadata store (embedded NATS),
 // mounted on a ServeMux as the server mounts it, and an SDK client for it.
-func newEnv(t testing.TB) *testEnv {
+func newEnv(t testing.TB) *testEnv { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the Config changed by mod before New.
+func newEnvWith(t testing.TB, mod func(*Config, *backbone.Backbone)) *testEnv {
 	t.Helper()
 	bb, err := backbone.Start(backbone.Config{DataDir: t.TempDir(), Port: -1})
 	if err != nil {
@@ -153,12 +156,16 @@ func newEnv(t testing.TB) *testEnv {
 		t.Fatalf("store: %v", err)
 	}
 	e := &testEnv{store: store, code: &memCode{}, invoker: &echoInvoker{}, async: &asyncRecorder{}, logs: &logPurger{}}
-	e.h, err = New(Config{
+	cfg := Config{
 		Functions: store, Code: e.code, Invoker: e.invoker, Async: e.async, Logs: e.logs,
 		Runtimes: staticRuntimes{"provided.al2023", "provided.al2", "python3.11", "nodejs20.x"},
 		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Clock:    func() time.Time { return testTime },
-	})
+	}
+	if mod != nil {
+		mod(&cfg, bb)
+	}
+	e.h, err = New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

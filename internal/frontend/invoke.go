@@ -52,19 +52,25 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 		return lambdaerr.New(lambdaerr.InvalidRequestContent,
 			"Could not parse request body into json: Could not parse payload into json: %s", jsonProblem(perr))
 	}
-	clientContext := r.Header.Get("X-Amz-Client-Context")
-	if clientContext != "" {
-		if len(clientContext) > maxClientContext {
+	// The runtime gets the client context decoded, as JSON.
+	var clientContext string
+	if b64 := r.Header.Get("X-Amz-Client-Context"); b64 != "" {
+		if len(b64) > maxClientContext {
 			return validation("clientContext", "", true, "Member must have length less than or equal to "+strconv.Itoa(maxClientContext))
 		}
-		raw, err := base64.StdEncoding.DecodeString(clientContext)
+		raw, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil || !json.Valid(raw) {
 			return lambdaerr.New(lambdaerr.InvalidRequestContent, "Client context must be a valid Base64-encoded JSON object.")
 		}
+		clientContext = string(raw)
 	}
-	fn, alias, err := h.lookup(r, rt)
+	fn, alias, given, err := h.lookupAs(r, rt)
 	if err != nil {
 		return err
+	}
+	invokedARN := h.arn(fn.Name, given)
+	if alias != nil {
+		invokedARN = alias.ARN()
 	}
 	if alias != nil {
 		if v := h.pickVersion(alias); v != fn.Version {
@@ -78,10 +84,12 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 			"The operation cannot be performed at this time. The function is currently in the following state: %s", fn.State)
 	}
 	req := invocation.Request{
-		RequestID:     reqID,
-		Payload:       payload,
-		ClientContext: clientContext,
-		TraceID:       r.Header.Get("X-Amzn-Trace-Id"),
+		RequestID:          reqID,
+		Payload:            payload,
+		ClientContext:      clientContext,
+		TraceID:            r.Header.Get("X-Amzn-Trace-Id"),
+		Qualifier:          given,
+		InvokedFunctionARN: invokedARN,
 	}
 	if req.TraceID == "" {
 		req.TraceID = h.newTraceID()

@@ -132,9 +132,9 @@ const (
 )
 
 // readBody reads at most limit bytes of the request body. A longer body
-// is RequestTooLargeException naming the operation, as Lambda words it.
+// is RequestEntityTooLargeException naming the operation, as Lambda words it.
 func readBody(r *http.Request, limit int64, operation string) ([]byte, error) {
-	tooLarge := lambdaerr.New(lambdaerr.RequestTooLarge,
+	tooLarge := lambdaerr.New(lambdaerr.RequestEntityTooLarge,
 		"Request must be smaller than %d bytes for the %s operation", limit, operation)
 	if r.ContentLength > limit {
 		_, _ = io.CopyN(io.Discard, r.Body, maxDrain)

@@ -179,6 +179,7 @@ func (h *Handler) deleteVersion(w http.ResponseWriter, r *http.Request, reqID, n
 		return err
 	}
 	h.retireVersion(r.Context(), name, version)
+	h.dropEventConfigs(r.Context(), name, version)
 	h.log.Info("version deleted", "requestId", reqID, "function", name, "version", version)
 	w.WriteHeader(http.StatusNoContent)
 	return nil

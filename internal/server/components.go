@@ -15,6 +15,7 @@ import (
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
@@ -211,21 +212,32 @@ func (c *components) close() {
 	c.closers = nil
 }
 
-// handler routes the listener: Lambda's API, Flint's own endpoints, health.
+// handler routes the listener: health, Flint's own API under /flint/, and
+// every other path to the frontend, which serves Lambda's API and answers
+// unknown routes in Lambda's error format.
 func (c *components) handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte("ok\n"))
 	})
-	for _, prefix := range frontend.Prefixes {
-		mux.Handle(prefix, c.frontend)
-	}
+	mux.Handle("/flint/", c.flintAPI())
+	mux.Handle("/", c.frontend)
+	return mux
+}
+
+// flintAPI is Flint's own API (async invocation status, queues, logs,
+// stats) in one route table; unknown routes under /flint/ answer a JSON
+// ResourceNotFoundException.
+func (c *components) flintAPI() http.Handler {
+	mux := http.NewServeMux()
 	ah := c.async.Handler()
-	mux.Handle("/2019-09-25/", ah)
 	mux.Handle("/flint/v1/invocations/", ah)
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
+	mux.HandleFunc("/flint/", func(w http.ResponseWriter, r *http.Request) {
+		lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.ResourceNotFound, "Flint has no route %s %s", r.Method, r.URL.Path))
+	})
 	return mux
 }
 

@@ -2,6 +2,7 @@ package workermanager
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -237,9 +238,29 @@ func (m *Manager) endActive() {
 	}
 }
 
-// run acquires a sandbox, invokes it, and hands it back.
+// maxDeliveries bounds the sandboxes one invocation is tried on when the
+// event did not reach the function (invocation.ErrNotDelivered).
+const maxDeliveries = 3
+
+// run acquires a sandbox, invokes it, and hands it back. When the event
+// did not reach the function — the sandbox's runtime had exited, e.g.
+// after a crash in the previous invocation — the dead sandbox is destroyed
+// and the invocation runs on another one (a fresh sandbox unless a healthy
+// one is idle), as Lambda starts a new execution environment: the caller
+// never sees the dead runtime.
 func (m *Manager) run(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error) {
 	log := m.log.With("function", fn.Name, "version", fn.Version, "requestId", req.RequestID)
+	for attempt := 1; ; attempt++ {
+		res, err := m.runOnce(ctx, fn, req, log)
+		if err == nil || !errors.Is(err, invocation.ErrNotDelivered) || attempt == maxDeliveries {
+			return res, err
+		}
+		log.Info("event not delivered, trying another sandbox", "attempt", attempt, "err", err)
+	}
+}
+
+// runOnce runs the invocation on one sandbox.
+func (m *Manager) runOnce(ctx context.Context, fn *metadata.Function, req invocation.Request, log *slog.Logger) (invocation.Result, error) {
 	e, cold, err := m.acquire(ctx, fn, log)
 	if err != nil {
 		return invocation.Result{}, err
