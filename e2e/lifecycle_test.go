@@ -17,17 +17,19 @@ import (
 )
 
 type goReply struct {
-	Hello       string            `json:"hello"`
-	RequestID   string            `json:"requestId"`
-	FunctionArn string            `json:"functionArn"`
-	Invocations int               `json:"invocations"`
-	RemainingMs int64             `json:"remainingMs"`
-	Env         map[string]string `json:"env"`
-	Version     string            `json:"version"`
-	Build       string            `json:"build"`
-	Instance    string            `json:"instance"`
-	StartMs     int64             `json:"startMs"`
-	EndMs       int64             `json:"endMs"`
+	Hello        string            `json:"hello"`
+	RequestID    string            `json:"requestId"`
+	FunctionArn  string            `json:"functionArn"`
+	Invocations  int               `json:"invocations"`
+	RemainingMs  int64             `json:"remainingMs"`
+	Env          map[string]string `json:"env"`
+	Version      string            `json:"version"`
+	Build        string            `json:"build"`
+	Instance     string            `json:"instance"`
+	StartMs      int64             `json:"startMs"`
+	EndMs        int64             `json:"endMs"`
+	ClientCustom map[string]string `json:"clientCustom"`
+	ClientApp    string            `json:"clientApp"`
 }
 
 type errorDoc struct {

@@ -208,7 +208,7 @@ func TestBadInputHTTP(t *testing.T) {
 		{"create body over limit", "POST", "/2015-03-31/functions", io.LimitReader(zeroReader{}, maxCodeRequest+1), maxCodeRequest + 1, nil, 413, "RequestEntityTooLargeException", "69905067 bytes for the CreateFunction operation"},
 		{"unknown route", "GET", "/2015-03-31/layers", nil, 0, nil, 404, "UnknownOperationException", "/2015-03-31/layers"},
 		{"too deep", "GET", "/2015-03-31/functions/a/b/c", nil, 0, nil, 404, "UnknownOperationException", ""},
-		{"unknown sub", "GET", "/2015-03-31/functions/target/policy", nil, 0, nil, 404, "UnknownOperationException", ""},
+		{"unknown sub", "GET", "/2015-03-31/functions/target/nosuch", nil, 0, nil, 404, "UnknownOperationException", ""},
 		{"escaped slash", "GET", "/2015-03-31/functions/a%2Fb", nil, 0, nil, 400, "ValidationException", "'a/b'"},
 		{"method", "PATCH", "/2015-03-31/functions/target", nil, 0, nil, 405, "MethodNotAllowedException", "GET, DELETE"},
 		{"method on collection", "DELETE", "/2015-03-31/functions", nil, 0, nil, 405, "MethodNotAllowedException", ""},

@@ -27,8 +27,8 @@ import (
 	"github.com/flintdev/flint/internal/metadata"
 )
 
-// APIPrefix is the path prefix of every route the handler serves; mount the
-// Handler on it (mux.Handle(frontend.APIPrefix, h)).
+// APIPrefix is the path prefix of the 2015-03-31 routes (functions,
+// versions, aliases, invocations).
 const APIPrefix = "/2015-03-31/"
 
 // CodePackage describes a stored deployment package (digest, CodeSha256,
@@ -213,22 +213,36 @@ type route struct {
 }
 
 // Prefixes are the path prefixes of Lambda's API that the handler serves
-// (Lambda dates its operations): mount the Handler on each of them.
+// (Lambda dates its operations). The server mounts the Handler on "/", so
+// that any other path, too, is answered in Lambda's error format.
 //
 //	/2015-03-31/  functions, versions, aliases, invocations
 //	/2016-08-19/  account-settings (GetAccountSettings)
+//	/2017-03-31/  tags/{ARN} (TagResource, UntagResource, ListTags)
 //	/2017-10-31/  functions/{name}/concurrency (Put/DeleteFunctionConcurrency)
 //	/2019-09-25/  functions/{name}/event-invoke-config[/list]
 //	/2019-09-30/  functions/{name}/concurrency (GetFunctionConcurrency),
 //	              functions/{name}/provisioned-concurrency
-var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-25/", "/2019-09-30/"}
+//	/2014-11-13/  functions/{name}/invoke-async (InvokeAsync)
+//	/2020-06-30/  functions/{name}/code-signing-config
+//	/2021-07-20/  functions/{name}/runtime-management-config
+//	/2024-08-31/  functions/{name}/recursion-config
+//
+// Lambda operations Flint does not implement are answered from the table
+// in unsupported.go; any other path is UnknownOperationException.
+var Prefixes = []string{"/2014-11-13/", APIPrefix, "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", "/2019-09-25/", "/2019-09-30/",
+	"/2020-06-30/", "/2021-07-20/", "/2024-08-31/"}
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
 	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true},
+	"2014-11-13": {"invoke-async": true},
 	"2017-10-31": {"concurrency": true},
 	"2019-09-25": {"event-invoke-config": true},
 	"2019-09-30": {"concurrency": true, "provisioned-concurrency": true},
+	"2020-06-30": {"code-signing-config": true},
+	"2021-07-20": {"runtime-management-config": true},
+	"2024-08-31": {"recursion-config": true},
 }
 
 // parsePath splits an escaped request path into a route. ok is false for
@@ -236,6 +250,9 @@ var subsOf = map[string]map[string]bool{
 func parsePath(escaped string) (rt route, ok bool) {
 	if escaped == "/2016-08-19/account-settings" || escaped == "/2016-08-19/account-settings/" {
 		return route{sub: "account-settings"}, true
+	}
+	if rt, ok := parseTagsPath(escaped); ok {
+		return rt, true
 	}
 	if len(escaped) < 12 || escaped[0] != '/' || escaped[11] != '/' {
 		return route{}, false
@@ -312,6 +329,17 @@ func (h *Handler) handlers(rt route) map[string]handlerFunc {
 	case rt.sub == "concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getFunctionConcurrency, http.MethodPut: h.putFunctionConcurrency,
 			http.MethodDelete: h.deleteFunctionConcurrency}
+	case rt.sub == "invoke-async":
+		return map[string]handlerFunc{http.MethodPost: h.invokeAsync}
+	case rt.sub == "code-signing-config":
+		return map[string]handlerFunc{http.MethodGet: h.getFunctionCodeSigningConfig, http.MethodDelete: h.deleteFunctionCodeSigningConfig,
+			http.MethodPut: h.putFunctionCodeSigningConfig}
+	case rt.sub == "runtime-management-config":
+		return map[string]handlerFunc{http.MethodGet: h.getRuntimeManagementConfig, http.MethodPut: h.putRuntimeManagementConfig}
+	case rt.sub == "recursion-config":
+		return map[string]handlerFunc{http.MethodGet: h.getFunctionRecursionConfig, http.MethodPut: h.putFunctionRecursionConfig}
+	case rt.sub == "tags":
+		return map[string]handlerFunc{http.MethodGet: h.listTags, http.MethodPost: h.tagResource, http.MethodDelete: h.untagResource}
 	case rt.sub == "event-invoke-config" && rt.list:
 		return map[string]handlerFunc{http.MethodGet: h.listEventConfigs}
 	case rt.sub == "event-invoke-config":
@@ -333,6 +361,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	rt, ok := parsePath(r.URL.EscapedPath())
+	if u, known := findUnsupported(r.Method, r.URL.EscapedPath()); !ok && known {
+		if err := h.serveUnsupported(w, u); err != nil {
+			h.writeError(w, r, reqID, err)
+		}
+		return
+	}
 	if !ok {
 		h.writeError(w, r, reqID, &apiError{typ: unknownOperation, status: http.StatusNotFound,
 			msg: "Unknown operation " + r.Method + " " + r.URL.Path})

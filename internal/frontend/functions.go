@@ -84,6 +84,9 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 	if req.Role == nil {
 		return validation("role", "null", false, "Member must not be null")
 	}
+	if err := checkTags(req.Tags, 0); err != nil {
+		return err
+	}
 	f := &metadata.Function{
 		Account: h.cfg.Account, Region: h.cfg.Region, Name: ref.name, Version: metadata.LatestVersion,
 		MemorySize: 128, Timeout: 3, EphemeralMB: 512, Architecture: "x86_64",
@@ -115,6 +118,16 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 	// could not remove them) must not apply to this one.
 	h.dropEventConfigs(r.Context(), f.Name, "")
 	if err := h.cfg.Functions.Create(r.Context(), f); err != nil {
+		return err
+	}
+	// Tags replace any a deletion left behind under this name.
+	if _, err := h.cfg.Functions.ModifyTags(r.Context(), f.Account, f.Name, func(tags map[string]string) error {
+		clear(tags)
+		for k, v := range req.Tags {
+			tags[k] = v
+		}
+		return nil
+	}); err != nil {
 		return err
 	}
 	h.log.Info("function created", "requestId", reqID, "function", f.Name, "runtime", f.Runtime, "codeSha256", f.CodeSha256)
@@ -208,6 +221,13 @@ func (h *Handler) getFunction(w http.ResponseWriter, r *http.Request, _ string, 
 	}
 	if ok {
 		out["Concurrency"] = reservedConcurrency{ReservedConcurrentExecutions: &n}
+	}
+	tags, err := h.cfg.Functions.Tags(r.Context(), h.cfg.Account, f.Name)
+	if err != nil {
+		return err
+	}
+	if len(tags) > 0 {
+		out["Tags"] = tags
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil

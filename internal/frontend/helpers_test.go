@@ -169,10 +169,9 @@ func newEnvWith(t testing.TB, mod func(*Config, *backbone.Backbone)) *testEnv {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	// Every path to the frontend, as the server mounts it.
 	mux := http.NewServeMux()
-	for _, p := range Prefixes {
-		mux.Handle(p, e.h)
-	}
+	mux.Handle("/", e.h)
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
 	e.client = lambda.New(lambda.Options{

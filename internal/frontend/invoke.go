@@ -11,6 +11,7 @@ import (
 
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/metadata"
 )
 
 // maxLogTail is how much of the end of an invocation's log X-Amz-Log-Result
@@ -46,11 +47,8 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 	if err != nil {
 		return err
 	}
-	if t := bytes.TrimSpace(payload); len(t) > 0 && !json.Valid(t) {
-		var v any
-		perr := json.Unmarshal(t, &v)
-		return lambdaerr.New(lambdaerr.InvalidRequestContent,
-			"Could not parse request body into json: Could not parse payload into json: %s", jsonProblem(perr))
+	if err := checkPayload(payload); err != nil {
+		return err
 	}
 	// The runtime gets the client context decoded, as JSON.
 	var clientContext string
@@ -79,9 +77,8 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 			}
 		}
 	}
-	if fn.State != "" && fn.State != "Active" {
-		return lambdaerr.New(lambdaerr.ResourceConflict,
-			"The operation cannot be performed at this time. The function is currently in the following state: %s", fn.State)
+	if err := checkActive(fn); err != nil {
+		return err
 	}
 	req := invocation.Request{
 		RequestID:          reqID,
@@ -137,6 +134,27 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 	// Attributes are passed at the call, not bound with With: a With per
 	// invocation allocates even when debug logging is off.
 	h.log.Debug("invocation done", "requestId", reqID, "function", fn.Name, "version", fn.Version, "functionError", res.FunctionError, "sandbox", res.SandboxID, "coldStart", res.ColdStart, "duration", res.Duration)
+	return nil
+}
+
+// checkPayload refuses a payload that is not JSON (empty is allowed).
+func checkPayload(payload []byte) error {
+	if t := bytes.TrimSpace(payload); len(t) > 0 && !json.Valid(t) {
+		var v any
+		perr := json.Unmarshal(t, &v)
+		return lambdaerr.New(lambdaerr.InvalidRequestContent,
+			"Could not parse request body into json: Could not parse payload into json: %s", jsonProblem(perr))
+	}
+	return nil
+}
+
+// checkActive refuses invocations of a function version that is not
+// Active (Pending while its code is prepared, Failed), as Lambda does.
+func checkActive(fn *metadata.Function) error {
+	if fn.State != "" && fn.State != "Active" {
+		return lambdaerr.New(lambdaerr.ResourceConflict,
+			"The operation cannot be performed at this time. The function is currently in the following state: %s", fn.State)
+	}
 	return nil
 }
 
