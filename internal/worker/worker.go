@@ -217,9 +217,18 @@ func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, r
 		gone:     make(chan struct{}),
 		log:      w.log.With("function", fn.Name, "sandbox", id),
 	}
+	cmd := rt.Command(fn.Handler)
+	if fail := entrypointFailure(codeDir, cmd); fail != nil {
+		// Nothing to start: the cold invocation reports the failure
+		// (Runtime.InvalidEntrypoint), as Lambda's does.
+		s.sb, s.initFail = newUnstarted(id), fail
+		close(s.initDone)
+		s.log.Info("function has no valid entrypoint", "command", cmd[0])
+		return s, nil
+	}
 	spec := sandbox.Spec{
 		ID: id, CodeDir: codeDir, RuntimeDir: rt.RuntimeDir,
-		Command:    rt.Command(fn.Handler),
+		Command:    cmd,
 		Env:        lambdaEnv(fn, rt, id, now),
 		RuntimeAPI: s.api, Output: s.out,
 		MemoryMB: fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,
