@@ -32,9 +32,11 @@ func TestAWSCLI(t *testing.T) {
 		"--role", "arn:aws:iam::000000000000:role/x")), &fn); err != nil {
 		t.Fatal(err)
 	}
-	if fn.FunctionName != "hello" || fn.State != "Active" || fn.CodeSha256 == "" {
+	if fn.FunctionName != "hello" || fn.State != "Pending" || fn.CodeSha256 == "" {
 		t.Errorf("create-function: %+v", fn)
 	}
+	// Pending until its code is unpacked, then Active: the CLI's waiter.
+	run("lambda", "wait", "function-active-v2", "--function-name", "hello")
 
 	outFile := filepath.Join(dir, "out.json")
 	var inv struct {

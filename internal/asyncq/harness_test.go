@@ -74,6 +74,7 @@ type behavior struct {
 // call is one recorded invocation.
 type call struct {
 	function, requestID string
+	version, invokedARN string
 	payload             []byte
 	at                  time.Time
 }
@@ -109,7 +110,8 @@ func (f *fakeInvoker) Invoke(ctx context.Context, fn *metadata.Function, req inv
 	k := fn.Name + "/" + req.RequestID
 	f.attempts[k]++
 	n := f.attempts[k]
-	f.calls = append(f.calls, call{function: fn.Name, requestID: req.RequestID, payload: req.Payload, at: time.Now()})
+	f.calls = append(f.calls, call{function: fn.Name, requestID: req.RequestID, version: fn.Version, invokedARN: req.InvokedFunctionARN,
+		payload: req.Payload, at: time.Now()})
 	f.mu.Unlock()
 	if b.block != nil {
 		select {

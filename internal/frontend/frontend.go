@@ -19,6 +19,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/flintdev/flint/internal/codestore"
@@ -106,6 +107,10 @@ type Config struct {
 	Async     AsyncQueue      // optional: nil answers Event invocations with an error
 	Runtimes  RuntimeSet      // required
 	Logs      LogPurger       // optional
+	// Preparer readies a function's code before it is Active (state.go).
+	// Optional: without it a change is ready as soon as it is stored (the
+	// state still passes through Pending / InProgress).
+	Preparer Preparer
 	// EventConfigs keeps event invoke configs (the 2019-09-25 routes).
 	// Optional: when nil and Async implements EventConfigs, Async is
 	// used; with neither, those operations are refused.
@@ -187,10 +192,18 @@ func (c *Config) Validate() error {
 }
 
 // Handler is the Lambda API as an http.Handler. It is safe for concurrent
-// use and holds no state of its own beyond its configuration.
+// use and holds no state of its own beyond its configuration and the
+// background preparations of changed functions (state.go); Close stops
+// those.
 type Handler struct {
 	cfg Config
 	log *slog.Logger
+
+	// bg counts background preparations (state.go); lifetime bounds them
+	// and is canceled by Close (stop).
+	bg       sync.WaitGroup
+	lifetime context.Context
+	stop     context.CancelFunc
 }
 
 // New returns the API handler.
@@ -198,7 +211,9 @@ func New(cfg Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "frontend")}, nil
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "frontend")}
+	h.lifetime, h.stop = context.WithCancel(context.Background())
+	return h, nil
 }
 
 // route is one parsed request path.

@@ -114,6 +114,7 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 	if err := h.stamp(f, pkg); err != nil {
 		return err
 	}
+	markCreating(f)
 	// Configs left by an earlier function of this name (a deletion that
 	// could not remove them) must not apply to this one.
 	h.dropEventConfigs(r.Context(), f.Name, "")
@@ -131,6 +132,7 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 		return err
 	}
 	h.log.Info("function created", "requestId", reqID, "function", f.Name, "runtime", f.Runtime, "codeSha256", f.CodeSha256)
+	h.prepareLater(f)
 	if req.Publish {
 		v, err := h.publish(r.Context(), f.Name, publishRequest{}, reqID)
 		if err != nil {
@@ -147,7 +149,8 @@ func isProvidedRuntime(rt string) bool {
 }
 
 // stamp records a new revision of f: its code package (when pkg is not
-// the zero value), a fresh RevisionId and LastModified.
+// the zero value), a fresh RevisionId and LastModified. The state is the
+// caller's (state.go).
 func (h *Handler) stamp(f *metadata.Function, pkg CodePackage) error {
 	if pkg != (CodePackage{}) {
 		f.CodeDigest, f.CodeSha256, f.CodeSize = pkg.Digest, pkg.Sha256, pkg.Size
@@ -158,9 +161,6 @@ func (h *Handler) stamp(f *metadata.Function, pkg CodePackage) error {
 	}
 	f.RevisionID = rev
 	f.LastModified = h.cfg.Clock()
-	f.State = "Active"
-	f.StateReason = ""
-	f.LastUpdateStatus = "Successful"
 	return nil
 }
 
@@ -356,6 +356,7 @@ func (h *Handler) updateFunctionCode(w http.ResponseWriter, r *http.Request, req
 		if err := h.stamp(cur, pkg); err != nil {
 			return err
 		}
+		markUpdating(cur)
 		writeJSON(w, http.StatusOK, h.configuration(cur))
 		return nil
 	}
@@ -363,11 +364,16 @@ func (h *Handler) updateFunctionCode(w http.ResponseWriter, r *http.Request, req
 		if err := checkRevision(f, req.RevisionId); err != nil {
 			return err
 		}
-		return h.stamp(f, pkg)
+		if err := h.stamp(f, pkg); err != nil {
+			return err
+		}
+		markUpdating(f)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	h.prepareLater(f)
 	h.retireVersion(r.Context(), name, metadata.LatestVersion)
 	h.log.Info("function code updated", "requestId", reqID, "function", name, "codeSha256", f.CodeSha256)
 	if req.Publish {
@@ -406,11 +412,16 @@ func (h *Handler) updateFunctionConfiguration(w http.ResponseWriter, r *http.Req
 		if err := h.applyConfig(f, &req.configInput); err != nil {
 			return err
 		}
-		return h.stamp(f, CodePackage{})
+		if err := h.stamp(f, CodePackage{}); err != nil {
+			return err
+		}
+		markUpdating(f)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	h.prepareLater(f)
 	h.retireVersion(r.Context(), name, metadata.LatestVersion)
 	h.log.Info("function configuration updated", "requestId", reqID, "function", name)
 	writeJSON(w, http.StatusOK, h.configuration(f))

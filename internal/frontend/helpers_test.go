@@ -169,6 +169,11 @@ func newEnvWith(t testing.TB, mod func(*Config, *backbone.Backbone)) *testEnv {
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		e.h.Close(ctx)
+	})
 	// Every path to the frontend, as the server mounts it.
 	mux := http.NewServeMux()
 	mux.Handle("/", e.h)

@@ -77,6 +77,9 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 			}
 		}
 	}
+	if fn, err = h.waitReady(r.Context(), fn); err != nil {
+		return err
+	}
 	if err := checkActive(fn); err != nil {
 		return err
 	}

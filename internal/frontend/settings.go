@@ -194,6 +194,9 @@ func (h *Handler) invokeAsync(w http.ResponseWriter, r *http.Request, reqID stri
 	if err != nil {
 		return err
 	}
+	if fn, err = h.waitReady(r.Context(), fn); err != nil {
+		return err
+	}
 	if err := checkActive(fn); err != nil {
 		return err
 	}

@@ -50,6 +50,9 @@ func (h *Handler) publish(ctx context.Context, name string, req publishRequest, 
 		if err := h.stamp(latest, CodePackage{}); err != nil {
 			return nil, err
 		}
+		// A version is a snapshot of code that is stored; it needs no
+		// preparation of its own (workers unpack code on demand).
+		markReady(latest)
 		return latest, nil
 	})
 	if err != nil {

@@ -187,10 +187,13 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Async:     c.async,
 		Runtimes:  c.runtimes,
 		Logs:      c.logs,
+		Preparer:  codePreparer{c.worker},
 		Logger:    log.With("component", "frontend"),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
+	// Runs before the stores close: background preparations end first.
+	c.onClose(func(ctx context.Context) { c.frontend.Close(ctx) })
 	// Reserved and provisioned concurrency live in the metadata store;
 	// hand them to the worker manager again.
 	if err := c.frontend.Restore(ctx); err != nil {
@@ -239,6 +242,14 @@ func (c *components) flintAPI() http.Handler {
 		lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.ResourceNotFound, "Flint has no route %s %s", r.Method, r.URL.Path))
 	})
 	return mux
+}
+
+// codePreparer readies a changed function's code by unpacking it on this
+// host's worker, before the frontend reports it Active.
+type codePreparer struct{ w *worker.Worker }
+
+func (p codePreparer) Prepare(ctx context.Context, fn *metadata.Function) error {
+	return p.w.PrepareCode(ctx, fn.CodeDigest)
 }
 
 // workerHost adapts the in-process worker to the manager's Host.

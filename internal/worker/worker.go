@@ -321,6 +321,14 @@ func (w *Worker) Close(ctx context.Context) error {
 	return errors.Join(errs...)
 }
 
+// PrepareCode unpacks the code package digest into this host's cache
+// ahead of the first sandbox that needs it (a no-op when it is there).
+// Concurrent calls, and CreateSandbox, unpack it once.
+func (w *Worker) PrepareCode(ctx context.Context, digest string) error {
+	_, err := w.ensureCode(ctx, digest)
+	return err
+}
+
 var digestRE = regexp.MustCompile(`^[a-zA-Z0-9]{1,128}$`)
 
 // ensureCode returns the cache directory of digest, unpacking it first if
