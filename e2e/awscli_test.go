@@ -88,9 +88,53 @@ func TestAWSCLI(t *testing.T) {
 	if cfg.Timeout != 10 || cfg.MemorySize != 512 {
 		t.Errorf("after update: %+v", cfg)
 	}
+	run("lambda", "wait", "function-updated-v2", "--function-name", "hello")
+
+	// Tags, and the settings tools read for every function.
+	arn := "arn:aws:lambda:us-east-1:000000000000:function:hello"
+	run("lambda", "tag-resource", "--resource", arn, "--tags", "team=core,env=dev")
+	run("lambda", "untag-resource", "--resource", arn, "--tag-keys", "env")
+	var tags struct{ Tags map[string]string }
+	json.Unmarshal([]byte(run("lambda", "list-tags", "--resource", arn)), &tags)
+	if len(tags.Tags) != 1 || tags.Tags["team"] != "core" {
+		t.Errorf("list-tags: %+v", tags)
+	}
+	var rm struct{ UpdateRuntimeOn, FunctionArn string }
+	json.Unmarshal([]byte(run("lambda", "get-runtime-management-config", "--function-name", "hello")), &rm)
+	if rm.UpdateRuntimeOn != "Auto" || rm.FunctionArn != arn+":$LATEST" {
+		t.Errorf("get-runtime-management-config: %+v", rm)
+	}
+	var rc struct{ RecursiveLoop string }
+	json.Unmarshal([]byte(run("lambda", "get-function-recursion-config", "--function-name", "hello")), &rc)
+	if rc.RecursiveLoop != "Terminate" {
+		t.Errorf("get-function-recursion-config: %+v", rc)
+	}
+	var csc struct{ CodeSigningConfigArn, FunctionName string }
+	json.Unmarshal([]byte(run("lambda", "get-function-code-signing-config", "--function-name", "hello")), &csc)
+	if csc.FunctionName != "hello" || csc.CodeSigningConfigArn != "" {
+		t.Errorf("get-function-code-signing-config: %+v", csc)
+	}
+	// Event invoke configs: an alias is a qualifier; out-of-range values
+	// are a ValidationException.
+	run("lambda", "publish-version", "--function-name", "hello")
+	run("lambda", "create-alias", "--function-name", "hello", "--name", "beta", "--function-version", "1")
+	var eic struct{ FunctionArn string }
+	json.Unmarshal([]byte(run("lambda", "put-function-event-invoke-config", "--function-name", "hello", "--qualifier", "beta",
+		"--maximum-retry-attempts", "1")), &eic)
+	if eic.FunctionArn != arn+":beta" {
+		t.Errorf("put-function-event-invoke-config: %+v", eic)
+	}
+	_, errOut, err := s.awsCLI(t, "lambda", "put-function-event-invoke-config", "--function-name", "hello", "--maximum-event-age-in-seconds", "59")
+	if err == nil || !strings.Contains(errOut, "ValidationException") {
+		t.Errorf("event age 59: err %v, stderr %q", err, errOut)
+	}
+	_, errOut, err = s.awsCLI(t, "lambda", "add-permission", "--function-name", "hello", "--statement-id", "s", "--action", "lambda:InvokeFunction", "--principal", "s3.amazonaws.com")
+	if err == nil || !strings.Contains(errOut, "InvalidParameterValueException") || !strings.Contains(errOut, "not supported by Flint") {
+		t.Errorf("add-permission: err %v, stderr %q", err, errOut)
+	}
 	run("lambda", "delete-function", "--function-name", "hello")
 
-	_, errOut, err := s.awsCLI(t, "lambda", "get-function", "--function-name", "hello")
+	_, errOut, err = s.awsCLI(t, "lambda", "get-function", "--function-name", "hello")
 	if err == nil || !strings.Contains(errOut, "ResourceNotFoundException") {
 		t.Errorf("get-function after delete: err %v, stderr %q", err, errOut)
 	}
