@@ -16,6 +16,7 @@ import (
 	awsmw "github.com/aws/aws-sdk-go-v2/aws/middleware"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // Helpers for the asynchronous-invocation tests (async_*_test.go). They
@@ -155,7 +156,7 @@ func (s *flintServer) asyncStatusOf(id string) (*asyncStatus, error) {
 func (s *flintServer) waitAsync(t *testing.T, id string, d time.Duration, done func(*asyncStatus) bool) *asyncStatus {
 	t.Helper()
 	var last *asyncStatus
-	waitFor(t, d, func() error {
+	polltest.Check(t, d, "the status of "+id, func() error {
 		st, err := s.asyncStatusOf(id)
 		if err != nil {
 			return err
@@ -204,7 +205,7 @@ func (s *flintServer) drainQueue(t *testing.T, name string, limit int) []queueMe
 func (s *flintServer) waitQueue(t *testing.T, name string, n int, d time.Duration) []queueMessage {
 	t.Helper()
 	var msgs []queueMessage
-	waitFor(t, d, func() error {
+	polltest.Check(t, d, "queue "+name, func() error {
 		var err error
 		if msgs, err = s.peekQueue(name); err != nil {
 			return err

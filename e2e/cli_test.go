@@ -12,6 +12,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // flintCLI runs the flint binary's client commands against s.
@@ -59,7 +61,7 @@ func TestFlintCLI(t *testing.T) {
 	if out := run("list"); !strings.Contains(out, "greeter") || !strings.Contains(out, python) {
 		t.Errorf("list: %s", out)
 	}
-	waitFor(t, 10*time.Second, func() error {
+	polltest.Check(t, 10*time.Second, "the invocation in flint logs", func() error {
 		out := run("logs", "greeter")
 		if !strings.Contains(out, "START RequestId:") || !strings.Contains(out, "handled  for cli") {
 			return errorf("logs so far: %q", out)

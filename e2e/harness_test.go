@@ -26,6 +26,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 
 	"github.com/flintdev/flint/internal/gobuildtest"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // Built once in TestMain.
@@ -191,7 +192,7 @@ func startServer(t *testing.T, data string, extra ...string) *flintServer {
 	case <-time.After(60 * time.Second):
 		t.Fatalf("flint server did not start in 60s:\n%s", s.log())
 	}
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "the server to be healthy", func() error {
 		resp, err := http.Get(s.url() + "/healthz")
 		if err != nil {
 			return err
@@ -260,20 +261,6 @@ func (s *flintServer) awsCLI(t *testing.T, args ...string) (string, string, erro
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	return stdout.String(), stderr.String(), err
-}
-
-// waitFor polls f until it returns nil or the deadline passes.
-func waitFor(t *testing.T, d time.Duration, f func() error) {
-	t.Helper()
-	deadline := time.Now().Add(d)
-	var err error
-	for time.Now().Before(deadline) {
-		if err = f(); err == nil {
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	t.Fatalf("not true within %v: %v", d, err)
 }
 
 func readAll(r io.Reader) string { b, _ := io.ReadAll(r); return string(b) }

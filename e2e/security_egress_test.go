@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/polltest"
 	"github.com/flintdev/flint/internal/sandbox/process/egresstest"
 )
 
@@ -49,7 +50,7 @@ func TestSandboxEgress(t *testing.T) {
 		}
 		conn.Close()
 	}
-	waitFor(t, 5*time.Second, func() error {
+	polltest.Check(t, 5*time.Second, "the fake internet to record both connections", func() error {
 		if n := len(out.Conns()); n != 2 {
 			return fmt.Errorf("fake internet recorded %d connections, want 2", n)
 		}
@@ -112,7 +113,7 @@ func TestSandboxEgress(t *testing.T) {
 		t.Errorf("nftables table inet %s left after shutdown", table)
 	}
 	// The kernel removes the pairs with the sandboxes' namespaces.
-	waitFor(t, 5*time.Second, func() error {
+	polltest.Check(t, 5*time.Second, "the egress links to be removed", func() error {
 		if links := linksWithPrefix(table + "-"); len(links) != 0 {
 			return fmt.Errorf("links left after shutdown: %v", links)
 		}

@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // setuidZip: a zip carrying a setuid-root binary loses the bit on
@@ -206,7 +207,7 @@ wait:
 	if et := errorType(out.Payload); et != "Sandbox.Timedout" {
 		t.Errorf("spin: FunctionError %q payload %s, want Sandbox.Timedout", aws.ToString(out.FunctionError), out.Payload)
 	}
-	waitFor(t, 15*time.Second, func() error {
+	polltest.Check(t, 15*time.Second, "the timed-out sandbox's processes to die", func() error {
 		if left := procsMatching(nonce); len(left) > 0 {
 			return fmt.Errorf("processes of the timed-out sandbox survive: %v", left)
 		}

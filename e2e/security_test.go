@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // The functions of TestSandboxSecurity.
@@ -138,7 +139,7 @@ func TestSandboxSecurity(t *testing.T) {
 			t.Errorf("DeleteFunction %s: %v", fn, err)
 		}
 	}
-	waitFor(t, 30*time.Second, func() error {
+	polltest.Check(t, 30*time.Second, "the server's descriptors to return to the baseline", func() error {
 		if n := countFDs(serverPid); n > fdBaseline+2 {
 			return fmt.Errorf("server has %d descriptors open, %d before the first sandbox", n, fdBaseline)
 		}

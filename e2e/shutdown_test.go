@@ -10,6 +10,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // functionProcesses returns the pids of host processes whose environment
@@ -51,7 +52,7 @@ func TestShutdownLeavesNothing(t *testing.T) {
 			done <- out
 		}()
 	}
-	waitFor(t, 20*time.Second, func() error {
+	polltest.Check(t, 20*time.Second, "two sandboxes running", func() error {
 		if n := len(functionProcesses(fn)); n < 2 {
 			return errorf("%d sandboxes running, want 2", n)
 		}
@@ -111,7 +112,7 @@ func TestCrashLeftoversRemovedOnRestart(t *testing.T) {
 	}
 
 	s.kill()
-	waitFor(t, 10*time.Second, func() error {
+	polltest.Check(t, 10*time.Second, "the sandboxes to die with the server", func() error {
 		if pids := functionProcesses(fn); len(pids) > 0 {
 			return errorf("sandbox processes alive after kill -9: %v", pids)
 		}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flintdev/flint/internal/asyncq/queues"
 	"github.com/flintdev/flint/internal/backbone"
+	"github.com/flintdev/flint/internal/polltest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -26,7 +27,7 @@ func (e *env) putConfig(fn, qual string, c *EventInvokeConfig) {
 func (e *env) queueMessages(name string, want int) []queues.Message {
 	e.t.Helper()
 	var msgs []queues.Message
-	waitFor(e.t, 20*time.Second, "queue "+name, func() bool {
+	polltest.Until(e.t, 20*time.Second, "queue "+name, func() bool {
 		m, err := e.svc.Queues().Peek(context.Background(), testAccount, name, 100)
 		if err != nil {
 			e.t.Fatal(err)
@@ -115,7 +116,7 @@ func TestFunctionErrorsRetriedThenDestinations(t *testing.T) {
 			}
 
 			// OnFailure function receives the record as a new async event.
-			waitFor(t, 20*time.Second, "onfail invoked", func() bool { return len(e.inv.callsOf("onfail")) == 1 })
+			polltest.Until(t, 20*time.Second, "onfail invoked", func() bool { return len(e.inv.callsOf("onfail")) == 1 })
 			c := e.inv.callsOf("onfail")[0]
 			if c.requestID == id {
 				t.Fatal("destination invocation reuses the source request id")
@@ -187,7 +188,7 @@ func TestPerFunctionFairness(t *testing.T) {
 	for i := 0; i < 10; i++ {
 		e.enqueue(slow, "slow-"+string(rune('a'+i)), `{}`)
 	}
-	waitFor(t, 10*time.Second, "slow running", func() bool { return len(e.inv.callsOf("slow")) == 2 })
+	polltest.Until(t, 10*time.Second, "slow running", func() bool { return len(e.inv.callsOf("slow")) == 2 })
 	for i := 0; i < 5; i++ {
 		e.enqueue(fast, "fast-"+string(rune('a'+i)), `{}`)
 	}
@@ -209,7 +210,7 @@ func TestServiceRestartPicksUpUnacked(t *testing.T) {
 	block := make(chan struct{})
 	e.inv.set("long", &behavior{block: block})
 	e.enqueue(fn, "55555555-5555-4555-8555-555555555555", `{}`)
-	waitFor(t, 10*time.Second, "running", func() bool { return e.inv.running.Load() == 1 })
+	polltest.Until(t, 10*time.Second, "running", func() bool { return e.inv.running.Load() == 1 })
 
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	err := e.svc.Close(ctx)
@@ -291,7 +292,7 @@ func TestLargePayload(t *testing.T) {
 	if len(calls) != 1 || string(calls[0].payload) != payload {
 		t.Fatalf("%d calls, payload intact: %v", len(calls), len(calls) == 1 && string(calls[0].payload) == payload)
 	}
-	waitFor(t, 10*time.Second, "payload object deleted", func() bool {
+	polltest.Until(t, 10*time.Second, "payload object deleted", func() bool {
 		_, found, err := e.svc.large.get(context.Background(), "99999999-9999-4999-8999-999999999999")
 		return err == nil && !found
 	})
@@ -306,7 +307,7 @@ func TestThrottledUntilAgeExpires(t *testing.T) {
 	e.inv.set("choked", &behavior{throttleTimes: 1 << 30})
 	e.putConfig("choked", "$LATEST", &EventInvokeConfig{MaximumEventAgeInSeconds: intp(60)})
 	e.enqueue(fn, "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", `{"t":1}`)
-	waitFor(t, 10*time.Second, "3 throttled attempts", func() bool { return len(e.inv.callsOf("choked")) >= 3 })
+	polltest.Until(t, 10*time.Second, "3 throttled attempts", func() bool { return len(e.inv.callsOf("choked")) >= 3 })
 	e.clock.set(time.Now().Add(2 * time.Minute))
 	st := e.waitStatus("aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa", StateExpired)
 	if st.Throttles < 3 || st.FunctionErrors != 0 || st.Error == nil || st.Error.ErrorType != "TooManyRequestsException" {
@@ -351,7 +352,7 @@ func TestCrashedPollerEventRedelivered(t *testing.T) {
 		_ = doomed.Close(ctx)
 	})
 	e.enqueue(fn, "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb", `{}`)
-	waitFor(t, 10*time.Second, "doomed poller running the event", func() bool { return inv1.running.Load() == 1 })
+	polltest.Until(t, 10*time.Second, "doomed poller running the event", func() bool { return inv1.running.Load() == 1 })
 	nc.Close() // the "crash": no ack, no heartbeat, no Nak
 
 	if err := e.svc.Start(); err != nil { // the survivor, on the main connection

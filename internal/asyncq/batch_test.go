@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/polltest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -47,7 +48,7 @@ func TestQueuedStatusBeforeAndAfterDispatch(t *testing.T) {
 	// A second process dispatches (its own memory knows nothing).
 	e.inv.set("grouped", &behavior{block: make(chan struct{})}) // hold the runs
 	e.startService(nil, true)
-	waitFor(t, 10*time.Second, "batches dispatched", func() bool {
+	polltest.Until(t, 10*time.Second, "batches dispatched", func() bool {
 		info, err := e.svc.inbox.Info(context.Background())
 		return err == nil && info.State.Msgs == 0
 	})
@@ -140,7 +141,7 @@ func TestRedispatchSkipsTouchedEvents(t *testing.T) {
 	e.startService(func(c *Config) { c.AckWait = time.Second }, true)
 	e.waitStatus(pending, StateSucceeded)
 	e.waitStatus(fresh, StateSucceeded)
-	waitFor(t, 10*time.Second, "inbox drained", func() bool {
+	polltest.Until(t, 10*time.Second, "inbox drained", func() bool {
 		info, err := e.svc.inbox.Info(ctx)
 		return err == nil && info.State.Msgs == 0
 	})

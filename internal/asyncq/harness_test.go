@@ -14,6 +14,7 @@ import (
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 const testAccount = "123456789012"
@@ -255,23 +256,11 @@ func (e *env) enqueue(fn *metadata.Function, id, payload string) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-}
-
 // waitStatus waits for the request's status to be terminal and returns it.
 func (e *env) waitStatus(id string, want string) *Status {
 	e.t.Helper()
 	var st *Status
-	waitFor(e.t, 20*time.Second, "status "+want+" of "+id, func() bool {
+	polltest.Until(e.t, 20*time.Second, "status "+want+" of "+id, func() bool {
 		s, err := e.svc.Status(context.Background(), id)
 		if err != nil {
 			return false

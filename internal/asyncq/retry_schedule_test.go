@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/backbone"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // TestRetryDelayKeptAcrossRestart: JetStream forgets a Nak's delay when the
@@ -22,7 +23,7 @@ func TestRetryDelayKeptAcrossRestart(t *testing.T) {
 	const id = "77777777-7777-4777-8777-777777777777"
 	e.enqueue(fn, id, `{"n":1}`)
 	var waiting *Status
-	waitFor(t, 10*time.Second, "first attempt failed, retry scheduled", func() bool {
+	polltest.Until(t, 10*time.Second, "first attempt failed, retry scheduled", func() bool {
 		st, err := e.svc.Status(context.Background(), id)
 		if err == nil && st.Status == StateQueued && st.FunctionErrors == 1 && st.NextAttemptAt != nil {
 			waiting = st

@@ -71,6 +71,7 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&egressCfg.Interface, "sandbox-egress-interface", "", "host interface egress traffic leaves by (default: that of the default route)")
 	f.StringSliceVar(&egressDNS, "sandbox-egress-dns", nil, "DNS servers written to sandboxes' resolv.conf (public IPv4 addresses; default none: name lookups fail)")
 	f.StringVar(&egressCfg.Name, "sandbox-egress-name", process.DefaultEgressName, "name of the nftables table (inet) and prefix of the host ends of sandbox links")
+	f.BoolVar(&cfg.StatsGC, "stats-gc", false, "let GET /flint/v1/stats?gc=true force a garbage collection first (for tests comparing heap sizes)")
 	f.DurationSliceVar(&cfg.Async.RetryDelays, "async-retry-delays", nil, "waits before the retries of a failed async invocation (default 1m,2m as Lambda)")
 	f.DurationVar(&cfg.Async.ThrottleBackoffMin, "async-throttle-backoff-min", 0, "first back-off after a throttled async invocation (default 1s)")
 	f.DurationVar(&cfg.Async.ThrottleBackoffMax, "async-throttle-backoff-max", 0, "longest back-off after a throttled async invocation (default 5m)")

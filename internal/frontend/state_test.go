@@ -3,6 +3,7 @@ package frontend
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"sync"
 	"testing"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // gatedPreparer holds every preparation until released; fail makes them
@@ -187,18 +189,11 @@ func TestPreparationResumedByRestore(t *testing.T) {
 	if err := h2.Restore(ctx); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	polltest.Check(t, 10*time.Second, "the resumed preparation", func() error {
 		f, err := store.Get(ctx, "000000000000", "resumed", metadata.LatestVersion)
-		if err != nil {
-			t.Fatal(err)
+		if err == nil && f.State != "Active" {
+			err = fmt.Errorf("state %s", f.State)
 		}
-		if f.State == "Active" {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("still %s after Restore", f.State)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return err
+	})
 }

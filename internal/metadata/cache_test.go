@@ -12,6 +12,7 @@ import (
 
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // countingKV counts the KV gets a Store makes, to tell cache answers from
@@ -49,21 +50,9 @@ func newCountedStore(t testing.TB, js jetstream.JetStream, watch bool) (*Store, 
 	return s, ckv
 }
 
-// waitFor polls cond every few milliseconds until it holds or 10 s pass.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 func waitCurrent(t testing.TB, s *Store) {
 	t.Helper()
-	waitFor(t, "the cache to become current", s.cache.isCurrent)
+	polltest.Until(t, 10*time.Second, "the cache to become current", s.cache.isCurrent)
 }
 
 func startTestBackbone(t testing.TB) *backbone.Backbone {
@@ -226,7 +215,7 @@ func TestDeleteRemovesFromCache(t *testing.T) {
 	if err := s.Create(ctx, marker); err != nil {
 		t.Fatalf("Create marker: %v", err)
 	}
-	waitFor(t, "the watch to deliver the marker", func() bool {
+	polltest.Until(t, 10*time.Second, "the watch to deliver the marker", func() bool {
 		s.cache.mu.RLock()
 		defer s.cache.mu.RUnlock()
 		return s.cache.entries[cacheKey{account: acct, name: "marker", q: LatestVersion}].rev > 0 && s.cache.current
@@ -269,7 +258,7 @@ func TestOtherStoreSeesWrites(t *testing.T) {
 	if err := s1.Create(ctx, f); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	waitFor(t, "the second store to see the create", func() bool {
+	polltest.Until(t, 10*time.Second, "the second store to see the create", func() bool {
 		got, err := s2.Get(ctx, acct, "shared", LatestVersion)
 		return err == nil && got.KVRevision == f.KVRevision
 	})
@@ -277,14 +266,14 @@ func TestOtherStoreSeesWrites(t *testing.T) {
 	if err != nil {
 		t.Fatalf("Modify: %v", err)
 	}
-	waitFor(t, "the second store to see the update", func() bool {
+	polltest.Until(t, 10*time.Second, "the second store to see the update", func() bool {
 		got, err := s2.Get(ctx, acct, "shared", LatestVersion)
 		return err == nil && got.KVRevision == m.KVRevision && got.MemorySize == 512
 	})
 	if err := s1.CreateAlias(ctx, &Alias{Account: acct, Region: "us-east-1", FunctionName: "shared", Name: "prod", FunctionVersion: LatestVersion}); err != nil {
 		t.Fatalf("CreateAlias: %v", err)
 	}
-	waitFor(t, "the second store to see the alias", func() bool {
+	polltest.Until(t, 10*time.Second, "the second store to see the alias", func() bool {
 		_, a, err := s2.Resolve(ctx, acct, "shared", "prod")
 		return err == nil && a != nil
 	})
@@ -292,14 +281,14 @@ func TestOtherStoreSeesWrites(t *testing.T) {
 	if _, err := s2.Modify(ctx, acct, "shared", LatestVersion, func(f *Function) error { f.Timeout = 30; return nil }); err != nil {
 		t.Fatalf("Modify on second store: %v", err)
 	}
-	waitFor(t, "the first store to see the second's update", func() bool {
+	polltest.Until(t, 10*time.Second, "the first store to see the second's update", func() bool {
 		got, err := s1.Get(ctx, acct, "shared", LatestVersion)
 		return err == nil && got.Timeout == 30 && got.MemorySize == 512
 	})
 	if err := s1.Delete(ctx, acct, "shared"); err != nil {
 		t.Fatalf("Delete: %v", err)
 	}
-	waitFor(t, "the second store to see the delete", func() bool {
+	polltest.Until(t, 10*time.Second, "the second store to see the delete", func() bool {
 		_, err := s2.Get(ctx, acct, "shared", LatestVersion)
 		_, aerr := s2.GetAlias(ctx, acct, "shared", "prod")
 		return lambdaerr.Is(err, lambdaerr.ResourceNotFound) && lambdaerr.Is(aerr, lambdaerr.ResourceNotFound)
@@ -326,7 +315,7 @@ func TestNoRegression(t *testing.T) {
 	if err := s1.Create(ctx, fn(acct, "race")); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	waitFor(t, "the second store to see the function", func() bool {
+	polltest.Until(t, 10*time.Second, "the second store to see the function", func() bool {
 		_, err := s2.Get(ctx, acct, "race", LatestVersion)
 		return err == nil
 	})
@@ -404,7 +393,7 @@ func TestNoRegression(t *testing.T) {
 		t.Fatal(err)
 	}
 	for i, s := range []*Store{s1, s2} {
-		waitFor(t, "store "+strconv.Itoa(i+1)+" to reach the final revision", func() bool {
+		polltest.Until(t, 10*time.Second, "store "+strconv.Itoa(i+1)+" to reach the final revision", func() bool {
 			got, err := s.Get(ctx, acct, "race", LatestVersion)
 			return err == nil && got.KVRevision == final.KVRevision && got.Description == final.Description
 		})

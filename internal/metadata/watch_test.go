@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/polltest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -96,13 +97,13 @@ func TestWatchFailureFallsBack(t *testing.T) {
 	if err := other.Create(ctx, fn(acct, "cut")); err != nil {
 		t.Fatalf("Create: %v", err)
 	}
-	waitFor(t, "the store to see the function", func() bool {
+	polltest.Until(t, 10*time.Second, "the store to see the function", func() bool {
 		_, err := s.Get(ctx, acct, "cut", LatestVersion)
 		return err == nil
 	})
 
 	proxy.setCut(true)
-	waitFor(t, "the store to notice the lost connection", func() bool { return !s.cache.isCurrent() })
+	polltest.Until(t, 10*time.Second, "the store to notice the lost connection", func() bool { return !s.cache.isCurrent() })
 	m, err := other.Modify(ctx, acct, "cut", LatestVersion, func(f *Function) error { f.Description = "new"; return nil })
 	if err != nil {
 		t.Fatalf("Modify: %v", err)
@@ -120,7 +121,7 @@ func TestWatchFailureFallsBack(t *testing.T) {
 	}
 
 	proxy.setCut(false)
-	waitFor(t, "the store to reconnect, replay and see the update", func() bool {
+	polltest.Until(t, 10*time.Second, "the store to reconnect, replay and see the update", func() bool {
 		if !s.cache.isCurrent() {
 			return false
 		}

@@ -7,19 +7,8 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/backbone"
+	"github.com/flintdev/flint/internal/polltest"
 )
-
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
 
 func TestHeartbeatsOverNATS(t *testing.T) {
 	bb, err := backbone.Start(backbone.Config{DataDir: t.TempDir(), Port: -1})
@@ -38,7 +27,7 @@ func TestHeartbeatsOverNATS(t *testing.T) {
 
 	status := HostStatus{HostID: "worker-1", MemoryMB: 2048, MaxSandboxes: 8, CachedCode: []string{"abcd"}}
 	stop := StartHeartbeats(nc, 20*time.Millisecond, func() HostStatus { return status })
-	waitFor(t, "worker-1 to register", func() bool { return len(s.Hosts()) == 1 })
+	polltest.Until(t, 10*time.Second, "worker-1 to register", func() bool { return len(s.Hosts()) == 1 })
 	h := s.Hosts()[0]
 	if h.HostID != "worker-1" || h.MemoryMB != 2048 || h.MaxSandboxes != 8 || len(h.CachedCode) != 1 || h.Draining {
 		t.Fatalf("registered host %+v", h)
@@ -50,7 +39,7 @@ func TestHeartbeatsOverNATS(t *testing.T) {
 
 	// Heartbeats keep coming: the last-seen time moves.
 	first := s.Hosts()[0].LastSeen
-	waitFor(t, "a later heartbeat", func() bool { return s.Hosts()[0].LastSeen.After(first) })
+	polltest.Until(t, 10*time.Second, "a later heartbeat", func() bool { return s.Hosts()[0].LastSeen.After(first) })
 
 	// Malformed messages are dropped without harm.
 	for _, bad := range []string{"{", `{"hostId":""}`, `{"hostId":"x","memoryMB":-5}`, `[]`} {
@@ -61,7 +50,7 @@ func TestHeartbeatsOverNATS(t *testing.T) {
 
 	stop()
 	stop() // idempotent
-	waitFor(t, "the final draining heartbeat", func() bool {
+	polltest.Until(t, 10*time.Second, "the final draining heartbeat", func() bool {
 		hs := s.Hosts()
 		return len(hs) == 1 && hs[0].Draining
 	})

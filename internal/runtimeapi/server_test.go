@@ -16,6 +16,7 @@ import (
 
 	"github.com/flintdev/flint/internal/gobuildtest"
 	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // gofn is testdata/gofn, a real aws-lambda-go function, built once.
@@ -183,7 +184,7 @@ func TestDispatchBusyCancelAndStale(t *testing.T) {
 		errc <- err
 	}()
 	// Wait until the runtime holds the event, then a second Dispatch is refused.
-	waitFor(t, func() bool { return h.srv.isCurrent("slow") })
+	polltest.Until(t, 10*time.Second, "the slow invocation to be current", func() bool { return h.srv.isCurrent("slow") })
 	if _, err := h.srv.Dispatch(context.Background(), invocation.Request{RequestID: "x"}, time.Now()); !errors.Is(err, ErrBusy) {
 		t.Fatalf("second dispatch: %v, want ErrBusy", err)
 	}
@@ -268,17 +269,6 @@ func TestCloseUnblocks(t *testing.T) {
 	srv.ServeHTTP(rec, httptest.NewRequest("GET", "/2018-06-01/runtime/invocation/next", nil))
 	if rec.Code != http.StatusInternalServerError {
 		t.Fatalf("/next after Close: %d", rec.Code)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

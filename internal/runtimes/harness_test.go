@@ -61,7 +61,7 @@ func startClient(t *testing.T, rt Runtime, handler string, files map[string]stri
 	}
 	c := &client{srv: runtimeapi.New(runtimeapi.Config{FunctionARN: testARN}), out: &outputtest.Buffer{}, exit: make(chan struct{})}
 	ts := httptest.NewServer(c.srv)
-	argv := rt.Command(handler)
+	argv := rt.Command()
 	for i, a := range argv {
 		argv[i] = strings.Replace(a, "/var/runtime", rt.RuntimeDir, 1)
 	}

@@ -54,9 +54,8 @@ type Runtime struct {
 }
 
 // Command is the argv to start inside the sandbox. The handler reaches the
-// runtime through _HANDLER, so it does not appear here.
-func (r Runtime) Command(handler string) []string {
-	_ = handler
+// runtime through _HANDLER, not the command line.
+func (r Runtime) Command() []string {
 	return append([]string(nil), r.argv...)
 }
 

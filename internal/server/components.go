@@ -40,7 +40,13 @@ type components struct {
 	async     *asyncq.Service
 	frontend  *frontend.Handler
 
-	closers []func(ctx context.Context) // run in reverse order by close
+	closers []closer // run in reverse order by close
+}
+
+// closer stops one component; name says which in the log if it fails.
+type closer struct {
+	name  string
+	close func(ctx context.Context) error
 }
 
 // start builds the components in dependency order. On error everything
@@ -58,20 +64,20 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.bb, err = backbone.Start(backbone.Config{URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server"}); err != nil {
 		return nil, err
 	}
-	c.onClose(func(context.Context) { c.bb.Close() })
+	c.onClose("backbone", func(context.Context) error { c.bb.Close(); return nil })
 	js := c.bb.JetStream()
 
 	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
 		return nil, fmt.Errorf("server: metadata: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.functions.Close(ctx) })
+	c.onClose("metadata store", c.functions.Close)
 	if c.code, err = codestore.New(codestore.Config{JS: js, Logger: log.With("component", "codestore")}); err != nil {
 		return nil, fmt.Errorf("server: code store: %w", err)
 	}
 	if c.logs, err = logstore.New(logstore.Config{JS: js, Logger: log.With("component", "logstore")}); err != nil {
 		return nil, fmt.Errorf("server: log store: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.logs.Close(ctx) })
+	c.onClose("log store", c.logs.Close)
 
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
@@ -96,11 +102,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	// Runs after the worker and the manager destroyed every sandbox:
 	// removes the egress firewall table.
-	c.onClose(func(ctx context.Context) {
-		if err := c.driver.Close(ctx); err != nil {
-			log.Error("closing the sandbox driver", "err", err)
-		}
-	})
+	c.onClose("sandbox driver", c.driver.Close)
 
 	hostID, err := os.Hostname()
 	if err != nil || hostID == "" {
@@ -123,7 +125,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("server: worker: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.worker.Close(ctx) })
+	c.onClose("worker", c.worker.Close)
 
 	if c.placement, err = placement.New(placement.Config{Logger: log.With("component", "placement")}); err != nil {
 		return nil, fmt.Errorf("server: placement: %w", err)
@@ -132,7 +134,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: placement heartbeats: %w", err)
 	}
-	c.onClose(func(context.Context) { stopSub() })
+	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		st := c.worker.Status()
 		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode}
@@ -144,7 +146,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: register host: %w", err)
 	}
 	stopBeats := placement.StartHeartbeats(c.bb.Conn(), placement.DefaultHeartbeatInterval, status)
-	c.onClose(func(context.Context) { stopBeats() })
+	c.onClose("heartbeats", func(context.Context) error { stopBeats(); return nil })
 
 	host := workerHost{c.worker}
 	if c.manager, err = workermanager.New(workermanager.Config{
@@ -157,7 +159,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}); err != nil {
 		return nil, fmt.Errorf("server: worker manager: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.manager.Close(ctx) })
+	c.onClose("worker manager", c.manager.Close)
 
 	if c.async, err = asyncq.New(asyncq.Config{
 		JetStream:      js,
@@ -176,7 +178,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if err := c.async.Start(); err != nil {
 		return nil, fmt.Errorf("server: async pollers: %w", err)
 	}
-	c.onClose(func(ctx context.Context) { c.async.Close(ctx) })
+	c.onClose("async queue", c.async.Close)
 
 	if c.frontend, err = frontend.New(frontend.Config{
 		Region:    cfg.Region,
@@ -193,7 +195,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
 	// Runs before the stores close: background preparations end first.
-	c.onClose(func(ctx context.Context) { c.frontend.Close(ctx) })
+	c.onClose("frontend preparations", c.frontend.Close)
 	// Reserved and provisioned concurrency live in the metadata store;
 	// hand them to the worker manager again.
 	if err := c.frontend.Restore(ctx); err != nil {
@@ -202,15 +204,21 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	return c, nil
 }
 
-func (c *components) onClose(f func(ctx context.Context)) { c.closers = append(c.closers, f) }
+func (c *components) onClose(name string, f func(ctx context.Context) error) {
+	c.closers = append(c.closers, closer{name, f})
+}
 
 // close stops everything in reverse start order: pollers stop taking
 // events, the manager destroys every sandbox, the backbone closes last.
+// A component that fails to close (a sandbox it could not destroy, log
+// entries it could not store) is logged, and the rest still close.
 func (c *components) close() {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	for i := len(c.closers) - 1; i >= 0; i-- {
-		c.closers[i](ctx)
+		if err := c.closers[i].close(ctx); err != nil {
+			c.cfg.Logger.Error("shutdown: closing "+c.closers[i].name, "err", err)
+		}
 	}
 	c.closers = nil
 }

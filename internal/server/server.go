@@ -53,6 +53,10 @@ type Config struct {
 	// is a smaller one that starts faster (it must come from the same
 	// build).
 	SandboxInit string
+	// StatsGC lets GET /flint/v1/stats?gc=true force a garbage collection
+	// before it reads the heap, for tests that compare heap sizes; off,
+	// gc=true is refused (any caller could make the server stop the world).
+	StatsGC bool
 }
 
 // AsyncConfig is the part of asyncq.Config an operator (or a test) may

@@ -6,11 +6,13 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/placement"
 	"github.com/flintdev/flint/internal/workermanager"
 )
 
-// serverStats is what GET /flint/v1/stats reports: the process's own
+// serverStats is what GET /flint/v1/stats reports (?gc=true: after a
+// forced garbage collection, only if the server runs with --stats-gc): the process's own
 // footprint (so tests and operators can see it return to its baseline
 // after a burst) and the worker manager's and placement's view.
 type serverStats struct {
@@ -27,8 +29,15 @@ type serverStats struct {
 
 func (c *components) statsHandler(w http.ResponseWriter, r *http.Request) {
 	var ms runtime.MemStats
-	if r.URL.Query().Get("gc") == "true" {
+	switch gc := r.URL.Query().Get("gc"); {
+	case gc == "true" && c.cfg.StatsGC:
 		runtime.GC()
+	case gc == "true":
+		lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.InvalidParameterValue, "gc=true needs flint server --stats-gc"))
+		return
+	case gc != "" && gc != "false":
+		lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.InvalidParameterValue, "gc must be true or false"))
+		return
 	}
 	runtime.ReadMemStats(&ms)
 	fds, _ := os.ReadDir("/proc/self/fd")

@@ -105,12 +105,11 @@ func openPath(t *testing.T, dir string) {
 }
 
 type env struct {
-	w     *Worker
-	code  *dirCode
-	logs  *memLogs
-	cat   *runtimes.Catalog
-	drv   string
-	clean func()
+	w    *Worker
+	code *dirCode
+	logs *memLogs
+	cat  *runtimes.Catalog
+	drv  string
 }
 
 // drivers lists the drivers the worker tests run against.
@@ -213,17 +212,6 @@ func assertOrder(t *testing.T, log string, parts []string) {
 			t.Fatalf("log lacks %q after offset %d:\n%s", p, pos, log)
 		}
 		pos += i + len(p)
-	}
-}
-
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not met within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }
 

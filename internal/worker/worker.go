@@ -147,12 +147,6 @@ func New(cfg Config) (*Worker, error) {
 	if err := os.MkdirAll(codeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: code cache: %w", err)
 	}
-	// Leftovers of unpacks interrupted by a crash.
-	if stale, err := filepath.Glob(filepath.Join(codeDir, ".unpack-*")); err == nil {
-		for _, d := range stale {
-			os.RemoveAll(d)
-		}
-	}
 	return &Worker{
 		cfg: cfg, log: cfg.Logger.With("host", cfg.HostID), codeDir: codeDir,
 		sandboxes: map[string]*Sandbox{}, codeLocks: map[string]chan struct{}{},
@@ -217,7 +211,7 @@ func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, r
 		gone:     make(chan struct{}),
 		log:      w.log.With("function", fn.Name, "sandbox", id),
 	}
-	cmd := rt.Command(fn.Handler)
+	cmd := rt.Command()
 	if fail := entrypointFailure(codeDir, cmd); fail != nil {
 		// Nothing to start: the cold invocation reports the failure
 		// (Runtime.InvalidEntrypoint), as Lambda's does.

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/polltest"
 	"github.com/flintdev/flint/internal/sandbox"
 )
 
@@ -49,7 +50,7 @@ func TestGoWarmReuseAndLogFraming(t *testing.T) {
 				t.Fatalf("warm log repeats init output:\n%s", log)
 			}
 			assertOrder(t, log, want)
-			waitFor(t, func() bool { return string(e.logs.get(id)) == log })
+			polltest.Until(t, 10*time.Second, "the log of "+id, func() bool { return string(e.logs.get(id)) == log })
 		}
 		if !s.Healthy() {
 			t.Fatal("sandbox unhealthy after successful invocations")

@@ -13,6 +13,7 @@ import (
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 // throttleReason returns the Reason of a TooManyRequestsException in err,
@@ -175,7 +176,7 @@ func TestProvisionedConcurrency(t *testing.T) {
 	if err := w.m.SetProvisionedConcurrency(fn, n); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "provisioned sandboxes ready", func() bool {
+	polltest.Until(t, 10*time.Second, "provisioned sandboxes ready", func() bool {
 		st, ok := w.m.ProvisionedConcurrency(fn)
 		return ok && st.Status == concurrency.StatusReady
 	})
@@ -231,7 +232,7 @@ func TestProvisionedConcurrency(t *testing.T) {
 		return invocation.Result{RequestID: req.RequestID, FunctionError: invocation.ErrorUnhandled}, nil
 	}
 	invoke(t, w, fn, "crash")
-	waitFor(t, "the dead sandbox replaced", func() bool {
+	polltest.Until(t, 10*time.Second, "the dead sandbox replaced", func() bool {
 		st, _ := w.m.ProvisionedConcurrency(fn)
 		return st.Status == concurrency.StatusReady && len(w.sandboxes()) == n+1
 	})
@@ -242,7 +243,7 @@ func TestProvisionedConcurrency(t *testing.T) {
 		t.Fatal("status after clear")
 	}
 	w.clock.Advance(2 * time.Minute)
-	waitFor(t, "former provisioned sandboxes reaped", func() bool { return w.m.Stats().Idle == 0 })
+	polltest.Until(t, 10*time.Second, "former provisioned sandboxes reaped", func() bool { return w.m.Stats().Idle == 0 })
 }
 
 func TestProvisionedInitFailure(t *testing.T) {
@@ -253,7 +254,7 @@ func TestProvisionedInitFailure(t *testing.T) {
 	if err := w.m.SetProvisionedConcurrency(fn, 2); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "status FAILED", func() bool {
+	polltest.Until(t, 10*time.Second, "status FAILED", func() bool {
 		st, _ := w.m.ProvisionedConcurrency(fn)
 		return st.Status == concurrency.StatusFailed
 	})
@@ -261,7 +262,7 @@ func TestProvisionedInitFailure(t *testing.T) {
 	if st.Allocated != 0 || st.StatusReason == "" {
 		t.Fatalf("status %+v", st)
 	}
-	waitFor(t, "failed sandboxes destroyed and released", func() bool {
+	polltest.Until(t, 10*time.Second, "failed sandboxes destroyed and released", func() bool {
 		for _, sb := range w.sandboxes() {
 			if sb.destroyed.Load() != 1 {
 				return false

@@ -319,18 +319,6 @@ func (s *fakeSandbox) Destroy(ctx context.Context) error {
 var _ Host = (*fakeHost)(nil)
 var _ Sandbox = (*fakeSandbox)(nil)
 
-// waitFor polls cond until it holds, failing the test after a deadline.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // settledGoroutines waits until the goroutine count drops to at most n.
 func settledGoroutines(t *testing.T, n int) {
 	t.Helper()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 func TestRetire(t *testing.T) {
@@ -62,7 +63,7 @@ func TestRetire(t *testing.T) {
 	if res := <-busyDone; res.SandboxID != busyID {
 		t.Fatalf("busy invocation result %+v", res)
 	}
-	waitFor(t, "the busy sandbox to be destroyed", func() bool { return w.sandbox(busyID).destroyed.Load() == 1 })
+	polltest.Until(t, 10*time.Second, "the busy sandbox to be destroyed", func() bool { return w.sandbox(busyID).destroyed.Load() == 1 })
 	st := w.m.Stats()
 	if _, ok := st.Pools[fnA.SandboxKey()]; ok || st.Idle != 1 || st.Pools[fnB.SandboxKey()].Idle != 1 {
 		t.Fatalf("stats after retire: %+v", st)
@@ -102,7 +103,7 @@ func TestRetireDuringCreation(t *testing.T) {
 	}
 	close(proceed)
 	res := <-done
-	waitFor(t, "the retired new sandbox to be destroyed", func() bool { return w.sandbox(res.SandboxID).destroyed.Load() == 1 })
+	polltest.Until(t, 10*time.Second, "the retired new sandbox to be destroyed", func() bool { return w.sandbox(res.SandboxID).destroyed.Load() == 1 })
 	if w.reservedMB() != 0 {
 		t.Fatal("reservation kept")
 	}
@@ -129,9 +130,9 @@ func TestKeepAliveReaping(t *testing.T) {
 
 	// At t0+61s the untouched one expires; the reaper goroutine finds it.
 	w.clock.Advance(21 * time.Second)
-	waitFor(t, "the reaper to destroy the expired sandbox", func() bool { return w.m.Stats().Idle == 1 })
+	polltest.Until(t, 10*time.Second, "the reaper to destroy the expired sandbox", func() bool { return w.m.Stats().Idle == 1 })
 	// The entry leaves the idle list before Destroy and Release run.
-	waitFor(t, "the reaper to release the expired sandbox", func() bool { return w.place.outstanding() == 1 })
+	polltest.Until(t, 10*time.Second, "the reaper to release the expired sandbox", func() bool { return w.place.outstanding() == 1 })
 	for _, sb := range w.sandboxes() {
 		want := int32(1)
 		if sb.id == used.SandboxID {
@@ -147,8 +148,8 @@ func TestKeepAliveReaping(t *testing.T) {
 
 	// At t0+101s the other one goes too.
 	w.clock.Advance(40 * time.Second)
-	waitFor(t, "the reaper to destroy the last sandbox", func() bool { return w.m.Stats().Idle == 0 })
-	waitFor(t, "the reaper to release the last sandbox", func() bool { return w.place.outstanding() == 0 })
+	polltest.Until(t, 10*time.Second, "the reaper to destroy the last sandbox", func() bool { return w.m.Stats().Idle == 0 })
+	polltest.Until(t, 10*time.Second, "the reaper to release the last sandbox", func() bool { return w.place.outstanding() == 0 })
 	if w.reservedMB() != 0 || w.place.outstanding() != 0 {
 		t.Fatal("reservations kept after reaping")
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 func invoke(t *testing.T, w *world, fn *metadata.Function, id string) invocation.Result {
@@ -144,10 +145,10 @@ func TestMostRecentlyUsedIdleFirst(t *testing.T) {
 	// a's sandbox becomes idle first, then b's: b's is the most recent.
 	gates["a"].release()
 	<-results
-	waitFor(t, "a's sandbox to be idle", func() bool { return w.m.Stats().Idle == 1 })
+	polltest.Until(t, 10*time.Second, "a's sandbox to be idle", func() bool { return w.m.Stats().Idle == 1 })
 	gates["b"].release()
 	resB := <-results
-	waitFor(t, "b's sandbox to be idle", func() bool { return w.m.Stats().Idle == 2 })
+	polltest.Until(t, 10*time.Second, "b's sandbox to be idle", func() bool { return w.m.Stats().Idle == 2 })
 	if res := invoke(t, w, fn, "c"); res.SandboxID != resB.SandboxID {
 		t.Fatalf("claimed %s, want the most recently used %s", res.SandboxID, resB.SandboxID)
 	}
@@ -356,7 +357,7 @@ func TestCallerHangsUp(t *testing.T) {
 		t.Fatalf("sandbox not busy while its invocation runs on: %+v", st)
 	}
 	g.release()
-	waitFor(t, "the sandbox to return to idle", func() bool { return w.m.Stats().Idle == 1 })
+	polltest.Until(t, 10*time.Second, "the sandbox to return to idle", func() bool { return w.m.Stats().Idle == 1 })
 	if sawCanceled.Load() {
 		t.Fatal("the sandbox's invocation saw the caller's cancellation")
 	}

@@ -233,24 +233,6 @@ func (s *Store) Purge(ctx context.Context, account, name string) error {
 	return nil
 }
 
-// ParseARN splits arn:aws:sqs:<region>:<account>:<name>.
-func ParseARN(arn string) (region, account, name string, err error) {
-	var p [6]string
-	rest := arn
-	for i := 0; i < 5; i++ {
-		j := strings.IndexByte(rest, ':')
-		if j < 0 {
-			return "", "", "", fmt.Errorf("queues: invalid queue ARN %q", arn)
-		}
-		p[i], rest = rest[:j], rest[j+1:]
-	}
-	p[5] = rest
-	if p[0] != "arn" || p[2] != "sqs" || p[3] == "" || !ValidName(p[4]) || !ValidName(p[5]) {
-		return "", "", "", fmt.Errorf("queues: invalid queue ARN %q", arn)
-	}
-	return p[3], p[4], p[5], nil
-}
-
 func clampBatch(n int) int {
 	if n <= 0 {
 		return 1

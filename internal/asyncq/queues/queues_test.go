@@ -95,26 +95,3 @@ func TestSendDeduplicatesByID(t *testing.T) {
 		t.Fatal("invalid queue name accepted")
 	}
 }
-
-func TestParseARN(t *testing.T) {
-	r, a, n, err := ParseARN("arn:aws:sqs:us-east-1:123456789012:my-queue")
-	if err != nil || r != "us-east-1" || a != "123456789012" || n != "my-queue" {
-		t.Fatalf("%s %s %s %v", r, a, n, err)
-	}
-	for _, bad := range []string{"", "arn:aws:sns:us-east-1:123456789012:t", "arn:aws:sqs:us-east-1:123456789012:a:b", "arn:aws:sqs::1:q", "arn:aws:sqs:r:1:q.x"} {
-		if _, _, _, err := ParseARN(bad); err == nil {
-			t.Errorf("ParseARN(%q) accepted", bad)
-		}
-	}
-}
-
-func FuzzParseARN(f *testing.F) {
-	f.Add("arn:aws:sqs:us-east-1:123456789012:my-queue")
-	f.Add("arn:aws:sqs:::")
-	f.Fuzz(func(t *testing.T, s string) {
-		_, a, n, err := ParseARN(s)
-		if err == nil && (!ValidName(a) || !ValidName(n)) {
-			t.Fatalf("accepted invalid names from %q", s)
-		}
-	})
-}

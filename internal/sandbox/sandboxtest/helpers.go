@@ -206,20 +206,6 @@ func procsWith(marker string) []int {
 	return pids
 }
 
-// waitFor polls cond until it holds or d passes.
-func waitFor(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for i := 0; ; i++ {
-		if cond() {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(time.Duration(min(i+1, 20)) * 5 * time.Millisecond)
-	}
-}
-
 // openFDs counts this process's open descriptors.
 func openFDs() int {
 	ents, _ := os.ReadDir("/proc/self/fd")

@@ -34,6 +34,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/polltest"
 	"github.com/flintdev/flint/internal/sandbox"
 )
 
@@ -64,10 +65,10 @@ func Run(t *testing.T, newDriver func(t *testing.T) sandbox.Driver) {
 	for _, tc := range tests {
 		t.Run(tc.name, tc.f)
 	}
-	if !waitFor(2*time.Second, func() bool { return openFDs() <= baseFDs }) {
+	if !polltest.Wait(2*time.Second, func() bool { return openFDs() <= baseFDs }) {
 		t.Errorf("descriptor leak: %d open before the subtests, %d after", baseFDs, openFDs())
 	}
-	if !waitFor(2*time.Second, func() bool { return runtime.NumGoroutine() <= baseGoroutines }) {
+	if !polltest.Wait(2*time.Second, func() bool { return runtime.NumGoroutine() <= baseGoroutines }) {
 		t.Errorf("goroutine leak: %d before the subtests, %d after", baseGoroutines, runtime.NumGoroutine())
 	}
 }
@@ -383,7 +384,7 @@ func (s *suite) testDestroy(t *testing.T) {
 	spec.Command = []string{"/bin/sh", "-c",
 		"(setsid /bin/sleep " + m + "1 &); (/bin/sh -c '/bin/sleep " + m + "2 &' &); exec /bin/sleep " + m + "3"}
 	sb := s.create(t, spec)
-	if !waitFor(10*time.Second, func() bool { return len(procsWith(m)) == 3 }) {
+	if !polltest.Wait(10*time.Second, func() bool { return len(procsWith(m)) == 3 }) {
 		t.Fatalf("want 3 sleepers, have %v\noutput: %s", procsWith(m), out)
 	}
 	var wg sync.WaitGroup
