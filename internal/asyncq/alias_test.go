@@ -31,3 +31,16 @@ func TestEventThroughAliasUsesAliasConfig(t *testing.T) {
 		t.Fatalf("ran version %q as %q, want version 1 as %s", calls[0].version, calls[0].invokedARN, arn)
 	}
 }
+
+func TestEventClientContext(t *testing.T) {
+	for in, want := range map[string]string{
+		"":                             "",
+		`{"custom":{"k":"v"}}`:         `{"custom":{"k":"v"}}`,
+		"eyJjdXN0b20iOnsiayI6InYifX0=": `{"custom":{"k":"v"}}`, // queued by an older Flint
+		"not json, not base64":         "not json, not base64",
+	} {
+		if got := (&event{ClientContext: in}).clientContext(); got != want {
+			t.Errorf("clientContext(%q) = %q, want %q", in, got, want)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -46,6 +47,19 @@ type event struct {
 }
 
 func (e *event) key() fnKey { return fnKey{e.Account, e.Function} }
+
+// clientContext is the event's client context as JSON. Events queued by
+// an older Flint carry it still base64-encoded, as the caller sent it.
+func (e *event) clientContext() string {
+	cc := e.ClientContext
+	if cc == "" || json.Valid([]byte(cc)) {
+		return cc
+	}
+	if raw, err := base64.StdEncoding.DecodeString(cc); err == nil && json.Valid(raw) {
+		return string(raw)
+	}
+	return cc
+}
 
 // decodeEvent parses a queued message body.
 func decodeEvent(data []byte) (*event, error) {

@@ -147,7 +147,7 @@ func (s *Service) handle(ictx context.Context, msg jetstream.Msg) {
 	}
 	log.Debug("invoking", "attempt", st.Attempts)
 	res, err := s.cfg.Invoker.Invoke(ictx, fn, invocation.Request{
-		RequestID: ev.RequestID, Payload: ev.Payload, ClientContext: ev.ClientContext, TraceID: ev.TraceID,
+		RequestID: ev.RequestID, Payload: ev.Payload, ClientContext: ev.clientContext(), TraceID: ev.TraceID,
 		Qualifier: ev.Qualifier, InvokedFunctionARN: ev.InvokedARN,
 	})
 	// The invocation may have outlived the first bookkeeping deadline.
