@@ -376,13 +376,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("X-Amzn-RequestId", reqID)
 	rt, ok := parsePath(r.URL.EscapedPath())
-	if u, known := findUnsupported(r.Method, r.URL.EscapedPath()); !ok && known {
-		if err := h.serveUnsupported(w, u); err != nil {
-			h.writeError(w, r, reqID, err)
-		}
-		return
-	}
 	if !ok {
+		if u, known := findUnsupported(r.Method, r.URL.EscapedPath()); known {
+			if err := h.serveUnsupported(w, u); err != nil {
+				h.writeError(w, r, reqID, err)
+			}
+			return
+		}
 		h.writeError(w, r, reqID, &apiError{typ: unknownOperation, status: http.StatusNotFound,
 			msg: "Unknown operation " + r.Method + " " + r.URL.Path})
 		return
