@@ -127,9 +127,9 @@ func TestAWSCLI(t *testing.T) {
 	if err == nil || !strings.Contains(errOut, "ResourceNotFoundException") {
 		t.Errorf("event invoke config of an unknown alias: err %v, stderr %q", err, errOut)
 	}
-	_, errOut, err = s.awsCLI(t, "lambda", "add-permission", "--function-name", "hello", "--statement-id", "s", "--action", "lambda:InvokeFunction", "--principal", "s3.amazonaws.com")
+	_, errOut, err = s.awsCLI(t, "lambda", "create-function-url-config", "--function-name", "hello", "--auth-type", "NONE")
 	if err == nil || !strings.Contains(errOut, "InvalidParameterValueException") || !strings.Contains(errOut, "not supported by Flint") {
-		t.Errorf("add-permission: err %v, stderr %q", err, errOut)
+		t.Errorf("create-function-url-config: err %v, stderr %q", err, errOut)
 	}
 	run("lambda", "delete-function", "--function-name", "hello")
 

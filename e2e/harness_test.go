@@ -181,6 +181,11 @@ func startServer(t *testing.T, data string, extra ...string) *flintServer {
 	go func() { cmd.Wait(); close(s.exited) }()
 	t.Cleanup(func() {
 		s.stop()
+		// A server killed by a crash test and not started again leaves its
+		// sandboxes' cgroups behind: remove them the way a user would.
+		if out, err := exec.Command(flintBin, "server", "--cleanup", "--data", data).CombinedOutput(); err != nil {
+			t.Errorf("flint server --cleanup --data %s: %v\n%s", data, err, out)
+		}
 		if t.Failed() {
 			t.Logf("server log:\n%s", s.log())
 		}

@@ -3,6 +3,7 @@ package e2e
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -126,4 +127,51 @@ func TestCrashLeftoversRemovedOnRestart(t *testing.T) {
 		}
 	}
 	asReply(t, invoke(t, s.lambda(), fn, map[string]any{"name": "after-crash"}, false))
+}
+
+// TestCleanupAfterKill: a server killed with kill -9 and never started
+// again leaves its sandboxes' cgroups; `flint server --cleanup --data DIR`
+// removes them and their parent, and refuses while a server runs on DIR.
+func TestCleanupAfterKill(t *testing.T) {
+	data := t.TempDir()
+	s := startServer(t, data)
+	c := s.lambda()
+	const fn = "cleanup-probe"
+	createGoFn(t, c, fn, nil)
+	asReply(t, invoke(t, c, fn, map[string]any{"name": "before-kill"}, false))
+	var ours []string
+	for id := range sandboxIDs(s.log()) {
+		ours = append(ours, cgroupDirs(id)...)
+	}
+	if len(ours) == 0 {
+		t.Fatal("found no sandbox cgroup of this server")
+	}
+	if out, err := exec.Command(flintBin, "server", "--cleanup", "--data", data).CombinedOutput(); err == nil ||
+		!strings.Contains(string(out), "another Flint server is running") {
+		t.Errorf("--cleanup beside a running server: %v\n%s", err, out)
+	}
+
+	s.kill()
+	for _, cg := range ours {
+		if _, err := os.Stat(cg); err != nil {
+			t.Fatalf("cgroup %s gone before --cleanup: %v", cg, err)
+		}
+	}
+	out, err := exec.Command(flintBin, "server", "--cleanup", "--data", data).CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "removed") {
+		t.Fatalf("flint server --cleanup: %v\n%s", err, out)
+	}
+	for _, cg := range ours {
+		if _, err := os.Stat(cg); err == nil {
+			t.Errorf("cgroup %s still there after --cleanup", cg)
+		}
+		if parent := filepath.Dir(cg); dirExists(parent) {
+			t.Errorf("cgroup parent %s still there after --cleanup", parent)
+		}
+	}
+}
+
+func dirExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
 }

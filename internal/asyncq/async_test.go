@@ -9,6 +9,7 @@ import (
 
 	"github.com/flintdev/flint/internal/asyncq/queues"
 	"github.com/flintdev/flint/internal/backbone"
+	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/polltest"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -361,5 +362,30 @@ func TestCrashedPollerEventRedelivered(t *testing.T) {
 	st := e.waitStatus("bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb", StateSucceeded)
 	if st.Attempts != 2 || len(e.inv.callsOf("crashy")) != 1 {
 		t.Fatalf("status %+v, survivor calls %d", st, len(e.inv.callsOf("crashy")))
+	}
+}
+
+// TestDestinationsStayInTheAccount: an event's destinations in another
+// account are refused (undeliverable), not delivered: a queue always, a
+// function unless its resource policy lets the event's account invoke it.
+func TestDestinationsStayInTheAccount(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx := context.Background()
+	ev := &event{RequestID: "22222222-2222-4222-8222-222222222222", Account: "999999999999", Region: "us-east-1", Function: "other", Qualifier: "$LATEST"}
+	err := e.svc.send(ctx, ev, "arn:aws:sqs:us-east-1:"+testAccount+":ok", "success", []byte(`{}`), nil)
+	if !skippable(err) || !strings.Contains(err.Error(), "is not in account 999999999999") {
+		t.Fatalf("queue of another account: %v", err)
+	}
+	if msgs, _ := e.svc.queues.Peek(ctx, testAccount, "ok", 10); len(msgs) != 0 {
+		t.Fatalf("another account's event reached the queue: %+v", msgs)
+	}
+	fn := e.fns.add("target", "")
+	err = e.svc.send(ctx, ev, fn.ARN(), "success", []byte(`{}`), nil)
+	if !skippable(err) || !strings.Contains(err.Error(), "no resource-based policy") {
+		t.Fatalf("function of another account without a policy: %v", err)
+	}
+	fn.Policy = &metadata.Policy{Statements: []metadata.Statement{{Sid: "s", Action: "lambda:InvokeFunction", Principal: "999999999999"}}}
+	if err := e.svc.send(ctx, ev, fn.ARN(), "success", []byte(`{}`), nil); err != nil {
+		t.Fatalf("function of another account whose policy allows it: %v", err)
 	}
 }

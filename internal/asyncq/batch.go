@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -171,13 +173,27 @@ func (b *batcher) flush(reqs []*acceptReq) {
 	msg := nats.NewMsg(inboxSubject)
 	msg.Data = data
 	msg.Header.Set(jetstream.MsgIDHeader, newUUID())
-	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
-	_, err := b.s.cfg.JetStream.PublishMsg(ctx, msg)
-	cancel()
+	// Checked again here: the backbone may have become full while the
+	// batch gathered, and a refused batch is answered at once.
+	err := writegate.Check(b.s.cfg.Gate, writegate.Events)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), b.s.cfg.WriteTimeout)
+		gateErr := watchGate(ctx, cancel, b.s.cfg.Gate)
+		err = b.s.publishIdempotent(ctx, msg)
+		cancel()
+		if ge := gateErr(); err != nil && ge != nil {
+			// The backbone stopped taking writes while this batch was
+			// in flight (e.g. the disk filled): say so now rather than
+			// after WriteTimeout. The batch was not stored.
+			err = ge
+		} else if err != nil {
+			b.s.log.Warn("publish event batch", "events", len(reqs), "err", err)
+			err = writegate.Describe(fmt.Sprintf("the event (one of a batch of %d)", len(reqs)), err)
+		}
+	}
 	if err != nil {
-		b.s.log.Warn("publish event batch", "events", len(reqs), "err", err)
 		for _, r := range reqs {
-			r.done <- &lambdaerr.Error{Type: lambdaerr.Service, Message: fmt.Sprintf("enqueue %s: %v", r.ev.RequestID, err)}
+			r.done <- err
 		}
 		return
 	}
@@ -192,6 +208,80 @@ func (b *batcher) flush(reqs []*acceptReq) {
 		r.done <- nil
 	}
 }
+
+// publishAttempt bounds one attempt of publishIdempotent.
+const publishAttempt = time.Second
+
+// publishIdempotent publishes msg, which carries a Nats-Msg-Id, until the
+// backbone acknowledges it or ctx ends: an attempt that is not answered
+// within publishAttempt (its server died, its stream is electing a leader)
+// is sent again, and JetStream's de-duplication stores it once whichever
+// attempt got through. So a node lost mid-publish costs about a second, not
+// the whole WriteTimeout. Errors the backbone answers with (storage full,
+// too large) are returned at once.
+func (s *Service) publishIdempotent(ctx context.Context, msg *nats.Msg) error {
+	for {
+		actx, cancel := context.WithTimeout(ctx, publishAttempt)
+		_, err := s.cfg.JetStream.PublishMsg(actx, msg)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return err
+		}
+		noAnswer := errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+			errors.Is(err, nats.ErrNoResponders) || errors.Is(err, jetstream.ErrNoStreamResponse) ||
+			errors.Is(err, nats.ErrConnectionClosed) || errors.Is(err, nats.ErrConnectionReconnecting) ||
+			// An earlier attempt is still being replicated (no quorum
+			// yet): its outcome is not known, so ask again.
+			strings.Contains(err.Error(), "duplicate message id is in process")
+		if !noAnswer {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return err
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// watchGate checks gate every gateWatchInterval while ctx lasts and
+// cancels ctx when it starts refusing; the returned func stops the watch
+// and gives the gate's error, if it refused.
+func watchGate(ctx context.Context, cancel context.CancelFunc, gate writegate.Gate) func() error {
+	if gate == nil {
+		return func() error { return nil }
+	}
+	var refused error
+	done := make(chan struct{})
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(gateWatchInterval)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				if err := gate.Allow(writegate.Events); err != nil {
+					refused = err
+					cancel()
+					return
+				}
+			}
+		}
+	}()
+	return func() error {
+		close(done)
+		<-stopped
+		return refused
+	}
+}
+
+// gateWatchInterval is how often a batch in flight checks the gate.
+const gateWatchInterval = 50 * time.Millisecond
 
 // queued returns the in-memory queued status of an accepted event whose
 // record is not written yet, or nil.
@@ -280,6 +370,9 @@ func (p *poller) dispatchLoop() {
 	slots := make(chan struct{}, dispatchParallel)
 	lastPrune := time.Now()
 	for {
+		if !p.waitWritable() {
+			return
+		}
 		select {
 		case slots <- struct{}{}:
 		case <-p.ctx.Done():

@@ -153,6 +153,11 @@ func (s *Service) send(ctx context.Context, ev *event, arn, kind string, body []
 	id := derivedUUID(ev.RequestID, kind, arn)
 	switch d.kind {
 	case destQueue:
+		if d.account != ev.Account {
+			// Flint queues have no resource policies: one account never
+			// writes into another's.
+			return fmt.Errorf("%w: queue %s is not in account %s", errSkip, arn, ev.Account)
+		}
 		err := s.queues.Send(ctx, d.account, d.name, body, attrs, id)
 		if errors.Is(err, nats.ErrMaxPayload) {
 			return fmt.Errorf("%w: %v", errSkip, err)
@@ -169,6 +174,12 @@ func (s *Service) send(ctx context.Context, ev *event, arn, kind string, body []
 		}
 		if err != nil {
 			return fmt.Errorf("destination %s: %w", arn, err)
+		}
+		// Another account's function takes the event only when its
+		// resource policy (of the version resolved) lets this account
+		// invoke it.
+		if d.account != ev.Account && !fn.Policy.AllowsInvoke(ev.Account) {
+			return fmt.Errorf("%w: no resource-based policy of %s lets account %s invoke it", errSkip, arn, ev.Account)
 		}
 		dev := &event{
 			RequestID: id, Account: fn.Account, Region: fn.Region, Function: fn.Name,

@@ -14,6 +14,7 @@ import (
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -131,6 +132,11 @@ func (s *Service) enqueueEvent(ctx context.Context, ev *event) error {
 	if !validToken(ev.Account) || !validToken(ev.Function) {
 		return lambdaerr.New(lambdaerr.InvalidParameterValue, "cannot queue function %q of account %q", ev.Function, ev.Account)
 	}
+	// A backbone that cannot take the write refuses now, not after a
+	// timeout.
+	if err := writegate.Check(s.cfg.Gate, writegate.Events); err != nil {
+		return err
+	}
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("enqueue %s: %w", ev.RequestID, err)
@@ -141,7 +147,7 @@ func (s *Service) enqueueEvent(ctx context.Context, ev *event) error {
 		big := *ev
 		big.PayloadRef, big.Payload = ev.RequestID, nil
 		if err := s.large.put(ctx, big.PayloadRef, ev.Payload); err != nil {
-			return &lambdaerr.Error{Type: lambdaerr.Service, Message: fmt.Sprintf("enqueue %s: %v", ev.RequestID, err)}
+			return writegate.Describe("event "+ev.RequestID, err)
 		}
 		if body, err = json.Marshal(&big); err != nil {
 			return fmt.Errorf("enqueue %s: %w", ev.RequestID, err)
@@ -155,11 +161,15 @@ func (s *Service) enqueueEvent(ctx context.Context, ev *event) error {
 	msg := nats.NewMsg(ev.key().subject())
 	msg.Data = body
 	msg.Header.Set(jetstream.MsgIDHeader, ev.RequestID)
-	if _, err := s.cfg.JetStream.PublishMsg(ctx, msg); err != nil {
+	pctx, cancel := context.WithTimeout(ctx, s.cfg.WriteTimeout)
+	err = s.publishIdempotent(pctx, msg)
+	cancel()
+	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
-			return lambdaerr.New(lambdaerr.RequestEntityTooLarge, "event %s is too large for the queue: %v", ev.RequestID, err)
+			return lambdaerr.New(lambdaerr.RequestEntityTooLarge, "event %s is too large for the queue", ev.RequestID)
 		}
-		return &lambdaerr.Error{Type: lambdaerr.Service, Message: fmt.Sprintf("enqueue %s: %v", ev.RequestID, err)}
+		s.log.Warn("publish event", "requestId", ev.RequestID, "err", err)
+		return writegate.Describe("event "+ev.RequestID, err)
 	}
 	// The event is accepted. The queued record is best effort: the
 	// poller may already have written a newer one (Create keeps it).

@@ -34,7 +34,17 @@ func (s *Service) Handler() http.Handler {
 }
 
 func (s *Service) getStatus(w http.ResponseWriter, r *http.Request) {
-	st, err := s.Status(r.Context(), r.PathValue("requestId"))
+	account, err := s.accountOf(r)
+	if err != nil {
+		lambdaerr.WriteHTTP(w, err)
+		return
+	}
+	id := r.PathValue("requestId")
+	st, err := s.Status(r.Context(), id)
+	if err == nil && st.Account != account {
+		// Another account's invocation is, to this caller, no invocation.
+		err = lambdaerr.New(lambdaerr.ResourceNotFound, "no asynchronous invocation with request id %s", id)
+	}
 	if err != nil {
 		lambdaerr.WriteHTTP(w, err)
 		return

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -152,6 +153,10 @@ func (p *poller) run(l *fnLoop) {
 	}
 	idleSince := time.Now()
 	for {
+		if !p.waitWritable() {
+			p.remove(l)
+			return
+		}
 		// Wait for a per-function slot before pulling, so events beyond
 		// the function's budget stay in JetStream for other pollers.
 		select {
@@ -189,6 +194,20 @@ func (p *poller) run(l *fnLoop) {
 		p.flightWG.Add(1)
 		go p.process(l, msg)
 	}
+}
+
+// waitWritable waits while the backbone cannot take writes (running an
+// event writes its status and its ack, and a failed write would leave it
+// "running" until redelivery); false when the poller closes first.
+func (p *poller) waitWritable() bool {
+	for writegate.Check(p.s.cfg.Gate, writegate.Events) != nil {
+		select {
+		case <-p.ctx.Done():
+			return false
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+	return true
 }
 
 // process runs one event: it keeps the message's ack deadline extended

@@ -26,6 +26,7 @@ import (
 	"github.com/flintdev/flint/internal/asyncq/queues"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -107,8 +108,18 @@ type Config struct {
 	// DuplicateWindow is the publish de-duplication window by request id
 	// (default 10m).
 	DuplicateWindow time.Duration
-	// Replicas of the streams and buckets (default 1).
+	// Replicas of the streams and buckets (default 1); existing ones are
+	// updated to it.
 	Replicas int
+	// Gate, when set, is asked before an event is accepted and before
+	// pollers and the dispatcher pull: while the backbone cannot take
+	// writes, Enqueue fails at once with its error (never a 202 for an
+	// event not stored) and no event is taken to run.
+	Gate writegate.Gate
+	// WriteTimeout bounds the wait for the backbone to acknowledge an
+	// accepted batch (default 5s): a backbone that cannot take writes is
+	// reported within it.
+	WriteTimeout time.Duration
 	// MaxInlineEvent is the largest event message sent as is; larger
 	// payloads go to an object store (default: the server's max_payload
 	// less 4 KB of headroom).
@@ -175,6 +186,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.AckWait == 0 {
 		c.AckWait = 30 * time.Second
+	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 5 * time.Second
 	}
 	if c.FetchWait == 0 {
 		c.FetchWait = 5 * time.Second

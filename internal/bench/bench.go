@@ -26,6 +26,10 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+
+	"github.com/flintdev/flint/internal/auth"
 )
 
 // Scenario names.
@@ -78,6 +82,14 @@ type Config struct {
 	// (and the bench client, which is small). The block and mutex profiles
 	// are cumulative over the run.
 	ProfileDir string
+	// Auth is the in-process server's authentication mode ("" for its
+	// default, dev on loopback); with auth.ModeRequired the bench signs
+	// with the root key the server wrote.
+	Auth auth.Mode
+	// Credentials sign requests to Endpoint (nil: a placeholder key, which
+	// only a server in --auth dev accepts). Flint's requests are signed
+	// (SigV4) in either mode, as an AWS SDK signs them.
+	Credentials aws.CredentialsProvider
 	// Progress receives one line per step (default io.Discard).
 	Progress io.Writer
 	// Logger receives the in-process server's warnings and errors.
@@ -254,7 +266,7 @@ func runFlint(ctx context.Context, cfg *Config, ft *flintTarget, res *Result) er
 			defer ft.deleteFunction(context.WithoutCancel(ctx), name) // frees its sandboxes for what follows
 			var err error
 			res.Warm, err = runWarm(ctx, cfg, func(ctx context.Context, c int) (*invoker, func(), error) {
-				inv := &invoker{url: invokeURL(ft.base, name), hc: newHTTPClient(c)}
+				inv := &invoker{url: invokeURL(ft.base, name), hc: ft.httpClient(c)}
 				return inv, inv.hc.CloseIdleConnections, nil
 			})
 			if res.Warm != nil {

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -15,6 +17,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
+	"github.com/flintdev/flint/internal/auth/keystore"
+	"github.com/flintdev/flint/internal/auth/sigv4"
 	"github.com/flintdev/flint/internal/server"
 )
 
@@ -28,12 +32,24 @@ type flintTarget struct {
 	zip       []byte
 	created   []string
 	stop      func() error
+	creds     aws.CredentialsProvider // signs every request
+}
+
+// httpClient is a plain client (newHTTPClient) that signs its requests
+// as an AWS SDK does.
+func (t *flintTarget) httpClient(conns int) *http.Client {
+	hc := newHTTPClient(conns)
+	hc.Transport = &sigv4.Transport{Base: hc.Transport, Credentials: t.creds, Region: "us-east-1"}
+	return hc
 }
 
 // startFlint starts an in-process server (endpoint "") or connects to the
 // one at endpoint.
 func startFlint(ctx context.Context, cfg *Config, zip []byte) (*flintTarget, error) {
-	t := &flintTarget{zip: zip, stop: func() error { return nil }}
+	t := &flintTarget{zip: zip, stop: func() error { return nil }, creds: cfg.Credentials}
+	if t.creds == nil {
+		t.creds = credentials.NewStaticCredentialsProvider("flint", "bench", "")
+	}
 	if cfg.Endpoint != "" {
 		t.base = strings.TrimSuffix(cfg.Endpoint, "/")
 	} else {
@@ -56,11 +72,21 @@ func startFlint(ctx context.Context, cfg *Config, zip []byte) (*flintTarget, err
 				SandboxInit:  cfg.SandboxInit,
 				Logger:       slog.New(t.capture),
 				Ready:        func(a net.Addr) { ready <- a },
+				Auth:         cfg.Auth,
 			})
 		}()
 		select {
 		case a := <-ready:
 			t.base = "http://" + a.String()
+			// The root key the server wrote on its first start.
+			id, secret, err := keystore.ReadCredentials(filepath.Join(dataDir, "credentials"), keystore.Profile)
+			if err != nil {
+				cancel()
+				<-done
+				os.RemoveAll(dataDir)
+				return nil, fmt.Errorf("start flint server: %w", err)
+			}
+			t.creds = credentials.NewStaticCredentialsProvider(id, secret, "")
 		case err := <-done:
 			cancel()
 			os.RemoveAll(dataDir)
@@ -84,7 +110,7 @@ func startFlint(ctx context.Context, cfg *Config, zip []byte) (*flintTarget, err
 	t.lambda = lambda.New(lambda.Options{
 		Region:           "us-east-1",
 		BaseEndpoint:     aws.String(t.base),
-		Credentials:      credentials.NewStaticCredentialsProvider("flint", "bench", ""),
+		Credentials:      t.creds,
 		RetryMaxAttempts: 1,
 	})
 	return t, nil

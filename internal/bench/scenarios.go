@@ -100,7 +100,7 @@ func runFlintCold(ctx context.Context, cfg *Config, t *flintTarget) (*Cold, erro
 		return nil, err
 	}
 	defer t.deleteFunction(context.WithoutCancel(ctx), name) // frees its sandboxes for what follows
-	inv := &invoker{url: invokeURL(t.base, name), hc: newHTTPClient(1)}
+	inv := &invoker{url: invokeURL(t.base, name), hc: t.httpClient(1)}
 	c := &Cold{Mode: "UpdateFunctionConfiguration before each Invoke (code stays cached on the worker)"}
 	var totals []time.Duration
 	parts := map[string][]time.Duration{}
@@ -192,7 +192,7 @@ func runDensity(ctx context.Context, cfg *Config, t *flintTarget) (*Density, err
 		return nil, err
 	}
 	n := cfg.DensityN
-	inv := &invoker{url: invokeURL(t.base, name), hc: newHTTPClient(n)}
+	inv := &invoker{url: invokeURL(t.base, name), hc: t.httpClient(n)}
 	d := &Density{N: n}
 	settle := func() {
 		runtime.GC()
@@ -362,7 +362,7 @@ func runAsync(ctx context.Context, cfg *Config, t *flintTarget) (*Async, error) 
 		return nil, err
 	}
 	// Kept until the end: the accept phase leaves a backlog that runs on.
-	hc := newHTTPClient(16)
+	hc := t.httpClient(16)
 	inv := &invoker{url: invokeURL(t.base, name), hc: hc}
 	a := &Async{Concurrency: 16, AcceptWindow: cfg.AsyncDuration.Seconds()}
 	if _, err := inv.invoke(ctx, noop); err != nil { // a warm sandbox

@@ -1,11 +1,15 @@
 package cli
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"strings"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/spf13/cobra"
+
+	"github.com/flintdev/flint/internal/auth"
 
 	"github.com/flintdev/flint/internal/bench"
 )
@@ -14,6 +18,7 @@ func newBenchCmd(g *globals) *cobra.Command {
 	cfg := bench.Config{}
 	var jsonPath, scenarios, logLevel string
 	var useEndpoint bool
+	var authMode string
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Benchmark Flint (warm, cold, density, async), optionally against AWS's Runtime Interface Emulator",
@@ -30,7 +35,13 @@ same bootstrap and prints the ratios. See docs/benchmarks.md.`,
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl}))
 			if useEndpoint || cmd.Flags().Changed("endpoint") {
 				cfg.Endpoint = g.endpoint
+				cfg.Credentials = aws.NewCredentialsCache(aws.CredentialsProviderFunc(g.retrieve))
 			}
+			mode, err := auth.ParseMode(authMode)
+			if err != nil {
+				return fmt.Errorf("--auth: %w", err)
+			}
+			cfg.Auth = mode
 			if scenarios != "" {
 				cfg.Scenarios = strings.Split(scenarios, ",")
 			}
@@ -63,6 +74,7 @@ same bootstrap and prints the ratios. See docs/benchmarks.md.`,
 	f.StringVar(&scenarios, "scenarios", "", "comma-separated subset of warm,cold,density,async (default all)")
 	f.StringVar(&cfg.CacheDir, "cache", "", "where the bench function and the emulator are built/installed (default $TMPDIR/flint-bench)")
 	f.StringVar(&cfg.ProfileDir, "profile", "", "write CPU, mutex and block profiles per flint scenario into this dir (in-process server)")
+	f.StringVar(&authMode, "auth", "", `authentication mode of the in-process server: "required" (the bench signs with the root key it wrote) or "dev" (default)`)
 	f.StringVar(&logLevel, "log-level", "warn", "level of the in-process server's logs on stderr")
 	return cmd
 }

@@ -8,12 +8,20 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
+	"path/filepath"
+	"sync"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/feature/ec2/imds"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/spf13/cobra"
+
+	"github.com/flintdev/flint/internal/auth/keystore"
+	"github.com/flintdev/flint/internal/auth/sigv4"
 )
 
 // DefaultEndpoint is where `flint server` listens by default.
@@ -34,6 +42,11 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 type globals struct {
 	endpoint string
 	region   string
+	profile  string
+
+	credsOnce sync.Once
+	creds     aws.CredentialsProvider
+	credsErr  error
 }
 
 func newRoot(stdout, stderr io.Writer) *cobra.Command {
@@ -52,6 +65,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 	}
 	root.PersistentFlags().StringVar(&g.endpoint, "endpoint", endpoint, "Flint server URL (env FLINT_ENDPOINT)")
 	root.PersistentFlags().StringVar(&g.region, "region", "us-east-1", "region the server answers for")
+	root.PersistentFlags().StringVar(&g.profile, "profile", "", "AWS profile to sign requests with (default $AWS_PROFILE; see `flint help keys`)")
 	root.AddCommand(
 		newServerCmd(),
 		newDeployCmd(g),
@@ -60,17 +74,74 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newListCmd(g),
 		newDeleteCmd(g),
 		newBenchCmd(g),
+		newKeysCmd(g),
 	)
 	return root
 }
 
-// client is a Lambda API client for the Flint server at g.endpoint.
-// Flint accepts request signatures unverified, so any static credentials
-// do.
+// client is a Lambda API client for the Flint server at g.endpoint,
+// signing with g's credentials.
 func (g *globals) client() *lambda.Client {
 	return lambda.New(lambda.Options{
 		Region:       g.region,
 		BaseEndpoint: aws.String(g.endpoint),
-		Credentials:  credentials.NewStaticCredentialsProvider("flint", "flint", ""),
+		Credentials:  aws.NewCredentialsCache(aws.CredentialsProviderFunc(g.retrieve)),
 	})
+}
+
+// httpClient is a client for Flint's own endpoints that signs like client.
+func (g *globals) httpClient() *http.Client {
+	return &http.Client{Transport: &sigv4.Transport{
+		Credentials: aws.NewCredentialsCache(aws.CredentialsProviderFunc(g.retrieve)),
+		Region:      g.region,
+	}}
+}
+
+// retrieve finds the credentials to sign with, once, as the AWS CLI does:
+// AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or the profile (--profile,
+// AWS_PROFILE) of the shared credentials file (AWS_SHARED_CREDENTIALS_FILE,
+// ~/.aws/credentials). With none configured it takes the root key a
+// server on this machine wrote (profile "flint" of DATA/credentials, when
+// readable), and failing that a placeholder key, which only a server in
+// --auth dev accepts.
+func (g *globals) retrieve(ctx context.Context) (aws.Credentials, error) {
+	g.credsOnce.Do(func() { g.creds, g.credsErr = g.findCredentials(ctx) })
+	if g.credsErr != nil {
+		return aws.Credentials{}, g.credsErr
+	}
+	return g.creds.Retrieve(ctx)
+}
+
+func (g *globals) findCredentials(ctx context.Context) (aws.CredentialsProvider, error) {
+	opts := []func(*config.LoadOptions) error{
+		config.WithRegion(g.region),
+		// Flint is not on EC2: do not wait for an instance metadata service.
+		config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+	}
+	if g.profile != "" {
+		opts = append(opts, config.WithSharedConfigProfile(g.profile))
+	}
+	cfg, err := config.LoadDefaultConfig(ctx, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loading AWS credentials: %w", err)
+	}
+	if _, err := cfg.Credentials.Retrieve(ctx); err == nil {
+		return cfg.Credentials, nil
+	} else if g.profile != "" || os.Getenv("AWS_PROFILE") != "" || os.Getenv("AWS_ACCESS_KEY_ID") != "" {
+		return nil, fmt.Errorf("loading AWS credentials: %w", err)
+	}
+	path := filepath.Join(defaultDataDir(), "credentials")
+	if f, err := os.Open(path); err == nil {
+		f.Close()
+		cfg, err := config.LoadDefaultConfig(ctx, config.WithRegion(g.region),
+			config.WithEC2IMDSClientEnableState(imds.ClientDisabled),
+			config.WithSharedCredentialsFiles([]string{path}), config.WithSharedConfigFiles([]string{}),
+			config.WithSharedConfigProfile(keystore.Profile))
+		if err == nil {
+			if _, err := cfg.Credentials.Retrieve(ctx); err == nil {
+				return cfg.Credentials, nil
+			}
+		}
+	}
+	return credentials.NewStaticCredentialsProvider("flint-dev", "flint-dev", ""), nil
 }

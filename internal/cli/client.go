@@ -338,18 +338,13 @@ func newLogsCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			resp, err := http.DefaultClient.Do(req)
+			resp, err := g.httpClient().Do(req)
 			if err != nil {
 				return err
 			}
 			defer resp.Body.Close()
 			if resp.StatusCode != http.StatusOK {
-				var e struct{ Message string }
-				b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
-				if json.Unmarshal(b, &e) == nil && e.Message != "" {
-					return fmt.Errorf("%s: %s", resp.Status, e.Message)
-				}
-				return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
+				return responseError(resp)
 			}
 			_, err = io.Copy(cmd.OutOrStdout(), bufio.NewReader(resp.Body))
 			if cmd.Context().Err() != nil {
@@ -361,4 +356,17 @@ func newLogsCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new log entries")
 	cmd.Flags().IntVar(&tail, "tail", 0, "only the last N invocations' logs")
 	return cmd
+}
+
+// responseError describes a failed response of Flint's own endpoints.
+func responseError(resp *http.Response) error {
+	var e struct{ Message string }
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if json.Unmarshal(b, &e) == nil && e.Message != "" {
+		if t := resp.Header.Get("X-Amzn-ErrorType"); t != "" {
+			return fmt.Errorf("%s: %s: %s", resp.Status, t, e.Message)
+		}
+		return fmt.Errorf("%s: %s", resp.Status, e.Message)
+	}
+	return fmt.Errorf("%s: %s", resp.Status, bytes.TrimSpace(b))
 }

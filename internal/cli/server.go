@@ -6,10 +6,13 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/server"
 )
@@ -21,6 +24,8 @@ func newServerCmd() *cobra.Command {
 	var egressCfg process.EgressConfig
 	var egressPool string
 	var egressDNS []string
+	var cleanup bool
+	var authMode string
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Run every Flint component in one process, on an embedded NATS JetStream",
@@ -31,6 +36,14 @@ func newServerCmd() *cobra.Command {
 				return err
 			}
 			cfg.Logger = slog.New(slog.NewTextHandler(cmd.ErrOrStderr(), &slog.HandlerOptions{Level: lvl}))
+			if cleanup {
+				n, err := server.Cleanup(cmd.Context(), cfg.DataDir, cfg.Logger)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %d sandbox cgroups left by the server on %s\n", n, cfg.DataDir)
+				return nil
+			}
 			for _, name := range []string{"sandbox-egress-pool", "sandbox-egress-interface", "sandbox-egress-name", "sandbox-egress-dns"} {
 				if !egress && cmd.Flags().Changed(name) {
 					return fmt.Errorf("--%s needs --sandbox-egress", name)
@@ -51,6 +64,11 @@ func newServerCmd() *cobra.Command {
 				}
 				cfg.SandboxEgress = &egressCfg
 			}
+			mode, err := auth.ParseMode(authMode)
+			if err != nil {
+				return fmt.Errorf("--auth: %w", err)
+			}
+			cfg.Auth = mode
 			return server.Run(cmd.Context(), cfg)
 		},
 	}
@@ -60,11 +78,25 @@ func newServerCmd() *cobra.Command {
 	f.StringVar(&cfg.NATSURL, "nats-url", "", "external NATS cluster with JetStream (default: embedded server)")
 	f.IntVar(&cfg.NATSPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
 	f.StringVar(&cfg.Region, "region", "us-east-1", "region in ARNs")
-	f.StringVar(&cfg.Account, "account", "000000000000", "account id in ARNs")
+	f.StringVar(&cfg.Account, "account", "000000000000", "the default account: its root key is written to DATA/credentials; in --auth dev every request acts on it")
+	f.StringVar(&authMode, "auth", "", `"required": verify every request's SigV4 signature against the key store; "dev": accept any request as the default account's root (default dev when --listen is a loopback address; any other address needs one of them said explicitly)`)
 	f.DurationVar(&cfg.KeepAlive, "keep-alive", 5*time.Minute, "how long an idle sandbox stays warm")
+	f.DurationVar(&cfg.CodeURLTTL, "code-url-ttl", 10*time.Minute, "how long GetFunction's Code.Location and GetLayerVersion's Content.Location download links stay valid")
 	f.IntVar(&cfg.HostMemoryMB, "host-memory", 0, "memory (MB) this host offers to sandboxes (default: 3/4 of RAM)")
 	f.IntVar(&cfg.MaxSandboxes, "max-sandboxes", 1000, "sandboxes this host runs at once")
+	f.IntVar(&cfg.Backbone.Replicas, "nats-replicas", 1, "replicas of every stream, KV bucket and object store (1 on the embedded server; 3 recommended on a NATS cluster); existing ones are updated")
+	f.Var(byteSize{&cfg.Backbone.MaxStore}, "nats-max-store", "JetStream storage limit of the embedded server, e.g. 512MiB or 20GiB (default: 3/4 of the data dir's free space)")
+	f.Var(byteSize{&cfg.Backbone.Reserve}, "nats-reserve", "free space kept on the data dir's disk: writes are refused below it, function logs below twice it (default: 5% of the disk, 4MiB to 512MiB)")
+	f.Var(byteSize{&cfg.Backbone.LogsMaxBytes}, "logs-max-bytes", "size limit of the function log stream, oldest logs dropped past it (default: 1/8 of the storage limit, at most 1GiB)")
+	f.StringVar(&cfg.Backbone.Creds, "nats-creds", "", "NATS credentials file (JWT + nkey seed) for --nats-url; user:password@ in the URL works too")
+	f.StringVar(&cfg.Backbone.TLSCA, "nats-tls-ca", "", "CA certificate (PEM) that verifies the NATS servers (TLS)")
+	f.StringVar(&cfg.Backbone.TLSCert, "nats-tls-cert", "", "client certificate (PEM) for NATS connections (TLS)")
+	f.StringVar(&cfg.Backbone.TLSKey, "nats-tls-key", "", "client key (PEM) for --nats-tls-cert")
+	f.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", 2*time.Minute, "close keep-alive API connections idle this long")
+	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "API connections open at once; past it new ones are answered 429 and closed")
+	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish at shutdown (closing the rest takes at most 20s more)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	f.BoolVar(&cleanup, "cleanup", false, "remove the sandbox cgroups a killed server on --data left behind, then exit (refused while a server runs there)")
 	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "sandbox init binary (build cmd/flint-sandbox-init for faster cold starts; default: this binary)")
 	f.BoolVar(&egress, "sandbox-egress", false, "let functions open connections to the outside world (veth + NAT; the host, link-local and private addresses and other sandboxes stay unreachable; needs nft, sets net.ipv4.ip_forward=1)")
 	f.StringVar(&egressPool, "sandbox-egress-pool", process.DefaultEgressPool.String(), "IPv4 range sandbox links are carved from (a /30 each)")
@@ -77,6 +109,47 @@ func newServerCmd() *cobra.Command {
 	f.DurationVar(&cfg.Async.ThrottleBackoffMax, "async-throttle-backoff-max", 0, "longest back-off after a throttled async invocation (default 5m)")
 	f.DurationVar(&cfg.Async.AckWait, "async-ack-wait", 0, "how long an event taken by a crashed process waits before redelivery (default 30s)")
 	return cmd
+}
+
+// byteSize is a flag of bytes: a number with an optional KiB, MiB, GiB
+// or TiB (or KB, MB, GB, TB, also powers of 1024) suffix.
+type byteSize struct{ n *int64 }
+
+func (b byteSize) String() string {
+	if b.n == nil || *b.n == 0 {
+		return ""
+	}
+	return strconv.FormatInt(*b.n, 10)
+}
+
+func (b byteSize) Type() string { return "bytes" }
+
+func (b byteSize) Set(s string) error {
+	n, err := parseBytes(s)
+	if err != nil {
+		return err
+	}
+	*b.n = n
+	return nil
+}
+
+func parseBytes(s string) (int64, error) {
+	t := strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range []struct {
+		suffix string
+		mult   int64
+	}{{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40}, {"KB", 1 << 10}, {"MB", 1 << 20}, {"GB", 1 << 30}, {"TB", 1 << 40}, {"K", 1 << 10}, {"M", 1 << 20}, {"G", 1 << 30}, {"T", 1 << 40}, {"B", 1}} {
+		if strings.HasSuffix(strings.ToUpper(t), strings.ToUpper(u.suffix)) {
+			t, mult = strings.TrimSpace(t[:len(t)-len(u.suffix)]), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return 0, fmt.Errorf("%q is not a size (e.g. 512MiB, 20GiB)", s)
+	}
+	return n * mult, nil
 }
 
 func defaultDataDir() string {

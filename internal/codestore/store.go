@@ -23,6 +23,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -41,6 +42,11 @@ type Config struct {
 	Bucket string
 	// Limits on packages; zero fields mean Lambda's defaults.
 	Limits Limits
+	// Replicas of the bucket (default 1); an existing bucket is updated.
+	Replicas int
+	// Gate, when set, is asked before a package is stored, so a write
+	// the backbone cannot take is refused at once.
+	Gate writegate.Gate
 	// Logger; a discarding logger when nil.
 	Logger *slog.Logger
 }
@@ -63,10 +69,14 @@ type Package struct {
 	Sha256 string
 	// Size is the zip's size in bytes (Lambda's CodeSize).
 	Size int64
+	// UnzippedSize is the size of the extracted files (see Measure); set
+	// by Put.
+	UnzippedSize int64
 }
 
 // Store is the code package store. It is safe for concurrent use.
 type Store struct {
+	gate   writegate.Gate
 	obs    jetstream.ObjectStore
 	limits Limits
 	log    *slog.Logger
@@ -100,11 +110,13 @@ func New(cfg Config) (*Store, error) {
 		Bucket:      cfg.Bucket,
 		Description: "Flint function code packages, by SHA-256",
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, cfg.Replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("codestore: open bucket %s: %w", cfg.Bucket, err)
 	}
 	return &Store{
+		gate:     cfg.Gate,
 		obs:      obs,
 		limits:   cfg.Limits.withDefaults(),
 		log:      cfg.Logger,
@@ -144,19 +156,24 @@ func checkDigest(digest string) error {
 // Package. Bad input gives a *lambdaerr.Error (InvalidParameterValue or
 // RequestEntityTooLarge); other errors are backbone failures.
 func (s *Store) Put(ctx context.Context, zip []byte) (Package, error) {
-	if err := Validate(zip, s.limits); err != nil {
+	unzipped, err := Measure(zip, s.limits)
+	if err != nil {
 		return Package{}, err
 	}
 	pkg := describe(zip)
+	pkg.UnzippedSize = unzipped
 	if s.Has(ctx, pkg.Digest) {
 		return pkg, nil
 	}
-	_, err := s.obs.Put(ctx, jetstream.ObjectMeta{
+	if err := writegate.Check(s.gate, writegate.Data); err != nil {
+		return Package{}, err
+	}
+	_, err = s.obs.Put(ctx, jetstream.ObjectMeta{
 		Name:     pkg.Digest,
 		Metadata: map[string]string{"sha256": pkg.Sha256},
 	}, bytes.NewReader(zip))
 	if err != nil {
-		return Package{}, fmt.Errorf("codestore: put %s: %w", pkg.Digest, err)
+		return Package{}, fmt.Errorf("codestore: put %s: %w", pkg.Digest, writegate.Describe("the code package", err))
 	}
 	s.log.Debug("code package stored", "digest", pkg.Digest, "size", pkg.Size)
 	return pkg, nil
@@ -189,6 +206,20 @@ func (s *Store) Get(ctx context.Context, digest string) ([]byte, error) {
 		return nil, fmt.Errorf("codestore: get %s: fetched bytes hash to %s", digest, got)
 	}
 	return data, nil
+}
+
+// UnzippedSize returns the unzipped size (see Measure) of the stored
+// package with the digest. A missing package wraps ErrNotFound.
+func (s *Store) UnzippedSize(ctx context.Context, digest string) (int64, error) {
+	data, err := s.Get(ctx, digest)
+	if err != nil {
+		return 0, err
+	}
+	n, err := Measure(data, s.limits)
+	if err != nil {
+		return 0, fmt.Errorf("codestore: measure %s: %w", digest, err)
+	}
+	return n, nil
 }
 
 // Delete removes the package (best effort, for garbage collection of

@@ -377,13 +377,20 @@ func copyLimited(dst io.Writer, src io.Reader, budget int64) (n int64, readErr, 
 // With root nil the data is discarded (validation only); otherwise the
 // plan is materialised under root.
 func (p *plan) run(root *os.Root, lim Limits) error {
+	_, err := p.measure(root, lim)
+	return err
+}
+
+// measure is run, also returning the unzipped size: the bytes of every
+// file plus the length of every symlink target.
+func (p *plan) measure(root *os.Root, lim Limits) (int64, error) {
 	if root != nil {
 		for _, d := range p.dirs {
 			if err := root.Mkdir(d, 0o755); err != nil {
-				return fmt.Errorf("mkdir %s: %w", d, err)
+				return 0, fmt.Errorf("mkdir %s: %w", d, err)
 			}
 			if err := root.Chmod(d, 0o755); err != nil {
-				return fmt.Errorf("chmod %s: %w", d, err)
+				return 0, fmt.Errorf("chmod %s: %w", d, err)
 			}
 		}
 	}
@@ -392,11 +399,11 @@ func (p *plan) run(root *os.Root, lim Limits) error {
 		if e.kind == kindSymlink {
 			remaining -= int64(len(e.target))
 			if remaining < 0 {
-				return tooLarge(lim.MaxUnzippedBytes)
+				return 0, tooLarge(lim.MaxUnzippedBytes)
 			}
 			if root != nil {
 				if err := root.Symlink(e.target, e.name); err != nil {
-					return fmt.Errorf("symlink %s: %w", e.name, err)
+					return 0, fmt.Errorf("symlink %s: %w", e.name, err)
 				}
 			}
 			continue
@@ -405,12 +412,12 @@ func (p *plan) run(root *os.Root, lim Limits) error {
 		remaining -= n
 		if err != nil {
 			if errors.Is(err, errBudget) {
-				return tooLarge(lim.MaxUnzippedBytes)
+				return 0, tooLarge(lim.MaxUnzippedBytes)
 			}
-			return err
+			return 0, err
 		}
 	}
-	return nil
+	return lim.MaxUnzippedBytes - remaining, nil
 }
 
 // writeFile decompresses one file entry into root (or nowhere) and returns
@@ -462,12 +469,20 @@ func (p *plan) writeFile(root *os.Root, e entry, budget int64) (int64, error) {
 // the zip itself exceeds lim.MaxZipBytes, InvalidParameterValueException
 // for everything else. Zero fields of lim mean Lambda's defaults.
 func Validate(data []byte, lim Limits) error {
+	_, err := Measure(data, lim)
+	return err
+}
+
+// Measure validates data as Validate does and returns its unzipped size:
+// the bytes its files decompress to (counted, never taken from the zip's
+// headers) plus the lengths of its symlink targets.
+func Measure(data []byte, lim Limits) (int64, error) {
 	lim = lim.withDefaults()
 	p, err := openPlan(data, lim)
 	if err != nil {
-		return err
+		return 0, err
 	}
-	return p.run(nil, lim)
+	return p.measure(nil, lim)
 }
 
 // Extract validates data as Validate does and extracts it into dir, which

@@ -85,7 +85,7 @@ func (h *Handler) checkAliasTarget(ctx context.Context, name, version string, we
 	if err := checkVersionRef("functionVersion", version); err != nil {
 		return err
 	}
-	if _, err := h.cfg.Functions.Get(ctx, h.cfg.Account, name, version); err != nil {
+	if _, err := h.cfg.Functions.Get(ctx, h.account(ctx), name, version); err != nil {
 		return err
 	}
 	if len(weights) > 1 {
@@ -107,7 +107,7 @@ func (h *Handler) checkAliasTarget(ctx context.Context, name, version string, we
 			return lambdaerr.New(lambdaerr.InvalidParameterValue,
 				"Invalid function version %s. Function version %s is already included in routing configuration.", v, v)
 		}
-		if _, err := h.cfg.Functions.Get(ctx, h.cfg.Account, name, v); err != nil {
+		if _, err := h.cfg.Functions.Get(ctx, h.account(ctx), name, v); err != nil {
 			return err
 		}
 	}
@@ -116,8 +116,8 @@ func (h *Handler) checkAliasTarget(ctx context.Context, name, version string, we
 
 // aliasFunction resolves the FunctionName of an alias operation (no
 // qualifier allowed).
-func (h *Handler) aliasFunction(rt route) (string, error) {
-	ref, err := h.parseFunctionName(rt.function)
+func (h *Handler) aliasFunction(ctx context.Context, rt route) (string, error) {
+	ref, err := h.parseFunctionName(ctx, rt.function)
 	if err != nil {
 		return "", err
 	}
@@ -129,7 +129,7 @@ func (h *Handler) aliasFunction(rt route) (string, error) {
 }
 
 func (h *Handler) createAlias(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.aliasFunction(rt)
+	name, err := h.aliasFunction(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -150,7 +150,7 @@ func (h *Handler) createAlias(w http.ResponseWriter, r *http.Request, reqID stri
 	if err := checkAliasName("name", *req.Name); err != nil {
 		return err
 	}
-	a := &metadata.Alias{Account: h.cfg.Account, Region: h.cfg.Region, FunctionName: name, Name: *req.Name,
+	a := &metadata.Alias{Account: h.account(r.Context()), Region: h.cfg.Region, FunctionName: name, Name: *req.Name,
 		FunctionVersion: *req.FunctionVersion, LastModified: h.cfg.Clock()}
 	if req.Description != nil {
 		if len(*req.Description) > 256 {
@@ -176,14 +176,14 @@ func (h *Handler) createAlias(w http.ResponseWriter, r *http.Request, reqID stri
 }
 
 func (h *Handler) getAlias(w http.ResponseWriter, r *http.Request, _ string, rt route) error {
-	name, err := h.aliasFunction(rt)
+	name, err := h.aliasFunction(r.Context(), rt)
 	if err != nil {
 		return err
 	}
 	if err := checkAliasName("name", rt.alias); err != nil {
 		return err
 	}
-	a, err := h.cfg.Functions.GetAlias(r.Context(), h.cfg.Account, name, rt.alias)
+	a, err := h.cfg.Functions.GetAlias(r.Context(), h.account(r.Context()), name, rt.alias)
 	if err != nil {
 		return err
 	}
@@ -192,7 +192,7 @@ func (h *Handler) getAlias(w http.ResponseWriter, r *http.Request, _ string, rt 
 }
 
 func (h *Handler) updateAlias(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.aliasFunction(rt)
+	name, err := h.aliasFunction(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -211,7 +211,7 @@ func (h *Handler) updateAlias(w http.ResponseWriter, r *http.Request, reqID stri
 		return validation("description", *req.Description, false, "Member must have length less than or equal to 256")
 	}
 	var before string
-	a, err := h.cfg.Functions.ModifyAlias(r.Context(), h.cfg.Account, name, rt.alias, func(a *metadata.Alias) error {
+	a, err := h.cfg.Functions.ModifyAlias(r.Context(), h.account(r.Context()), name, rt.alias, func(a *metadata.Alias) error {
 		if req.RevisionId != "" && req.RevisionId != a.RevisionID {
 			return lambdaerr.New(lambdaerr.PreconditionFailed,
 				"The Revision Id provided does not match the latest Revision Id. Call the GetFunction/GetAlias API to retrieve the latest Revision Id")
@@ -251,7 +251,7 @@ func (h *Handler) updateAlias(w http.ResponseWriter, r *http.Request, reqID stri
 }
 
 func (h *Handler) deleteAlias(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.aliasFunction(rt)
+	name, err := h.aliasFunction(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -259,7 +259,7 @@ func (h *Handler) deleteAlias(w http.ResponseWriter, r *http.Request, reqID stri
 		return err
 	}
 	h.clearProvisioned(r.Context(), name, rt.alias)
-	if err := h.cfg.Functions.DeleteAlias(r.Context(), h.cfg.Account, name, rt.alias); err != nil {
+	if err := h.cfg.Functions.DeleteAlias(r.Context(), h.account(r.Context()), name, rt.alias); err != nil {
 		return err
 	}
 	h.dropEventConfigs(r.Context(), name, rt.alias)
@@ -269,7 +269,7 @@ func (h *Handler) deleteAlias(w http.ResponseWriter, r *http.Request, reqID stri
 }
 
 func (h *Handler) listAliases(w http.ResponseWriter, r *http.Request, _ string, rt route) error {
-	name, err := h.aliasFunction(rt)
+	name, err := h.aliasFunction(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -283,7 +283,7 @@ func (h *Handler) listAliases(w http.ResponseWriter, r *http.Request, _ string, 
 			return err
 		}
 	}
-	all, err := h.cfg.Functions.ListAliases(r.Context(), h.cfg.Account, name)
+	all, err := h.cfg.Functions.ListAliases(r.Context(), h.account(r.Context()), name)
 	if err != nil {
 		return err
 	}

@@ -30,9 +30,9 @@ func typedAs(err error, code string) bool {
 	case "InvalidRequestContentException":
 		var e *types.InvalidRequestContentException
 		return errors.As(err, &e) && aws.ToString(e.Message) != ""
-	case "RequestEntityTooLargeException", "ValidationException":
+	case "RequestEntityTooLargeException", "ValidationException", "AccessDeniedException":
 		// Not in Lambda's model (its RequestTooLargeException is not what
-		// the service answers): a generic API error.
+		// the service answers for a payload): a generic API error.
 		var e *smithy.GenericAPIError
 		return errors.As(err, &e)
 	}
@@ -71,7 +71,7 @@ func TestBadInputSDK(t *testing.T) {
 		{"create ../x", withCreate(func(in *lambda.CreateFunctionInput) { in.FunctionName = aws.String("../x") }), "ValidationException", 400, "regular expression pattern"},
 		{"create other account ARN", withCreate(func(in *lambda.CreateFunctionInput) {
 			in.FunctionName = aws.String("arn:aws:lambda:us-east-1:123456789012:function:x")
-		}), "InvalidParameterValueException", 400, "account 000000000000"},
+		}), "AccessDeniedException", 403, "User: arn:aws:iam::000000000000:root is not authorized to perform: lambda:CreateFunction"},
 		{"create other region ARN", withCreate(func(in *lambda.CreateFunctionInput) {
 			in.FunctionName = aws.String("arn:aws:lambda:eu-west-1:000000000000:function:x")
 		}), "InvalidParameterValueException", 400, "region us-east-1"},
@@ -103,7 +103,7 @@ func TestBadInputSDK(t *testing.T) {
 		}), "InvalidParameterValueException", 400, "DeadLetterConfig"},
 		{"layers", withCreate(func(in *lambda.CreateFunctionInput) {
 			in.Layers = []string{"arn:aws:lambda:us-east-1:000000000000:layer:l:1"}
-		}), "InvalidParameterValueException", 400, "Layers"},
+		}), "InvalidParameterValueException", 400, "Layer version arn:aws:lambda:us-east-1:000000000000:layer:l:1 does not exist."},
 		{"get ../x", func() error {
 			_, err := c.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("../x")})
 			return err
@@ -115,11 +115,11 @@ func TestBadInputSDK(t *testing.T) {
 		{"get other account ARN", func() error {
 			_, err := c.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("arn:aws:lambda:us-east-1:123456789012:function:target")})
 			return err
-		}, "ResourceNotFoundException", 404, "arn:aws:lambda:us-east-1:123456789012:function:target"},
+		}, "AccessDeniedException", 403, "is not authorized to perform: lambda:GetFunction on resource: arn:aws:lambda:us-east-1:123456789012:function:target"},
 		{"get partial ARN other account", func() error {
 			_, err := c.GetFunctionConfiguration(ctx, &lambda.GetFunctionConfigurationInput{FunctionName: aws.String("123456789012:function:target")})
 			return err
-		}, "ResourceNotFoundException", 404, ""},
+		}, "AccessDeniedException", 403, "lambda:GetFunctionConfiguration"},
 		{"get qualifier 1", func() error {
 			_, err := c.GetFunction(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("target"), Qualifier: aws.String("1")})
 			return err
@@ -208,7 +208,7 @@ func TestBadInputHTTP(t *testing.T) {
 		{"create body over limit", "POST", "/2015-03-31/functions", io.LimitReader(zeroReader{}, maxCodeRequest+1), maxCodeRequest + 1, nil, 413, "RequestEntityTooLargeException", "69905067 bytes for the CreateFunction operation"},
 		{"unknown route", "GET", "/2015-03-31/layers", nil, 0, nil, 404, "UnknownOperationException", "/2015-03-31/layers"},
 		{"too deep", "GET", "/2015-03-31/functions/a/b/c", nil, 0, nil, 404, "UnknownOperationException", ""},
-		{"unknown sub", "GET", "/2015-03-31/functions/target/nosuch", nil, 0, nil, 404, "UnknownOperationException", ""},
+		{"unknown sub", "GET", "/2015-03-31/functions/target/bogus", nil, 0, nil, 404, "UnknownOperationException", ""},
 		{"escaped slash", "GET", "/2015-03-31/functions/a%2Fb", nil, 0, nil, 400, "ValidationException", "'a/b'"},
 		{"method", "PATCH", "/2015-03-31/functions/target", nil, 0, nil, 405, "MethodNotAllowedException", "GET, DELETE"},
 		{"method on collection", "DELETE", "/2015-03-31/functions", nil, 0, nil, 405, "MethodNotAllowedException", ""},

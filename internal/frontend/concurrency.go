@@ -88,7 +88,7 @@ type concurrencyRequest struct {
 }
 
 func (h *Handler) putFunctionConcurrency(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.aliasFunction(rt)
+	name, err := h.aliasFunction(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -108,10 +108,10 @@ func (h *Handler) putFunctionConcurrency(w http.ResponseWriter, r *http.Request,
 		return validation("reservedConcurrentExecutions", fmt.Sprint(n), false, "Member must have value greater than or equal to 0")
 	}
 	ctx := r.Context()
-	if _, err := h.cfg.Functions.Get(ctx, h.cfg.Account, name, metadata.LatestVersion); err != nil {
+	if _, err := h.cfg.Functions.Get(ctx, h.account(ctx), name, metadata.LatestVersion); err != nil {
 		return err
 	}
-	rs, err := h.cfg.Functions.ListReservedConcurrency(ctx, h.cfg.Account)
+	rs, err := h.cfg.Functions.ListReservedConcurrency(ctx, h.account(ctx))
 	if err != nil {
 		return err
 	}
@@ -125,7 +125,7 @@ func (h *Handler) putFunctionConcurrency(w http.ResponseWriter, r *http.Request,
 		return lambdaerr.New(lambdaerr.InvalidParameterValue,
 			"Specified ReservedConcurrentExecutions for function decreases account's UnreservedConcurrentExecution below its minimum value of [%d].", h.cfg.MinUnreserved)
 	}
-	ps, err := h.cfg.Functions.ListProvisionedConfigs(ctx, h.cfg.Account, name)
+	ps, err := h.cfg.Functions.ListProvisionedConfigs(ctx, h.account(ctx), name)
 	if err != nil {
 		return err
 	}
@@ -137,11 +137,11 @@ func (h *Handler) putFunctionConcurrency(w http.ResponseWriter, r *http.Request,
 		return lambdaerr.New(lambdaerr.InvalidParameterValue,
 			"Specified ReservedConcurrentExecutions for function is less than function's total provisioned concurrency [%d].", provisioned)
 	}
-	if err := h.cfg.Functions.PutReservedConcurrency(ctx, h.cfg.Account, name, n); err != nil {
+	if err := h.cfg.Functions.PutReservedConcurrency(ctx, h.account(ctx), name, n); err != nil {
 		return err
 	}
 	if h.cfg.Concurrency != nil {
-		h.cfg.Concurrency.SetReservedConcurrency(h.cfg.Account, name, n)
+		h.cfg.Concurrency.SetReservedConcurrency(h.account(ctx), name, n)
 	}
 	h.log.Info("reserved concurrency set", "requestId", reqID, "function", name, "reserved", n)
 	writeJSON(w, http.StatusOK, reservedConcurrency{ReservedConcurrentExecutions: &n})
@@ -149,14 +149,14 @@ func (h *Handler) putFunctionConcurrency(w http.ResponseWriter, r *http.Request,
 }
 
 func (h *Handler) getFunctionConcurrency(w http.ResponseWriter, r *http.Request, _ string, rt route) error {
-	name, err := h.aliasFunction(rt)
+	name, err := h.aliasFunction(r.Context(), rt)
 	if err != nil {
 		return err
 	}
-	if _, err := h.cfg.Functions.Get(r.Context(), h.cfg.Account, name, metadata.LatestVersion); err != nil {
+	if _, err := h.cfg.Functions.Get(r.Context(), h.account(r.Context()), name, metadata.LatestVersion); err != nil {
 		return err
 	}
-	n, ok, err := h.cfg.Functions.GetReservedConcurrency(r.Context(), h.cfg.Account, name)
+	n, ok, err := h.cfg.Functions.GetReservedConcurrency(r.Context(), h.account(r.Context()), name)
 	if err != nil {
 		return err
 	}
@@ -169,15 +169,15 @@ func (h *Handler) getFunctionConcurrency(w http.ResponseWriter, r *http.Request,
 }
 
 func (h *Handler) deleteFunctionConcurrency(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.aliasFunction(rt)
+	name, err := h.aliasFunction(r.Context(), rt)
 	if err != nil {
 		return err
 	}
-	if err := h.cfg.Functions.DeleteReservedConcurrency(r.Context(), h.cfg.Account, name); err != nil {
+	if err := h.cfg.Functions.DeleteReservedConcurrency(r.Context(), h.account(r.Context()), name); err != nil {
 		return err
 	}
 	if h.cfg.Concurrency != nil {
-		h.cfg.Concurrency.ClearReservedConcurrency(h.cfg.Account, name)
+		h.cfg.Concurrency.ClearReservedConcurrency(h.account(r.Context()), name)
 	}
 	h.log.Info("reserved concurrency removed", "requestId", reqID, "function", name)
 	w.WriteHeader(http.StatusNoContent)
@@ -185,11 +185,11 @@ func (h *Handler) deleteFunctionConcurrency(w http.ResponseWriter, r *http.Reque
 }
 
 func (h *Handler) getAccountSettings(w http.ResponseWriter, r *http.Request, _ string, _ route) error {
-	count, size, err := h.cfg.Functions.AccountUsage(r.Context(), h.cfg.Account)
+	count, size, err := h.cfg.Functions.AccountUsage(r.Context(), h.account(r.Context()))
 	if err != nil {
 		return err
 	}
-	rs, err := h.cfg.Functions.ListReservedConcurrency(r.Context(), h.cfg.Account)
+	rs, err := h.cfg.Functions.ListReservedConcurrency(r.Context(), h.account(r.Context()))
 	if err != nil {
 		return err
 	}
@@ -241,7 +241,7 @@ func (h *Handler) provisionedOut(c *metadata.ProvisionedConfig, fn *metadata.Fun
 // provisionedQualifier reads the Qualifier a provisioned concurrency
 // operation requires: a version or an alias, not $LATEST.
 func (h *Handler) provisionedQualifier(r *http.Request, rt route) (name, q string, err error) {
-	if name, err = h.aliasFunction(rt); err != nil {
+	if name, err = h.aliasFunction(r.Context(), rt); err != nil {
 		return "", "", err
 	}
 	q = r.URL.Query().Get("Qualifier")
@@ -292,7 +292,7 @@ func (h *Handler) putProvisionedConcurrency(w http.ResponseWriter, r *http.Reque
 	if err := h.checkProvisioned(ctx, name, q, fn, n); err != nil {
 		return err
 	}
-	c := &metadata.ProvisionedConfig{Account: h.cfg.Account, FunctionName: name, Qualifier: q, Requested: n, LastModified: h.cfg.Clock()}
+	c := &metadata.ProvisionedConfig{Account: h.account(ctx), FunctionName: name, Qualifier: q, Requested: n, LastModified: h.cfg.Clock()}
 	if err := h.cfg.Functions.PutProvisionedConfig(ctx, c); err != nil {
 		return err
 	}
@@ -307,7 +307,7 @@ func (h *Handler) putProvisionedConcurrency(w http.ResponseWriter, r *http.Reque
 // checkProvisioned applies Lambda's rules to a provisioned concurrency
 // request of n for qualifier q (resolved to fn).
 func (h *Handler) checkProvisioned(ctx context.Context, name, q string, fn *metadata.Function, n int) error {
-	all, err := h.cfg.Functions.ListProvisionedConfigs(ctx, h.cfg.Account, "")
+	all, err := h.cfg.Functions.ListProvisionedConfigs(ctx, h.account(ctx), "")
 	if err != nil {
 		return err
 	}
@@ -321,13 +321,13 @@ func (h *Handler) checkProvisioned(ctx context.Context, name, q string, fn *meta
 			continue
 		}
 		ofFunction += c.Requested
-		other, err := h.provisionedTarget(ctx, h.cfg.Account, name, c.Qualifier)
+		other, err := h.provisionedTarget(ctx, h.account(ctx), name, c.Qualifier)
 		if err == nil && other.Version == fn.Version {
 			return lambdaerr.New(lambdaerr.ResourceConflict,
 				"Provisioned Concurrency Config already exists for version %s through qualifier %s; an alias and the version it points to cannot both have one.", fn.Version, c.Qualifier)
 		}
 	}
-	if reserved, ok, err := h.cfg.Functions.GetReservedConcurrency(ctx, h.cfg.Account, name); err != nil {
+	if reserved, ok, err := h.cfg.Functions.GetReservedConcurrency(ctx, h.account(ctx), name); err != nil {
 		return err
 	} else if ok && ofFunction+n > reserved {
 		return lambdaerr.New(lambdaerr.InvalidParameterValue,
@@ -351,14 +351,14 @@ func (h *Handler) getProvisionedConcurrency(w http.ResponseWriter, r *http.Reque
 	if _, _, err := h.resolve(r.Context(), name, q); err != nil {
 		return err
 	}
-	c, err := h.cfg.Functions.GetProvisionedConfig(r.Context(), h.cfg.Account, name, q)
+	c, err := h.cfg.Functions.GetProvisionedConfig(r.Context(), h.account(r.Context()), name, q)
 	if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
 		return errNoProvisionedConfig()
 	}
 	if err != nil {
 		return err
 	}
-	fn, _ := h.provisionedTarget(r.Context(), h.cfg.Account, name, q)
+	fn, _ := h.provisionedTarget(r.Context(), h.account(r.Context()), name, q)
 	writeJSON(w, http.StatusOK, h.provisionedOut(c, fn))
 	return nil
 }
@@ -371,7 +371,7 @@ func (h *Handler) deleteProvisionedConcurrency(w http.ResponseWriter, r *http.Re
 	if _, _, err := h.resolve(r.Context(), name, q); err != nil {
 		return err
 	}
-	if _, err := h.cfg.Functions.GetProvisionedConfig(r.Context(), h.cfg.Account, name, q); lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
+	if _, err := h.cfg.Functions.GetProvisionedConfig(r.Context(), h.account(r.Context()), name, q); lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
 		return errNoProvisionedConfig()
 	} else if err != nil {
 		return err
@@ -385,7 +385,7 @@ func (h *Handler) deleteProvisionedConcurrency(w http.ResponseWriter, r *http.Re
 // listProvisionedConcurrency is ListProvisionedConcurrencyConfigs (GET
 // with List=ALL).
 func (h *Handler) listProvisionedConcurrency(w http.ResponseWriter, r *http.Request, rt route) error {
-	name, err := h.aliasFunction(rt)
+	name, err := h.aliasFunction(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -399,10 +399,10 @@ func (h *Handler) listProvisionedConcurrency(w http.ResponseWriter, r *http.Requ
 	if maxItems > 50 {
 		return validation("maxItems", fmt.Sprint(maxItems), false, "Member must have value less than or equal to 50")
 	}
-	if _, err := h.cfg.Functions.Get(r.Context(), h.cfg.Account, name, metadata.LatestVersion); err != nil {
+	if _, err := h.cfg.Functions.Get(r.Context(), h.account(r.Context()), name, metadata.LatestVersion); err != nil {
 		return err
 	}
-	cs, err := h.cfg.Functions.ListProvisionedConfigs(r.Context(), h.cfg.Account, name)
+	cs, err := h.cfg.Functions.ListProvisionedConfigs(r.Context(), h.account(r.Context()), name)
 	if err != nil {
 		return err
 	}
@@ -412,9 +412,9 @@ func (h *Handler) listProvisionedConcurrency(w http.ResponseWriter, r *http.Requ
 		NextMarker                    string              `json:"NextMarker,omitempty"`
 	}{ProvisionedConcurrencyConfigs: make([]provisionedConfig, 0, len(cs)), NextMarker: next}
 	for _, c := range cs {
-		fn, _ := h.provisionedTarget(r.Context(), h.cfg.Account, name, c.Qualifier)
+		fn, _ := h.provisionedTarget(r.Context(), h.account(r.Context()), name, c.Qualifier)
 		item := h.provisionedOut(c, fn)
-		item.FunctionArn = h.arn(name, c.Qualifier)
+		item.FunctionArn = h.arn(r.Context(), name, c.Qualifier)
 		out.ProvisionedConcurrencyConfigs = append(out.ProvisionedConcurrencyConfigs, item)
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -429,7 +429,7 @@ func (h *Handler) clearProvisioned(ctx context.Context, name, q string) {
 	if q != "" {
 		qs = []string{q}
 	} else {
-		cs, err := h.cfg.Functions.ListProvisionedConfigs(ctx, h.cfg.Account, name)
+		cs, err := h.cfg.Functions.ListProvisionedConfigs(ctx, h.account(ctx), name)
 		if err != nil {
 			h.log.Warn("list provisioned concurrency", "function", name, "err", err)
 		}
@@ -438,13 +438,13 @@ func (h *Handler) clearProvisioned(ctx context.Context, name, q string) {
 		}
 	}
 	for _, q := range qs {
-		if _, err := h.cfg.Functions.GetProvisionedConfig(ctx, h.cfg.Account, name, q); err != nil {
+		if _, err := h.cfg.Functions.GetProvisionedConfig(ctx, h.account(ctx), name, q); err != nil {
 			continue
 		}
-		if fn, err := h.provisionedTarget(ctx, h.cfg.Account, name, q); err == nil && h.cfg.Concurrency != nil {
+		if fn, err := h.provisionedTarget(ctx, h.account(ctx), name, q); err == nil && h.cfg.Concurrency != nil {
 			h.cfg.Concurrency.ClearProvisionedConcurrency(fn)
 		}
-		if err := h.cfg.Functions.DeleteProvisionedConfig(context.WithoutCancel(ctx), h.cfg.Account, name, q); err != nil {
+		if err := h.cfg.Functions.DeleteProvisionedConfig(context.WithoutCancel(ctx), h.account(ctx), name, q); err != nil {
 			h.log.Warn("delete provisioned concurrency", "function", name, "qualifier", q, "err", err)
 		}
 	}
@@ -453,14 +453,14 @@ func (h *Handler) clearProvisioned(ctx context.Context, name, q string) {
 // retargetProvisioned moves an alias's provisioned concurrency from the
 // version it pointed to (before) to its new FunctionVersion.
 func (h *Handler) retargetProvisioned(ctx context.Context, a *metadata.Alias, before string) {
-	c, err := h.cfg.Functions.GetProvisionedConfig(ctx, h.cfg.Account, a.FunctionName, a.Name)
+	c, err := h.cfg.Functions.GetProvisionedConfig(ctx, h.account(ctx), a.FunctionName, a.Name)
 	if err != nil || h.cfg.Concurrency == nil {
 		return
 	}
-	if old, err := h.cfg.Functions.Get(ctx, h.cfg.Account, a.FunctionName, before); err == nil {
+	if old, err := h.cfg.Functions.Get(ctx, h.account(ctx), a.FunctionName, before); err == nil {
 		h.cfg.Concurrency.ClearProvisionedConcurrency(old)
 	}
-	fn, err := h.cfg.Functions.Get(ctx, h.cfg.Account, a.FunctionName, a.FunctionVersion)
+	fn, err := h.cfg.Functions.Get(ctx, h.account(ctx), a.FunctionName, a.FunctionVersion)
 	if err == nil {
 		err = h.cfg.Concurrency.SetProvisionedConcurrency(fn, c.Requested)
 	}

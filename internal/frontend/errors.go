@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/writegate"
 )
 
 // Error types Lambda answers with that are not in lambdaerr's table
@@ -75,7 +76,12 @@ func (h *Handler) writeError(w http.ResponseWriter, r *http.Request, reqID strin
 	if errors.As(err, &ae) {
 		typ, msg, status = ae.typ, ae.msg, ae.status
 	} else {
-		le := lambdaerr.As(err)
+		if !errors.As(err, new(*lambdaerr.Error)) {
+			if known := writegate.Recognize("the change", err); known != nil {
+				err = known
+			}
+		}
+		le := lambdaerr.Public(err)
 		typ, msg, status, reason, retryAfter = le.Type, le.Message, le.Status(), le.Reason, le.RetryAfterSeconds
 	}
 	body := map[string]string{"Type": "User"}

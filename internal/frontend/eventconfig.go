@@ -80,7 +80,7 @@ func (h *Handler) eventConfigs() (EventConfigs, error) {
 // event-invoke-config request: the function name, the qualifier as named
 // ($LATEST when none; versions and aliases must exist) and its ARN.
 func (h *Handler) eventConfigTarget(r *http.Request, rt route) (name, q, arn string, err error) {
-	ref, err := h.parseFunctionName(rt.function)
+	ref, err := h.parseFunctionName(r.Context(), rt.function)
 	if err != nil {
 		return "", "", "", err
 	}
@@ -90,7 +90,7 @@ func (h *Handler) eventConfigTarget(r *http.Request, rt route) (name, q, arn str
 	if _, _, err := h.resolve(r.Context(), ref.name, q); err != nil {
 		return "", "", "", err
 	}
-	return ref.name, q, h.arn(ref.name, q), nil
+	return ref.name, q, h.arn(r.Context(), ref.name, q), nil
 }
 
 // putEventConfig serves PutFunctionEventInvokeConfig and, with merge,
@@ -134,7 +134,7 @@ func (h *Handler) putEventConfig(merge bool) handlerFunc {
 				upd.OnFailure = destinationOf(dc.OnFailure)
 			}
 		}
-		c, err := ec.PutEventInvokeConfig(r.Context(), h.cfg.Account, name, q, upd, merge)
+		c, err := ec.PutEventInvokeConfig(r.Context(), h.account(r.Context()), name, q, upd, merge)
 		if err != nil {
 			return err
 		}
@@ -160,7 +160,7 @@ func (h *Handler) getEventConfig(w http.ResponseWriter, r *http.Request, _ strin
 	if err != nil {
 		return err
 	}
-	c, err := ec.GetEventInvokeConfig(r.Context(), h.cfg.Account, name, q, h.arn(name, ""))
+	c, err := ec.GetEventInvokeConfig(r.Context(), h.account(r.Context()), name, q, h.arn(r.Context(), name, ""))
 	if err != nil {
 		return err
 	}
@@ -177,7 +177,7 @@ func (h *Handler) deleteEventConfig(w http.ResponseWriter, r *http.Request, _ st
 	if err != nil {
 		return err
 	}
-	if err := ec.DeleteEventInvokeConfig(r.Context(), h.cfg.Account, name, q, h.arn(name, "")); err != nil {
+	if err := ec.DeleteEventInvokeConfig(r.Context(), h.account(r.Context()), name, q, h.arn(r.Context(), name, "")); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -191,11 +191,11 @@ func (h *Handler) listEventConfigs(w http.ResponseWriter, r *http.Request, _ str
 	if err != nil {
 		return err
 	}
-	name, err := h.unqualified(rt)
+	name, err := h.unqualified(r.Context(), rt)
 	if err != nil {
 		return err
 	}
-	if _, err := h.cfg.Functions.Get(r.Context(), h.cfg.Account, name, "$LATEST"); err != nil {
+	if _, err := h.cfg.Functions.Get(r.Context(), h.account(r.Context()), name, "$LATEST"); err != nil {
 		return err
 	}
 	maxItems := 50
@@ -210,7 +210,7 @@ func (h *Handler) listEventConfigs(w http.ResponseWriter, r *http.Request, _ str
 		maxItems = n
 	}
 	marker := r.URL.Query().Get("Marker")
-	all, err := ec.ListEventInvokeConfigs(r.Context(), h.cfg.Account, name)
+	all, err := ec.ListEventInvokeConfigs(r.Context(), h.account(r.Context()), name)
 	if err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func (h *Handler) listEventConfigs(w http.ResponseWriter, r *http.Request, _ str
 			out.NextMarker = &last
 			break
 		}
-		out.FunctionEventInvokeConfigs = append(out.FunctionEventInvokeConfigs, eventConfigShape(h.arn(name, qc.Qualifier), qc.Config))
+		out.FunctionEventInvokeConfigs = append(out.FunctionEventInvokeConfigs, eventConfigShape(h.arn(r.Context(), name, qc.Qualifier), qc.Config))
 		last = qc.Qualifier
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -241,7 +241,7 @@ func (h *Handler) dropEventConfigs(ctx context.Context, name, qualifier string) 
 	if h.cfg.EventConfigs == nil {
 		return
 	}
-	if err := h.cfg.EventConfigs.DeleteFunctionEventInvokeConfigs(context.WithoutCancel(ctx), h.cfg.Account, name, qualifier); err != nil {
+	if err := h.cfg.EventConfigs.DeleteFunctionEventInvokeConfigs(context.WithoutCancel(ctx), h.account(ctx), name, qualifier); err != nil {
 		h.log.Warn("delete event invoke configs", "function", name, "qualifier", qualifier, "err", err)
 	}
 }

@@ -7,8 +7,9 @@
 // configurations in the metadata store, hands zips to the code store and
 // invocations to the worker manager. Errors from anywhere are translated
 // once, here, into Lambda's status code, X-Amzn-ErrorType header and JSON
-// body (see errors.go). Request signatures are accepted unverified and every
-// request acts on Config.Account.
+// body (see errors.go). Signatures are verified in front of it (internal/auth/sigv4);
+// every request acts on its caller's account (auth.AccountOf), Config.Account
+// when it carries none.
 package frontend
 
 import (
@@ -25,7 +26,10 @@ import (
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/concurrency"
 	"github.com/flintdev/flint/internal/invocation"
+	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/metadata"
+	"github.com/flintdev/flint/internal/writegate"
 )
 
 // APIPrefix is the path prefix of the 2015-03-31 routes (functions,
@@ -115,6 +119,15 @@ type Config struct {
 	// Optional: when nil and Async implements EventConfigs, Async is
 	// used; with neither, those operations are refused.
 	EventConfigs EventConfigs
+	// Layers keeps layer versions. Optional: nil answers the layer
+	// operations and functions' Layers with "not supported".
+	Layers *layers.Store
+	// CodeURLs makes GetFunction's Code.Location and GetLayerVersion's
+	// Content.Location. Optional: nil leaves them out.
+	CodeURLs CodeLinker
+	// MaxUnzippedBytes bounds a function's code and layers together,
+	// unzipped (default codestore.DefaultMaxUnzippedBytes, Lambda's 250 MB).
+	MaxUnzippedBytes int64
 	// Concurrency enforces reserved and provisioned concurrency. Optional:
 	// when nil and Invoker implements ConcurrencyController, Invoker is
 	// used; with neither, reserved concurrency is stored and reported but
@@ -133,6 +146,13 @@ type Config struct {
 	// Rand returns a uniform number in [0, 1); it picks the version of a
 	// weighted alias (default math/rand/v2.Float64).
 	Rand func() float64
+
+	// Gate, when set, is asked before a request that stores something
+	// (POST and PUT, except synchronous invocations, which store
+	// nothing; asynchronous ones ask through Async): while the backbone
+	// cannot take writes they are refused at once. Reads, deletes and
+	// synchronous invocations are still served.
+	Gate writegate.Gate
 
 	Logger *slog.Logger           // default slog.Default()
 	Clock  func() time.Time       // default time.Now
@@ -225,6 +245,7 @@ type route struct {
 	sub   string
 	alias string // unescaped {Name} of aliases/{Name}
 	list  bool   // event-invoke-config/list
+	sid   string // unescaped {StatementId} of policy/{StatementId}
 }
 
 // Prefixes are the path prefixes of Lambda's API that the handler serves
@@ -238,6 +259,7 @@ type route struct {
 //	/2019-09-25/  functions/{name}/event-invoke-config[/list]
 //	/2019-09-30/  functions/{name}/concurrency (GetFunctionConcurrency),
 //	              functions/{name}/provisioned-concurrency
+//	/2018-10-31/  layers (layers.go)
 //	/2014-11-13/  functions/{name}/invoke-async (InvokeAsync)
 //	/2020-06-30/  functions/{name}/code-signing-config
 //	/2021-07-20/  functions/{name}/runtime-management-config
@@ -245,12 +267,12 @@ type route struct {
 //
 // Lambda operations Flint does not implement are answered from the table
 // in unsupported.go; any other path is UnknownOperationException.
-var Prefixes = []string{"/2014-11-13/", APIPrefix, "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", "/2019-09-25/", "/2019-09-30/",
+var Prefixes = []string{"/2014-11-13/", APIPrefix, "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", LayersPrefix, "/2019-09-25/", "/2019-09-30/",
 	"/2020-06-30/", "/2021-07-20/", "/2024-08-31/"}
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
-	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true},
+	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true, "policy": true},
 	"2014-11-13": {"invoke-async": true},
 	"2017-10-31": {"concurrency": true},
 	"2019-09-25": {"event-invoke-config": true},
@@ -306,14 +328,18 @@ func parsePath(escaped string) (rt route, ok bool) {
 		return rt, rt.list
 	}
 	if len(segs) == 3 {
-		if rt.sub != "aliases" {
+		if rt.sub != "aliases" && rt.sub != "policy" {
 			return route{}, false
 		}
-		alias, err := url.PathUnescape(segs[2])
-		if err != nil || alias == "" {
+		last, err := url.PathUnescape(segs[2])
+		if err != nil || last == "" {
 			return route{}, false
 		}
-		rt.alias = alias
+		if rt.sub == "policy" {
+			rt.sid = last
+		} else {
+			rt.alias = last
+		}
 	}
 	return rt, true
 }
@@ -341,6 +367,10 @@ func (h *Handler) handlers(rt route) map[string]handlerFunc {
 		return map[string]handlerFunc{http.MethodGet: h.listAliases, http.MethodPost: h.createAlias}
 	case rt.sub == "aliases":
 		return map[string]handlerFunc{http.MethodGet: h.getAlias, http.MethodPut: h.updateAlias, http.MethodDelete: h.deleteAlias}
+	case rt.sub == "policy" && rt.sid == "":
+		return map[string]handlerFunc{http.MethodGet: h.getPolicy, http.MethodPost: h.addPermission}
+	case rt.sub == "policy":
+		return map[string]handlerFunc{http.MethodDelete: h.removePermission}
 	case rt.sub == "concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getFunctionConcurrency, http.MethodPut: h.putFunctionConcurrency,
 			http.MethodDelete: h.deleteFunctionConcurrency}
@@ -375,6 +405,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Amzn-RequestId", reqID)
+	if strings.HasPrefix(r.URL.Path, LayersPrefix) {
+		h.serveLayers(w, r, reqID)
+		return
+	}
 	rt, ok := parsePath(r.URL.EscapedPath())
 	if !ok {
 		if u, known := findUnsupported(r.Method, r.URL.EscapedPath()); known {
@@ -402,7 +436,17 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg: "Method " + r.Method + " is not allowed on " + r.URL.Path + " (allowed: " + allowed + ")"})
 		return
 	}
+	if (r.Method == http.MethodPost || r.Method == http.MethodPut) && rt.sub != "invocations" {
+		if err := writegate.Check(h.cfg.Gate, writegate.Data); err != nil {
+			h.writeError(w, r, reqID, err)
+			return
+		}
+	}
 	if err := handle(w, r, reqID, rt); err != nil {
+		var foreign *foreignARN
+		if errors.As(err, &foreign) && foreign.owner != "" {
+			err = lambdaerr.New(lambdaerr.AccessDenied, "%s", foreign.denied(iamAction(r.Method, rt)))
+		}
 		h.writeError(w, r, reqID, err)
 	}
 }

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 
+	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
 )
@@ -54,11 +55,11 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}
-	ref, err := h.parseFunctionName(req.FunctionName)
+	ref, err := h.parseFunctionName(r.Context(), req.FunctionName)
 	var foreign *foreignARN
-	if errors.As(err, &foreign) {
+	if errors.As(err, &foreign) && foreign.owner == "" {
 		return lambdaerr.New(lambdaerr.InvalidParameterValue,
-			"Cannot create %s: this server holds functions of account %s in region %s only.", foreign.arn, h.cfg.Account, h.cfg.Region)
+			"Cannot create %s: this server holds functions of region %s only.", foreign.arn, h.cfg.Region)
 	}
 	if err != nil {
 		return err
@@ -88,10 +89,13 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 		return err
 	}
 	f := &metadata.Function{
-		Account: h.cfg.Account, Region: h.cfg.Region, Name: ref.name, Version: metadata.LatestVersion,
+		Account: h.account(r.Context()), Region: h.cfg.Region, Name: ref.name, Version: metadata.LatestVersion,
 		MemorySize: 128, Timeout: 3, EphemeralMB: 512, Architecture: "x86_64",
 	}
 	if err := h.applyConfig(f, &req.configInput); err != nil {
+		return err
+	}
+	if f.Layers, err = h.resolveLayers(r.Context(), req.Layers); err != nil {
 		return err
 	}
 	if f.Runtime == "" {
@@ -112,6 +116,9 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 		return err
 	}
 	if err := h.stamp(f, pkg); err != nil {
+		return err
+	}
+	if err := h.checkCombinedSize(r.Context(), f); err != nil {
 		return err
 	}
 	markCreating(f)
@@ -154,6 +161,7 @@ func isProvidedRuntime(rt string) bool {
 func (h *Handler) stamp(f *metadata.Function, pkg CodePackage) error {
 	if pkg != (CodePackage{}) {
 		f.CodeDigest, f.CodeSha256, f.CodeSize = pkg.Digest, pkg.Sha256, pkg.Size
+		f.CodeUnzippedSize = pkg.UnzippedSize
 	}
 	rev, err := h.cfg.NewID()
 	if err != nil {
@@ -168,28 +176,15 @@ func (h *Handler) stamp(f *metadata.Function, pkg CodePackage) error {
 // function version; alias is set when the qualifier named an alias (f is
 // then its primary version).
 func (h *Handler) lookup(r *http.Request, rt route) (f *metadata.Function, alias *metadata.Alias, err error) {
-	f, alias, _, err = h.lookupAs(r, rt)
-	return f, alias, err
-}
-
-// lookupAs is lookup that also returns the qualifier as the caller gave it
-// ("" when unqualified).
-func (h *Handler) lookupAs(r *http.Request, rt route) (f *metadata.Function, alias *metadata.Alias, given string, err error) {
-	ref, err := h.parseFunctionName(rt.function)
+	ref, err := h.parseFunctionName(r.Context(), rt.function)
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, err
 	}
-	query := r.URL.Query().Get("Qualifier")
-	q, err := h.resolveQualifier(ref, query)
+	q, err := h.resolveQualifier(ref, r.URL.Query().Get("Qualifier"))
 	if err != nil {
-		return nil, nil, "", err
+		return nil, nil, err
 	}
-	given = ref.qualifier
-	if query != "" {
-		given = query
-	}
-	f, alias, err = h.resolve(r.Context(), ref.name, q)
-	return f, alias, given, err
+	return h.resolve(r.Context(), ref.name, q)
 }
 
 // qualifiedConfiguration is f's configuration as read through a
@@ -211,11 +206,15 @@ func (h *Handler) getFunction(w http.ResponseWriter, r *http.Request, _ string, 
 	if err != nil {
 		return err
 	}
+	code := map[string]string{"RepositoryType": "S3"}
+	if h.cfg.CodeURLs != nil && f.CodeDigest != "" {
+		code["Location"] = h.cfg.CodeURLs.URL(codeurl.BaseURL(r), f.CodeDigest, h.qualifiedConfiguration(f, alias).FunctionArn)
+	}
 	out := map[string]any{
 		"Configuration": h.qualifiedConfiguration(f, alias),
-		"Code":          map[string]string{"RepositoryType": "S3"},
+		"Code":          code,
 	}
-	n, ok, err := h.cfg.Functions.GetReservedConcurrency(r.Context(), h.cfg.Account, f.Name)
+	n, ok, err := h.cfg.Functions.GetReservedConcurrency(r.Context(), h.account(r.Context()), f.Name)
 	if err != nil {
 		return err
 	}
@@ -258,7 +257,7 @@ func (h *Handler) listFunctions(w http.ResponseWriter, r *http.Request, _ string
 	if v := q.Get("FunctionVersion"); v != "" && v != "ALL" {
 		return validation("functionVersion", v, false, "Member must satisfy enum value set: [ALL]")
 	}
-	fs, next, err := h.cfg.Functions.List(r.Context(), h.cfg.Account, q.Get("Marker"), maxItems)
+	fs, next, err := h.cfg.Functions.List(r.Context(), h.account(r.Context()), q.Get("Marker"), maxItems)
 	if err != nil {
 		return err
 	}
@@ -273,7 +272,7 @@ func (h *Handler) listFunctions(w http.ResponseWriter, r *http.Request, _ string
 		}
 		// Every version of the function follows its $LATEST (paging stays
 		// by function name).
-		vs, err := h.cfg.Functions.ListVersions(r.Context(), h.cfg.Account, f.Name)
+		vs, err := h.cfg.Functions.ListVersions(r.Context(), h.account(r.Context()), f.Name)
 		if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
 			continue
 		}
@@ -310,8 +309,8 @@ type updateCodeRequest struct {
 }
 
 // unqualified resolves the FunctionName of an operation on $LATEST only.
-func (h *Handler) unqualified(rt route) (string, error) {
-	ref, err := h.parseFunctionName(rt.function)
+func (h *Handler) unqualified(ctx context.Context, rt route) (string, error) {
+	ref, err := h.parseFunctionName(ctx, rt.function)
 	if err != nil {
 		return "", err
 	}
@@ -323,7 +322,7 @@ func (h *Handler) unqualified(rt route) (string, error) {
 }
 
 func (h *Handler) updateFunctionCode(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.unqualified(rt)
+	name, err := h.unqualified(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -341,7 +340,7 @@ func (h *Handler) updateFunctionCode(w http.ResponseWriter, r *http.Request, req
 	if err := checkCodeSource(req.ZipFile, req.S3Bucket, req.S3Key, req.ImageUri); err != nil {
 		return err
 	}
-	cur, err := h.cfg.Functions.Get(r.Context(), h.cfg.Account, name, metadata.LatestVersion)
+	cur, err := h.cfg.Functions.Get(r.Context(), h.account(r.Context()), name, metadata.LatestVersion)
 	if err != nil {
 		return err
 	}
@@ -356,15 +355,21 @@ func (h *Handler) updateFunctionCode(w http.ResponseWriter, r *http.Request, req
 		if err := h.stamp(cur, pkg); err != nil {
 			return err
 		}
+		if err := h.checkCombinedSize(r.Context(), cur); err != nil {
+			return err
+		}
 		markUpdating(cur)
 		writeJSON(w, http.StatusOK, h.configuration(cur))
 		return nil
 	}
-	f, err := h.cfg.Functions.Modify(r.Context(), h.cfg.Account, name, metadata.LatestVersion, func(f *metadata.Function) error {
+	f, err := h.cfg.Functions.Modify(r.Context(), h.account(r.Context()), name, metadata.LatestVersion, func(f *metadata.Function) error {
 		if err := checkRevision(f, req.RevisionId); err != nil {
 			return err
 		}
 		if err := h.stamp(f, pkg); err != nil {
+			return err
+		}
+		if err := h.checkCombinedSize(r.Context(), f); err != nil {
 			return err
 		}
 		markUpdating(f)
@@ -393,7 +398,7 @@ type updateConfigRequest struct {
 }
 
 func (h *Handler) updateFunctionConfiguration(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.unqualified(rt)
+	name, err := h.unqualified(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -405,12 +410,22 @@ func (h *Handler) updateFunctionConfiguration(w http.ResponseWriter, r *http.Req
 	if err := decodeJSON(body, &req); err != nil {
 		return err
 	}
-	f, err := h.cfg.Functions.Modify(r.Context(), h.cfg.Account, name, metadata.LatestVersion, func(f *metadata.Function) error {
+	refs, err := h.resolveLayers(r.Context(), req.Layers)
+	if err != nil {
+		return err
+	}
+	f, err := h.cfg.Functions.Modify(r.Context(), h.account(r.Context()), name, metadata.LatestVersion, func(f *metadata.Function) error {
 		if err := checkRevision(f, req.RevisionId); err != nil {
 			return err
 		}
 		if err := h.applyConfig(f, &req.configInput); err != nil {
 			return err
+		}
+		if req.Layers != nil {
+			f.Layers = refs
+			if err := h.checkCombinedSize(r.Context(), f); err != nil {
+				return err
+			}
 		}
 		if err := h.stamp(f, CodePackage{}); err != nil {
 			return err
@@ -429,7 +444,7 @@ func (h *Handler) updateFunctionConfiguration(w http.ResponseWriter, r *http.Req
 }
 
 func (h *Handler) deleteFunction(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	ref, err := h.parseFunctionName(rt.function)
+	ref, err := h.parseFunctionName(r.Context(), rt.function)
 	if err != nil {
 		return err
 	}
@@ -449,16 +464,16 @@ func (h *Handler) deleteFunction(w http.ResponseWriter, r *http.Request, reqID s
 	}
 	// Stop provisioning before the configs disappear with the function.
 	h.clearProvisioned(r.Context(), ref.name, "")
-	if err := h.cfg.Functions.Delete(r.Context(), h.cfg.Account, ref.name); err != nil {
+	if err := h.cfg.Functions.Delete(r.Context(), h.account(r.Context()), ref.name); err != nil {
 		return err
 	}
 	if h.cfg.Concurrency != nil {
-		h.cfg.Concurrency.ClearReservedConcurrency(h.cfg.Account, ref.name)
+		h.cfg.Concurrency.ClearReservedConcurrency(h.account(r.Context()), ref.name)
 	}
 	h.retire(r.Context(), ref.name)
 	h.dropEventConfigs(r.Context(), ref.name, "")
 	if h.cfg.Logs != nil {
-		if err := h.cfg.Logs.Purge(context.WithoutCancel(r.Context()), h.cfg.Account, ref.name); err != nil {
+		if err := h.cfg.Logs.Purge(context.WithoutCancel(r.Context()), h.account(r.Context()), ref.name); err != nil {
 			h.log.Warn("purge logs of deleted function", "requestId", reqID, "function", ref.name, "err", err)
 		}
 	}
@@ -476,7 +491,7 @@ func (h *Handler) retireVersion(ctx context.Context, name, version string) {
 		h.retire(ctx, name)
 		return
 	}
-	if err := vr.RetireVersion(context.WithoutCancel(ctx), h.cfg.Account, name, version); err != nil {
+	if err := vr.RetireVersion(context.WithoutCancel(ctx), h.account(ctx), name, version); err != nil {
 		h.log.Warn("retire sandboxes", "function", name, "version", version, "err", err)
 	}
 }
@@ -484,7 +499,7 @@ func (h *Handler) retireVersion(ctx context.Context, name, version string) {
 // retire drops the sandboxes of a changed or deleted function. It runs even
 // when the client has gone: the change is already stored.
 func (h *Handler) retire(ctx context.Context, name string) {
-	if err := h.cfg.Invoker.Retire(context.WithoutCancel(ctx), h.cfg.Account, name); err != nil {
+	if err := h.cfg.Invoker.Retire(context.WithoutCancel(ctx), h.account(ctx), name); err != nil {
 		h.log.Warn("retire sandboxes", "function", name, "err", err)
 	}
 }

@@ -22,6 +22,7 @@ import (
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/metadata"
 )
 
@@ -135,6 +136,8 @@ type testEnv struct {
 	async   *asyncRecorder
 	logs    *logPurger
 	client  *lambda.Client
+	layers  *layers.Store
+	bb      *backbone.Backbone
 }
 
 var testTime = time.Date(2026, 3, 4, 5, 6, 7, 890_000_000, time.UTC)
@@ -155,9 +158,12 @@ func newEnvWith(t testing.TB, mod func(*Config, *backbone.Backbone)) *testEnv {
 	if err != nil {
 		t.Fatalf("store: %v", err)
 	}
-	e := &testEnv{store: store, code: &memCode{}, invoker: &echoInvoker{}, async: &asyncRecorder{}, logs: &logPurger{}}
+	e := &testEnv{store: store, code: &memCode{}, invoker: &echoInvoker{}, async: &asyncRecorder{}, logs: &logPurger{}, bb: bb}
+	if e.layers, err = layers.New(context.Background(), layers.Config{JS: bb.JetStream()}); err != nil {
+		t.Fatalf("layers: %v", err)
+	}
 	cfg := Config{
-		Functions: store, Code: e.code, Invoker: e.invoker, Async: e.async, Logs: e.logs,
+		Functions: store, Code: e.code, Invoker: e.invoker, Async: e.async, Logs: e.logs, Layers: e.layers,
 		Runtimes: staticRuntimes{"provided.al2023", "provided.al2", "python3.11", "nodejs20.x"},
 		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Clock:    func() time.Time { return testTime },

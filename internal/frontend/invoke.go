@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
@@ -62,17 +63,15 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 		}
 		clientContext = string(raw)
 	}
-	fn, alias, given, err := h.lookupAs(r, rt)
+	fn, alias, err := h.invokeTarget(r, rt)
 	if err != nil {
 		return err
 	}
-	invokedARN := h.arn(fn.Name, given)
-	if alias != nil {
-		invokedARN = alias.ARN()
-	}
+	given := givenQualifier(r, rt)
+	arn := invokedARN(fn, alias, given)
 	if alias != nil {
 		if v := h.pickVersion(alias); v != fn.Version {
-			if fn, err = h.cfg.Functions.Get(r.Context(), h.cfg.Account, fn.Name, v); err != nil {
+			if fn, err = h.cfg.Functions.Get(r.Context(), fn.Account, fn.Name, v); err != nil {
 				return err
 			}
 		}
@@ -89,7 +88,7 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 		ClientContext:      clientContext,
 		TraceID:            r.Header.Get("X-Amzn-Trace-Id"),
 		Qualifier:          given,
-		InvokedFunctionARN: invokedARN,
+		InvokedFunctionARN: arn,
 	}
 	if req.TraceID == "" {
 		req.TraceID = h.newTraceID()
@@ -138,6 +137,33 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 	// invocation allocates even when debug logging is off.
 	h.log.Debug("invocation done", "requestId", reqID, "function", fn.Name, "version", fn.Version, "functionError", res.FunctionError, "sandbox", res.SandboxID, "coldStart", res.ColdStart, "duration", res.Duration)
 	return nil
+}
+
+// givenQualifier is the qualifier an invocation names, as given ("" when
+// unqualified): the Qualifier parameter, else the FunctionName's (the
+// target lookup has checked that they agree).
+func givenQualifier(r *http.Request, rt route) string {
+	if q := r.URL.Query().Get("Qualifier"); q != "" {
+		return q
+	}
+	parts := strings.Split(rt.function, ":")
+	switch len(parts) {
+	case 2, 4, 8:
+		return parts[len(parts)-1]
+	}
+	return ""
+}
+
+// invokedARN is the ARN an invocation was made by: the alias's when
+// through one, else fn's function ARN qualified as given.
+func invokedARN(fn *metadata.Function, alias *metadata.Alias, given string) string {
+	if alias != nil {
+		return alias.ARN()
+	}
+	if given == "" {
+		return fn.ARN()
+	}
+	return fn.ARN() + ":" + given
 }
 
 // checkPayload refuses a payload that is not JSON (empty is allowed).

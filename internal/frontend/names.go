@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 
+	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
 )
@@ -69,15 +70,15 @@ func isDigits(s string, n int) bool {
 // "name:qualifier", "123456789012:function:name[:qualifier]" and
 // "arn:aws:lambda:region:123456789012:function:name[:qualifier]".
 //
-// A well-formed ARN naming another account or region cannot refer to a
-// function on this server, which serves one account in one region. Lambda
-// would answer AccessDeniedException for another account (an IAM check
-// that Flint does not have); Flint answers ResourceNotFoundException
-// instead (Lambda's message, with the ARN as given), which the SDKs and
-// the CLI already handle as "no such function" and which tells nothing
-// about other accounts. Creating a function under such an ARN is refused
-// with InvalidParameterValueException by the create handler.
-func (h *Handler) parseFunctionName(raw string) (functionRef, error) {
+// A well-formed ARN naming another account is an AccessDeniedException, as
+// in Lambda, whether or not that account has such a function: only Invoke
+// looks further, for a resource policy that grants the caller's account
+// lambda:InvokeFunction (see invokeTarget). An ARN naming another region
+// cannot refer to a function on this server, which serves one region: it
+// is ResourceNotFoundException (Lambda's message, with the ARN as given).
+// Creating a function under another region's ARN is refused with
+// InvalidParameterValueException by the create handler.
+func (h *Handler) parseFunctionName(ctx context.Context, raw string) (functionRef, error) {
 	bad := validation("functionName", raw, false, "Member must satisfy regular expression pattern: "+functionNamePattern)
 	if raw == "" {
 		return functionRef{}, validation("functionName", raw, false, "Member must have length greater than or equal to 1")
@@ -126,7 +127,8 @@ func (h *Handler) parseFunctionName(raw string) (functionRef, error) {
 	if !validName(name) {
 		return functionRef{}, bad
 	}
-	if (account != "" && account != h.cfg.Account) || (region != "" && region != h.cfg.Region) {
+	caller := h.account(ctx)
+	if (account != "" && account != caller) || (region != "" && region != h.cfg.Region) {
 		if region == "" {
 			region = h.cfg.Region
 		}
@@ -134,22 +136,48 @@ func (h *Handler) parseFunctionName(raw string) (functionRef, error) {
 		if qual != "" {
 			arn += ":" + qual
 		}
-		return functionRef{}, &foreignARN{arn: arn}
+		f := &foreignARN{arn: arn}
+		if region == h.cfg.Region {
+			f.owner, f.name, f.qualifier, f.caller = account, name, qual, caller
+		}
+		return functionRef{}, f
 	}
 	return functionRef{name: name, qualifier: qual}, nil
 }
 
-// foreignARN is a FunctionName naming another account or region. It
-// unwraps to the ResourceNotFoundException that operations on existing
-// functions answer with.
-type foreignARN struct{ arn string }
+// foreignARN is a FunctionName naming another account or region. For
+// another region it unwraps to the ResourceNotFoundException that
+// operations on existing functions answer with; for another account of
+// this region (owner set) to AccessDeniedException, which ServeHTTP words
+// with the operation's IAM action.
+type foreignARN struct {
+	arn string
+	// owner, name and qualifier are the function the ARN names in this
+	// region, caller the account that named it; owner is "" for another
+	// region.
+	owner, name, qualifier, caller string
+}
 
 func (e *foreignARN) Error() string {
-	return "function " + e.arn + " is not in this server's account and region"
+	return "function " + e.arn + " is not in the caller's account and this server's region"
 }
 
 func (e *foreignARN) Unwrap() error {
+	if e.owner != "" {
+		return lambdaerr.New(lambdaerr.AccessDenied, "%s", e.denied(""))
+	}
 	return lambdaerr.New(lambdaerr.ResourceNotFound, "Function not found: %s", e.arn)
+}
+
+// denied is Lambda's AccessDeniedException message for action ("" when
+// not known).
+func (e *foreignARN) denied(action string) string {
+	if action == "" {
+		return "User: arn:aws:iam::" + e.caller + ":root is not authorized to perform this operation on resource: " + e.arn +
+			" because no resource-based policy allows it"
+	}
+	return "User: arn:aws:iam::" + e.caller + ":root is not authorized to perform: " + action + " on resource: " + e.arn +
+		" because no resource-based policy allows the " + action + " action"
 }
 
 // resolveQualifier merges the qualifier carried by a FunctionName with the
@@ -178,14 +206,20 @@ func (h *Handler) resolveQualifier(ref functionRef, query string) (string, error
 // primary FunctionVersion). Anything missing is ResourceNotFoundException
 // with Lambda's message.
 func (h *Handler) resolve(ctx context.Context, name, q string) (fn *metadata.Function, alias *metadata.Alias, err error) {
-	return h.cfg.Functions.Resolve(ctx, h.cfg.Account, name, q)
+	return h.cfg.Functions.Resolve(ctx, h.account(ctx), name, q)
 }
 
 // arn is the ARN of a function of this server, qualified when q is not "".
-func (h *Handler) arn(name, q string) string {
-	a := "arn:aws:lambda:" + h.cfg.Region + ":" + h.cfg.Account + ":function:" + name
+func (h *Handler) arn(ctx context.Context, name, q string) string {
+	a := "arn:aws:lambda:" + h.cfg.Region + ":" + h.account(ctx) + ":function:" + name
 	if q != "" {
 		a += ":" + q
 	}
 	return a
+}
+
+// account is the account a request acts on: its caller's (see
+// internal/auth), or Config.Account for a request that carries no caller.
+func (h *Handler) account(ctx context.Context) string {
+	return auth.AccountOf(ctx, h.cfg.Account)
 }

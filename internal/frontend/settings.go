@@ -16,11 +16,11 @@ import (
 // getFunctionCodeSigningConfig serves GetFunctionCodeSigningConfig: no
 // function of Flint has a code signing config.
 func (h *Handler) getFunctionCodeSigningConfig(w http.ResponseWriter, r *http.Request, _ string, rt route) error {
-	name, err := h.unqualified(rt)
+	name, err := h.unqualified(r.Context(), rt)
 	if err != nil {
 		return err
 	}
-	if _, err := h.cfg.Functions.Get(r.Context(), h.cfg.Account, name, metadata.LatestVersion); err != nil {
+	if _, err := h.cfg.Functions.Get(r.Context(), h.account(r.Context()), name, metadata.LatestVersion); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"CodeSigningConfigArn": "", "FunctionName": name})
@@ -30,11 +30,11 @@ func (h *Handler) getFunctionCodeSigningConfig(w http.ResponseWriter, r *http.Re
 // deleteFunctionCodeSigningConfig serves DeleteFunctionCodeSigningConfig:
 // there is nothing to remove.
 func (h *Handler) deleteFunctionCodeSigningConfig(w http.ResponseWriter, r *http.Request, _ string, rt route) error {
-	name, err := h.unqualified(rt)
+	name, err := h.unqualified(r.Context(), rt)
 	if err != nil {
 		return err
 	}
-	if _, err := h.cfg.Functions.Get(r.Context(), h.cfg.Account, name, metadata.LatestVersion); err != nil {
+	if _, err := h.cfg.Functions.Get(r.Context(), h.account(r.Context()), name, metadata.LatestVersion); err != nil {
 		return err
 	}
 	w.WriteHeader(http.StatusNoContent)
@@ -57,7 +57,7 @@ type runtimeManagement struct {
 // published version (aliases are not accepted, as in Lambda's runtime
 // management API).
 func (h *Handler) qualifiedVersion(r *http.Request, rt route) (*metadata.Function, string, error) {
-	ref, err := h.parseFunctionName(rt.function)
+	ref, err := h.parseFunctionName(r.Context(), rt.function)
 	if err != nil {
 		return nil, "", err
 	}
@@ -68,7 +68,7 @@ func (h *Handler) qualifiedVersion(r *http.Request, rt route) (*metadata.Functio
 	if q != metadata.LatestVersion && !metadata.IsVersionNumber(q) {
 		return nil, "", lambdaerr.New(lambdaerr.InvalidParameterValue, "The qualifier %s is invalid here: use $LATEST or a version number.", q)
 	}
-	f, err := h.cfg.Functions.Get(r.Context(), h.cfg.Account, ref.name, q)
+	f, err := h.cfg.Functions.Get(r.Context(), h.account(r.Context()), ref.name, q)
 	return f, q, err
 }
 
@@ -78,10 +78,10 @@ func (h *Handler) getRuntimeManagementConfig(w http.ResponseWriter, r *http.Requ
 		return err
 	}
 	rm := runtimeManagement{UpdateRuntimeOn: "Auto"}
-	if _, err := h.cfg.Functions.GetSetting(r.Context(), h.cfg.Account, f.Name, "runtime-management", q, &rm); err != nil {
+	if _, err := h.cfg.Functions.GetSetting(r.Context(), h.account(r.Context()), f.Name, "runtime-management", q, &rm); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"UpdateRuntimeOn": rm.UpdateRuntimeOn, "FunctionArn": h.arn(f.Name, q)})
+	writeJSON(w, http.StatusOK, map[string]string{"UpdateRuntimeOn": rm.UpdateRuntimeOn, "FunctionArn": h.arn(r.Context(), f.Name, q)})
 	return nil
 }
 
@@ -117,10 +117,10 @@ func (h *Handler) putRuntimeManagementConfig(w http.ResponseWriter, r *http.Requ
 		return lambdaerr.New(lambdaerr.InvalidParameterValue, "RuntimeVersionArn can only be given with UpdateRuntimeOn Manual.")
 	}
 	rm := runtimeManagement{UpdateRuntimeOn: *req.UpdateRuntimeOn}
-	if err := h.cfg.Functions.PutSetting(r.Context(), h.cfg.Account, f.Name, "runtime-management", q, rm); err != nil {
+	if err := h.cfg.Functions.PutSetting(r.Context(), h.account(r.Context()), f.Name, "runtime-management", q, rm); err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"UpdateRuntimeOn": rm.UpdateRuntimeOn, "FunctionArn": h.arn(f.Name, q)})
+	writeJSON(w, http.StatusOK, map[string]string{"UpdateRuntimeOn": rm.UpdateRuntimeOn, "FunctionArn": h.arn(r.Context(), f.Name, q)})
 	return nil
 }
 
@@ -130,15 +130,15 @@ type recursion struct {
 }
 
 func (h *Handler) getFunctionRecursionConfig(w http.ResponseWriter, r *http.Request, _ string, rt route) error {
-	name, err := h.unqualified(rt)
+	name, err := h.unqualified(r.Context(), rt)
 	if err != nil {
 		return err
 	}
-	if _, err := h.cfg.Functions.Get(r.Context(), h.cfg.Account, name, metadata.LatestVersion); err != nil {
+	if _, err := h.cfg.Functions.Get(r.Context(), h.account(r.Context()), name, metadata.LatestVersion); err != nil {
 		return err
 	}
 	rc := recursion{RecursiveLoop: "Terminate"}
-	if _, err := h.cfg.Functions.GetSetting(r.Context(), h.cfg.Account, name, "recursion", "", &rc); err != nil {
+	if _, err := h.cfg.Functions.GetSetting(r.Context(), h.account(r.Context()), name, "recursion", "", &rc); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"RecursiveLoop": rc.RecursiveLoop})
@@ -149,7 +149,7 @@ func (h *Handler) getFunctionRecursionConfig(w http.ResponseWriter, r *http.Requ
 // setting is stored and reported. Flint does not trace invocation chains,
 // so it neither detects nor stops recursive loops whatever the setting.
 func (h *Handler) putFunctionRecursionConfig(w http.ResponseWriter, r *http.Request, _ string, rt route) error {
-	name, err := h.unqualified(rt)
+	name, err := h.unqualified(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -169,7 +169,7 @@ func (h *Handler) putFunctionRecursionConfig(w http.ResponseWriter, r *http.Requ
 	case *req.RecursiveLoop != "Allow" && *req.RecursiveLoop != "Terminate":
 		return validation("recursiveLoop", *req.RecursiveLoop, false, "Member must satisfy enum value set: [Allow, Terminate]")
 	}
-	if err := h.cfg.Functions.PutSetting(r.Context(), h.cfg.Account, name, "recursion", "", recursion{RecursiveLoop: *req.RecursiveLoop}); err != nil {
+	if err := h.cfg.Functions.PutSetting(r.Context(), h.account(r.Context()), name, "recursion", "", recursion{RecursiveLoop: *req.RecursiveLoop}); err != nil {
 		return err
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"RecursiveLoop": *req.RecursiveLoop})
@@ -190,10 +190,11 @@ func (h *Handler) invokeAsync(w http.ResponseWriter, r *http.Request, reqID stri
 	if err := checkPayload(payload); err != nil {
 		return err
 	}
-	fn, alias, given, err := h.lookupAs(r, rt)
+	fn, alias, err := h.invokeTarget(r, rt)
 	if err != nil {
 		return err
 	}
+	given := givenQualifier(r, rt)
 	if fn, err = h.waitReady(r.Context(), fn); err != nil {
 		return err
 	}
@@ -201,10 +202,7 @@ func (h *Handler) invokeAsync(w http.ResponseWriter, r *http.Request, reqID stri
 		return err
 	}
 	req := invocation.Request{RequestID: reqID, Payload: payload, TraceID: r.Header.Get("X-Amzn-Trace-Id"),
-		Qualifier: given, InvokedFunctionARN: h.arn(fn.Name, given)}
-	if alias != nil {
-		req.InvokedFunctionARN = alias.ARN()
-	}
+		Qualifier: given, InvokedFunctionARN: invokedARN(fn, alias, given)}
 	if req.TraceID == "" {
 		req.TraceID = h.newTraceID()
 	}

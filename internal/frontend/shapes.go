@@ -69,6 +69,7 @@ type functionConfiguration struct {
 	SnapStart                  snapStartResponse `json:"SnapStart"`
 	LoggingConfig              loggingConfig     `json:"LoggingConfig"`
 	DeadLetterConfig           *deadLetter       `json:"DeadLetterConfig,omitempty"`
+	Layers                     []layerOut        `json:"Layers,omitempty"`
 }
 
 // lastModifiedLayout is Lambda's LastModified format; the zone is always
@@ -110,6 +111,7 @@ func (h *Handler) configuration(f *metadata.Function) functionConfiguration {
 	if len(f.Environment) > 0 {
 		c.Environment = &environment{Variables: f.Environment}
 	}
+	c.Layers = layersOut(f.Layers)
 	if f.DeadLetterTargetArn != "" {
 		c.DeadLetterConfig = &deadLetter{TargetArn: f.DeadLetterTargetArn}
 	}

@@ -125,25 +125,32 @@ func (h *Handler) prepare(fn *metadata.Function) {
 	}
 }
 
-// resumePreparations restarts the preparations of $LATEST functions of the
-// account that a stopped process left unfinished.
+// resumePreparations restarts the preparations of $LATEST functions (of
+// every account) that a stopped process left unfinished.
 func (h *Handler) resumePreparations(ctx context.Context) error {
-	marker, n := "", 0
-	for {
-		fs, next, err := h.cfg.Functions.List(ctx, h.cfg.Account, marker, 1000)
-		if err != nil {
-			return err
-		}
-		for _, f := range fs {
-			if needsPreparation(f) {
-				h.prepareLater(f)
-				n++
+	accounts, err := h.cfg.Functions.Accounts(ctx)
+	if err != nil {
+		return err
+	}
+	n := 0
+	for _, account := range accounts {
+		marker := ""
+		for {
+			fs, next, err := h.cfg.Functions.List(ctx, account, marker, 1000)
+			if err != nil {
+				return err
 			}
+			for _, f := range fs {
+				if needsPreparation(f) {
+					h.prepareLater(f)
+					n++
+				}
+			}
+			if next == "" {
+				break
+			}
+			marker = next
 		}
-		if next == "" {
-			break
-		}
-		marker = next
 	}
 	if n > 0 {
 		h.log.Info("resumed function preparations", "count", n)

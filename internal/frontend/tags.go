@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"context"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -41,12 +42,12 @@ func checkTags(tags map[string]string, existing int) error {
 
 // tagTarget resolves the {ARN} of a tags route to a function name. Tags
 // belong to functions: a qualified ARN is refused.
-func (h *Handler) tagTarget(rt route) (string, error) {
+func (h *Handler) tagTarget(ctx context.Context, rt route) (string, error) {
 	if !strings.HasPrefix(rt.function, "arn:") {
 		return "", validation("resource", rt.function, false,
 			"Member must satisfy regular expression pattern: arn:(aws[a-zA-Z-]*)?:lambda:[a-z]{2}((-gov)|(-iso(b?)))?-[a-z]+-\\d{1}:\\d{12}:function:[a-zA-Z0-9-_]+(:(\\$LATEST|[a-zA-Z0-9-_]+))?")
 	}
-	ref, err := h.parseFunctionName(rt.function)
+	ref, err := h.parseFunctionName(ctx, rt.function)
 	if err != nil {
 		return "", err
 	}
@@ -63,11 +64,11 @@ type tagsBody struct {
 
 // listTags serves ListTags.
 func (h *Handler) listTags(w http.ResponseWriter, r *http.Request, _ string, rt route) error {
-	name, err := h.tagTarget(rt)
+	name, err := h.tagTarget(r.Context(), rt)
 	if err != nil {
 		return err
 	}
-	tags, err := h.cfg.Functions.Tags(r.Context(), h.cfg.Account, name)
+	tags, err := h.cfg.Functions.Tags(r.Context(), h.account(r.Context()), name)
 	if err != nil {
 		return err
 	}
@@ -78,7 +79,7 @@ func (h *Handler) listTags(w http.ResponseWriter, r *http.Request, _ string, rt 
 // tagResource serves TagResource: the given tags are added, replacing the
 // values of keys the function already has.
 func (h *Handler) tagResource(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.tagTarget(rt)
+	name, err := h.tagTarget(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -93,7 +94,7 @@ func (h *Handler) tagResource(w http.ResponseWriter, r *http.Request, reqID stri
 	if req.Tags == nil {
 		return validation("tags", "null", false, "Member must not be null")
 	}
-	if _, err := h.cfg.Functions.ModifyTags(r.Context(), h.cfg.Account, name, func(tags map[string]string) error {
+	if _, err := h.cfg.Functions.ModifyTags(r.Context(), h.account(r.Context()), name, func(tags map[string]string) error {
 		existing := 0
 		for k := range tags {
 			if _, replaced := req.Tags[k]; !replaced {
@@ -118,7 +119,7 @@ func (h *Handler) tagResource(w http.ResponseWriter, r *http.Request, reqID stri
 // untagResource serves UntagResource (?tagKeys=a&tagKeys=b); removing a
 // key the function does not have is not an error.
 func (h *Handler) untagResource(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.tagTarget(rt)
+	name, err := h.tagTarget(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -129,7 +130,7 @@ func (h *Handler) untagResource(w http.ResponseWriter, r *http.Request, reqID st
 	if len(keys) > maxTags {
 		return validation("tagKeys", "", true, "Member must have length less than or equal to "+strconv.Itoa(maxTags))
 	}
-	if _, err := h.cfg.Functions.ModifyTags(r.Context(), h.cfg.Account, name, func(tags map[string]string) error {
+	if _, err := h.cfg.Functions.ModifyTags(r.Context(), h.account(r.Context()), name, func(tags map[string]string) error {
 		for _, k := range keys {
 			delete(tags, k)
 		}

@@ -10,14 +10,14 @@ import (
 // Lambda operations Flint does not implement, by route. Every one answers
 // in Lambda's error format, so SDKs raise a typed exception:
 //
-//   - reads of things Flint never has (resource policies, function URLs,
+//   - reads of things Flint never has (account resource policies, function URLs,
 //     event source mappings, code signing configs, capacity providers,
 //     durable executions) answer as Lambda does when there are none: an
 //     empty list, or ResourceNotFoundException;
 //   - writes answer InvalidParameterValueException saying that Flint does
 //     not support the operation, and why.
 //
-// Layers are not in this table: they are served by their own routes.
+// Layers and function policies are not in this table: they have routes.
 type unsupportedOp struct {
 	method, pattern, op string
 	// list, when set, is the empty list's member: the operation answers
@@ -31,21 +31,16 @@ type unsupportedOp struct {
 
 const (
 	noResource     = "The resource you requested does not exist."
-	whyPolicy      = "Flint has no IAM: any caller may invoke any function, so there are no resource-based policies."
 	whyESM         = "Flint has no event sources (SQS, Kinesis, DynamoDB, Kafka) to poll; invoke functions directly or with InvocationType Event."
 	whyCSC         = "Flint does not verify code signatures."
 	whyURL         = "Flint does not serve function URLs; invoke through the Lambda API."
 	whyStream      = "Flint does not stream responses; use Invoke."
 	whyCapacity    = "Flint runs every function on its own hosts; there are no capacity providers."
 	whyDurable     = "Flint does not run durable executions."
-	whyResourcePol = "Flint has no IAM, so there are no resource policies."
+	whyResourcePol = "Flint keeps resource-based policies per function (AddPermission), not per resource ARN."
 )
 
 var unsupportedOps = []unsupportedOp{
-	{method: "POST", pattern: "/2015-03-31/functions/*/policy", op: "AddPermission", why: whyPolicy},
-	{method: "GET", pattern: "/2015-03-31/functions/*/policy", op: "GetPolicy", notFound: noResource},
-	{method: "DELETE", pattern: "/2015-03-31/functions/*/policy/*", op: "RemovePermission", notFound: noResource},
-
 	{method: "POST", pattern: "/2015-03-31/event-source-mappings", op: "CreateEventSourceMapping", why: whyESM},
 	{method: "GET", pattern: "/2015-03-31/event-source-mappings", op: "ListEventSourceMappings", list: "EventSourceMappings"},
 	{method: "GET", pattern: "/2015-03-31/event-source-mappings/*", op: "GetEventSourceMapping", notFound: noResource},

@@ -26,9 +26,12 @@ type configInput struct {
 	TracingConfig    *tracingConfig    `json:"TracingConfig"`
 	LoggingConfig    *loggingConfig    `json:"LoggingConfig"`
 
+	// Layers are layer version ARNs (functionlayers.go): nil when not
+	// given, empty to remove every layer.
+	Layers []string `json:"Layers"`
+
 	// Features Flint does not have; given non-empty they are refused
 	// rather than silently ignored.
-	Layers            []string        `json:"Layers"`
 	VpcConfig         *vpcConfig      `json:"VpcConfig"`
 	DeadLetterConfig  *deadLetter     `json:"DeadLetterConfig"`
 	KMSKeyArn         *string         `json:"KMSKeyArn"`
@@ -62,8 +65,6 @@ func emptyJSON(m json.RawMessage) bool {
 // checkUnsupported refuses features Flint does not implement.
 func (in *configInput) checkUnsupported() error {
 	switch {
-	case len(in.Layers) > 0:
-		return unsupported("Layers")
 	case in.VpcConfig != nil && (len(in.VpcConfig.SubnetIds) > 0 || len(in.VpcConfig.SecurityGroupIds) > 0):
 		return unsupported("VpcConfig")
 	case in.KMSKeyArn != nil && *in.KMSKeyArn != "":
@@ -156,7 +157,7 @@ func (h *Handler) applyConfig(f *metadata.Function, in *configInput) error {
 		if t := in.DeadLetterConfig.TargetArn; t != "" && !h.validDeadLetterTarget(t) {
 			return lambdaerr.New(lambdaerr.InvalidParameterValue,
 				"The provided DeadLetterConfig TargetArn %s is not valid: Flint accepts a queue ARN arn:aws:sqs:%s:%s:<name> or a function ARN arn:aws:lambda:%s:%s:function:<name>.",
-				t, h.cfg.Region, h.cfg.Account, h.cfg.Region, h.cfg.Account)
+				t, h.cfg.Region, f.Account, h.cfg.Region, f.Account)
 		}
 		g.DeadLetterTargetArn = in.DeadLetterConfig.TargetArn
 	}

@@ -27,13 +27,13 @@ func sameSnapshot(latest, v *metadata.Function) bool {
 		latest.Runtime == v.Runtime && latest.Handler == v.Handler && latest.Role == v.Role &&
 		latest.MemorySize == v.MemorySize && latest.Timeout == v.Timeout && latest.EphemeralMB == v.EphemeralMB &&
 		latest.Architecture == v.Architecture && latest.DeadLetterTargetArn == v.DeadLetterTargetArn &&
-		maps.Equal(latest.Environment, v.Environment)
+		maps.Equal(latest.Environment, v.Environment) && metadata.SameLayers(latest.Layers, v.Layers)
 }
 
 // publish publishes $LATEST of name as a new version, or returns the
 // newest version when nothing changed since it was published.
 func (h *Handler) publish(ctx context.Context, name string, req publishRequest, reqID string) (*metadata.Function, error) {
-	v, created, err := h.cfg.Functions.PublishVersion(ctx, h.cfg.Account, name, func(latest, newest *metadata.Function) (*metadata.Function, error) {
+	v, created, err := h.cfg.Functions.PublishVersion(ctx, h.account(ctx), name, func(latest, newest *metadata.Function) (*metadata.Function, error) {
 		if req.CodeSha256 != "" && req.CodeSha256 != latest.CodeSha256 {
 			return nil, lambdaerr.New(lambdaerr.InvalidParameterValue,
 				"CodeSHA256 (%s) is different from current CodeSHA256 in $LATEST (%s). Please try again.", req.CodeSha256, latest.CodeSha256)
@@ -65,7 +65,7 @@ func (h *Handler) publish(ctx context.Context, name string, req publishRequest, 
 }
 
 func (h *Handler) publishVersion(w http.ResponseWriter, r *http.Request, reqID string, rt route) error {
-	name, err := h.unqualified(rt)
+	name, err := h.unqualified(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -126,7 +126,7 @@ func page[T any](items []T, key func(T) string, marker string, maxItems int) ([]
 }
 
 func (h *Handler) listVersions(w http.ResponseWriter, r *http.Request, _ string, rt route) error {
-	name, err := h.unqualified(rt)
+	name, err := h.unqualified(r.Context(), rt)
 	if err != nil {
 		return err
 	}
@@ -134,7 +134,7 @@ func (h *Handler) listVersions(w http.ResponseWriter, r *http.Request, _ string,
 	if err != nil {
 		return err
 	}
-	vs, err := h.cfg.Functions.ListVersions(r.Context(), h.cfg.Account, name)
+	vs, err := h.cfg.Functions.ListVersions(r.Context(), h.account(r.Context()), name)
 	if err != nil {
 		return err
 	}
@@ -159,10 +159,10 @@ func (h *Handler) deleteVersion(w http.ResponseWriter, r *http.Request, reqID, n
 		return lambdaerr.New(lambdaerr.InvalidParameterValue,
 			"Deletion of aliases is not supported through DeleteFunction; use DeleteAlias. Qualifier: %s", version)
 	}
-	if _, err := h.cfg.Functions.Get(r.Context(), h.cfg.Account, name, version); err != nil {
+	if _, err := h.cfg.Functions.Get(r.Context(), h.account(r.Context()), name, version); err != nil {
 		return err
 	}
-	aliases, err := h.cfg.Functions.ListAliases(r.Context(), h.cfg.Account, name)
+	aliases, err := h.cfg.Functions.ListAliases(r.Context(), h.account(r.Context()), name)
 	if err != nil {
 		return err
 	}
@@ -178,7 +178,7 @@ func (h *Handler) deleteVersion(w http.ResponseWriter, r *http.Request, reqID, n
 			"Unable to delete version because the following aliases reference it: [%s]", strings.Join(users, ", "))
 	}
 	h.clearProvisioned(r.Context(), name, version)
-	if err := h.cfg.Functions.DeleteVersion(r.Context(), h.cfg.Account, name, version); err != nil {
+	if err := h.cfg.Functions.DeleteVersion(r.Context(), h.account(r.Context()), name, version); err != nil {
 		return err
 	}
 	h.retireVersion(r.Context(), name, version)

@@ -9,12 +9,13 @@ import (
 // WriteHTTP answers with err in Lambda's error shape: the status of its
 // kind, X-Amzn-ErrorType, Retry-After when set, and the JSON body
 // {"Type": "User"|"Service", "message": ..., "Reason": ...}. Errors
-// without a kind become ServiceException (500). Flint's own endpoints
+// without a kind become ServiceException (500) without their text (see
+// Public). Flint's own endpoints
 // (async status, queues, logs, event invoke configs) use it; the Lambda
 // API frontend spells the message member per error type as Lambda's model
 // does.
 func WriteHTTP(w http.ResponseWriter, err error) {
-	le := As(err)
+	le := Public(err)
 	typ := "User"
 	if le.Status() >= 500 {
 		typ = "Service"

@@ -25,6 +25,10 @@ const (
 	CodeStorageExceeded   = "CodeStorageExceededException"
 	InvalidZipFile        = "InvalidZipFileException"
 	ResourceNotReady      = "ResourceNotReadyException"
+	PolicyLengthExceeded  = "PolicyLengthExceededException"
+	// AccessDenied: the caller's account may not act on another
+	// account's resource (no resource-based policy allows it).
+	AccessDenied = "AccessDeniedException"
 )
 
 var statusOf = map[string]int{
@@ -40,6 +44,8 @@ var statusOf = map[string]int{
 	CodeStorageExceeded:   http.StatusBadRequest,
 	InvalidZipFile:        http.StatusBadGateway,
 	ResourceNotReady:      http.StatusBadGateway,
+	PolicyLengthExceeded:  http.StatusBadRequest,
+	AccessDenied:          http.StatusForbidden,
 }
 
 // Error is a Lambda-visible error.
@@ -82,4 +88,32 @@ func As(err error) *Error {
 func Is(err error, typ string) bool {
 	var le *Error
 	return errors.As(err, &le) && le.Type == typ
+}
+
+// Wrap returns an error that reaches a client as an *Error of type typ
+// with message msg (errors.As finds it first), while its Error text, for
+// the server's log, keeps cause. Use it where cause's text may hold a host
+// path or a raw library message.
+func Wrap(typ, msg string, cause error) error {
+	return &wrapped{le: &Error{Type: typ, Message: msg}, cause: cause}
+}
+
+type wrapped struct {
+	le    *Error
+	cause error
+}
+
+func (w *wrapped) Error() string   { return w.le.Error() + ": " + w.cause.Error() }
+func (w *wrapped) Unwrap() []error { return []error{w.le, w.cause} }
+
+// Public is what a client may be told about err: the *Error in its chain,
+// or a ServiceException saying only that something failed inside, since
+// the text of an unclassified error may hold host paths or raw library
+// messages (the caller logs err itself).
+func Public(err error) *Error {
+	var le *Error
+	if errors.As(err, &le) {
+		return le
+	}
+	return &Error{Type: Service, Message: "internal error; the server log has the details"}
 }

@@ -25,6 +25,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -100,6 +101,13 @@ type Config struct {
 	// it expected (only when retention or Purge removes entries while they
 	// are being read).
 	ReadIdle time.Duration
+	// Replicas of the stream (default 1); an existing stream is updated.
+	Replicas int
+	// Gate, when set, is asked before each batch is published: while it
+	// refuses logs (the backbone is short of space, or unavailable) the
+	// batch is dropped at once and counted in Dropped, so logs give way
+	// before events do and never wait on a backbone that cannot write.
+	Gate writegate.Gate
 	// Now stamps entries; time.Now when nil.
 	Now func() time.Time
 	// Logger; a discarding logger when nil.
@@ -192,8 +200,9 @@ type Store struct {
 	stop       chan struct{} // closed by Close
 	writerDone chan struct{} // closed when the writer has published all and exited
 
-	dropped atomic.Int64 // entries appended but not stored
-	cleanup sync.Once    // of the publisher, by Close
+	dropped  atomic.Int64 // entries appended but not stored
+	gateWarn atomic.Int64 // unix nanos of the last "logs dropped" warning
+	cleanup  sync.Once    // of the publisher, by Close
 }
 
 // New creates or updates the log stream (file storage, limits retention,
@@ -243,6 +252,7 @@ func New(cfg Config) (*Store, error) {
 		MaxMsgsPerSubject: cfg.MaxMsgsPerSubject,
 		MaxMsgSize:        int32(cfg.MaxEntryBytes + 4096), // a batch plus headers
 		AllowDirect:       true,
+		Replicas:          max(1, cfg.Replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("logstore: create stream %s: %w", cfg.Stream, err)

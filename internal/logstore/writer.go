@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/flintdev/flint/internal/writegate"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -155,12 +156,27 @@ func (s *Store) publish(b *batch) {
 	m.Header.Set(HeaderFormat, formatBatch1)
 	m.Header.Set(HeaderEntries, strconv.Itoa(b.n))
 	m.Data = b.buf
+	if err := writegate.Check(s.cfg.Gate, writegate.Logs); err != nil {
+		s.refused(m, err)
+		return
+	}
 	_, err := s.pub.PublishMsgAsync(m,
 		jetstream.WithExpectStream(s.cfg.Stream),
 		jetstream.WithStallWait(writerStallWait))
 	if err != nil {
 		s.settle(m, err)
 	}
+}
+
+// refused drops a batch the gate refused, warning at most every 30 s.
+func (s *Store) refused(m *nats.Msg, err error) {
+	now := time.Now().UnixNano()
+	if last := s.gateWarn.Load(); now-last > int64(30*time.Second) && s.gateWarn.CompareAndSwap(last, now) {
+		s.log.Warn("dropping function logs while the backbone cannot take them", "reason", err, "droppedSoFar", s.dropped.Load())
+	}
+	n, _ := strconv.Atoi(m.Header.Get(HeaderEntries))
+	s.dropped.Add(int64(n))
+	s.release(m)
 }
 
 // settle releases a published (or unpublishable) batch's entries from
@@ -171,6 +187,12 @@ func (s *Store) settle(m *nats.Msg, err error) {
 		s.dropped.Add(int64(n))
 		s.log.Warn("function log entries lost", "subject", m.Subject, "entries", n, "err", err)
 	}
+	s.release(m)
+}
+
+// release takes a batch's entries off the pending count.
+func (s *Store) release(m *nats.Msg) {
+	n, _ := strconv.Atoi(m.Header.Get(HeaderEntries))
 	s.mu.Lock()
 	s.pendN -= n
 	s.pendBy -= len(m.Data) // frames are exactly what enqueue counted

@@ -32,6 +32,8 @@ type Alias struct {
 	// RevisionID changes on every update of the alias.
 	RevisionID   string    `json:"revisionId"`
 	LastModified time.Time `json:"lastModified"`
+	// Policy is the alias's resource-based policy; nil for none.
+	Policy *Policy `json:"policy,omitempty"`
 
 	// KVRevision is the revision of the store entry this value was read
 	// from; UpdateAlias writes on condition that it is still current.

@@ -3,6 +3,7 @@ package metadata
 import (
 	"encoding/json"
 	"maps"
+	"slices"
 	"strings"
 	"sync"
 
@@ -198,6 +199,7 @@ func (f *Function) clone() *Function {
 	if f.Environment != nil {
 		c.Environment = maps.Clone(f.Environment)
 	}
+	c.Layers = slices.Clone(f.Layers)
 	return &c
 }
 

@@ -32,6 +32,12 @@ type Function struct {
 	CodeSha256 string `json:"codeSha256"`
 	CodeDigest string `json:"codeDigest"`
 	CodeSize   int64  `json:"codeSize"`
+	// CodeUnzippedSize is the sum of the sizes of the package's files (0
+	// for functions stored before Flint recorded it).
+	CodeUnzippedSize int64 `json:"codeUnzippedSize,omitempty"`
+	// Layers are the layer versions the function references, in order
+	// (later layers win where files collide in /opt).
+	Layers []LayerRef `json:"layers,omitempty"`
 
 	// RevisionId changes on every change of code or configuration.
 	RevisionID   string    `json:"revisionId"`
@@ -47,6 +53,10 @@ type Function struct {
 	// ever published (0 for none). Version numbers are never reused, even
 	// after a version is deleted. Store.PublishVersion maintains it.
 	LastPublished int `json:"lastPublished,omitempty"`
+
+	// Policy is the resource-based policy of this version ($LATEST's is
+	// the unqualified function's); nil for none.
+	Policy *Policy `json:"policy,omitempty"`
 
 	// KVRevision is the revision of the store entry this value was read
 	// from (0 for a value never stored). It is not stored itself: Store.Get
@@ -65,7 +75,12 @@ func (f *Function) QualifiedARN() string { return f.ARN() + ":" + f.Version }
 
 // SandboxKey identifies what a sandbox was built from: sandboxes are shared
 // only by invocations with the same key, so any change of code or
-// configuration (a new RevisionID) retires the old sandboxes.
+// configuration (a new RevisionID) or of the layers retires the old
+// sandboxes.
 func (f *Function) SandboxKey() string {
-	return f.Account + "/" + f.Name + "/" + f.Version + "/" + f.RevisionID
+	k := f.Account + "/" + f.Name + "/" + f.Version + "/" + f.RevisionID
+	if lk := LayersKey(f.Layers); lk != "" {
+		k += "/" + lk
+	}
+	return k
 }

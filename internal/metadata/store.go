@@ -52,9 +52,10 @@ const maxModifyAttempts = 16
 // whenever it is known to be broken, reads go to the KV. Every returned
 // value is the caller's own copy. Close stops the watch.
 type Store struct {
-	kv     jetstream.KeyValue
-	region string
-	log    *slog.Logger
+	kv       jetstream.KeyValue
+	region   string
+	log      *slog.Logger
+	replicas int // of the bucket
 
 	cache *cache
 	// watch is nil when the store was built without one (tests, or a
@@ -69,6 +70,10 @@ type Option func(*Store)
 // "us-east-1"). It does not change what is stored: each Function carries
 // its own Region.
 func WithRegion(region string) Option { return func(s *Store) { s.region = region } }
+
+// WithReplicas sets the function bucket's replicas (default 1); an
+// existing bucket with another count is updated.
+func WithReplicas(n int) Option { return func(s *Store) { s.replicas = n } }
 
 // WithLogger sets where the store reports problems of its bucket watch
 // (default: slog.Default()).
@@ -102,6 +107,7 @@ func newStore(ctx context.Context, js jetstream.JetStream, opts ...Option) (*Sto
 		Description: "Flint function configurations",
 		History:     1,
 		Storage:     jetstream.FileStorage,
+		Replicas:    max(1, s.replicas),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("metadata: open bucket %s: %w", DefaultBucket, err)
@@ -374,6 +380,24 @@ func (s *Store) Delete(ctx context.Context, account, name string) error {
 	}
 	s.forget(ctx, latest)
 	return nil
+}
+
+// Accounts lists, sorted, the accounts that have at least one function.
+func (s *Store) Accounts(ctx context.Context) ([]string, error) {
+	keys, err := s.keys(ctx, "*.*.latest")
+	if err != nil {
+		return nil, fmt.Errorf("metadata: list accounts: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range keys {
+		if a, _, ok := strings.Cut(k, "."); ok && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
 }
 
 // keys lists the live keys matching a subject filter.

@@ -69,6 +69,7 @@ func (s *Store) PublishVersion(ctx context.Context, account, name string, snapsh
 		v.Account, v.Name = account, name
 		v.Version = strconv.Itoa(n)
 		v.LastPublished = 0
+		v.Policy = nil // a version starts without a resource policy
 		v.KVRevision = 0
 		if err := s.Create(ctx, v); err != nil {
 			return nil, false, fmt.Errorf("metadata: publish %s: %w", s.arn(account, name, v.Version), err)

@@ -92,7 +92,9 @@ func New(cfg Config) (*Catalog, error) {
 		c.byName[v] = Runtime{
 			Name: v, RuntimeDir: dir,
 			argv: []string{cfg.Python, "-u", "/var/runtime/bootstrap.py"},
-			Env:  []string{"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1"},
+			// Layers' Python packages, where Lambda looks for them.
+			Env: []string{"PYTHONUNBUFFERED=1", "PYTHONDONTWRITEBYTECODE=1",
+				"PYTHONPATH=/opt/python/lib/" + v + "/site-packages:/opt/python"},
 		}
 	}
 	if v, err := detect(cfg.Node, "--version", nodeVersion); err == nil {
@@ -103,7 +105,9 @@ func New(cfg Config) (*Catalog, error) {
 		c.byName[v] = Runtime{
 			Name: v, RuntimeDir: dir,
 			argv: []string{cfg.Node, "/var/runtime/bootstrap.js"},
-			Env:  []string{"NODE_PATH=/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task"},
+			// Layers' Node packages, where Lambda looks for them.
+			Env: []string{"NODE_PATH=/opt/nodejs/node" + strings.TrimSuffix(strings.TrimPrefix(v, "nodejs"), ".x") +
+				"/node_modules:/opt/nodejs/node_modules:/var/runtime/node_modules:/var/runtime:/var/task"},
 		}
 	}
 	return c, nil

@@ -53,6 +53,10 @@ type Spec struct {
 	// RuntimeDir, when not empty, is a host directory mounted read-only at
 	// /var/runtime (Flint's own runtime clients for Python and Node).
 	RuntimeDir string
+	// OptDir, when not empty, is a host directory mounted read-only at
+	// /opt, exactly as CodeDir is at /var/task: the function's layers,
+	// merged by the worker. Without it the sandbox has no /opt.
+	OptDir string
 	// Command is the argv of the runtime process, as seen inside the
 	// sandbox, e.g. ["/var/task/bootstrap"] or
 	// ["/usr/bin/python3", "/var/runtime/bootstrap.py"].

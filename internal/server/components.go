@@ -6,16 +6,22 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"os"
 	"path/filepath"
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq"
+	"github.com/flintdev/flint/internal/auth"
+	"github.com/flintdev/flint/internal/auth/keystore"
+	"github.com/flintdev/flint/internal/auth/sigv4"
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
+	"github.com/flintdev/flint/internal/codeurl"
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
@@ -29,8 +35,11 @@ import (
 type components struct {
 	cfg       Config
 	bb        *backbone.Backbone
+	keys      *keystore.Store
 	functions *metadata.Store
 	code      *codestore.Store
+	layers    *layers.Store
+	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
 	driver    *process.Driver
@@ -39,6 +48,7 @@ type components struct {
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	conns     *capListener // set by Run
 
 	closers []closer // run in reverse order by close
 }
@@ -47,6 +57,21 @@ type components struct {
 type closer struct {
 	name  string
 	close func(ctx context.Context) error
+}
+
+// sandboxDriverConfig is the process driver's configuration for a server
+// on data dir data. Each server's sandboxes share a cgroup parent named for
+// its data dir, so that the cgroups a crashed run left behind can be
+// removed at start (or by Cleanup) without touching another server's.
+func sandboxDriverConfig(data, init string, egress *process.EgressConfig, log *slog.Logger) process.Config {
+	digest := sha256.Sum256([]byte(data))
+	return process.Config{
+		StateDir:     filepath.Join(data, "sandboxes"),
+		InitPath:     init,
+		CgroupParent: "flint-" + hex.EncodeToString(digest[:6]),
+		Egress:       egress,
+		Logger:       log.With("component", "sandbox"),
+	}
 }
 
 // start builds the components in dependency order. On error everything
@@ -61,38 +86,70 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	log := cfg.Logger
 	data := cfg.DataDir
 
-	if c.bb, err = backbone.Start(backbone.Config{URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server"}); err != nil {
+	bc := cfg.Backbone
+	if c.bb, err = backbone.Start(backbone.Config{
+		URL: cfg.NATSURL, DataDir: data, Port: cfg.NATSPort, Name: "flint-server",
+		Replicas: bc.Replicas, MaxStore: bc.MaxStore, Reserve: bc.Reserve,
+		Creds: bc.Creds, TLS: backbone.TLSConfig{CA: bc.TLSCA, Cert: bc.TLSCert, Key: bc.TLSKey},
+		Logger: log.With("component", "backbone"),
+	}); err != nil {
 		return nil, err
 	}
 	c.onClose("backbone", func(context.Context) error { c.bb.Close(); return nil })
 	js := c.bb.JetStream()
+	replicas := c.bb.Replicas()
+	lim := c.bb.Limits()
+	log.Info("backbone storage", "maxStoreBytes", lim.MaxStore, "reserveBytes", lim.Reserve, "replicas", replicas)
+	logBytes := bc.LogsMaxBytes
+	if logBytes == 0 {
+		logBytes = lim.LogBytes()
+	} else if err := lim.CheckLogBytes(logBytes); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 
-	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
-		return nil, fmt.Errorf("server: metadata: %w", err)
+	if c.keys, err = keystore.Open(ctx, keystore.Config{JS: js, Replicas: replicas, Logger: log.With("component", "keystore")}); err != nil {
+		return nil, fmt.Errorf("server: key store: %w", err)
+	}
+	c.onClose("key store", c.keys.Close)
+	credPath := filepath.Join(data, "credentials")
+	root, created, err := c.keys.EnsureRoot(ctx, credPath, cfg.Account)
+	if err != nil {
+		return nil, fmt.Errorf("server: root key: %w", err)
+	}
+	if created {
+		log.Info("created the root access key of account "+cfg.Account+"; sign with it: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
+	} else {
+		log.Info("root access key: AWS_SHARED_CREDENTIALS_FILE="+credPath+" AWS_PROFILE="+keystore.Profile,
+			"credentials", credPath, "accessKeyId", root.AccessKeyID, "account", root.Account)
+	}
+
+	if c.functions, err = metadata.NewStore(ctx, js, metadata.WithRegion(cfg.Region), metadata.WithReplicas(replicas), metadata.WithLogger(log.With("component", "metadata"))); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: metadata: %w", err), replicas)
 	}
 	c.onClose("metadata store", c.functions.Close)
-	if c.code, err = codestore.New(codestore.Config{JS: js, Logger: log.With("component", "codestore")}); err != nil {
-		return nil, fmt.Errorf("server: code store: %w", err)
+	if c.code, err = codestore.New(codestore.Config{JS: js, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "codestore")}); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: code store: %w", err), replicas)
 	}
-	if c.logs, err = logstore.New(logstore.Config{JS: js, Logger: log.With("component", "logstore")}); err != nil {
-		return nil, fmt.Errorf("server: log store: %w", err)
+	if c.layers, err = layers.New(ctx, layers.Config{JS: js, Replicas: replicas, Region: cfg.Region}); err != nil {
+		return nil, fmt.Errorf("server: layer store: %w", err)
+	}
+	if c.codeURLs, err = codeurl.New(ctx, codeurl.Config{
+		JS: js, Replicas: replicas, Packages: c.code, TTL: cfg.CodeURLTTL,
+		IsNotFound: func(err error) bool { return errors.Is(err, codestore.ErrNotFound) },
+		Logger:     log.With("component", "codeurl"),
+	}); err != nil {
+		return nil, fmt.Errorf("server: code links: %w", err)
+	}
+	if c.logs, err = logstore.New(logstore.Config{JS: js, MaxBytes: logBytes, Replicas: replicas, Gate: c.bb, Logger: log.With("component", "logstore")}); err != nil {
+		return nil, replicaHint(fmt.Errorf("server: log store: %w", err), replicas)
 	}
 	c.onClose("log store", c.logs.Close)
 
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
-	// Each server's sandboxes share a cgroup parent named for its data dir,
-	// so that the cgroups a crashed run left behind can be removed at
-	// start without touching another server's.
-	digest := sha256.Sum256([]byte(data))
-	if c.driver, err = process.New(process.Config{
-		StateDir:     filepath.Join(data, "sandboxes"),
-		InitPath:     cfg.SandboxInit,
-		CgroupParent: "flint-" + hex.EncodeToString(digest[:6]),
-		Egress:       cfg.SandboxEgress,
-		Logger:       log.With("component", "sandbox"),
-	}); err != nil {
+	if c.driver, err = process.New(sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)); err != nil {
 		return nil, fmt.Errorf("server: sandbox driver: %w", err)
 	}
 	if n, err := c.driver.RemoveStale(ctx); err != nil {
@@ -172,8 +229,12 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		ThrottleBackoffMin: cfg.Async.ThrottleBackoffMin,
 		ThrottleBackoffMax: cfg.Async.ThrottleBackoffMax,
 		AckWait:            cfg.Async.AckWait,
+		Replicas:           replicas,
+		Gate:               c.bb,
+
+		AccountOf: func(r *http.Request) (string, error) { return auth.AccountOf(r.Context(), cfg.Account), nil },
 	}); err != nil {
-		return nil, fmt.Errorf("server: async queue: %w", err)
+		return nil, replicaHint(fmt.Errorf("server: async queue: %w", err), replicas)
 	}
 	if err := c.async.Start(); err != nil {
 		return nil, fmt.Errorf("server: async pollers: %w", err)
@@ -189,6 +250,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Async:     c.async,
 		Runtimes:  c.runtimes,
 		Logs:      c.logs,
+		Gate:      c.bb,
+		Layers:    c.layers,
+		CodeURLs:  c.codeURLs,
 		Preparer:  codePreparer{c.worker},
 		Logger:    log.With("component", "frontend"),
 	}); err != nil {
@@ -208,27 +272,93 @@ func (c *components) onClose(name string, f func(ctx context.Context) error) {
 	c.closers = append(c.closers, closer{name, f})
 }
 
+// closeTimeout bounds closing the components at shutdown, whatever state
+// the backbone is in; each step gets at most closeStep of it.
+const (
+	closeTimeout = 20 * time.Second
+	closeStep    = 10 * time.Second
+)
+
 // close stops everything in reverse start order: pollers stop taking
 // events, the manager destroys every sandbox, the backbone closes last.
 // A component that fails to close (a sandbox it could not destroy, log
-// entries it could not store) is logged, and the rest still close.
+// entries it could not store) is logged, and the rest still close. A step
+// that does not return within its share is left behind (and logged), so
+// shutdown ends in bounded time.
 func (c *components) close() {
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
+	deadline := time.Now().Add(closeTimeout)
 	for i := len(c.closers) - 1; i >= 0; i-- {
-		if err := c.closers[i].close(ctx); err != nil {
-			c.cfg.Logger.Error("shutdown: closing "+c.closers[i].name, "err", err)
+		step := min(time.Until(deadline), closeStep)
+		ctx, cancel := context.WithTimeout(context.Background(), step)
+		done := make(chan struct{})
+		cl := c.closers[i]
+		go func() {
+			defer close(done)
+			if err := cl.close(ctx); err != nil {
+				c.cfg.Logger.Error("shutdown: closing "+cl.name, "err", err)
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(step + time.Second):
+			c.cfg.Logger.Error("shutdown: closing "+cl.name+" did not finish in time, going on", "budget", step)
 		}
+		cancel()
 	}
 	c.closers = nil
 }
 
-// handler routes the listener: health, Flint's own API under /flint/, and
+// replicaHint adds to a failure to open a store with more than one
+// replica what the operator can do.
+func replicaHint(err error, replicas int) error {
+	if replicas <= 1 {
+		return err
+	}
+	return fmt.Errorf("%w (with --nats-replicas %d every stream, KV bucket and object store is created, or updated, with %d replicas: "+
+		"the cluster needs %d JetStream servers up; to change one by hand: nats stream edit <stream> --replicas %d; see docs/backbone.md)",
+		err, replicas, replicas, replicas, replicas)
+}
+
+// rootOnly are the paths only the server's root key may call: key
+// management and the server-wide views.
+var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/stats", "/flint/v1/cluster", "/flint/v1/cluster/"}
+
+// public are the paths served without SigV4: health checks, and code
+// download links, which carry their own signature.
+var public = []string{"/healthz", "/readyz", "/flint/v1/code/"}
+
+// handler is the listener's handler: the sigv4 middleware in front of
+// routes.
+func (c *components) handler() (http.Handler, error) {
+	return sigv4.New(sigv4.Config{
+		Mode:           c.cfg.Auth,
+		Keys:           c.keys,
+		DefaultAccount: c.cfg.Account,
+		Region:         c.cfg.Region,
+		RootOnly:       rootOnly,
+		Public:         public,
+		Logger:         c.cfg.Logger.With("component", "auth"),
+	}, c.routes())
+}
+
+// routes routes the listener: health, Flint's own API under /flint/, and
 // every other path to the frontend, which serves Lambda's API and answers
 // unknown routes in Lambda's error format.
-func (c *components) handler() http.Handler {
+func (c *components) routes() http.Handler {
 	mux := http.NewServeMux()
+	// Liveness: the process answers.
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	// Readiness: this node can take writes (backbone connected, JetStream
+	// answering with a quorum, room on the disk).
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		if err := c.bb.Ready(); err != nil {
+			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+			w.WriteHeader(http.StatusServiceUnavailable)
+			w.Write([]byte("not ready: " + lambdaerr.Public(err).Message + "\n"))
+			return
+		}
 		w.Write([]byte("ok\n"))
 	})
 	mux.Handle("/flint/", c.flintAPI())
@@ -237,8 +367,8 @@ func (c *components) handler() http.Handler {
 }
 
 // flintAPI is Flint's own API (async invocation status, queues, logs,
-// stats) in one route table; unknown routes under /flint/ answer a JSON
-// ResourceNotFoundException.
+// stats, code download links, access keys) in one route table; unknown
+// routes under /flint/ answer a JSON ResourceNotFoundException.
 func (c *components) flintAPI() http.Handler {
 	mux := http.NewServeMux()
 	ah := c.async.Handler()
@@ -246,6 +376,12 @@ func (c *components) flintAPI() http.Handler {
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
+	// Download links of code packages carry their own signature (no AWS
+	// credentials), so plain HTTP clients can fetch them.
+	mux.Handle(codeurl.PathPrefix, c.codeURLs.Handler())
+	kh := c.keys.Handler()
+	mux.Handle(keystore.KeysPath, kh)
+	mux.Handle(keystore.KeysPath+"/", kh)
 	mux.HandleFunc("/flint/", func(w http.ResponseWriter, r *http.Request) {
 		lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.ResourceNotFound, "Flint has no route %s %s", r.Method, r.URL.Path))
 	})

@@ -20,21 +20,31 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/sandbox/process"
 )
 
 // Config configures an all-in-one server.
 type Config struct {
-	Listen       string // address of the Lambda API, e.g. 127.0.0.1:9000
-	DataDir      string
-	NATSURL      string // external NATS; "" starts the embedded one
-	NATSPort     int    // embedded NATS port; -1 picks a free one
-	Region       string
-	Account      string
-	KeepAlive    time.Duration
-	HostMemoryMB int // 0: three quarters of the host's RAM
-	MaxSandboxes int
-	Logger       *slog.Logger
+	Listen   string // address of the Lambda API, e.g. 127.0.0.1:9000
+	DataDir  string
+	NATSURL  string // external NATS; "" starts the embedded one
+	NATSPort int    // embedded NATS port; -1 picks a free one
+	// Backbone tunes replication, storage limits and the security of the
+	// connection to NATS.
+	Backbone BackboneConfig
+	// HTTPIdleTimeout closes keep-alive connections idle this long
+	// (default 2m).
+	HTTPIdleTimeout time.Duration
+	// MaxConnections caps the API's open connections; past it a new one
+	// is answered 429 and closed (default 10000).
+	MaxConnections int
+	Region         string
+	Account        string // the default account: the root key's, and every request's in auth.ModeDev
+	KeepAlive      time.Duration
+	HostMemoryMB   int // 0: three quarters of the host's RAM
+	MaxSandboxes   int
+	Logger         *slog.Logger
 	// Ready, when set, is called with the API's address once the server
 	// answers requests.
 	Ready func(addr net.Addr)
@@ -53,10 +63,36 @@ type Config struct {
 	// is a smaller one that starts faster (it must come from the same
 	// build).
 	SandboxInit string
+	// CodeURLTTL is how long the download links of GetFunction and
+	// GetLayerVersion stay valid (default 10 minutes, as Lambda's).
+	CodeURLTTL time.Duration
+	// Auth is how requests are authenticated: auth.ModeRequired verifies
+	// every SigV4 signature; auth.ModeDev accepts anything as the default
+	// account. "" picks ModeDev when Listen is a loopback address and
+	// refuses to start otherwise.
+	Auth auth.Mode
 	// StatsGC lets GET /flint/v1/stats?gc=true force a garbage collection
 	// before it reads the heap, for tests that compare heap sizes; off,
 	// gc=true is refused (any caller could make the server stop the world).
 	StatsGC bool
+}
+
+// BackboneConfig is the part of backbone.Config (and of the stores'
+// limits) an operator tunes from the command line.
+type BackboneConfig struct {
+	// Replicas of every stream, KV bucket and object store (default 1).
+	Replicas int
+	// MaxStore bounds the embedded server's JetStream storage (bytes);
+	// 0 sizes it from the data dir's disk.
+	MaxStore int64
+	// Reserve is the free space kept on the data dir's disk; 0: 5 %.
+	Reserve int64
+	// LogsMaxBytes bounds the function log stream; 0: an eighth of the
+	// storage limit, at most 1 GiB.
+	LogsMaxBytes int64
+	// Creds, TLSCA, TLSCert, TLSKey secure connections to an external
+	// cluster (files).
+	Creds, TLSCA, TLSCert, TLSKey string
 }
 
 // AsyncConfig is the part of asyncq.Config an operator (or a test) may
@@ -88,8 +124,17 @@ func (c *Config) Validate() error {
 	if c.Account == "" {
 		c.Account = "000000000000"
 	}
-	if len(c.Account) != 12 {
+	if !auth.ValidAccount(c.Account) {
 		return fmt.Errorf("server: account %q is not a 12-digit id", c.Account)
+	}
+	if _, err := auth.ParseMode(string(c.Auth)); err != nil {
+		return fmt.Errorf("server: %w", err)
+	}
+	if c.Auth == "" {
+		if !loopback(c.Listen) {
+			return fmt.Errorf("server: %s is not a loopback address: start with --auth required (or, knowing that anyone who reaches it can run code, --auth dev)", c.Listen)
+		}
+		c.Auth = auth.ModeDev
 	}
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 5 * time.Minute
@@ -102,6 +147,12 @@ func (c *Config) Validate() error {
 	}
 	if c.ShutdownTimeout <= 0 {
 		c.ShutdownTimeout = 30 * time.Second
+	}
+	if c.HTTPIdleTimeout <= 0 {
+		c.HTTPIdleTimeout = 2 * time.Minute
+	}
+	if c.MaxConnections <= 0 {
+		c.MaxConnections = 10000
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
@@ -124,6 +175,11 @@ func Run(ctx context.Context, cfg Config) error {
 		return err
 	}
 	cfg.DataDir = dataDir
+	unlock, err := lockDataDir(dataDir)
+	if err != nil {
+		return err
+	}
+	defer unlock()
 	// Listen first: a taken port fails before anything else starts.
 	ln, err := net.Listen("tcp", cfg.Listen)
 	if err != nil {
@@ -135,17 +191,40 @@ func Run(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
+	// Runs last: whatever state the backbone is in, closing the
+	// components takes at most closeTimeout.
 	defer s.close()
 
+	handler, err := s.handler()
+	if err != nil {
+		return err
+	}
+	cl := newCapListener(ln, cfg.MaxConnections, cfg.Logger)
+	s.conns = cl
 	hs := &http.Server{
-		Handler:           s.handler(),
+		Handler:           handler,
 		ReadHeaderTimeout: 10 * time.Second,
-		ErrorLog:          slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
+		// A request (body included) is read, and its answer written,
+		// within the longest invocation Lambda allows (15 min) plus a
+		// margin; an idle keep-alive connection is closed after
+		// HTTPIdleTimeout. A read deadline shorter than an invocation
+		// would cancel it: net/http ends the request's context when
+		// the connection's read deadline passes.
+		ReadTimeout:  maxInvocation + time.Minute,
+		WriteTimeout: maxInvocation + time.Minute,
+		IdleTimeout:  cfg.HTTPIdleTimeout,
+		ErrorLog:     slog.NewLogLogger(cfg.Logger.Handler(), slog.LevelWarn),
 	}
 	errc := make(chan error, 1)
-	go func() { errc <- hs.Serve(ln) }()
+	go func() { errc <- hs.Serve(cl) }()
 	cfg.Logger.Info("flint server listening", "addr", ln.Addr().String(), "data", cfg.DataDir,
 		"nats", s.bb.ClientURL(), "driver", s.driver.Name(), "runtimes", s.runtimes.Names())
+	if cfg.Auth == auth.ModeDev {
+		cfg.Logger.Warn("authentication is off (--auth dev): every request is accepted, signed or not, as the root of account "+cfg.Account,
+			"account", cfg.Account)
+	} else {
+		cfg.Logger.Info("authentication required: every request must be signed (SigV4) with a Flint access key", "auth", string(cfg.Auth))
+	}
 	if cfg.Ready != nil {
 		cfg.Ready(ln.Addr())
 	}
@@ -159,9 +238,27 @@ func Run(ctx context.Context, cfg Config) error {
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
 	if err := hs.Shutdown(sctx); err != nil {
-		cfg.Logger.Warn("http shutdown", "err", err)
+		cfg.Logger.Warn("http shutdown: closing connections still open", "err", err)
+		_ = hs.Close()
 	}
 	return nil
+}
+
+// maxInvocation is the longest timeout a function may have (Lambda's).
+const maxInvocation = 15 * time.Minute
+
+// loopback reports whether every address listen may bind is a loopback
+// one ("127.0.0.1:9000", "[::1]:0", "localhost:9000"; not ":9000").
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func hostMemoryMB() int {

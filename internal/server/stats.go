@@ -6,6 +6,7 @@ import (
 	"os"
 	"runtime"
 
+	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/placement"
 	"github.com/flintdev/flint/internal/workermanager"
@@ -25,6 +26,16 @@ type serverStats struct {
 	Driver     string               `json:"driver"`
 	Runtimes   []string             `json:"runtimes"`
 	NumGC      uint32               `json:"numGC"`
+	// Backbone is the backbone's health: connection, JetStream, disk.
+	Backbone backbone.Health `json:"backbone"`
+	// LogsDropped counts function log entries not stored (the backbone
+	// refused them, e.g. short of space, or did not acknowledge them).
+	LogsDropped int64 `json:"logsDropped"`
+	// Connections open on the API now, and refused past --max-connections.
+	Connections struct {
+		Open    int64 `json:"open"`
+		Refused int64 `json:"refused"`
+	} `json:"connections"`
 }
 
 func (c *components) statsHandler(w http.ResponseWriter, r *http.Request) {
@@ -51,6 +62,11 @@ func (c *components) statsHandler(w http.ResponseWriter, r *http.Request) {
 		Hosts:      c.placement.Hosts(),
 		Driver:     c.driver.Name(),
 		Runtimes:   c.runtimes.Names(),
+		Backbone:   c.bb.Health(),
+	}
+	st.LogsDropped = c.logs.Dropped()
+	if c.conns != nil {
+		st.Connections.Open, st.Connections.Refused = c.conns.Open(), c.conns.Refused()
 	}
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)

@@ -23,7 +23,7 @@ func BenchmarkWarmInvoke(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("process driver needs root (namespaces, cgroups, mounts)")
 	}
-	drv, err := process.New(process.Config{StateDir: b.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+	drv, err := process.New(process.Config{StateDir: b.TempDir(), CgroupParent: testCgroupParent, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		b.Skipf("process driver unavailable on this host: %v", err)
 	}

@@ -16,6 +16,22 @@ import (
 // not executable).
 const ErrorTypeInvalidEntrypoint = "Runtime.InvalidEntrypoint"
 
+// entrypoint returns the command a sandbox starts: argv, except that a
+// provided runtime's /var/task/bootstrap missing from the function's
+// package is looked for in its layers (/opt/bootstrap), as Lambda does.
+// fail, when not nil, is the failure the cold invocation reports instead
+// (Runtime.InvalidEntrypoint). optDir is the merged layers ("" for none).
+func entrypoint(codeDir, optDir string, argv []string) ([]string, func(requestID string) *failure) {
+	fail := entrypointFailure(codeDir, argv)
+	if fail == nil || optDir == "" || len(argv) == 0 || argv[0] != "/var/task/bootstrap" {
+		return argv, fail
+	}
+	if st, err := os.Stat(filepath.Join(optDir, "bootstrap")); err == nil && st.Mode().IsRegular() && st.Mode().Perm()&0o111 != 0 {
+		return append([]string{"/opt/bootstrap"}, argv[1:]...), nil
+	}
+	return argv, fail
+}
+
 // entrypointFailure checks, before a sandbox is built, that a command
 // taken from the function's own package (/var/task/..., the provided
 // runtimes' bootstrap) exists there and is executable. It returns the

@@ -43,3 +43,18 @@ func TestEntrypointFailure(t *testing.T) {
 		}
 	}
 }
+
+func TestEntrypointFromLayers(t *testing.T) {
+	code, opt := t.TempDir(), t.TempDir()
+	os.WriteFile(filepath.Join(opt, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
+	if cmd, fail := entrypoint(code, opt, []string{"/var/task/bootstrap"}); fail != nil || cmd[0] != "/opt/bootstrap" {
+		t.Errorf("bootstrap in a layer: %v %v", cmd, fail != nil)
+	}
+	if _, fail := entrypoint(code, "", []string{"/var/task/bootstrap"}); fail == nil {
+		t.Error("no bootstrap anywhere: no failure")
+	}
+	os.WriteFile(filepath.Join(code, "bootstrap"), []byte("#!/bin/sh\n"), 0o755)
+	if cmd, fail := entrypoint(code, opt, []string{"/var/task/bootstrap"}); fail != nil || cmd[0] != "/var/task/bootstrap" {
+		t.Errorf("the function's own bootstrap first: %v %v", cmd, fail != nil)
+	}
+}

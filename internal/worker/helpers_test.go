@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -18,14 +19,21 @@ import (
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
 )
 
 func TestMain(m *testing.M) {
 	process.MaybeRunInit()
 	code := m.Run()
 	gofn.Remove()
+	// Every sandbox is destroyed; the parent is empty now.
+	cgroup.RemoveParent(process.DefaultCgroupRoot, testCgroupParent)
 	os.Exit(code)
 }
+
+// testCgroupParent groups the sandboxes of this test process (never the
+// default "flint", which a server on the host may use).
+var testCgroupParent = "flint-test-" + strconv.Itoa(os.Getpid())
 
 // gofn is testdata/gofn built once as "bootstrap".
 var gofn = &gobuildtest.Once{Pkg: "./testdata/gofn"}
@@ -121,7 +129,7 @@ var drivers = []struct {
 		if os.Geteuid() != 0 {
 			t.Skip("process driver needs root (namespaces, cgroups, mounts)")
 		}
-		d, err := process.New(process.Config{StateDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)})
+		d, err := process.New(process.Config{StateDir: t.TempDir(), CgroupParent: testCgroupParent, Logger: slog.New(slog.DiscardHandler)})
 		if err != nil {
 			t.Skipf("process driver unavailable on this host: %v", err)
 		}

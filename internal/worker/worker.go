@@ -7,7 +7,8 @@
 // Cold start of one sandbox, as named steps:
 //
 //	reserve capacity → runtime lookup → code (unpack into the cache once
-//	per digest) → environment → driver.Create → [runtime init runs
+//	per digest) → layers (unpack each, merge once per combination, see
+//	layers.go) → environment → driver.Create → [runtime init runs
 //	concurrently; the first Invoke waits for it]
 package worker
 
@@ -23,12 +24,15 @@ import (
 	"regexp"
 	"sort"
 	"sync"
+	"syscall"
 	"time"
 
+	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/runtimeapi"
 	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox"
+	"github.com/flintdev/flint/internal/writegate"
 )
 
 // DefaultInitTimeout is Lambda's limit on a runtime's initialisation.
@@ -99,6 +103,7 @@ type Worker struct {
 	cfg     Config
 	log     *slog.Logger
 	codeDir string
+	optDir  string         // merged layer trees (layers.go)
 	logsWG  sync.WaitGroup // pending Logs.Append calls
 
 	mu sync.Mutex
@@ -147,8 +152,18 @@ func New(cfg Config) (*Worker, error) {
 	if err := os.MkdirAll(codeDir, 0o755); err != nil {
 		return nil, fmt.Errorf("worker: code cache: %w", err)
 	}
+	optDir := filepath.Join(cfg.DataDir, "opt")
+	if err := os.MkdirAll(optDir, 0o755); err != nil {
+		return nil, fmt.Errorf("worker: layer cache: %w", err)
+	}
+	// Leftovers of layer merges interrupted by a crash.
+	if stale, err := filepath.Glob(filepath.Join(optDir, mergePrefix+"*")); err == nil {
+		for _, d := range stale {
+			os.RemoveAll(d)
+		}
+	}
 	return &Worker{
-		cfg: cfg, log: cfg.Logger.With("host", cfg.HostID), codeDir: codeDir,
+		cfg: cfg, log: cfg.Logger.With("host", cfg.HostID), codeDir: codeDir, optDir: optDir,
 		sandboxes: map[string]*Sandbox{}, codeLocks: map[string]chan struct{}{},
 	}, nil
 }
@@ -198,6 +213,10 @@ func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, r
 	if err != nil {
 		return nil, err
 	}
+	optDir, err := w.ensureLayers(ctx, fn.Layers)
+	if err != nil {
+		return nil, err
+	}
 	now := w.cfg.Clock()
 	arn := fn.ARN()
 	if fn.Version != "" && fn.Version != metadata.LatestVersion {
@@ -211,8 +230,8 @@ func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, r
 		gone:     make(chan struct{}),
 		log:      w.log.With("function", fn.Name, "sandbox", id),
 	}
-	cmd := rt.Command()
-	if fail := entrypointFailure(codeDir, cmd); fail != nil {
+	cmd, fail := entrypoint(codeDir, optDir, rt.Command())
+	if fail != nil {
 		// Nothing to start: the cold invocation reports the failure
 		// (Runtime.InvalidEntrypoint), as Lambda's does.
 		s.sb, s.initFail = newUnstarted(id), fail
@@ -221,7 +240,7 @@ func (w *Worker) create(ctx context.Context, id string, fn *metadata.Function, r
 		return s, nil
 	}
 	spec := sandbox.Spec{
-		ID: id, CodeDir: codeDir, RuntimeDir: rt.RuntimeDir,
+		ID: id, CodeDir: codeDir, RuntimeDir: rt.RuntimeDir, OptDir: optDir,
 		Command:    cmd,
 		Env:        lambdaEnv(fn, rt, id, now),
 		RuntimeAPI: s.api, Output: s.out,
@@ -335,31 +354,49 @@ func (w *Worker) ensureCode(ctx context.Context, digest string) (string, error) 
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}
-	w.mu.Lock()
-	lock, ok := w.codeLocks[digest]
-	if !ok {
-		lock = make(chan struct{}, 1)
-		w.codeLocks[digest] = lock
+	unlock, err := w.lockCode(ctx, digest)
+	if err != nil {
+		return "", err
 	}
-	w.mu.Unlock()
-	select {
-	case lock <- struct{}{}:
-	case <-ctx.Done():
-		return "", fmt.Errorf("code %s: %w", digest, ctx.Err())
-	}
-	defer func() { <-lock }()
+	defer unlock()
 	if _, err := os.Stat(dir); err == nil {
 		return dir, nil
 	}
 	// Unpack extracts atomically (into a temp sibling, then a rename) and
 	// treats an existing dir as the cache hit it is.
 	if err := w.cfg.Code.Unpack(ctx, digest, dir); err != nil {
-		return "", fmt.Errorf("unpack code %s: %w", digest, err)
+		// The cause names host paths: it goes to the log, the client
+		// is told what happened in its terms.
+		if errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) {
+			return "", lambdaerr.Wrap(lambdaerr.Service, writegate.StorageFull+": the worker has no disk space to unpack the function's code", fmt.Errorf("unpack code %s: %w", digest, err))
+		}
+		if le := (*lambdaerr.Error)(nil); errors.As(err, &le) {
+			return "", fmt.Errorf("unpack code %s: %w", digest, err)
+		}
+		return "", lambdaerr.Wrap(lambdaerr.Service, "could not unpack the function's code package; the server log has the details", fmt.Errorf("unpack code %s: %w", digest, err))
 	}
 	if err := os.Chmod(dir, 0o755); err != nil {
 		return "", fmt.Errorf("code %s: %w", digest, err)
 	}
 	return dir, nil
+}
+
+// lockCode takes the cache lock of one entry (a digest, or a merged layer
+// tree), waiting at most until ctx ends.
+func (w *Worker) lockCode(ctx context.Context, key string) (unlock func(), err error) {
+	w.mu.Lock()
+	lock, ok := w.codeLocks[key]
+	if !ok {
+		lock = make(chan struct{}, 1)
+		w.codeLocks[key] = lock
+	}
+	w.mu.Unlock()
+	select {
+	case lock <- struct{}{}:
+		return func() { <-lock }, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("code %s: %w", key, ctx.Err())
+	}
 }
 
 // newID returns a sandbox id: 32 hex digits, as in Lambda's log stream names.

@@ -245,6 +245,8 @@ func (d *Driver) validateSpec(spec *sandbox.Spec) error {
 		return fmt.Errorf("sandbox %s: CodeDir %q must be absolute", spec.ID, spec.CodeDir)
 	case spec.RuntimeDir != "" && !filepath.IsAbs(spec.RuntimeDir):
 		return fmt.Errorf("sandbox %s: RuntimeDir %q must be absolute", spec.ID, spec.RuntimeDir)
+	case spec.OptDir != "" && !filepath.IsAbs(spec.OptDir):
+		return fmt.Errorf("sandbox %s: OptDir %q must be absolute", spec.ID, spec.OptDir)
 	case len(spec.Command) == 0 || spec.Command[0] == "":
 		return fmt.Errorf("sandbox %s: empty Command", spec.ID)
 	case spec.RuntimeAPI == nil:
@@ -276,7 +278,7 @@ func (d *Driver) initConfig(spec *sandbox.Spec) *nsinit.Config {
 	env = append(env, fmt.Sprintf("AWS_LAMBDA_RUNTIME_API=127.0.0.1:%d", RuntimeAPIPort))
 	return &nsinit.Config{
 		ID: spec.ID, Root: d.rootDir, Hostname: "localhost",
-		Host: d.host, CodeDir: spec.CodeDir, RuntimeDir: spec.RuntimeDir,
+		Host: d.host, CodeDir: spec.CodeDir, RuntimeDir: spec.RuntimeDir, OptDir: spec.OptDir,
 		EtcFiles: d.etc, EtcBinds: d.etcBinds, TmpMB: spec.EphemeralStorageMB,
 		DevNodes: devNodes, Command: spec.Command, Env: env,
 		UID: d.cfg.UID, GID: d.cfg.GID, NoFile: uint64(d.cfg.NoFile),
@@ -296,7 +298,7 @@ func (d *Driver) limits(spec *sandbox.Spec) cgroup.Limits {
 
 // Create implements sandbox.Driver. The steps are listed in create.go;
 // Sandbox.Timings reports their durations. The runtime runs as UID:GID, so
-// Spec.CodeDir and Spec.RuntimeDir must be readable (and their
+// Spec.CodeDir, Spec.RuntimeDir and Spec.OptDir must be readable (and their
 // executables executable) by that user; the directories themselves are
 // mounted, so the permissions of their parents do not matter.
 func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {

@@ -23,15 +23,15 @@ import (
 )
 
 // testParent is per test process, so that concurrent runs of this package
-// (several checkouts on one host) never share or clean up each other's cgroups.
-var testParent = "flint-test-" + strconv.Itoa(os.Getpid())
+// (several checkouts on one host) never share or clean up each other's
+// cgroups; TestMain removes it (and staleParent) at the end.
+var (
+	testParent  = "flint-test-" + strconv.Itoa(os.Getpid())
+	staleParent = testParent + "-stale"
+)
 
 func testDriver(t testing.TB) *process.Driver {
-	d := newDriver(t, func(c *process.Config) { c.CgroupParent = testParent })
-	if d.CgroupVersion() != cgroup.V1 {
-		t.Skip("these tests read cgroup v1 files; the v2 path is covered by package cgroup")
-	}
-	return d
+	return newDriver(t, func(c *process.Config) { c.CgroupParent = testParent })
 }
 
 // codeDir is a world-readable empty code directory.
@@ -52,10 +52,17 @@ func spec(t testing.TB, id string, cmd ...string) sandbox.Spec {
 	}
 }
 
-func cgroupDirs(id string) []string {
+// cgroupDirs lists the cgroup directories of sandbox id under parent on
+// cgroup version v, as memory, pids and cpu directories: three v1
+// hierarchies, or the one unified v2 directory three times.
+func cgroupDirs(v cgroup.Version, parent, id string) []string {
+	if v == cgroup.V2 {
+		d := filepath.Join(process.DefaultCgroupRoot, parent, id)
+		return []string{d, d, d}
+	}
 	var ds []string
 	for _, c := range []string{"memory", "pids", "cpu"} {
-		ds = append(ds, filepath.Join("/sys/fs/cgroup", c, testParent, id))
+		ds = append(ds, filepath.Join(process.DefaultCgroupRoot, c, parent, id))
 	}
 	return ds
 }
@@ -107,17 +114,24 @@ func TestLimitsIdentityAndCleanup(t *testing.T) {
 	}
 	ps := sb.(*process.Sandbox)
 	pid := ps.Pid()
-	mem, pids, cpu := cgroupDirs(id)[0], cgroupDirs(id)[1], cgroupDirs(id)[2]
-	if got := readTrim(t, filepath.Join(mem, "memory.limit_in_bytes")); got != strconv.Itoa(256<<20) {
-		t.Errorf("memory.limit_in_bytes = %s", got)
+	v := d.CgroupVersion()
+	dirs := cgroupDirs(v, testParent, id)
+	mem, pids, cpu := dirs[0], dirs[1], dirs[2]
+	quota := strconv.Itoa(100000 * (256 * 1000 / 1769) / 1000) // 256/1769 of a CPU
+	memFile, cpuFile, cpuWant := "memory.limit_in_bytes", "cpu.cfs_quota_us", quota
+	if v == cgroup.V2 {
+		memFile, cpuFile, cpuWant = "memory.max", "cpu.max", quota+" 100000"
+	}
+	if got := readTrim(t, filepath.Join(mem, memFile)); got != strconv.Itoa(256<<20) {
+		t.Errorf("%s = %s", memFile, got)
 	}
 	if got := readTrim(t, filepath.Join(pids, "pids.max")); got != "1024" {
 		t.Errorf("pids.max = %s", got)
 	}
-	if got := readTrim(t, filepath.Join(cpu, "cpu.cfs_quota_us")); got != strconv.Itoa(100000*(256*1000/1769)/1000) {
-		t.Errorf("cpu.cfs_quota_us = %s (want 256/1769 of a CPU)", got)
+	if got := readTrim(t, filepath.Join(cpu, cpuFile)); got != cpuWant {
+		t.Errorf("%s = %s, want %s (256/1769 of a CPU)", cpuFile, got, cpuWant)
 	}
-	for _, dir := range cgroupDirs(id)[:3] {
+	for _, dir := range dirs {
 		if procs := readTrim(t, filepath.Join(dir, "cgroup.procs")); !slices.Contains(strings.Fields(procs), strconv.Itoa(pid)) {
 			t.Errorf("pid %d not in %s (%q)", pid, dir, procs)
 		}
@@ -141,7 +155,7 @@ func TestLimitsIdentityAndCleanup(t *testing.T) {
 	if err := sb.Destroy(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	for _, dir := range cgroupDirs(id) {
+	for _, dir := range dirs {
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("cgroup %s left behind (%v)", dir, err)
 		}
@@ -177,7 +191,7 @@ func TestFailedCreateLeavesNothing(t *testing.T) {
 		if !strings.Contains(err.Error(), id) || !strings.Contains(err.Error(), ": "+tc.step+": ") {
 			t.Errorf("%s: error %q should name the sandbox and step %q", tc.name, err, tc.step)
 		}
-		for _, dir := range cgroupDirs(id) {
+		for _, dir := range cgroupDirs(d.CgroupVersion(), testParent, id) {
 			if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 				t.Errorf("%s: cgroup %s left behind", tc.name, dir)
 			}
@@ -284,19 +298,10 @@ func benchCreate(b *testing.B, initPath string, mutate ...func(*process.Config))
 }
 
 func TestRemoveStale(t *testing.T) {
-	parent := "flint-stale-" + strconv.Itoa(os.Getpid())
 	mk := func() *process.Driver {
-		return newDriver(t, func(c *process.Config) { c.CgroupParent = parent })
+		return newDriver(t, func(c *process.Config) { c.CgroupParent = staleParent })
 	}
 	d1 := mk()
-	if d1.CgroupVersion() != cgroup.V1 {
-		t.Skip("reads cgroup v1 paths")
-	}
-	t.Cleanup(func() {
-		for _, c := range []string{"memory", "pids", "cpu"} {
-			os.Remove(filepath.Join("/sys/fs/cgroup", c, parent))
-		}
-	})
 	sb, err := d1.Create(context.Background(), spec(t, "stale-1", "/bin/sleep", "600"))
 	if err != nil {
 		t.Fatal(err)
@@ -304,7 +309,7 @@ func TestRemoveStale(t *testing.T) {
 	// The host "crashes": the sandbox dies, nobody calls Destroy.
 	syscallKill(t, sb.(*process.Sandbox).Pid())
 	<-sb.Done()
-	dir := filepath.Join("/sys/fs/cgroup/memory", parent, "stale-1")
+	dir := cgroupDirs(d1.CgroupVersion(), staleParent, "stale-1")[0]
 	if _, err := os.Stat(dir); err != nil {
 		t.Fatalf("cgroup should still exist: %v", err)
 	}
@@ -357,7 +362,7 @@ func TestBrokenInit(t *testing.T) {
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("Create: %v, want %q", err, tc.want)
 			}
-			for _, dir := range cgroupDirs(id) {
+			for _, dir := range cgroupDirs(d.CgroupVersion(), testParent, id) {
 				if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 					t.Errorf("cgroup %s left behind", dir)
 				}

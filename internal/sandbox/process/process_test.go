@@ -7,12 +7,17 @@ import (
 
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
 	"github.com/flintdev/flint/internal/sandbox/sandboxtest"
 )
 
 func TestMain(m *testing.M) {
 	process.MaybeRunInit()
-	os.Exit(m.Run())
+	code := m.Run()
+	// The sandboxes are gone; their parents are empty now.
+	cgroup.RemoveParent(process.DefaultCgroupRoot, testParent)
+	cgroup.RemoveParent(process.DefaultCgroupRoot, staleParent)
+	os.Exit(code)
 }
 
 // newDriver builds a driver on this host or skips the test saying why.
@@ -21,7 +26,7 @@ func newDriver(t testing.TB, mutate ...func(*process.Config)) *process.Driver {
 	if os.Geteuid() != 0 {
 		t.Skip("process sandbox tests need root (namespaces, cgroups, mounts)")
 	}
-	cfg := process.Config{StateDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler)}
+	cfg := process.Config{StateDir: t.TempDir(), Logger: slog.New(slog.DiscardHandler), CgroupParent: testParent}
 	for _, f := range mutate {
 		f(&cfg)
 	}

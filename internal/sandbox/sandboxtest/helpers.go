@@ -126,13 +126,23 @@ func (o *output) Write(p []byte) (int, error) {
 	return o.Buffer.Write(p)
 }
 
+// baseEnv is the environment of every probe (plus the time scale, when
+// set, for the probe's own deadlines).
+func baseEnv() []string {
+	env := []string{"PATH=/usr/local/bin:/usr/bin:/bin", "FLINT_SANDBOXTEST=1"}
+	if v := os.Getenv(TimeScaleEnv); v != "" {
+		env = append(env, TimeScaleEnv+"="+v)
+	}
+	return env
+}
+
 // spec returns a Spec running the probe with args.
 func (s *suite) spec(a *api, out io.Writer, args ...string) sandbox.Spec {
 	return sandbox.Spec{
 		ID:                 s.newID(),
 		CodeDir:            s.codeDir,
 		Command:            append([]string{"/var/task/probe"}, args...),
-		Env:                []string{"PATH=/usr/local/bin:/usr/bin:/bin", "FLINT_SANDBOXTEST=1"},
+		Env:                baseEnv(),
 		RuntimeAPI:         a,
 		Output:             out,
 		MemoryMB:           128,
@@ -143,7 +153,7 @@ func (s *suite) spec(a *api, out io.Writer, args ...string) sandbox.Spec {
 // create creates a sandbox and destroys it when the test ends.
 func (s *suite) create(t *testing.T, spec sandbox.Spec) sandbox.Sandbox {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Scaled(20*time.Second))
 	defer cancel()
 	sb, err := s.drv.Create(ctx, spec)
 	if err != nil {
@@ -155,7 +165,7 @@ func (s *suite) create(t *testing.T, spec sandbox.Spec) sandbox.Sandbox {
 
 func destroy(t *testing.T, sb sandbox.Sandbox) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), Scaled(20*time.Second))
 	defer cancel()
 	if err := sb.Destroy(ctx); err != nil {
 		t.Errorf("Destroy(%s): %v", sb.ID(), err)
@@ -164,6 +174,7 @@ func destroy(t *testing.T, sb sandbox.Sandbox) {
 
 func waitDone(t *testing.T, sb sandbox.Sandbox, d time.Duration) {
 	t.Helper()
+	d = Scaled(d)
 	select {
 	case <-sb.Done():
 	case <-time.After(d):
@@ -183,10 +194,25 @@ func waitReport(t *testing.T, sb sandbox.Sandbox, a *api, out *output) []byte {
 		default:
 		}
 		t.Fatalf("sandbox %s ended before reporting: %v\noutput:\n%s", sb.ID(), sb.Err(), out)
-	case <-time.After(20 * time.Second):
+	case <-time.After(Scaled(20 * time.Second)):
 		t.Fatalf("sandbox %s: no report\noutput:\n%s", sb.ID(), out)
 	}
 	return nil
+}
+
+// TimeScaleEnv names the environment variable whose value (a number, 1 by
+// default) multiplies the suite's deadlines, for machines that run it far
+// slower than a host does, such as a guest under software emulation.
+// Deadlines only bound waiting: no test asserts speed.
+const TimeScaleEnv = "FLINT_TEST_TIME_SCALE"
+
+// Scaled is d multiplied by $FLINT_TEST_TIME_SCALE.
+func Scaled(d time.Duration) time.Duration {
+	f, err := strconv.ParseFloat(os.Getenv(TimeScaleEnv), 64)
+	if err != nil || f <= 1 {
+		return d
+	}
+	return time.Duration(float64(d) * f)
 }
 
 // procsWith lists host pids whose command line contains marker.

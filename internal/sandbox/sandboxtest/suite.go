@@ -65,10 +65,10 @@ func Run(t *testing.T, newDriver func(t *testing.T) sandbox.Driver) {
 	for _, tc := range tests {
 		t.Run(tc.name, tc.f)
 	}
-	if !polltest.Wait(2*time.Second, func() bool { return openFDs() <= baseFDs }) {
+	if !polltest.Wait(Scaled(2*time.Second), func() bool { return openFDs() <= baseFDs }) {
 		t.Errorf("descriptor leak: %d open before the subtests, %d after", baseFDs, openFDs())
 	}
-	if !polltest.Wait(2*time.Second, func() bool { return runtime.NumGoroutine() <= baseGoroutines }) {
+	if !polltest.Wait(Scaled(2*time.Second), func() bool { return runtime.NumGoroutine() <= baseGoroutines }) {
 		t.Errorf("goroutine leak: %d before the subtests, %d after", baseGoroutines, runtime.NumGoroutine())
 	}
 }
@@ -107,6 +107,7 @@ type report struct {
 	Passwd                                   string
 	Kcore                                    string
 	Runtime, WriteRuntime                    string
+	Opt, WriteOpt, OptMount                  string
 	Syscalls                                 map[string]string
 }
 
@@ -152,12 +153,24 @@ func (s *suite) testIsolation(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(runtimeDir, "marker"), []byte(marker), 0o644); err != nil {
 		t.Fatal(err)
 	}
+	optDir := t.TempDir()
+	if err := os.Chmod(optDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(optDir, "marker"), []byte("opt-"+marker), 0o644); err != nil {
+		t.Fatal(err)
+	}
 	r, _ := s.runReport(t, func(sp *sandbox.Spec) {
 		sp.Env = append(sp.Env, "FOO=bar")
 		sp.RuntimeDir = runtimeDir
+		sp.OptDir = optDir
 	})
 	if r.Runtime != marker || r.WriteRuntime == "ok" {
 		t.Errorf("/var/runtime: read %q (want %q), write %s (want read-only)", r.Runtime, marker, r.WriteRuntime)
+	}
+	opts := strings.Split(r.OptMount, ",")
+	if r.Opt != "opt-"+marker || r.WriteOpt == "ok" || !slices.Contains(opts, "ro") || !slices.Contains(opts, "nosuid") || !slices.Contains(opts, "nodev") {
+		t.Errorf("/opt: read %q (want %q), write %s, mounted %q (want read-only, ro,nosuid,nodev)", r.Opt, "opt-"+marker, r.WriteOpt, r.OptMount)
 	}
 	if len(r.Syscalls) == 0 {
 		t.Error("the probe tried no system calls")
@@ -197,7 +210,7 @@ func (s *suite) testIsolation(t *testing.T) {
 			api = v
 		}
 	}
-	if !slices.Contains(r.Env, "FOO=bar") || api == "" || len(r.Env) != 4 {
+	if !slices.Contains(r.Env, "FOO=bar") || api == "" || len(r.Env) != len(baseEnv())+2 {
 		t.Errorf("environment %q, want Spec.Env plus AWS_LAMBDA_RUNTIME_API", r.Env)
 	}
 	if _, _, err := net.SplitHostPort(api); err != nil {
@@ -384,7 +397,7 @@ func (s *suite) testDestroy(t *testing.T) {
 	spec.Command = []string{"/bin/sh", "-c",
 		"(setsid /bin/sleep " + m + "1 &); (/bin/sh -c '/bin/sleep " + m + "2 &' &); exec /bin/sleep " + m + "3"}
 	sb := s.create(t, spec)
-	if !polltest.Wait(10*time.Second, func() bool { return len(procsWith(m)) == 3 }) {
+	if !polltest.Wait(Scaled(10*time.Second), func() bool { return len(procsWith(m)) == 3 }) {
 		t.Fatalf("want 3 sleepers, have %v\noutput: %s", procsWith(m), out)
 	}
 	var wg sync.WaitGroup

@@ -199,6 +199,21 @@ func (m *Manager) RemoveParents() {
 	}
 }
 
+// RemoveParent removes the parent directory name under root wherever either
+// cgroup version puts it (<root>/<name> and <root>/unified/<name> for v2,
+// <root>/<controller>/<name> for each v1 controller), when it is empty:
+// what is missing or still holds groups is left alone. Unlike
+// Manager.RemoveParents it needs no Manager (so creates nothing); tests call
+// it when they end.
+func RemoveParent(root, name string) {
+	if !validName(name) {
+		return
+	}
+	for _, d := range []string{"", "unified", "memory", "pids", "cpu", "cpu,cpuacct"} {
+		_ = os.Remove(filepath.Join(root, d, name))
+	}
+}
+
 // Group is one sandbox's cgroup (v2) or set of cgroups (v1).
 type Group struct {
 	id      string

@@ -11,17 +11,45 @@ import (
 	"time"
 )
 
+// testParent is this test process's cgroup parent, removed when it ends.
+var testParent = "flint-cgtest-" + strconv.Itoa(os.Getpid())
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	RemoveParent("/sys/fs/cgroup", testParent)
+	os.Exit(code)
+}
+
 // manager returns a Manager for version v on this host or skips.
 func manager(t *testing.T, root string, v Version) *Manager {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("cgroup tests need root")
 	}
-	m, err := New(Config{Root: root, Parent: "flint-cgtest-" + strconv.Itoa(os.Getpid()), Version: v})
+	m, err := New(Config{Root: root, Parent: testParent, Version: v})
 	if err != nil {
 		t.Skipf("cgroup %s unusable on this host: %v", v, err)
 	}
 	return m
+}
+
+// eachVersion runs f in a subtest per cgroup version ("v1", "v2") with a
+// Manager for it; a version this host does not offer skips.
+func eachVersion(t *testing.T, f func(t *testing.T, m *Manager)) {
+	for _, tc := range []struct {
+		v    Version
+		root string
+	}{{V1, "/sys/fs/cgroup"}, {V2, v2Root()}} {
+		t.Run(tc.v.String(), func(t *testing.T) { f(t, manager(t, tc.root, tc.v)) })
+	}
+}
+
+// peakFile is the name of the peak memory file on g's cgroup version.
+func peakFile(g *Group) string {
+	if g.version == V2 {
+		return "memory.peak"
+	}
+	return "memory.max_usage_in_bytes"
 }
 
 // startMemoryHog starts a shell that waits until it is a member of g, then

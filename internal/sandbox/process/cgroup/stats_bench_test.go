@@ -13,7 +13,7 @@ func BenchmarkStats(b *testing.B) {
 	if os.Geteuid() != 0 {
 		b.Skip("cgroup benchmarks need root")
 	}
-	m, err := New(Config{Root: "/sys/fs/cgroup", Parent: "flint-cgtest-" + strconv.Itoa(os.Getpid()), Version: V1})
+	m, err := New(Config{Root: "/sys/fs/cgroup", Parent: testParent, Version: V1})
 	if err != nil {
 		b.Skipf("cgroup v1 unusable on this host: %v", err)
 	}

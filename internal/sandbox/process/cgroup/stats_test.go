@@ -24,8 +24,9 @@ func countFDs(t *testing.T) int {
 // same values through them as by path (a Group without them, as
 // RemoveStale builds), a read too big for the buffer is redone by path,
 // and Destroy closes them even while Stats runs concurrently.
-func TestStatFilesLifecycle(t *testing.T) {
-	m := manager(t, "/sys/fs/cgroup", V1)
+func TestStatFilesLifecycle(t *testing.T) { eachVersion(t, testStatFilesLifecycle) }
+
+func testStatFilesLifecycle(t *testing.T, m *Manager) {
 	base := countFDs(t)
 	id := "stf-" + strconv.Itoa(os.Getpid())
 	g, err := m.Create(id, Limits{MemoryBytes: 64 << 20})
@@ -51,7 +52,7 @@ func TestStatFilesLifecycle(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want, err := strconv.ParseUint(read(t, filepath.Join(g.memDir, "memory.max_usage_in_bytes")), 10, 64)
+	want, err := strconv.ParseUint(read(t, filepath.Join(g.memDir, peakFile(g))), 10, 64)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,7 +62,7 @@ func TestStatFilesLifecycle(t *testing.T) {
 	g.mu.Lock()
 	f := g.files
 	g.mu.Unlock()
-	small := make([]byte, 8) // memory.oom_control is longer
+	small := make([]byte, 8) // memory.oom_control and memory.events are longer
 	if v, err := readStat(f.eventsFD, f.eventsPath, "oom_kill", small); err != nil || v != byFD.OOMKills {
 		t.Errorf("readStat with a short buffer = %d, %v; want %d", v, err, byFD.OOMKills)
 	}
@@ -95,8 +96,9 @@ func TestStatFilesLifecycle(t *testing.T) {
 }
 
 // TestCreateClosesOnFailure: a Create that fails leaves no descriptor.
-func TestCreateClosesOnFailure(t *testing.T) {
-	m := manager(t, "/sys/fs/cgroup", V1)
+func TestCreateClosesOnFailure(t *testing.T) { eachVersion(t, testCreateClosesOnFailure) }
+
+func testCreateClosesOnFailure(t *testing.T, m *Manager) {
 	base := countFDs(t)
 	id := "stf2-" + strconv.Itoa(os.Getpid())
 	g, err := m.Create(id, Limits{})
@@ -157,8 +159,9 @@ func FuzzParseKeyMatchesReference(f *testing.F) {
 	})
 }
 
-func TestStatsDoesNotAllocate(t *testing.T) {
-	m := manager(t, "/sys/fs/cgroup", V1)
+func TestStatsDoesNotAllocate(t *testing.T) { eachVersion(t, testStatsDoesNotAllocate) }
+
+func testStatsDoesNotAllocate(t *testing.T, m *Manager) {
 	g, err := m.Create("stf3-"+strconv.Itoa(os.Getpid()), Limits{})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -31,7 +32,19 @@ func newV2(cfg Config) (*v2, error) {
 		}
 	}
 	if err := enableControllers(cfg.Root); err != nil {
-		return nil, err
+		if !errors.Is(err, syscall.EBUSY) {
+			return nil, err
+		}
+		// Root holds processes, and is not the hierarchy's true root (which
+		// is exempt from the "no internal processes" rule): a container's
+		// cgroup namespace, say, with Flint as its init. Move Flint into a
+		// leaf of its own, as container inits do, and try again.
+		if err := moveSelfToLeaf(cfg.Root, cfg.Parent+".server"); err != nil {
+			return nil, err
+		}
+		if err := enableControllers(cfg.Root); err != nil {
+			return nil, err
+		}
 	}
 	parent := filepath.Join(cfg.Root, cfg.Parent)
 	if err := mkdirParent(parent); err != nil {
@@ -45,6 +58,36 @@ func newV2(cfg Config) (*v2, error) {
 		v.hasSwap = true
 	}
 	return v, nil
+}
+
+// moveSelfToLeaf moves this process into the cgroup root/leaf (created if
+// missing) when it is the only process in root, so that root can enable
+// controllers for its children. Any other process in root is an error
+// naming it: Flint does not move processes it does not own.
+func moveSelfToLeaf(root, leaf string) error {
+	b, err := os.ReadFile(filepath.Join(root, "cgroup.procs"))
+	if err != nil {
+		return fmt.Errorf("list the processes of %s: %w", root, err)
+	}
+	self := strconv.Itoa(os.Getpid())
+	var others []string
+	for _, p := range strings.Fields(string(b)) {
+		if p != self {
+			others = append(others, p)
+		}
+	}
+	if len(others) > 0 {
+		return fmt.Errorf("cannot enable controllers in %s: it holds processes %s besides Flint; "+
+			"run Flint in a cgroup of its own (cgroup v2 allows no processes where controllers are enabled)", root, strings.Join(others, " "))
+	}
+	dir := filepath.Join(root, leaf)
+	if err := mkdirParent(dir); err != nil {
+		return err
+	}
+	if err := writeFile(filepath.Join(dir, "cgroup.procs"), self); err != nil {
+		return fmt.Errorf("move Flint into %s: %w", dir, err)
+	}
+	return nil
 }
 
 // enableControllers enables the required controllers for dir's children.

@@ -39,6 +39,11 @@ func (r *runner) buildRoot() error {
 			return err
 		}
 	}
+	if c.OptDir != "" {
+		if err := bindRO(c.OptDir, r.in("/opt"), true); err != nil {
+			return err
+		}
+	}
 	if err := os.Mkdir(r.in("/etc"), 0o755); err != nil {
 		return err
 	}

@@ -49,6 +49,8 @@ type Config struct {
 	// CodeDir is bound read-only at /var/task, RuntimeDir (if set) at
 	// /var/runtime.
 	CodeDir, RuntimeDir string
+	// OptDir, if set, is bound read-only at /opt (the function's layers).
+	OptDir string `json:",omitempty"`
 	// EtcFiles are written into the sandbox's /etc (name → contents).
 	EtcFiles map[string]string
 	// EtcBinds are host paths under /etc bound read-only at the same place.

@@ -50,6 +50,9 @@ type Report struct {
 	// Runtime is /var/runtime/marker's contents; WriteRuntime the result
 	// of writing there.
 	Runtime, WriteRuntime string
+	// Opt is /opt/marker's contents, WriteOpt the result of writing
+	// there, OptMount the mount options of /opt (from mountinfo).
+	Opt, WriteOpt, OptMount string
 	// Syscalls maps system calls a sandbox must refuse to their result.
 	Syscalls map[string]string
 }
@@ -134,7 +137,7 @@ func main() {
 		n, _ := strconv.Atoi(arg(2))
 		var conns []net.Conn
 		for i := 0; i < n; i++ {
-			c, err := net.DialTimeout("tcp", os.Getenv("AWS_LAMBDA_RUNTIME_API"), 300*time.Millisecond)
+			c, err := net.DialTimeout("tcp", os.Getenv("AWS_LAMBDA_RUNTIME_API"), scaled(300*time.Millisecond))
 			if err != nil {
 				break
 			}
@@ -226,6 +229,18 @@ func report(fds []int, hostAddr, hostFile string) Report {
 		r.Runtime = string(b)
 	}
 	r.WriteRuntime = write("/var/runtime/probe-write")
+	if b, err := os.ReadFile("/opt/marker"); err == nil {
+		r.Opt = string(b)
+	}
+	r.WriteOpt = write("/opt/probe-write")
+	if b, err := os.ReadFile("/proc/self/mountinfo"); err == nil {
+		for _, line := range strings.Split(string(b), "\n") {
+			// id parent major:minor root mountpoint options ...
+			if f := strings.Fields(line); len(f) > 5 && f[4] == "/opt" {
+				r.OptMount = f[5]
+			}
+		}
+	}
 	r.Syscalls = deniedSyscalls()
 	return r
 }
@@ -262,4 +277,14 @@ func deniedSyscalls() map[string]string {
 	_, _, e = unix.RawSyscall(unix.SYS_CLONE3, 0, 0, 0)
 	m["clone3"] = errno(e)
 	return m
+}
+
+// scaled is d multiplied by $FLINT_TEST_TIME_SCALE, as the suite's own
+// deadlines are (sandboxtest.Scaled; the probe imports nothing of Flint).
+func scaled(d time.Duration) time.Duration {
+	f, err := strconv.ParseFloat(os.Getenv("FLINT_TEST_TIME_SCALE"), 64)
+	if err != nil || f <= 1 {
+		return d
+	}
+	return time.Duration(float64(d) * f)
 }
