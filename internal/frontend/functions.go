@@ -221,7 +221,7 @@ func (h *Handler) getFunction(w http.ResponseWriter, r *http.Request, _ string, 
 	if ok {
 		out["Concurrency"] = reservedConcurrency{ReservedConcurrentExecutions: &n}
 	}
-	tags, err := h.cfg.Functions.Tags(r.Context(), h.cfg.Account, f.Name)
+	tags, err := h.cfg.Functions.Tags(r.Context(), f.Account, f.Name)
 	if err != nil {
 		return err
 	}
