@@ -38,8 +38,11 @@ import (
 // Preparer makes a function's code ready to run before its state says so.
 type Preparer interface {
 	// Prepare readies fn's code (e.g. unpacks it on a worker host). It is
-	// called once per change of $LATEST, in the background; an error marks
-	// the change Failed.
+	// called once per change of $LATEST, in the background. An error that
+	// is a *lambdaerr.Error is about the function's code and marks the
+	// change Failed; any other error (a full disk, an unavailable store) is
+	// the platform's: the change becomes ready anyway, and the code is
+	// prepared at the first cold start, which reports such errors itself.
 	Prepare(ctx context.Context, fn *metadata.Function) error
 }
 
@@ -102,6 +105,12 @@ func (h *Handler) prepare(fn *metadata.Function) {
 	}
 	if perr != nil && h.lifetime.Err() != nil {
 		return // shutting down: Restore resumes it
+	}
+	var le *lambdaerr.Error
+	if perr != nil && !errors.As(perr, &le) {
+		h.log.Warn("preparing function code failed; it is prepared at its first cold start instead",
+			"function", fn.Name, "revision", fn.RevisionID, "err", perr)
+		perr = nil
 	}
 	_, err := h.cfg.Functions.Modify(ctx, fn.Account, fn.Name, metadata.LatestVersion, func(cur *metadata.Function) error {
 		if cur.RevisionID != fn.RevisionID || !needsPreparation(cur) {

@@ -14,6 +14,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 
 	"github.com/flintdev/flint/internal/backbone"
+	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/polltest"
 )
@@ -129,11 +130,14 @@ func TestFunctionStatesThroughSDK(t *testing.T) {
 	}
 }
 
-// TestFunctionPreparationFails: a failed preparation is State Failed; the
-// waiter reports the failure and invocations are refused as Lambda does.
+// TestFunctionPreparationFails: a preparation that fails because of the
+// function's code is State Failed; the waiter reports the failure and
+// invocations are refused as Lambda does. A failure of the platform (a
+// full disk) leaves the function Active: its code is prepared at the first
+// cold start instead.
 func TestFunctionPreparationFails(t *testing.T) {
 	gate := newGate()
-	gate.fail = errors.New("disk full")
+	gate.fail = lambdaerr.New(lambdaerr.InvalidZipFile, "the code package could not be unpacked")
 	gate.open()
 	e := newEnvWith(t, func(c *Config, _ *backbone.Backbone) { c.Preparer = gate })
 	c := e.client
@@ -156,6 +160,20 @@ func TestFunctionPreparationFails(t *testing.T) {
 	}
 	if _, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("doomed")}); apiCode(err) != "ResourceConflictException" {
 		t.Fatalf("invoke of a Failed function: %v", err)
+	}
+
+	gate.mu.Lock()
+	gate.fail = errors.New("write /var/lib/flint/code: no space left on device")
+	gate.mu.Unlock()
+	if _, err := c.CreateFunction(ctx, createInput("unlucky", zipOf(t, map[string]string{"bootstrap": "y"}))); err != nil {
+		t.Fatal(err)
+	}
+	if err := lambda.NewFunctionActiveV2Waiter(c).Wait(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("unlucky")}, 20*time.Second,
+		func(o *lambda.FunctionActiveV2WaiterOptions) {
+			o.MinDelay = 10 * time.Millisecond
+			o.MaxDelay = 50 * time.Millisecond
+		}); err != nil {
+		t.Fatalf("a platform failure of the preparation: %v", err)
 	}
 }
 
