@@ -219,7 +219,7 @@ func (s *flintServer) waitQueue(t *testing.T, name string, n int, d time.Duratio
 }
 
 // functionLogs reads a function's whole log via the logs endpoint.
-func (s *flintServer) functionLogs(t *testing.T, name string) string {
+func (s *flintServer) functionLogs(t testing.TB, name string) string {
 	t.Helper()
 	resp, err := http.Get(s.url() + "/flint/v1/functions/" + name + "/logs")
 	if err != nil {

@@ -127,9 +127,10 @@ func TestAWSCLI(t *testing.T) {
 	if err == nil || !strings.Contains(errOut, "ResourceNotFoundException") {
 		t.Errorf("event invoke config of an unknown alias: err %v, stderr %q", err, errOut)
 	}
-	_, errOut, err = s.awsCLI(t, "lambda", "create-function-url-config", "--function-name", "hello", "--auth-type", "NONE")
+	_, errOut, err = s.awsCLI(t, "lambda", "create-code-signing-config", "--allowed-publishers",
+		"SigningProfileVersionArns=arn:aws:signer:us-east-1:000000000000:/signing-profiles/p/v")
 	if err == nil || !strings.Contains(errOut, "InvalidParameterValueException") || !strings.Contains(errOut, "not supported by Flint") {
-		t.Errorf("create-function-url-config: err %v, stderr %q", err, errOut)
+		t.Errorf("create-code-signing-config: err %v, stderr %q", err, errOut)
 	}
 	run("lambda", "delete-function", "--function-name", "hello")
 

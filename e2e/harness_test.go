@@ -77,7 +77,7 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func requireRoot(t *testing.T) {
+func requireRoot(t testing.TB) {
 	t.Helper()
 	if os.Geteuid() != 0 {
 		t.Skip("needs root: the process sandbox driver uses namespaces and cgroups")
@@ -113,7 +113,7 @@ func zipFiles(files map[string]zipEntry) []byte {
 }
 
 // zipTestdata zips the files of testdata/<dir>.
-func zipTestdata(t *testing.T, dir string) []byte {
+func zipTestdata(t testing.TB, dir string) []byte {
 	t.Helper()
 	files := map[string]zipEntry{}
 	root := filepath.Join("testdata", dir)
@@ -133,7 +133,7 @@ func zipTestdata(t *testing.T, dir string) []byte {
 
 // flintServer is a `flint server` child process.
 type flintServer struct {
-	t      *testing.T
+	t      testing.TB
 	cmd    *exec.Cmd
 	data   string
 	addr   string
@@ -146,7 +146,7 @@ var listenRE = regexp.MustCompile(`msg="flint server listening" addr=(\S+)`)
 
 // startServer starts flint on a random port with its state in data and
 // waits until /healthz answers.
-func startServer(t *testing.T, data string, extra ...string) *flintServer {
+func startServer(t testing.TB, data string, extra ...string) *flintServer {
 	t.Helper()
 	requireRoot(t)
 	args := append([]string{"server", "--listen", "127.0.0.1:0", "--data", data, "--log-level", "debug"}, extra...)

@@ -2,6 +2,7 @@ package frontend
 
 import (
 	"context"
+	"errors"
 	"net/http"
 
 	"github.com/flintdev/flint/internal/lambdaerr"
@@ -263,6 +264,11 @@ func (h *Handler) deleteAlias(w http.ResponseWriter, r *http.Request, reqID stri
 		return err
 	}
 	h.dropEventConfigs(r.Context(), name, rt.alias)
+	// The alias's function URL goes with it, as in Lambda.
+	if err := h.cfg.Functions.DeleteURLConfig(context.WithoutCancel(r.Context()), h.account(r.Context()), name, rt.alias); err != nil &&
+		!errors.Is(err, metadata.ErrURLNotFound) {
+		h.log.Warn("delete the function url of a deleted alias", "requestId", reqID, "function", name, "alias", rt.alias, "err", err)
+	}
 	h.log.Info("alias deleted", "requestId", reqID, "function", name, "alias", rt.alias)
 	w.WriteHeader(http.StatusNoContent)
 	return nil

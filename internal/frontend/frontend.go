@@ -119,6 +119,10 @@ type Config struct {
 	// Optional: when nil and Async implements EventConfigs, Async is
 	// used; with neither, those operations are refused.
 	EventConfigs EventConfigs
+	// EventSourceMappings serves Lambda's event source mapping routes
+	// (/2015-03-31/event-source-mappings…, internal/esm); nil answers
+	// them as unknown operations.
+	EventSourceMappings http.Handler
 	// Layers keeps layer versions. Optional: nil answers the layer
 	// operations and functions' Layers with "not supported".
 	Layers *layers.Store
@@ -143,6 +147,10 @@ type Config struct {
 	// must leave to the other functions (default 100, as Lambda; capped at
 	// ConcurrentExecutions).
 	MinUnreserved int
+	// FunctionURL makes the URL of a function URL id, e.g.
+	// "http://<id>.lambda-url.us-east-1.localhost:9000/" (default: that
+	// form without a port).
+	FunctionURL func(id string) string
 	// Rand returns a uniform number in [0, 1); it picks the version of a
 	// weighted alias (default math/rand/v2.Float64).
 	Rand func() float64
@@ -260,6 +268,8 @@ type route struct {
 //	/2019-09-30/  functions/{name}/concurrency (GetFunctionConcurrency),
 //	              functions/{name}/provisioned-concurrency
 //	/2018-10-31/  layers (layers.go)
+//	/2021-10-31/  functions/{name}/url, functions/{name}/urls (urls.go)
+//	/2021-11-15/  functions/{name}/response-streaming-invocations (stream.go)
 //	/2014-11-13/  functions/{name}/invoke-async (InvokeAsync)
 //	/2020-06-30/  functions/{name}/code-signing-config
 //	/2021-07-20/  functions/{name}/runtime-management-config
@@ -268,7 +278,7 @@ type route struct {
 // Lambda operations Flint does not implement are answered from the table
 // in unsupported.go; any other path is UnknownOperationException.
 var Prefixes = []string{"/2014-11-13/", APIPrefix, "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", LayersPrefix, "/2019-09-25/", "/2019-09-30/",
-	"/2020-06-30/", "/2021-07-20/", "/2024-08-31/"}
+	"/2020-06-30/", "/2021-07-20/", URLPrefix, StreamPrefix, "/2024-08-31/"}
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
@@ -280,7 +290,13 @@ var subsOf = map[string]map[string]bool{
 	"2020-06-30": {"code-signing-config": true},
 	"2021-07-20": {"runtime-management-config": true},
 	"2024-08-31": {"recursion-config": true},
+	"2021-10-31": {"url": true, "urls": true},
+	"2021-11-15": {"response-streaming-invocations": true},
 }
+
+// eventSourceMappings is the collection path of Lambda's event source
+// mapping API, served by Config.EventSourceMappings.
+const eventSourceMappings = APIPrefix + "event-source-mappings"
 
 // parsePath splits an escaped request path into a route. ok is false for
 // paths outside the API.
@@ -390,6 +406,13 @@ func (h *Handler) handlers(rt route) map[string]handlerFunc {
 	case rt.sub == "event-invoke-config":
 		return map[string]handlerFunc{http.MethodGet: h.getEventConfig, http.MethodPut: h.putEventConfig(false),
 			http.MethodPost: h.putEventConfig(true), http.MethodDelete: h.deleteEventConfig}
+	case rt.sub == "url":
+		return map[string]handlerFunc{http.MethodGet: h.getFunctionURLConfig, http.MethodPost: h.createFunctionURLConfig,
+			http.MethodPut: h.updateFunctionURLConfig, http.MethodDelete: h.deleteFunctionURLConfig}
+	case rt.sub == "response-streaming-invocations":
+		return map[string]handlerFunc{http.MethodPost: h.invokeWithResponseStream}
+	case rt.sub == "urls":
+		return map[string]handlerFunc{http.MethodGet: h.listFunctionURLConfigs}
 	case rt.sub == "provisioned-concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getProvisionedConcurrency, http.MethodPut: h.putProvisionedConcurrency,
 			http.MethodDelete: h.deleteProvisionedConcurrency}
@@ -405,6 +428,10 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("X-Amzn-RequestId", reqID)
+	if p := r.URL.Path; h.cfg.EventSourceMappings != nil && (p == eventSourceMappings || strings.HasPrefix(p, eventSourceMappings+"/")) {
+		h.cfg.EventSourceMappings.ServeHTTP(w, r)
+		return
+	}
 	if strings.HasPrefix(r.URL.Path, LayersPrefix) {
 		h.serveLayers(w, r, reqID)
 		return

@@ -90,6 +90,11 @@ func FuzzHandler(f *testing.F) {
 	f.Add("POST", "/2014-11-13/functions/fz/invoke-async", []byte(`{}`), "")
 	f.Add("POST", "/2015-03-31/functions/fz/policy", []byte(`{}`), "")
 	f.Add("GET", "/2021-10-31/functions/fz/urls", []byte(nil), "")
+	f.Add("POST", "/2021-10-31/functions/fz/url", []byte(`{"AuthType":"NONE","Cors":{"AllowOrigins":["*"],"MaxAge":5},"InvokeMode":"RESPONSE_STREAM"}`), "")
+	f.Add("PUT", "/2021-10-31/functions/fz/url?Qualifier=live", []byte(`{"AuthType":"AWS_IAM"}`), "")
+	f.Add("GET", "/2021-10-31/functions/fz/urls?MaxItems=1", []byte(nil), "")
+	f.Add("DELETE", "/2021-10-31/functions/fz/url", []byte(nil), "")
+	f.Add("POST", "/2021-11-15/functions/fz/response-streaming-invocations", []byte(`{"a":1}`), "Tail")
 	f.Add("DELETE", "/2015-03-31/functions/fz?Qualifier=1", []byte(nil), "")
 	f.Add("DELETE", "/2015-03-31/functions/fz", []byte(nil), "")
 	f.Fuzz(func(t *testing.T, method, path string, body []byte, header string) {

@@ -368,15 +368,18 @@ func deref(s *string) string {
 // names it in AccessDeniedException messages ("" when unknown).
 func iamAction(method string, rt route) string {
 	ops := map[string]map[string]string{
-		"":                        {http.MethodGet: "GetFunction", http.MethodDelete: "DeleteFunction"},
-		"configuration":           {http.MethodGet: "GetFunctionConfiguration", http.MethodPut: "UpdateFunctionConfiguration"},
-		"code":                    {http.MethodPut: "UpdateFunctionCode"},
-		"invocations":             {http.MethodPost: "InvokeFunction"},
-		"versions":                {http.MethodGet: "ListVersionsByFunction", http.MethodPost: "PublishVersion"},
-		"aliases":                 {http.MethodGet: "ListAliases", http.MethodPost: "CreateAlias"},
-		"policy":                  {http.MethodGet: "GetPolicy", http.MethodPost: "AddPermission", http.MethodDelete: "RemovePermission"},
-		"concurrency":             {http.MethodGet: "GetFunctionConcurrency", http.MethodPut: "PutFunctionConcurrency", http.MethodDelete: "DeleteFunctionConcurrency"},
-		"provisioned-concurrency": {http.MethodGet: "GetProvisionedConcurrencyConfig", http.MethodPut: "PutProvisionedConcurrencyConfig", http.MethodDelete: "DeleteProvisionedConcurrencyConfig"},
+		"":                               {http.MethodGet: "GetFunction", http.MethodDelete: "DeleteFunction"},
+		"configuration":                  {http.MethodGet: "GetFunctionConfiguration", http.MethodPut: "UpdateFunctionConfiguration"},
+		"code":                           {http.MethodPut: "UpdateFunctionCode"},
+		"invocations":                    {http.MethodPost: "InvokeFunction"},
+		"versions":                       {http.MethodGet: "ListVersionsByFunction", http.MethodPost: "PublishVersion"},
+		"aliases":                        {http.MethodGet: "ListAliases", http.MethodPost: "CreateAlias"},
+		"policy":                         {http.MethodGet: "GetPolicy", http.MethodPost: "AddPermission", http.MethodDelete: "RemovePermission"},
+		"concurrency":                    {http.MethodGet: "GetFunctionConcurrency", http.MethodPut: "PutFunctionConcurrency", http.MethodDelete: "DeleteFunctionConcurrency"},
+		"url":                            {http.MethodGet: "GetFunctionUrlConfig", http.MethodPost: "CreateFunctionUrlConfig", http.MethodPut: "UpdateFunctionUrlConfig", http.MethodDelete: "DeleteFunctionUrlConfig"},
+		"urls":                           {http.MethodGet: "ListFunctionUrlConfigs"},
+		"response-streaming-invocations": {http.MethodPost: "InvokeFunction"},
+		"provisioned-concurrency":        {http.MethodGet: "GetProvisionedConcurrencyConfig", http.MethodPut: "PutProvisionedConcurrencyConfig", http.MethodDelete: "DeleteProvisionedConcurrencyConfig"},
 	}
 	if rt.sub == "aliases" && rt.alias != "" {
 		ops["aliases"] = map[string]string{http.MethodGet: "GetAlias", http.MethodPut: "UpdateAlias", http.MethodDelete: "DeleteAlias"}

@@ -97,20 +97,19 @@ func TestToolOperationsThroughSDK(t *testing.T) {
 
 	// Unsupported operations: typed errors or empty lists, never a 404 page.
 	var rnf *types.ResourceNotFoundException
-	if _, err := c.GetFunctionUrlConfig(ctx, &lambda.GetFunctionUrlConfigInput{FunctionName: aws.String("tools")}); !errors.As(err, &rnf) {
-		t.Errorf("GetFunctionUrlConfig: %v", err)
+	if _, err := c.GetCodeSigningConfig(ctx, &lambda.GetCodeSigningConfigInput{
+		CodeSigningConfigArn: aws.String("arn:aws:lambda:us-east-1:000000000000:code-signing-config:csc-0123456789abcdef0")}); !errors.As(err, &rnf) {
+		t.Errorf("GetCodeSigningConfig: %v", err)
 	}
-	if l, err := c.ListEventSourceMappings(ctx, &lambda.ListEventSourceMappingsInput{}); err != nil || len(l.EventSourceMappings) != 0 {
-		t.Errorf("ListEventSourceMappings: %+v %v", l, err)
+	if l, err := c.ListCodeSigningConfigs(ctx, &lambda.ListCodeSigningConfigsInput{}); err != nil || len(l.CodeSigningConfigs) != 0 {
+		t.Errorf("ListCodeSigningConfigs: %+v %v", l, err)
+	}
+	if _, err := c.CreateCodeSigningConfig(ctx, &lambda.CreateCodeSigningConfigInput{AllowedPublishers: &types.AllowedPublishers{
+		SigningProfileVersionArns: []string{"arn:aws:signer:us-east-1:000000000000:/signing-profiles/p/v"}}}); apiCode(err) != "InvalidParameterValueException" {
+		t.Errorf("CreateCodeSigningConfig: %v", err)
 	}
 	if l, err := c.ListFunctionUrlConfigs(ctx, &lambda.ListFunctionUrlConfigsInput{FunctionName: aws.String("tools")}); err != nil || len(l.FunctionUrlConfigs) != 0 {
 		t.Errorf("ListFunctionUrlConfigs: %+v %v", l, err)
-	}
-	if _, err := c.CreateFunctionUrlConfig(ctx, &lambda.CreateFunctionUrlConfigInput{FunctionName: aws.String("tools"), AuthType: types.FunctionUrlAuthTypeNone}); apiCode(err) != "InvalidParameterValueException" {
-		t.Errorf("CreateFunctionUrlConfig: %v", err)
-	}
-	if _, err := c.CreateEventSourceMapping(ctx, &lambda.CreateEventSourceMappingInput{FunctionName: aws.String("tools"), EventSourceArn: aws.String("arn:aws:sqs:us-east-1:000000000000:q")}); apiCode(err) != "InvalidParameterValueException" {
-		t.Errorf("CreateEventSourceMapping: %v", err)
 	}
 }
 
@@ -163,6 +162,9 @@ var (
 		"PutFunctionEventInvokeConfig", "UpdateFunctionEventInvokeConfig", "GetFunctionEventInvokeConfig",
 		"DeleteFunctionEventInvokeConfig", "ListFunctionEventInvokeConfigs",
 		"TagResource", "UntagResource", "ListTags", "AddPermission", "GetPolicy", "RemovePermission",
+		"CreateFunctionUrlConfig", "GetFunctionUrlConfig", "UpdateFunctionUrlConfig", "DeleteFunctionUrlConfig", "ListFunctionUrlConfigs",
+		"InvokeWithResponseStream", "CreateEventSourceMapping", "GetEventSourceMapping", "UpdateEventSourceMapping",
+		"DeleteEventSourceMapping", "ListEventSourceMappings",
 		"GetFunctionCodeSigningConfig", "DeleteFunctionCodeSigningConfig",
 		"GetRuntimeManagementConfig", "PutRuntimeManagementConfig", "GetFunctionRecursionConfig", "PutFunctionRecursionConfig",
 	}

@@ -10,14 +10,14 @@ import (
 // Lambda operations Flint does not implement, by route. Every one answers
 // in Lambda's error format, so SDKs raise a typed exception:
 //
-//   - reads of things Flint never has (account resource policies, function URLs,
-//     event source mappings, code signing configs, capacity providers,
-//     durable executions) answer as Lambda does when there are none: an
+//   - reads of things Flint never has (account resource policies, code
+//     signing configs, capacity providers, durable executions) answer as Lambda does when there are none: an
 //     empty list, or ResourceNotFoundException;
 //   - writes answer InvalidParameterValueException saying that Flint does
 //     not support the operation, and why.
 //
-// Layers and function policies are not in this table: they have routes.
+// Layers, function policies, function URLs, response streaming and event
+// source mappings are not in this table: they have routes.
 type unsupportedOp struct {
 	method, pattern, op string
 	// list, when set, is the empty list's member: the operation answers
@@ -31,21 +31,13 @@ type unsupportedOp struct {
 
 const (
 	noResource     = "The resource you requested does not exist."
-	whyESM         = "Flint has no event sources (SQS, Kinesis, DynamoDB, Kafka) to poll; invoke functions directly or with InvocationType Event."
 	whyCSC         = "Flint does not verify code signatures."
-	whyURL         = "Flint does not serve function URLs; invoke through the Lambda API."
-	whyStream      = "Flint does not stream responses; use Invoke."
 	whyCapacity    = "Flint runs every function on its own hosts; there are no capacity providers."
 	whyDurable     = "Flint does not run durable executions."
 	whyResourcePol = "Flint keeps resource-based policies per function (AddPermission), not per resource ARN."
 )
 
 var unsupportedOps = []unsupportedOp{
-	{method: "POST", pattern: "/2015-03-31/event-source-mappings", op: "CreateEventSourceMapping", why: whyESM},
-	{method: "GET", pattern: "/2015-03-31/event-source-mappings", op: "ListEventSourceMappings", list: "EventSourceMappings"},
-	{method: "GET", pattern: "/2015-03-31/event-source-mappings/*", op: "GetEventSourceMapping", notFound: noResource},
-	{method: "PUT", pattern: "/2015-03-31/event-source-mappings/*", op: "UpdateEventSourceMapping", notFound: noResource},
-	{method: "DELETE", pattern: "/2015-03-31/event-source-mappings/*", op: "DeleteEventSourceMapping", notFound: noResource},
 
 	{method: "POST", pattern: "/2020-04-22/code-signing-configs", op: "CreateCodeSigningConfig", why: whyCSC},
 	{method: "GET", pattern: "/2020-04-22/code-signing-configs", op: "ListCodeSigningConfigs", list: "CodeSigningConfigs"},
@@ -54,14 +46,6 @@ var unsupportedOps = []unsupportedOp{
 	{method: "DELETE", pattern: "/2020-04-22/code-signing-configs/*", op: "DeleteCodeSigningConfig", notFound: "Code signing config not found: Flint has none (it does not verify code signatures)."},
 	{method: "GET", pattern: "/2020-04-22/code-signing-configs/*/functions", op: "ListFunctionsByCodeSigningConfig", notFound: "Code signing config not found: Flint has none (it does not verify code signatures)."},
 	{method: "PUT", pattern: "/2020-06-30/functions/*/code-signing-config", op: "PutFunctionCodeSigningConfig", why: whyCSC},
-
-	{method: "POST", pattern: "/2021-10-31/functions/*/url", op: "CreateFunctionUrlConfig", why: whyURL},
-	{method: "GET", pattern: "/2021-10-31/functions/*/url", op: "GetFunctionUrlConfig", notFound: noResource},
-	{method: "PUT", pattern: "/2021-10-31/functions/*/url", op: "UpdateFunctionUrlConfig", notFound: noResource},
-	{method: "DELETE", pattern: "/2021-10-31/functions/*/url", op: "DeleteFunctionUrlConfig", notFound: noResource},
-	{method: "GET", pattern: "/2021-10-31/functions/*/urls", op: "ListFunctionUrlConfigs", list: "FunctionUrlConfigs"},
-
-	{method: "POST", pattern: "/2021-11-15/functions/*/response-streaming-invocations", op: "InvokeWithResponseStream", why: whyStream},
 
 	{method: "POST", pattern: "/2025-11-30/capacity-providers", op: "CreateCapacityProvider", why: whyCapacity},
 	{method: "GET", pattern: "/2025-11-30/capacity-providers", op: "ListCapacityProviders", list: "CapacityProviders"},

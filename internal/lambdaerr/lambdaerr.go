@@ -29,6 +29,9 @@ const (
 	// AccessDenied: the caller's account may not act on another
 	// account's resource (no resource-based policy allows it).
 	AccessDenied = "AccessDeniedException"
+	// ResourceInUse: the resource is being changed (an event source
+	// mapping in a transitional state).
+	ResourceInUse = "ResourceInUseException"
 )
 
 var statusOf = map[string]int{
@@ -46,6 +49,7 @@ var statusOf = map[string]int{
 	ResourceNotReady:      http.StatusBadGateway,
 	PolicyLengthExceeded:  http.StatusBadRequest,
 	AccessDenied:          http.StatusForbidden,
+	ResourceInUse:         http.StatusBadRequest,
 }
 
 // Error is a Lambda-visible error.

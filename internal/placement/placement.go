@@ -61,6 +61,10 @@ type HostStatus struct {
 	CachedCode []string `json:"cachedCode,omitempty"`
 	// Draining hosts keep their reservations but get no new sandboxes.
 	Draining bool `json:"draining,omitempty"`
+	// Driver is the sandbox driver the host runs ("process", "microvm"):
+	// what isolation its sandboxes get. Placement records it; it does not
+	// choose by it yet.
+	Driver string `json:"driver,omitempty"`
 }
 
 // Validate reports whether st can be registered.

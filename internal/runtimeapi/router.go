@@ -96,8 +96,13 @@ func (s *Server) serveNext(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request, id string) {
-	if !s.isCurrent(id) {
+	p := s.currentPending(id)
+	if p == nil {
 		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		return
+	}
+	if p.stream != nil {
+		s.streamResponse(w, r, p)
 		return
 	}
 	max := s.cfg.MaxResponseBytes
@@ -126,6 +131,66 @@ func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request, id string
 		return
 	}
 	if !s.complete(id, Outcome{Payload: body}) {
+		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		return
+	}
+	writeAccepted(w)
+}
+
+// streamResponse passes a response on to a DispatchStream caller as it
+// arrives. A runtime in streaming mode sends it chunked and reports an
+// error that happens mid-stream in the Lambda-Runtime-Function-Error-Type
+// and -Body (base64) trailers; the chunks already passed on stay with the
+// client.
+func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, p *pending) {
+	id := p.req.RequestID
+	max := s.cfg.MaxStreamBytes
+	ct := r.Header.Get("Content-Type")
+	if ct == "" {
+		ct = "application/octet-stream"
+	}
+	sinkErr := p.stream.Start(ct)
+	buf := make([]byte, 32<<10)
+	var total int64
+	for {
+		n, err := r.Body.Read(buf)
+		if n > 0 {
+			total += int64(n)
+			if total > max {
+				doc := &ErrorDoc{
+					ErrorType:    ErrorTypeResponseSizeTooLarge,
+					ErrorMessage: fmt.Sprintf("Response payload size exceeded maximum allowed payload size (%d bytes).", max),
+				}
+				s.complete(id, Outcome{Payload: mustJSON(doc), Err: doc})
+				writeError(w, http.StatusRequestEntityTooLarge, "RequestEntityTooLarge",
+					fmt.Sprintf("Exceeded maximum allowed payload size (%d bytes).", max))
+				return
+			}
+			if sinkErr == nil {
+				// A client that went away stops the stream, not the
+				// function: the rest is read and discarded.
+				_, sinkErr = p.stream.Write(buf[:n])
+			}
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			s.log.Warn("runtime api: read streamed response", "request_id", id, "err", err)
+			doc := &ErrorDoc{ErrorType: ErrorTypeUnknown, ErrorMessage: "The response stream was cut off: " + err.Error()}
+			s.complete(id, Outcome{Payload: mustJSON(doc), Err: doc})
+			writeError(w, http.StatusBadRequest, "InvalidRequest", "read body: "+err.Error())
+			return
+		}
+	}
+	if typ := r.Trailer.Get(HeaderErrorType); typ != "" {
+		raw, _ := base64.StdEncoding.DecodeString(r.Trailer.Get(trailerErrorBody))
+		doc, payload := parseErrorDoc(raw, typ)
+		s.complete(id, Outcome{Payload: payload, Err: doc})
+		writeAccepted(w)
+		return
+	}
+	if !s.complete(id, Outcome{}) {
 		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
 		return
 	}

@@ -30,6 +30,14 @@ import (
 // (6 MB as Lambda counts it).
 const DefaultMaxResponseBytes = 6291556
 
+// DefaultMaxStreamBytes is Lambda's soft limit on a streamed response
+// (20 MiB).
+const DefaultMaxStreamBytes = 20 << 20
+
+// HeaderResponseMode is the header a runtime sets to "streaming" on a
+// response it streams (chunked, errors in trailers).
+const HeaderResponseMode = "Lambda-Runtime-Function-Response-Mode"
+
 // Error types the Server itself produces.
 const (
 	ErrorTypeResponseSizeTooLarge = "Function.ResponseSizeTooLarge"
@@ -58,12 +66,15 @@ type Config struct {
 	Clock func() time.Time
 	// MaxResponseBytes limits a response body (0: DefaultMaxResponseBytes).
 	MaxResponseBytes int64
+	// MaxStreamBytes limits a response streamed to a DispatchStream
+	// caller (0: DefaultMaxStreamBytes).
+	MaxStreamBytes int64
 }
 
 // Validate reports whether cfg is usable.
 func (c Config) Validate() error {
-	if c.MaxResponseBytes < 0 {
-		return fmt.Errorf("runtimeapi: MaxResponseBytes %d < 0", c.MaxResponseBytes)
+	if c.MaxResponseBytes < 0 || c.MaxStreamBytes < 0 {
+		return fmt.Errorf("runtimeapi: MaxResponseBytes %d or MaxStreamBytes %d < 0", c.MaxResponseBytes, c.MaxStreamBytes)
 	}
 	return nil
 }
@@ -80,7 +91,8 @@ type ErrorDoc struct {
 // Outcome is how an invocation ended at the Runtime API.
 type Outcome struct {
 	// Payload is the response body, or when Err is set the error document
-	// as the caller should receive it (JSON).
+	// as the caller should receive it (JSON). A response streamed to a
+	// DispatchStream caller is not in it.
 	Payload []byte
 	// Err is set when the runtime reported an error (or the response was
 	// too large).
@@ -91,7 +103,46 @@ type Outcome struct {
 type pending struct {
 	req      invocation.Request
 	deadline time.Time
-	done     chan Outcome // buffered 1; receives exactly one Outcome
+	done     chan Outcome   // buffered 1; receives exactly one Outcome
+	stream   *guardedStream // nil for a buffered Dispatch
+}
+
+// guardedStream passes a streamed response on to a DispatchStream caller's
+// Stream until close: close waits for a Write in progress, and later calls
+// fail, so the Stream is never used after DispatchStream returned.
+type guardedStream struct {
+	mu     sync.Mutex
+	s      invocation.Stream // guarded by mu
+	closed bool              // guarded by mu
+}
+
+var errStreamClosed = errors.New("runtimeapi: the invocation's stream is closed")
+
+func (g *guardedStream) Start(contentType string) error {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return errStreamClosed
+	}
+	return g.s.Start(contentType)
+}
+
+func (g *guardedStream) Write(p []byte) (int, error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.closed {
+		return 0, errStreamClosed
+	}
+	return g.s.Write(p)
+}
+
+func (g *guardedStream) close() {
+	if g == nil {
+		return
+	}
+	g.mu.Lock()
+	g.closed = true
+	g.mu.Unlock()
 }
 
 // Server is the Runtime API of one sandbox. All methods are safe for
@@ -126,6 +177,9 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxResponseBytes <= 0 {
 		cfg.MaxResponseBytes = DefaultMaxResponseBytes
+	}
+	if cfg.MaxStreamBytes <= 0 {
+		cfg.MaxStreamBytes = DefaultMaxStreamBytes
 	}
 	return &Server{
 		cfg:    cfg,
@@ -173,6 +227,21 @@ func (s *Server) Close() {
 // and the error also wraps ErrUndelivered if the runtime never took the
 // event.
 func (s *Server) Dispatch(ctx context.Context, req invocation.Request, deadline time.Time) (Outcome, error) {
+	return s.dispatch(ctx, req, deadline, nil)
+}
+
+// DispatchStream is Dispatch for a caller that takes the response as a
+// stream: the body of a successful response goes to stream as the runtime
+// sends it (a runtime answering in streaming mode, chunk by chunk, up to
+// MaxStreamBytes; any other answer at once) and Outcome.Payload stays
+// empty; an error answer comes back in the Outcome as for Dispatch. stream
+// is not used after DispatchStream returns.
+func (s *Server) DispatchStream(ctx context.Context, req invocation.Request, deadline time.Time, stream invocation.Stream) (Outcome, error) {
+	return s.dispatch(ctx, req, deadline, &guardedStream{s: stream})
+}
+
+func (s *Server) dispatch(ctx context.Context, req invocation.Request, deadline time.Time, stream *guardedStream) (Outcome, error) {
+	defer stream.close()
 	s.mu.Lock()
 	if s.busy {
 		s.mu.Unlock()
@@ -187,7 +256,7 @@ func (s *Server) Dispatch(ctx context.Context, req invocation.Request, deadline 
 	s.busy = true
 	s.mu.Unlock()
 
-	p := &pending{req: req, deadline: deadline, done: make(chan Outcome, 1)}
+	p := &pending{req: req, deadline: deadline, done: make(chan Outcome, 1), stream: stream}
 	s.queue <- p // never blocks: busy guarantees the queue is empty
 
 	var err error
@@ -269,6 +338,16 @@ func (s *Server) complete(id string, out Outcome) bool {
 	s.current = nil
 	p.done <- out
 	return true
+}
+
+// currentPending returns the invocation the runtime holds if its id is id.
+func (s *Server) currentPending(id string) *pending {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.current != nil && s.current.req.RequestID == id {
+		return s.current
+	}
+	return nil
 }
 
 // isCurrent reports whether id is the invocation the runtime holds.

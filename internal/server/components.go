@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"time"
 
 	"github.com/flintdev/flint/internal/asyncq"
@@ -19,14 +20,19 @@ import (
 	"github.com/flintdev/flint/internal/backbone"
 	"github.com/flintdev/flint/internal/codestore"
 	"github.com/flintdev/flint/internal/codeurl"
+	"github.com/flintdev/flint/internal/esm"
 	"github.com/flintdev/flint/internal/frontend"
+	"github.com/flintdev/flint/internal/funcurl"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/logstore"
 	"github.com/flintdev/flint/internal/metadata"
 	"github.com/flintdev/flint/internal/placement"
 	"github.com/flintdev/flint/internal/runtimes"
+	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/sqs"
+	"github.com/flintdev/flint/internal/sqsapi"
 	"github.com/flintdev/flint/internal/worker"
 	"github.com/flintdev/flint/internal/workermanager"
 )
@@ -42,12 +48,16 @@ type components struct {
 	codeURLs  *codeurl.Signer
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
-	driver    *process.Driver
+	driver    sandbox.Driver
 	worker    *worker.Worker
 	placement *placement.Service
 	manager   *workermanager.Manager
 	async     *asyncq.Service
 	frontend  *frontend.Handler
+	urls      *funcurl.Handler
+	queues    *sqs.Service
+	sqsAPI    *sqsapi.Handler
+	esm       *esm.Service
 	conns     *capListener // set by Run
 
 	closers []closer // run in reverse order by close
@@ -149,17 +159,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if c.runtimes, err = runtimes.New(runtimes.Config{AssetDir: filepath.Join(data, "runtimes")}); err != nil {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
-	if c.driver, err = process.New(sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)); err != nil {
-		return nil, fmt.Errorf("server: sandbox driver: %w", err)
+	if c.driver, err = startDriver(ctx, cfg, c.onClose); err != nil {
+		return nil, err
 	}
-	if n, err := c.driver.RemoveStale(ctx); err != nil {
-		log.Warn("removing sandbox cgroups left by an earlier run", "err", err)
-	} else if n > 0 {
-		log.Info("removed sandbox cgroups left by an earlier run", "count", n)
-	}
-	// Runs after the worker and the manager destroyed every sandbox:
-	// removes the egress firewall table.
-	c.onClose("sandbox driver", c.driver.Close)
 
 	hostID, err := os.Hostname()
 	if err != nil || hostID == "" {
@@ -194,7 +196,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		st := c.worker.Status()
-		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode}
+		return placement.HostStatus{HostID: st.HostID, MemoryMB: st.MemoryMB, MaxSandboxes: st.MaxSandboxes, CachedCode: st.CachedCode, Driver: c.driver.Name()}
 	}
 	// The first heartbeat goes in directly, so the host is known before
 	// the first request; later ones travel over NATS like a remote
@@ -241,25 +243,82 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("async queue", c.async.Close)
 
+	urlPort := ""
+	if cfg.URLPort > 0 {
+		urlPort = strconv.Itoa(cfg.URLPort)
+	}
+	if c.queues, err = sqs.New(ctx, sqs.Config{JetStream: js, Region: cfg.Region, Replicas: replicas, Logger: log}); err != nil {
+		return nil, fmt.Errorf("server: sqs queues: %w", err)
+	}
+	c.onClose("sqs queues", c.queues.Close)
+	if c.sqsAPI, err = sqsapi.New(sqsapi.Config{Queues: c.queues, DefaultAccount: cfg.Account, Logger: log.With("component", "sqsapi")}); err != nil {
+		return nil, fmt.Errorf("server: sqs api: %w", err)
+	}
+
+	if c.esm, err = esm.New(ctx, esm.Config{
+		JetStream:      js,
+		Queues:         c.queues,
+		Functions:      c.functions,
+		Invoker:        c.manager,
+		Region:         cfg.Region,
+		DefaultAccount: cfg.Account,
+		Replicas:       replicas,
+		Logger:         log,
+	}); err != nil {
+		return nil, fmt.Errorf("server: event source mappings: %w", err)
+	}
+	// Mapping pollers run where the async pollers run: on every server.
+	if err := c.esm.Start(); err != nil {
+		return nil, fmt.Errorf("server: event source mapping pollers: %w", err)
+	}
+	c.onClose("event source mappings", c.esm.Close)
+
 	if c.frontend, err = frontend.New(frontend.Config{
-		Region:    cfg.Region,
-		Account:   cfg.Account,
-		Functions: c.functions,
-		Code:      c.code,
-		Invoker:   c.manager,
-		Async:     c.async,
-		Runtimes:  c.runtimes,
-		Logs:      c.logs,
-		Gate:      c.bb,
-		Layers:    c.layers,
-		CodeURLs:  c.codeURLs,
-		Preparer:  codePreparer{c.worker},
-		Logger:    log.With("component", "frontend"),
+		FunctionURL: func(id string) string { return c.urls.URL(id, urlPort) },
+		Region:      cfg.Region,
+		Account:     cfg.Account,
+		Functions:   c.functions,
+		Code:        c.code,
+		Invoker:     c.manager,
+		Async:       c.async,
+		Runtimes:    c.runtimes,
+		Logs:        c.logs,
+		Gate:        c.bb,
+		Layers:      c.layers,
+		CodeURLs:    c.codeURLs,
+		Preparer:    codePreparer{c.worker},
+		Logger:      log.With("component", "frontend"),
+
+		EventSourceMappings: c.esm.Handler(),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
 	// Runs before the stores close: background preparations end first.
 	c.onClose("frontend preparations", c.frontend.Close)
+	// AWS_IAM function URLs verify signatures as the API does (service
+	// lambda); with --auth dev they accept every request as the default
+	// account's, as the API does.
+	var verify funcurl.Verifier
+	if cfg.Auth == auth.ModeRequired {
+		ac := c.authConfig()
+		ac.ServiceFor = nil // a URL's requests are signed for lambda, whatever they look like
+		v, err := sigv4.New(ac, nil)
+		if err != nil {
+			return nil, fmt.Errorf("server: function url auth: %w", err)
+		}
+		verify = v.Verify
+	}
+	if c.urls, err = funcurl.New(funcurl.Config{
+		Verify:         verify,
+		Domain:         cfg.URLDomain,
+		Region:         cfg.Region,
+		Lookup:         c.functions,
+		Invoke:         c.frontend,
+		DefaultAccount: cfg.Account,
+		Logger:         log,
+	}); err != nil {
+		return nil, fmt.Errorf("server: function urls: %w", err)
+	}
 	// Reserved and provisioned concurrency live in the metadata store;
 	// hand them to the worker manager again.
 	if err := c.frontend.Restore(ctx); err != nil {
@@ -327,18 +386,40 @@ var rootOnly = []string{keystore.KeysPath, keystore.KeysPath + "/", "/flint/v1/s
 // download links, which carry their own signature.
 var public = []string{"/healthz", "/readyz", "/flint/v1/code/"}
 
-// handler is the listener's handler: the sigv4 middleware in front of
-// routes.
-func (c *components) handler() (http.Handler, error) {
-	return sigv4.New(sigv4.Config{
+// authConfig configures the sigv4 middleware.
+func (c *components) authConfig() sigv4.Config {
+	return sigv4.Config{
 		Mode:           c.cfg.Auth,
 		Keys:           c.keys,
 		DefaultAccount: c.cfg.Account,
 		Region:         c.cfg.Region,
 		RootOnly:       rootOnly,
 		Public:         public,
-		Logger:         c.cfg.Logger.With("component", "auth"),
-	}, c.routes())
+		ServiceFor: func(r *http.Request) string {
+			if sqsapi.Match(r) {
+				return "sqs"
+			}
+			return ""
+		},
+		Logger: c.cfg.Logger.With("component", "auth"),
+	}
+}
+
+// handler is the listener's handler: requests to a function URL's host go
+// to the URL handler (which verifies AWS_IAM URLs' signatures itself),
+// every other request through the sigv4 middleware to routes.
+func (c *components) handler() (http.Handler, error) {
+	api, err := sigv4.New(c.authConfig(), c.routes())
+	if err != nil {
+		return nil, err
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := c.urls.Match(r.Host); ok {
+			c.urls.ServeHTTP(w, r)
+			return
+		}
+		api.ServeHTTP(w, r)
+	}), nil
 }
 
 // routes routes the listener: health, Flint's own API under /flint/, and
@@ -363,7 +444,15 @@ func (c *components) routes() http.Handler {
 	})
 	mux.Handle("/flint/", c.flintAPI())
 	mux.Handle("/", c.frontend)
-	return mux
+	// The SQS API shares the listener: its requests are told apart by
+	// X-Amz-Target or a form Action (sqsapi.Match), not by path.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sqsapi.Match(r) {
+			c.sqsAPI.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // flintAPI is Flint's own API (async invocation status, queues, logs,
@@ -409,3 +498,6 @@ func (h workerHost) CreateSandbox(ctx context.Context, fn *metadata.Function) (w
 
 // Provisioned concurrency initialises worker sandboxes ahead of invocations.
 var _ workermanager.Initializer = (*worker.Sandbox)(nil)
+
+// Worker sandboxes stream responses (InvokeWithResponseStream, streaming URLs).
+var _ workermanager.Streamer = (*worker.Sandbox)(nil)

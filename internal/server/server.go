@@ -63,6 +63,13 @@ type Config struct {
 	// is a smaller one that starts faster (it must come from the same
 	// build).
 	SandboxInit string
+	// SandboxDriver is "process" (the default: namespaces, cgroups,
+	// seccomp) or "microvm" (a QEMU microVM per sandbox, see
+	// docs/sandbox-microvm.md).
+	SandboxDriver string
+	// VMInit is the flint-vm-init binary for the microvm driver ("" looks
+	// next to this executable, then on PATH).
+	VMInit string
 	// CodeURLTTL is how long the download links of GetFunction and
 	// GetLayerVersion stay valid (default 10 minutes, as Lambda's).
 	CodeURLTTL time.Duration
@@ -71,6 +78,12 @@ type Config struct {
 	// account. "" picks ModeDev when Listen is a loopback address and
 	// refuses to start otherwise.
 	Auth auth.Mode
+	// URLDomain is the base domain of function URLs: their hosts are
+	// <url-id>.lambda-url.<Region>.<URLDomain> (default "localhost").
+	URLDomain string
+	// URLPort is the port written into function URLs: 0 for the port the
+	// server listens on, -1 for none (a proxy in front on port 80).
+	URLPort int
 	// StatsGC lets GET /flint/v1/stats?gc=true force a garbage collection
 	// before it reads the heap, for tests that compare heap sizes; off,
 	// gc=true is refused (any caller could make the server stop the world).
@@ -136,6 +149,19 @@ func (c *Config) Validate() error {
 		}
 		c.Auth = auth.ModeDev
 	}
+	if c.URLDomain == "" {
+		c.URLDomain = "localhost"
+	}
+	switch c.SandboxDriver {
+	case "":
+		c.SandboxDriver = "process"
+	case "process", "microvm":
+	default:
+		return fmt.Errorf("server: unknown sandbox driver %q (process or microvm)", c.SandboxDriver)
+	}
+	if c.SandboxDriver == "microvm" && c.SandboxEgress != nil {
+		return errors.New("server: the microvm driver has no egress yet (--sandbox-egress needs --sandbox-driver process)")
+	}
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 5 * time.Minute
 	}
@@ -186,6 +212,9 @@ func Run(ctx context.Context, cfg Config) error {
 		return fmt.Errorf("server: listen: %w", err)
 	}
 	defer ln.Close()
+	if cfg.URLPort == 0 {
+		cfg.URLPort = ln.Addr().(*net.TCPAddr).Port
+	}
 
 	s, err := start(ctx, cfg)
 	if err != nil {

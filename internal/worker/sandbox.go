@@ -202,6 +202,18 @@ func exitReason(err error) string {
 // before it took the event — so the caller may retry on another sandbox;
 // ErrUnhealthy errors also wrap invocation.ErrNotDelivered.
 func (s *Sandbox) Invoke(ctx context.Context, req invocation.Request) (invocation.Result, error) {
+	return s.invoke(ctx, req, nil)
+}
+
+// InvokeStream is Invoke for a response that the caller takes as a stream
+// (workermanager.Streamer): a successful response's body goes to stream as
+// the runtime sends it (runtimeapi.Server.DispatchStream) and
+// Result.Payload stays empty; errors come back in the Result as for Invoke.
+func (s *Sandbox) InvokeStream(ctx context.Context, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
+	return s.invoke(ctx, req, stream)
+}
+
+func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
 	if !s.invokeMu.TryLock() {
 		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w", req.RequestID, s.id, ErrBusy)
 	}
@@ -261,7 +273,13 @@ func (s *Sandbox) Invoke(ctx context.Context, req invocation.Request) (invocatio
 		case <-stop:
 		}
 	}()
-	out, err := s.api.Dispatch(dctx, req, start.Add(timeout))
+	var out runtimeapi.Outcome
+	var err error
+	if stream != nil {
+		out, err = s.api.DispatchStream(dctx, req, start.Add(timeout), stream)
+	} else {
+		out, err = s.api.Dispatch(dctx, req, start.Add(timeout))
+	}
 	close(stop)
 	cancelDeadline()
 	cancelExit(nil)

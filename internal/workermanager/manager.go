@@ -185,6 +185,24 @@ type outcome struct {
 // name; ErrClosed after Close. Function errors are not errors: they are in
 // Result.FunctionError.
 func (m *Manager) Invoke(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error) {
+	return m.invoke(ctx, fn, req, nil)
+}
+
+// InvokeStream is Invoke for a caller that takes the response as a stream
+// (InvokeWithResponseStream, streaming function URLs): a successful
+// response's body goes to stream as the function produces it, through
+// sandboxes that are Streamers, and Result.Payload stays empty. stream is
+// not used after InvokeStream returns.
+func (m *Manager) InvokeStream(ctx context.Context, fn *metadata.Function, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
+	if stream == nil {
+		return invocation.Result{}, fmt.Errorf("workermanager: invoke %s: nil stream", req.RequestID)
+	}
+	g := &closableStream{s: stream}
+	defer g.close()
+	return m.invoke(ctx, fn, req, g)
+}
+
+func (m *Manager) invoke(ctx context.Context, fn *metadata.Function, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
 	if fn == nil {
 		return invocation.Result{}, fmt.Errorf("workermanager: invoke without a function")
 	}
@@ -213,7 +231,7 @@ func (m *Manager) Invoke(ctx context.Context, fn *metadata.Function, req invocat
 	done := make(chan outcome, 1) // buffered: the goroutine never blocks on an absent caller
 	runCtx := context.WithoutCancel(ctx)
 	go func() {
-		res, err := m.run(runCtx, fn, req)
+		res, err := m.run(runCtx, fn, req, stream)
 		release()
 		m.endActive() // before the send: the invocation is over for Close
 		done <- outcome{res, err}
@@ -247,11 +265,11 @@ const maxDeliveries = 3
 // after a crash in the previous invocation — the dead sandbox is destroyed
 // and the invocation runs on another one (a fresh sandbox unless a healthy
 // one is idle), as Lambda starts a new execution environment: the caller
-// never sees the dead runtime.
-func (m *Manager) run(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error) {
+// never sees the dead runtime (nothing was streamed to it either).
+func (m *Manager) run(ctx context.Context, fn *metadata.Function, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
 	log := m.log.With("function", fn.Name, "version", fn.Version, "requestId", req.RequestID)
 	for attempt := 1; ; attempt++ {
-		res, err := m.runOnce(ctx, fn, req, log)
+		res, err := m.runOnce(ctx, fn, req, stream, log)
 		if err == nil || !errors.Is(err, invocation.ErrNotDelivered) || attempt == maxDeliveries {
 			return res, err
 		}
@@ -260,14 +278,26 @@ func (m *Manager) run(ctx context.Context, fn *metadata.Function, req invocation
 }
 
 // runOnce runs the invocation on one sandbox.
-func (m *Manager) runOnce(ctx context.Context, fn *metadata.Function, req invocation.Request, log *slog.Logger) (invocation.Result, error) {
+func (m *Manager) runOnce(ctx context.Context, fn *metadata.Function, req invocation.Request, stream invocation.Stream, log *slog.Logger) (invocation.Result, error) {
 	e, cold, err := m.acquire(ctx, fn, log)
 	if err != nil {
 		return invocation.Result{}, err
 	}
 
 	ictx, cancel := context.WithTimeout(ctx, m.backstop(fn))
-	res, err := e.sb.Invoke(ictx, req)
+	var res invocation.Result
+	if st, ok := e.sb.(Streamer); ok && stream != nil {
+		res, err = st.InvokeStream(ictx, req, stream)
+	} else {
+		res, err = e.sb.Invoke(ictx, req)
+		if err == nil && stream != nil && res.FunctionError == "" {
+			// A sandbox that cannot stream: its whole answer at once.
+			if serr := stream.Start("application/json"); serr == nil {
+				_, _ = stream.Write(res.Payload)
+			}
+			res.Payload = nil
+		}
+	}
 	cancel()
 	healthy := err == nil && e.sb.Healthy()
 	if err != nil {
@@ -444,4 +474,39 @@ func (m *Manager) dropIfEmptyLocked(p *pool) {
 	if len(p.idle) == 0 && len(p.busy) == 0 && m.pools[p.key] == p {
 		delete(m.pools, p.key)
 	}
+}
+
+// closableStream guards a caller's Stream: after close (when InvokeStream
+// returns, even while the invocation goes on without its caller) every call
+// fails instead of reaching the caller's writer.
+type closableStream struct {
+	mu     sync.Mutex
+	s      invocation.Stream // guarded by mu
+	closed bool              // guarded by mu
+}
+
+var errStreamClosed = errors.New("workermanager: the caller of this streamed invocation has gone")
+
+func (c *closableStream) Start(contentType string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return errStreamClosed
+	}
+	return c.s.Start(contentType)
+}
+
+func (c *closableStream) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return 0, errStreamClosed
+	}
+	return c.s.Write(p)
+}
+
+func (c *closableStream) close() {
+	c.mu.Lock()
+	c.closed = true
+	c.mu.Unlock()
 }

@@ -70,6 +70,16 @@ type Initializer interface {
 	Init(ctx context.Context) error
 }
 
+// Streamer is an optional ability of a Sandbox, checked at run time (like
+// http.Flusher): InvokeStream runs one invocation whose successful response
+// body goes to stream as the function produces it (Result.Payload stays
+// empty); errors come back in the Result as for Invoke. A sandbox without
+// it (a remote host that cannot stream yet) is invoked with Invoke and its
+// whole response written to the stream at the end.
+type Streamer interface {
+	InvokeStream(ctx context.Context, req invocation.Request, stream invocation.Stream) (invocation.Result, error)
+}
+
 // Placer is the part of the Placement Service the manager uses;
 // *placement.Service implements it.
 type Placer interface {

@@ -56,6 +56,10 @@ type Config struct {
 	DefaultAccount string    // the account of every request in ModeDev
 	Region         string    // the region credentials must be scoped to (default us-east-1)
 	Service        string    // the service credentials must be scoped to (default "lambda")
+	// ServiceFor, when set, names the service a request must be signed for
+	// instead of Service when it returns non-empty (e.g. "sqs" for the SQS
+	// API served on the same listener).
+	ServiceFor func(*http.Request) string
 	// MaxSkew is how far X-Amz-Date may be from the server's clock
 	// (default 5 minutes, as AWS).
 	MaxSkew time.Duration
@@ -210,8 +214,8 @@ func (m *Middleware) Verify(r *http.Request) (auth.Caller, error) {
 			a.Date + "' != '" + date[:8] + "', from '" + date + "'.")
 	case a.Region != m.cfg.Region:
 		return auth.Caller{}, invalidSignature("Credential should be scoped to a valid region. ")
-	case a.Service != m.cfg.Service:
-		return auth.Caller{}, invalidSignature("Credential should be scoped to correct service: '" + m.cfg.Service + "'. ")
+	case a.Service != m.service(r):
+		return auth.Caller{}, invalidSignature("Credential should be scoped to correct service: '" + m.service(r) + "'. ")
 	case a.Terminator != "aws4_request":
 		return auth.Caller{}, invalidSignature("Credential should be scoped with a valid terminator: 'aws4_request', not '" + printable(a.Terminator) + "'. ")
 	case !a.signedHeader("host"):
@@ -230,6 +234,16 @@ func (m *Middleware) Verify(r *http.Request) (auth.Caller, error) {
 		return auth.Caller{}, invalidSignature(msgMismatch)
 	}
 	return auth.Caller{Account: key.Account, AccessKeyID: key.AccessKeyID, Root: key.Root}, nil
+}
+
+// service is the service r must be signed for.
+func (m *Middleware) service(r *http.Request) string {
+	if m.cfg.ServiceFor != nil {
+		if s := m.cfg.ServiceFor(r); s != "" {
+			return s
+		}
+	}
+	return m.cfg.Service
 }
 
 // payloadHash returns the hash the request's signature covers: the

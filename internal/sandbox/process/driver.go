@@ -20,6 +20,7 @@ import (
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
 	"github.com/flintdev/flint/internal/sandbox/process/nsinit"
+	"github.com/flintdev/flint/internal/sandbox/syscallfilter"
 )
 
 // Defaults of Config.
@@ -161,7 +162,7 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process: %w", err)
 	}
-	prog, err := buildSeccomp()
+	prog, err := syscallfilter.Program()
 	if err != nil {
 		return nil, fmt.Errorf("process: %w", err)
 	}

@@ -29,6 +29,7 @@ type suite struct {
 	codeDir string // holds the probe; world-readable
 	seq     atomic.Int64
 	prefix  string
+	opts    Options
 }
 
 // buildProbe compiles the probe (statically) into a fresh world-readable
@@ -236,4 +237,15 @@ func procsWith(marker string) []int {
 func openFDs() int {
 	ents, _ := os.ReadDir("/proc/self/fd")
 	return len(ents)
+}
+
+// alive returns the pids of pids that still exist on the host.
+func alive(pids []int) []int {
+	var left []int
+	for _, pid := range pids {
+		if _, err := os.Stat("/proc/" + strconv.Itoa(pid)); err == nil {
+			left = append(left, pid)
+		}
+	}
+	return left
 }

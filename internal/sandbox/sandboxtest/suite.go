@@ -40,8 +40,24 @@ import (
 
 // Run runs the conformance suite against the driver newDriver returns.
 func Run(t *testing.T, newDriver func(t *testing.T) sandbox.Driver) {
+	RunWith(t, newDriver, Options{})
+}
+
+// Options adapt the suite to a driver.
+type Options struct {
+	// HostPids, when set, says that the driver runs each sandbox on a
+	// kernel of its own (a microVM): the sandbox's processes are not host
+	// processes, so the probes that look for them on the host (Destroy
+	// and runtime exit killing every process) look inside instead, and
+	// check that the host processes HostPids returns for a sandbox (its
+	// VMM) are gone.
+	HostPids func(sb sandbox.Sandbox) []int
+}
+
+// RunWith is Run with options.
+func RunWith(t *testing.T, newDriver func(t *testing.T) sandbox.Driver, opts Options) {
 	drv := newDriver(t)
-	s := &suite{drv: drv, codeDir: buildProbe(t), prefix: "st" + randomHex(4)}
+	s := &suite{drv: drv, codeDir: buildProbe(t), prefix: "st" + randomHex(4), opts: opts}
 	// Warm up (first-use allocations of the runtime and the driver) before
 	// taking the descriptor baseline.
 	t.Run("RuntimeAPI", s.testRuntimeAPI)
@@ -396,8 +412,27 @@ func (s *suite) testDestroy(t *testing.T) {
 	// A setsid grandchild, a double-forked one, and the runtime itself.
 	spec.Command = []string{"/bin/sh", "-c",
 		"(setsid /bin/sleep " + m + "1 &); (/bin/sh -c '/bin/sleep " + m + "2 &' &); exec /bin/sleep " + m + "3"}
+	if s.opts.HostPids != nil {
+		// Own kernel: the shell waits until it sees both sleepers in the
+		// sandbox's /proc (a pattern that does not match grep itself).
+		pat := strings.Replace(m, ".", "[.]", 1)
+		spec.Command = []string{"/bin/sh", "-c",
+			"(setsid /bin/sleep " + m + "1 &); (/bin/sh -c '/bin/sleep " + m + "2 &' &); " +
+				"i=0; while [ $i -lt 500 ]; do n=0; for f in $(grep -ls '" + pat + "[12]' /proc/[0-9]*/cmdline); do " +
+				"[ \"$(cat ${f%cmdline}comm 2>/dev/null)\" = sleep ] && n=$((n+1)); done; [ $n -ge 2 ] && break; sleep 0.05; i=$((i+1)); done; " +
+				"echo sleepers-running $n; exec /bin/sleep " + m + "3"}
+	}
 	sb := s.create(t, spec)
-	if !polltest.Wait(Scaled(10*time.Second), func() bool { return len(procsWith(m)) == 3 }) {
+	var hostPids []int
+	if s.opts.HostPids != nil {
+		if !polltest.Wait(Scaled(20*time.Second), func() bool {
+			_ = sb.SyncOutput(context.Background())
+			return strings.Contains(out.String(), "sleepers-running 2")
+		}) {
+			t.Fatalf("the sleepers never ran in the sandbox\noutput: %s", out)
+		}
+		hostPids = s.opts.HostPids(sb)
+	} else if !polltest.Wait(Scaled(10*time.Second), func() bool { return len(procsWith(m)) == 3 }) {
 		t.Fatalf("want 3 sleepers, have %v\noutput: %s", procsWith(m), out)
 	}
 	var wg sync.WaitGroup
@@ -420,6 +455,9 @@ func (s *suite) testDestroy(t *testing.T) {
 	if left := procsWith(m); len(left) > 0 {
 		t.Errorf("processes %v survived Destroy", left)
 	}
+	if left := alive(hostPids); len(left) > 0 {
+		t.Errorf("host processes %v of the sandbox survived Destroy", left)
+	}
 	select {
 	case <-sb.Done():
 	default:
@@ -434,17 +472,25 @@ func (s *suite) testDestroy(t *testing.T) {
 }
 
 func (s *suite) testRuntimeExit(t *testing.T) {
+	// The grep pattern ("1000[.]...") does not match grep's own command line.
 	m := "1000." + randomDigits(9)
 	a, out := newAPI(), &output{}
 	spec := s.spec(a, out)
 	spec.Command = []string{"/bin/sh", "-c",
 		"(setsid /bin/sleep " + m + " &); i=0; " +
-			"while [ $i -lt 500 ] && ! grep -qs " + m + " /proc/[0-9]*/cmdline; do sleep 0.01; i=$((i+1)); done; " +
+			"while [ $i -lt 500 ] && ! grep -qs '" + strings.Replace(m, ".", "[.]", 1) + "' /proc/[0-9]*/cmdline; do sleep 0.01; i=$((i+1)); done; " +
 			"[ $i -lt 500 ] && echo orphan-running; exit 3"}
 	sb := s.create(t, spec)
+	var hostPids []int
+	if s.opts.HostPids != nil {
+		hostPids = s.opts.HostPids(sb)
+	}
 	waitDone(t, sb, 10*time.Second)
 	if err := sb.SyncOutput(context.Background()); err != nil {
 		t.Fatal(err)
+	}
+	if left := alive(hostPids); len(left) > 0 {
+		t.Errorf("host processes %v of the sandbox survive the runtime's exit after Done", left)
 	}
 	if !strings.Contains(out.String(), "orphan-running") {
 		t.Fatalf("the orphan never ran; output %q", out)
@@ -473,7 +519,7 @@ func (s *suite) testConcurrent(t *testing.T) {
 			defer wg.Done()
 			r := &results[i]
 			r.a, r.out = newAPI(), &output{}
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(context.Background(), Scaled(30*time.Second))
 			defer cancel()
 			r.sb, r.err = s.drv.Create(ctx, s.spec(r.a, r.out, "get", "/2018-06-01/runtime/invocation/next"))
 		}()

@@ -51,6 +51,10 @@ type Config struct {
 	MemoryMiB, CPUs int
 	// Accel is the accelerator ("" means TCG).
 	Accel Accel
+	// TCGCacheMiB, when > 0, sizes TCG's translation cache (tb-size); 0
+	// leaves QEMU's default, which grows to most of an idle guest's host
+	// memory.
+	TCGCacheMiB int
 	// Console receives everything the guest writes to its serial console
 	// (ttyS0); nil discards it.
 	Console io.Writer
@@ -58,6 +62,10 @@ type Config struct {
 	Stderr io.Writer
 	// ExtraArgs are appended to QEMU's arguments (devices, chardevs).
 	ExtraArgs []string
+	// Credential, when set, runs QEMU as that user and group (with only
+	// the supplementary groups it lists): the microVM driver's VMM runs
+	// unprivileged. Every file QEMU opens must then be reachable by it.
+	Credential *syscall.Credential
 }
 
 // Validate reports a configuration error.
@@ -133,6 +141,8 @@ func (c Config) Args(tscKHz int) []string {
 	}
 	if c.Accel == KVM {
 		args = append(args, "-accel", "kvm", "-cpu", "host")
+	} else if c.TCGCacheMiB > 0 {
+		args = append(args, "-accel", "tcg,tb-size="+strconv.Itoa(c.TCGCacheMiB))
 	} else {
 		args = append(args, "-accel", "tcg")
 	}
@@ -150,8 +160,9 @@ type VM struct {
 	err  error // set before done closes
 }
 
-// Start launches the guest. QEMU dies with the calling process (the
-// parent-death signal), so a crashed test leaves no VM behind.
+// Start launches the guest, with an empty environment and no descriptors
+// but stdio. QEMU dies with the calling process (the parent-death signal),
+// so a crashed test leaves no VM behind.
 func Start(c Config) (*VM, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
@@ -166,7 +177,10 @@ func Start(c Config) (*VM, error) {
 	}
 	cmd := exec.Command(bin, c.Args(tsc)...)
 	cmd.Stdout, cmd.Stderr = c.Console, c.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	cmd.Env = []string{} // QEMU needs none of the caller's environment
+	// Go sets the parent-death signal after the credential change, which
+	// would otherwise clear it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: c.Credential}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", bin, err)
 	}

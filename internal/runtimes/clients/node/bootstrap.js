@@ -6,7 +6,8 @@
 // import), then loops over the Runtime API at AWS_LAMBDA_RUNTIME_API.
 //
 // Handlers may return a promise (async), call the callback, or call
-// context.succeed/fail/done. Simplification: the response is sent as soon as
+// context.succeed/fail/done. Handlers wrapped in awslambda.streamifyResponse
+// stream their response (see "response streaming" below). Simplification: the response is sent as soon as
 // the callback (or succeed/fail/done) is called; Lambda would additionally
 // wait for the event loop to empty when callbackWaitsForEmptyEventLoop is
 // true. A handler that returns no promise and never calls back is answered
@@ -17,6 +18,7 @@ const http = require('http');
 const fs = require('fs');
 const path = require('path');
 const util = require('util');
+const { Writable, finished } = require('stream');
 const { pathToFileURL } = require('url');
 
 const API_PREFIX = '/2018-06-01/runtime';
@@ -87,6 +89,130 @@ class InitError extends Error {
     this.name = type;
     if (cause && cause.stack) this.stack = cause.stack;
   }
+}
+
+// ---- response streaming ----
+// awslambda.streamifyResponse(handler) marks a handler that is called as
+// handler(event, responseStream, context) and writes its response to
+// responseStream, a Writable. The response goes to the Runtime API as it is
+// written: one chunked POST in streaming mode, with an error that happens
+// after the first byte reported in trailers. awslambda.HttpResponseStream.from
+// (stream, {statusCode, headers, cookies}) makes the body start with that
+// HTTP prelude (JSON, then 8 NUL bytes), which function URLs turn into the
+// status line and headers.
+const STREAMING = Symbol.for('aws.lambda.runtime.handler.streaming');
+const HIGH_WATER_MARK = Symbol.for('aws.lambda.runtime.handler.streaming.highWaterMark');
+const PRELUDE_CONTENT_TYPE = 'application/vnd.awslambda.http-integration-response';
+
+class HttpResponseStream {
+  static from(underlyingStream, prelude) {
+    underlyingStream.setContentType(PRELUDE_CONTENT_TYPE);
+    const metadata = Buffer.from(JSON.stringify(prelude || {}));
+    underlyingStream._onBeforeFirstWrite = (write) => {
+      write(metadata);
+      write(Buffer.alloc(8));
+    };
+    return underlyingStream;
+  }
+}
+
+globalThis.awslambda = {
+  streamifyResponse(handler, options) {
+    handler[STREAMING] = 'response';
+    if (options && options.highWaterMark) handler[HIGH_WATER_MARK] = options.highWaterMark;
+    return handler;
+  },
+  HttpResponseStream,
+};
+
+function createResponseStream(id, highWaterMark) {
+  let req = null;
+  let answered = Promise.resolve();
+  let contentType = 'application/octet-stream';
+  let ended = false;
+  const open = () => {
+    if (req) return;
+    answered = new Promise((resolve, reject) => {
+      req = http.request(
+        {
+          host: apiHost, port: apiPort, method: 'POST', path: `${API_PREFIX}/invocation/${id}/response`, agent,
+          headers: {
+            'Content-Type': contentType,
+            'Lambda-Runtime-Function-Response-Mode': 'streaming',
+            'Transfer-Encoding': 'chunked',
+            Trailer: 'Lambda-Runtime-Function-Error-Type, Lambda-Runtime-Function-Error-Body',
+          },
+        },
+        (res) => {
+          res.resume();
+          res.on('end', () => resolve(res.statusCode));
+          res.on('error', reject);
+        },
+      );
+      req.on('error', reject);
+    });
+    req.flushHeaders();
+    const before = stream._onBeforeFirstWrite;
+    if (before) {
+      stream._onBeforeFirstWrite = null;
+      before((c) => req.write(c));
+    }
+  };
+  const stream = new Writable({
+    highWaterMark: highWaterMark || undefined,
+    write(chunk, _enc, cb) {
+      open();
+      req.write(chunk, cb);
+    },
+    final(cb) {
+      open();
+      if (!ended) {
+        ended = true;
+        req.end();
+      }
+      cb();
+    },
+  });
+  stream.setContentType = (t) => {
+    contentType = t;
+  };
+  stream.opened = () => req !== null;
+  stream.answered = () => answered;
+  stream.failWith = (doc) => {
+    open();
+    if (ended) return;
+    ended = true;
+    req.addTrailers({
+      'Lambda-Runtime-Function-Error-Type': doc.errorType,
+      'Lambda-Runtime-Function-Error-Body': Buffer.from(JSON.stringify(doc)).toString('base64'),
+    });
+    req.end();
+  };
+  return stream;
+}
+
+async function handleStreaming(handler, event, context, id) {
+  const stream = createResponseStream(id, handler[HIGH_WATER_MARK]);
+  let err = null;
+  try {
+    await handler(event, stream, context);
+  } catch (e) {
+    err = e === undefined || e === null ? new Error('rejected') : e;
+  }
+  if (err === null && !stream.writableEnded) stream.end();
+  if (err === null) {
+    await new Promise((resolve) => finished(stream, () => resolve()));
+  } else {
+    const doc = errorDoc(err);
+    console.error('Invoke Error \t' + JSON.stringify(doc));
+    if (!stream.opened()) {
+      stream.destroy();
+      await postJSON(`/invocation/${id}/error`, doc, doc.errorType);
+      return;
+    }
+    stream.failWith(doc);
+  }
+  await stream.answered();
 }
 
 // ---- handler loading ----
@@ -215,6 +341,10 @@ async function handleOne(handler, res) {
   } catch (e) {
     const doc = { errorType: 'Runtime.UnmarshalError', errorMessage: `Unable to parse event: ${e.message}`, trace: [] };
     await postJSON(p + '/error', doc, doc.errorType);
+    return;
+  }
+  if (handler[STREAMING] === 'response') {
+    await handleStreaming(handler, event, makeContext(res.headers), id);
     return;
   }
   const { err, result } = await runHandler(handler, event, makeContext(res.headers));

@@ -1,4 +1,8 @@
-package process
+// Package syscallfilter is the seccomp program every Flint sandbox's
+// runtime runs under, whatever the driver: the process driver installs it
+// in its sandbox init, the microVM driver's guest init in the guest. It
+// imports nothing of Flint, so guest code can use it.
+package syscallfilter
 
 import (
 	"fmt"
@@ -45,7 +49,7 @@ func auditArch() (uint32, error) {
 	return 0, fmt.Errorf("seccomp: unsupported architecture %s", runtime.GOARCH)
 }
 
-// buildSeccomp assembles the sandbox's seccomp program once per driver.
+// Program assembles the sandbox's seccomp program (callers build it once).
 //
 // Layout: a hand-written prefix (1) refuses system calls of any foreign ABI
 // (e.g. 32-bit int 0x80 calls on amd64, which the library's program would
@@ -53,7 +57,7 @@ func auditArch() (uint32, error) {
 // AF_PACKET sockets; then the library's program denies deniedSyscalls and
 // namespace-creating clones with EPERM and clone3 with ENOSYS (its flags
 // live in memory a filter cannot read, and libc falls back to clone).
-func buildSeccomp() ([]unix.SockFilter, error) {
+func Program() ([]unix.SockFilter, error) {
 	arch, err := auditArch()
 	if err != nil {
 		return nil, err

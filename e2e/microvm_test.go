@@ -1,0 +1,76 @@
+package e2e
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/lambda"
+
+	"github.com/flintdev/flint/internal/gobuildtest"
+	"github.com/flintdev/flint/internal/vm/kernel"
+	"github.com/flintdev/flint/internal/vm/vmtest"
+)
+
+// TestMicroVMDriver runs the aws-lambda-go function through
+// flint server --sandbox-driver microvm: a cold start boots a VM, a warm
+// invocation reuses it, the AWS CLI invokes it, and a runtime that exits
+// is Runtime.ExitError as with the process driver. It needs QEMU and the
+// guest kernel, and runs with FLINT_TEST_MICROVM=1 (boots take seconds
+// under TCG).
+func TestMicroVMDriver(t *testing.T) {
+	if os.Getenv("FLINT_TEST_MICROVM") != "1" {
+		t.Skip("FLINT_TEST_MICROVM=1 runs the microVM driver end to end")
+	}
+	requireRoot(t)
+	if _, err := exec.LookPath("qemu-system-x86_64"); err != nil {
+		t.Skipf("QEMU is not installed (apt-get install qemu-system-x86): %v", err)
+	}
+	vmtest.Lock(t) // one VM-booting test binary at a time on the machine
+	// The server looks for the kernel in the machine's VM cache (its HOME
+	// is a temporary one here): share the test's.
+	t.Setenv("FLINT_VM_CACHE", kernel.DefaultCacheDir())
+	vmInit := filepath.Join(t.TempDir(), "flint-vm-init")
+	gobuildtest.Build(t, "../cmd/flint-vm-init", vmInit)
+	// QEMU runs as an unprivileged user: it must traverse to DATA/vm.
+	data := t.TempDir()
+	if err := os.Chmod(filepath.Dir(data), 0o711); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, data, "--sandbox-driver", "microvm", "--vm-init", vmInit)
+	c := s.lambda()
+	createGoFn(t, c, "vm-hello", func(in *lambda.CreateFunctionInput) { in.Timeout = aws.Int32(30) })
+
+	out := invoke(t, c, "vm-hello", map[string]any{"name": "vm", "action": "print", "lines": 2}, true)
+	r := asReply(t, out)
+	if r.Hello != "vm" || r.Invocations != 1 {
+		t.Errorf("cold reply %+v", r)
+	}
+	if tail := decodeTail(t, out); !strings.Contains(tail, "Init Duration") || !strings.Contains(tail, "line 2 of 2") {
+		t.Errorf("cold invocation's log tail:\n%s", tail)
+	}
+	out = invoke(t, c, "vm-hello", map[string]any{"name": "warm"}, false)
+	if r2 := asReply(t, out); r2.Instance != r.Instance || r2.Invocations != 2 {
+		t.Errorf("warm reply %+v after %+v: want the same sandbox", r2, r)
+	}
+
+	stdout, stderr, err := s.awsCLI(t, "lambda", "invoke", "--function-name", "vm-hello",
+		"--cli-binary-format", "raw-in-base64-out", "--payload", `{"name":"cli"}`, filepath.Join(t.TempDir(), "out.json"))
+	if err != nil || !strings.Contains(stdout, `"StatusCode": 200`) {
+		t.Errorf("aws lambda invoke: %v\n%s\n%s", err, stdout, stderr)
+	}
+
+	out = invoke(t, c, "vm-hello", map[string]any{"action": "exit"}, false)
+	var fe struct{ ErrorType string }
+	_ = json.Unmarshal(out.Payload, &fe)
+	if aws.ToString(out.FunctionError) != "Unhandled" || fe.ErrorType != "Runtime.ExitError" {
+		t.Errorf("exit: function error %q, payload %s; want Runtime.ExitError", aws.ToString(out.FunctionError), out.Payload)
+	}
+	if !strings.Contains(s.log(), "driver=microvm") {
+		t.Error("the server log does not name the microvm driver")
+	}
+}

@@ -1,0 +1,290 @@
+// Package microvm is the microVM sandbox driver: every sandbox is its own
+// QEMU "microvm" guest with Debian's cloud kernel and Flint's init
+// (cmd/flint-vm-init) as PID 1, so the function's code never shares a
+// kernel with the host or with another sandbox. See docs/sandbox-microvm.md.
+//
+// The guest has no network device. Its only link to the host is one
+// virtio-serial port backed by a unix socket of the driver (protocol:
+// internal/vm/vmchan): the Runtime API connections the runtime makes to
+// 127.0.0.1:9001 in the guest are carried over it to Spec.RuntimeAPI, served
+// on the host, and the runtime's output comes back over it.
+//
+// The function's directories (/var/task, /var/runtime, /opt) travel as an
+// initramfs layer built per sandbox and appended to the driver's base
+// image; the init makes them read-only bind mounts.
+package microvm
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"syscall"
+	"time"
+
+	"github.com/flintdev/flint/internal/sandbox"
+	"github.com/flintdev/flint/internal/vm/kernel"
+	"github.com/flintdev/flint/internal/vm/qemu"
+)
+
+// Defaults of Config.
+const (
+	// DefaultUID and DefaultGID are those of Lambda's sbx_user1051, as in
+	// the process driver.
+	DefaultUID = 993
+	DefaultGID = 990
+	// DefaultPidsMax bounds the tasks of the runtime's cgroup in the guest.
+	DefaultPidsMax = 1024
+	// DefaultMaxAPIConns bounds the Runtime API connections the host
+	// serves per sandbox at a time.
+	DefaultMaxAPIConns = 32
+	// DefaultGuestOverheadMB is RAM the guest gets on top of the
+	// function's MemorySize: the kernel, the init and the initramfs (which
+	// holds the function's code) live there, outside the runtime's cgroup.
+	DefaultGuestOverheadMB = 96
+	// DefaultVMMUID and DefaultVMMGID run QEMU on the host: an
+	// unprivileged user of its own, not root and not the process
+	// driver's sandbox user.
+	DefaultVMMUID = 64900
+	DefaultVMMGID = 64900
+	// DefaultEphemeralStorageMB sizes /tmp when Spec.EphemeralStorageMB
+	// is 0 (Lambda's default).
+	DefaultEphemeralStorageMB = 512
+)
+
+// DefaultHostPrograms are copied from the host into every guest, with
+// their shared libraries: a shell and the few tools shell bootstraps use.
+var DefaultHostPrograms = []string{
+	"/bin/sh", "/bin/sleep", "/bin/cat", "/bin/grep", "/bin/true", "/bin/false",
+	"/usr/bin/env", "/bin/ls", "/usr/bin/uname", "/usr/bin/setsid", "/usr/bin/head",
+	"/usr/bin/tr", "/usr/bin/wc",
+}
+
+// guestModules are what the init loads: the virtio-mmio transport and the
+// console (virtio-serial) driver.
+var guestModules = []string{"virtio_mmio", "virtio_console"}
+
+// Config configures the driver.
+type Config struct {
+	// QEMU is the qemu-system-x86_64 binary ("" finds it on PATH).
+	QEMU string
+	// Kernel is the guest kernel (kernel.Fetch). Required.
+	Kernel *kernel.Kernel
+	// InitPath is the static flint-vm-init binary, PID 1 of every guest.
+	// Required.
+	InitPath string
+	// StateDir holds the base image and one directory per sandbox (its
+	// initramfs and channel socket). Required, absolute.
+	StateDir string
+	// Accel is the accelerator; "" probes KVM once in New and falls back
+	// to TCG.
+	Accel qemu.Accel
+	// UID and GID run the function's code in the guest (never 0).
+	UID, GID int
+	// VMMUID and VMMGID run QEMU on the host (never 0). QEMU reaches
+	// only the kernel (copied into StateDir), its sandbox's initramfs and
+	// channel socket (in a directory it owns), and /dev/kvm under KVM.
+	VMMUID, VMMGID int
+	// PidsMax and MaxAPIConns are per-sandbox limits.
+	PidsMax, MaxAPIConns int
+	// GuestOverheadMB is added to MemoryMB for the VM's RAM.
+	GuestOverheadMB int
+	// TCGCacheMiB sizes each guest's TCG translation cache under TCG (0:
+	// QEMU's default); see qemu.Config.
+	TCGCacheMiB int
+	// MaxVMs, when > 0, bounds the VMs running at once: Create waits (as
+	// long as its ctx allows) for a running sandbox to end.
+	MaxVMs int
+	// HostPrograms are host programs copied into the guest (nil:
+	// DefaultHostPrograms).
+	HostPrograms []string
+	// Logger receives per-step create timings and errors.
+	Logger *slog.Logger
+}
+
+func (c *Config) setDefaults() {
+	if c.UID == 0 {
+		c.UID = DefaultUID
+	}
+	if c.GID == 0 {
+		c.GID = DefaultGID
+	}
+	if c.VMMUID == 0 {
+		c.VMMUID = DefaultVMMUID
+	}
+	if c.VMMGID == 0 {
+		c.VMMGID = DefaultVMMGID
+	}
+	if c.PidsMax == 0 {
+		c.PidsMax = DefaultPidsMax
+	}
+	if c.MaxAPIConns == 0 {
+		c.MaxAPIConns = DefaultMaxAPIConns
+	}
+	if c.GuestOverheadMB == 0 {
+		c.GuestOverheadMB = DefaultGuestOverheadMB
+	}
+	if c.HostPrograms == nil {
+		c.HostPrograms = DefaultHostPrograms
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Validate reports a configuration error (after defaults are applied).
+func (c Config) Validate() error {
+	c.setDefaults()
+	switch {
+	case c.Kernel == nil:
+		return errors.New("microvm: Kernel is required")
+	case c.InitPath == "":
+		return errors.New("microvm: InitPath (the flint-vm-init binary) is required")
+	case c.StateDir == "" || !filepath.IsAbs(c.StateDir):
+		return fmt.Errorf("microvm: StateDir %q must be an absolute path", c.StateDir)
+	case c.UID <= 0 || c.GID <= 0:
+		return fmt.Errorf("microvm: UID %d and GID %d must not be root", c.UID, c.GID)
+	case c.VMMUID <= 0 || c.VMMGID <= 0:
+		return fmt.Errorf("microvm: VMMUID %d and VMMGID %d must not be root", c.VMMUID, c.VMMGID)
+	case c.Accel != "" && c.Accel != qemu.TCG && c.Accel != qemu.KVM:
+		return fmt.Errorf("microvm: unknown accelerator %q", c.Accel)
+	case c.MaxVMs < 0 || c.PidsMax < 0 || c.MaxAPIConns < 0 || c.GuestOverheadMB < 0:
+		return errors.New("microvm: negative limit")
+	}
+	return nil
+}
+
+// Driver creates microVM sandboxes. It is safe for concurrent use.
+type Driver struct {
+	cfg    Config
+	qemu   string
+	base   string        // the base initramfs
+	kernel string        // the vmlinux, readable by the VMM user
+	accel  qemu.Accel    // chosen in New
+	slots  chan struct{} // nil, or MaxVMs tokens
+}
+
+var _ sandbox.Driver = (*Driver)(nil)
+
+// New checks QEMU, builds the base guest image into StateDir and chooses
+// the accelerator (a KVM probe boot unless cfg.Accel says).
+func New(cfg Config) (*Driver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	bin := cfg.QEMU
+	if bin == "" {
+		bin = qemu.DefaultBinary
+	}
+	bin, err := exec.LookPath(bin)
+	if err != nil {
+		return nil, fmt.Errorf("microvm: QEMU not found (apt-get install qemu-system-x86): %w", err)
+	}
+	// QEMU, unprivileged, must traverse StateDir (not list it) to reach
+	// the kernel and its sandbox's directory.
+	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("microvm: %w", err)
+	}
+	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
+		return nil, fmt.Errorf("microvm: %w", err)
+	}
+	for p := filepath.Dir(cfg.StateDir); ; p = filepath.Dir(p) {
+		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+			return nil, fmt.Errorf("microvm: QEMU runs as uid %d and cannot reach StateDir %s: %s is mode %v (needs o+x)", cfg.VMMUID, cfg.StateDir, p, fi.Mode().Perm())
+		}
+		if p == filepath.Dir(p) {
+			break
+		}
+	}
+	d := &Driver{cfg: cfg, qemu: bin, base: filepath.Join(cfg.StateDir, "base.cpio"), accel: cfg.Accel,
+		kernel: filepath.Join(cfg.StateDir, "vmlinux")}
+	if err := buildBase(d.base, cfg); err != nil {
+		return nil, err
+	}
+	if err := copyFile(d.kernel, cfg.Kernel.Vmlinux, 0o644); err != nil {
+		return nil, fmt.Errorf("microvm: guest kernel: %w", err)
+	}
+	if d.accel == "" {
+		d.accel = qemu.TCG
+		if ok, why := qemu.ProbeKVM(bin, cfg.Kernel.Vmlinux, 5*time.Second); ok {
+			d.accel = qemu.KVM
+		} else {
+			cfg.Logger.Info("microvm: KVM unusable, guests run under TCG (slow)", "reason", why)
+		}
+	}
+	if cfg.MaxVMs > 0 {
+		d.slots = make(chan struct{}, cfg.MaxVMs)
+	}
+	cfg.Logger.Debug("microvm sandbox driver ready", "accel", d.accel, "kernel", cfg.Kernel.Release)
+	return d, nil
+}
+
+// Name implements sandbox.Driver.
+func (d *Driver) Name() string { return "microvm" }
+
+// Accel is the accelerator the driver's guests run under.
+func (d *Driver) Accel() qemu.Accel { return d.accel }
+
+var validID = regexp.MustCompile(`^[a-zA-Z0-9-]{1,64}$`)
+
+func (d *Driver) validateSpec(spec *sandbox.Spec) error {
+	switch {
+	case !validID.MatchString(spec.ID):
+		return fmt.Errorf("microvm: sandbox id %q must match [a-zA-Z0-9-]{1,64}", spec.ID)
+	case spec.CodeDir == "":
+		return fmt.Errorf("microvm: sandbox %s: no CodeDir", spec.ID)
+	case len(spec.Command) == 0:
+		return fmt.Errorf("microvm: sandbox %s: empty Command", spec.ID)
+	case spec.RuntimeAPI == nil:
+		return fmt.Errorf("microvm: sandbox %s: no RuntimeAPI", spec.ID)
+	case spec.MemoryMB <= 0:
+		return fmt.Errorf("microvm: sandbox %s: MemoryMB %d", spec.ID, spec.MemoryMB)
+	}
+	return nil
+}
+
+// KernelRelease is the guest kernel's release (uname -r in the guest).
+func (d *Driver) KernelRelease() string { return d.cfg.Kernel.Release }
+
+// copyFile copies src to dst (replacing it) with mode perm.
+func copyFile(dst, src string, perm os.FileMode) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	tmp := dst + ".tmp"
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
+	if err != nil {
+		return err
+	}
+	_, err = io.Copy(out, in)
+	if cerr := out.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(tmp, perm)
+	}
+	if err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, dst)
+}
+
+// credential is the VMM's user, with /dev/kvm's group under KVM.
+func (d *Driver) credential() *syscall.Credential {
+	c := &syscall.Credential{Uid: uint32(d.cfg.VMMUID), Gid: uint32(d.cfg.VMMGID), Groups: []uint32{}}
+	if d.accel == qemu.KVM {
+		var st syscall.Stat_t
+		if syscall.Stat("/dev/kvm", &st) == nil {
+			c.Groups = append(c.Groups, st.Gid)
+		}
+	}
+	return c
+}

@@ -1,0 +1,66 @@
+package vmchan
+
+import (
+	"bytes"
+	"errors"
+	"io"
+	"testing"
+)
+
+func TestFrameRoundTrip(t *testing.T) {
+	var b bytes.Buffer
+	if err := WriteFrame(&b, FrameData, []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFrame(&b, FrameSync, SyncFrame(42)); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteFrame(&b, FrameData, make([]byte, MaxFrame+1)); err == nil {
+		t.Error("WriteFrame accepted an oversized frame")
+	}
+	buf := make([]byte, MaxFrame)
+	kind, p, err := ReadFrame(&b, buf)
+	if err != nil || kind != FrameData || string(p) != "hello" {
+		t.Fatalf("first frame: %q %q %v", kind, p, err)
+	}
+	kind, p, err = ReadFrame(&b, buf)
+	if seq, serr := SyncSeq(p); err != nil || kind != FrameSync || serr != nil || seq != 42 {
+		t.Fatalf("sync frame: %q %v seq %d %v", kind, err, seq, serr)
+	}
+	if _, _, err := ReadFrame(&b, buf); !errors.Is(err, io.EOF) {
+		t.Errorf("at the end: %v, want io.EOF", err)
+	}
+	for name, in := range map[string][]byte{
+		"truncated payload": {FrameData, 0, 0, 0, 9, 'a'},
+		"oversized":         {FrameData, 0xff, 0xff, 0xff, 0xff},
+		"unknown kind":      {'X', 0, 0, 0, 0},
+	} {
+		if _, _, err := ReadFrame(bytes.NewReader(in), buf); err == nil || errors.Is(err, io.EOF) {
+			t.Errorf("%s: %v, want an error other than io.EOF", name, err)
+		}
+	}
+}
+
+// FuzzReadFrame: output frames come from the guest, which runs untrusted
+// code; no input may panic the host or return more than MaxFrame bytes.
+func FuzzReadFrame(f *testing.F) {
+	f.Add([]byte{FrameData, 0, 0, 0, 2, 'h', 'i'})
+	f.Add([]byte{FrameSync, 0, 0, 0, 8, 0, 0, 0, 0, 0, 0, 0, 1})
+	f.Add([]byte{FrameData, 0xff, 0xff, 0xff, 0xff})
+	f.Fuzz(func(t *testing.T, in []byte) {
+		r := bytes.NewReader(in)
+		buf := make([]byte, MaxFrame)
+		for {
+			kind, p, err := ReadFrame(r, buf)
+			if err != nil {
+				return
+			}
+			if len(p) > MaxFrame || (kind != FrameData && kind != FrameSync) {
+				t.Fatalf("frame %q of %d bytes", kind, len(p))
+			}
+			if kind == FrameSync {
+				_, _ = SyncSeq(p)
+			}
+		}
+	})
+}
