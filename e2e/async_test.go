@@ -12,6 +12,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
+	"github.com/aws/smithy-go"
 	smithyhttp "github.com/aws/smithy-go/transport/http"
 	"github.com/flintdev/flint/internal/polltest"
 )
@@ -123,9 +124,9 @@ func TestAsyncEventAccepted(t *testing.T) {
 	_, err = c.Invoke(ctxT(t, 30*time.Second), &lambda.InvokeInput{
 		FunctionName: aws.String("async-hello"), InvocationType: types.InvocationTypeEvent, Payload: jsonOfSize(1048577, "too-big"),
 	})
-	var tooLarge *types.RequestTooLargeException
-	if !errors.As(err, &tooLarge) || httpStatus(err) != 413 {
-		t.Errorf("Event of 1048577 bytes: %v (HTTP %d), want RequestTooLargeException 413", err, httpStatus(err))
+	var tooLarge smithy.APIError
+	if !errors.As(err, &tooLarge) || tooLarge.ErrorCode() != "RequestEntityTooLargeException" || httpStatus(err) != 413 {
+		t.Errorf("Event of 1048577 bytes: %v (HTTP %d), want RequestEntityTooLargeException 413", err, httpStatus(err))
 	}
 	big := jsonOfSize(1048576, "exactly-1mb")
 	id := invokeEvent(t, c, "async-hello", big)

@@ -121,7 +121,7 @@ func TestBadInputThroughServer(t *testing.T) {
 	createGoFn(t, c, "good", nil)
 	big := append([]byte(`{"x":"`), append(bytes.Repeat([]byte("a"), 6<<20), '"', '}')...)
 	_, err := c.Invoke(ctxT(t, 60*time.Second), &lambda.InvokeInput{FunctionName: aws.String("good"), Payload: big})
-	checkAPIError(t, err, "RequestTooLargeException", 413)
+	checkAPIError(t, err, "RequestEntityTooLargeException", 413)
 
 	resp, err := http.Post(s.url()+"/2015-03-31/functions/good/invocations", "application/json", strings.NewReader(`{"unterminated`))
 	if err != nil {

@@ -17,17 +17,19 @@ import (
 )
 
 type goReply struct {
-	Hello       string            `json:"hello"`
-	RequestID   string            `json:"requestId"`
-	FunctionArn string            `json:"functionArn"`
-	Invocations int               `json:"invocations"`
-	RemainingMs int64             `json:"remainingMs"`
-	Env         map[string]string `json:"env"`
-	Version     string            `json:"version"`
-	Build       string            `json:"build"`
-	Instance    string            `json:"instance"`
-	StartMs     int64             `json:"startMs"`
-	EndMs       int64             `json:"endMs"`
+	Hello        string            `json:"hello"`
+	RequestID    string            `json:"requestId"`
+	FunctionArn  string            `json:"functionArn"`
+	Invocations  int               `json:"invocations"`
+	RemainingMs  int64             `json:"remainingMs"`
+	Env          map[string]string `json:"env"`
+	Version      string            `json:"version"`
+	Build        string            `json:"build"`
+	Instance     string            `json:"instance"`
+	StartMs      int64             `json:"startMs"`
+	EndMs        int64             `json:"endMs"`
+	ClientCustom map[string]string `json:"clientCustom"`
+	ClientApp    string            `json:"clientApp"`
 }
 
 type errorDoc struct {
@@ -117,8 +119,12 @@ func TestGoFunctionLifecycle(t *testing.T) {
 	if got := aws.ToString(created.FunctionArn); got != "arn:aws:lambda:us-east-1:000000000000:function:hello" {
 		t.Errorf("FunctionArn = %s", got)
 	}
-	if created.State != types.StateActive || aws.ToString(created.CodeSha256) == "" {
-		t.Errorf("created: State %s CodeSha256 %q", created.State, aws.ToString(created.CodeSha256))
+	if created.State != types.StatePending || created.StateReasonCode != types.StateReasonCodeCreating || aws.ToString(created.CodeSha256) == "" {
+		t.Errorf("created: State %s (%s) CodeSha256 %q", created.State, created.StateReasonCode, aws.ToString(created.CodeSha256))
+	}
+	// The SDK's waiter: Active once the code is unpacked on the worker.
+	if err := lambda.NewFunctionActiveV2Waiter(c).Wait(ctxT(t, 60*time.Second), &lambda.GetFunctionInput{FunctionName: aws.String("hello")}, time.Minute); err != nil {
+		t.Fatalf("FunctionActiveV2 waiter: %v", err)
 	}
 
 	got, err := c.GetFunction(ctxT(t, 10*time.Second), &lambda.GetFunctionInput{FunctionName: aws.String("hello")})
@@ -206,6 +212,12 @@ func TestGoFunctionLifecycle(t *testing.T) {
 	}
 	if aws.ToString(upd.CodeSha256) == aws.ToString(created.CodeSha256) || aws.ToString(upd.RevisionId) == aws.ToString(created.RevisionId) {
 		t.Errorf("UpdateFunctionCode kept CodeSha256/RevisionId")
+	}
+	if upd.LastUpdateStatus != types.LastUpdateStatusInProgress {
+		t.Errorf("UpdateFunctionCode answered LastUpdateStatus %s, want InProgress", upd.LastUpdateStatus)
+	}
+	if err := lambda.NewFunctionUpdatedV2Waiter(c).Wait(ctxT(t, 60*time.Second), &lambda.GetFunctionInput{FunctionName: aws.String("hello")}, time.Minute); err != nil {
+		t.Fatalf("FunctionUpdatedV2 waiter: %v", err)
 	}
 	if r := asReply(t, invoke(t, c, "hello", map[string]any{}, false)); r.Build != "v2" || r.Invocations != 1 {
 		t.Errorf("after code update: %+v, want build v2 in a new sandbox", r)

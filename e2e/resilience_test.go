@@ -155,8 +155,8 @@ func TestDiskFullAsyncFlood(t *testing.T) {
 	const fn = "diskfull"
 	createGoFn(t, c, fn, func(in *lambda.CreateFunctionInput) { in.Timeout = aws.Int32(30) })
 	asReply(t, invoke(t, c, fn, map[string]any{"name": "warm"}, false))
-	// Stored, never run: its code is unpacked at its first (cold) start.
-	// (Other code than fn's: code is cached by digest.)
+	// Stored, never run: its code is unpacked while it is Pending, before
+	// it becomes Active (other code than fn's: code is cached by digest).
 	createGoFn(t, c, "coldwhilefull", func(in *lambda.CreateFunctionInput) { in.Code.ZipFile = goFnZip2 })
 
 	var mu sync.Mutex
@@ -218,10 +218,16 @@ func TestDiskFullAsyncFlood(t *testing.T) {
 		Code: &types.FunctionCode{ZipFile: zipFiles(map[string]zipEntry{"bootstrap": {data: []byte("#!/bin/sh\n"), mode: 0o755}, "blob": {data: blob}})},
 	})
 	checkRefusal(t, "CreateFunction with 20 MB of code on a full disk", err, "storage full")
-	// A cold start needs its code unpacked on the full disk: a clear
-	// error, no host path.
-	_, err = c.Invoke(ctxT(t, 60*time.Second), &lambda.InvokeInput{FunctionName: aws.String("coldwhilefull"), Payload: []byte(`{"name":"cold"}`)})
-	checkRefusal(t, "cold start on a full disk", err, "")
+	// A cold start of a function whose code was unpacked when it became
+	// Active needs no space for its code: it runs, or, if the sandbox
+	// itself cannot be set up, it is refused with a clear error and no
+	// host path.
+	cold, err := c.Invoke(ctxT(t, 60*time.Second), &lambda.InvokeInput{FunctionName: aws.String("coldwhilefull"), Payload: []byte(`{"name":"cold"}`)})
+	if err != nil {
+		checkRefusal(t, "cold start on a full disk", err, "")
+	} else if r := asReply(t, cold); r.Hello != "cold" || r.Build != "v2" {
+		t.Errorf("cold start on a full disk: %+v", r)
+	}
 	// A warm invocation needs no write: it still runs (its log is dropped).
 	warm := asReply(t, invoke(t, c, fn, map[string]any{"name": "warm-while-full"}, false))
 	if warm.Invocations < 2 {

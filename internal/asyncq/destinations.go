@@ -176,7 +176,7 @@ func (s *Service) send(ctx context.Context, ev *event, arn, kind string, body []
 		if qual == "" {
 			qual = metadata.LatestVersion
 		}
-		fn, err := s.cfg.Functions.Get(ctx, d.account, d.name, qual)
+		fn, _, err := s.cfg.Functions.Resolve(ctx, d.account, d.name, qual)
 		if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
 			return fmt.Errorf("%w: %v", errSkip, err)
 		}
@@ -194,7 +194,7 @@ func (s *Service) send(ctx context.Context, ev *event, arn, kind string, body []
 			Qualifier: qual, Payload: body, EnqueuedAt: s.cfg.Clock.Now().UTC(), Source: ev.RequestID,
 		}
 		err = s.enqueueEvent(ctx, dev)
-		if lambdaerr.Is(err, lambdaerr.RequestTooLarge) || lambdaerr.Is(err, lambdaerr.InvalidParameterValue) {
+		if lambdaerr.Is(err, lambdaerr.RequestEntityTooLarge) || lambdaerr.Is(err, lambdaerr.InvalidParameterValue) {
 			return fmt.Errorf("%w: %v", errSkip, err)
 		}
 		return err

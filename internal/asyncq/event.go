@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
@@ -28,8 +29,13 @@ type event struct {
 	Account   string `json:"account"`
 	Region    string `json:"region,omitempty"`
 	Function  string `json:"function"`
+	// Qualifier is $LATEST, a version or an alias, as the caller named it
+	// ($LATEST when unqualified); an alias is resolved when the event runs.
 	Qualifier string `json:"qualifier"`
-	Payload   []byte `json:"payload"` // base64 in JSON
+	// InvokedARN is the ARN the caller invoked, passed to the runtime
+	// ("" in events queued before it existed: the version's ARN).
+	InvokedARN string `json:"invokedArn,omitempty"`
+	Payload    []byte `json:"payload"` // base64 in JSON
 	// PayloadRef names the payload in the object store when it was too
 	// large to travel inline (Payload is then empty).
 	PayloadRef    string    `json:"payloadRef,omitempty"`
@@ -42,6 +48,19 @@ type event struct {
 }
 
 func (e *event) key() fnKey { return fnKey{e.Account, e.Function} }
+
+// clientContext is the event's client context as JSON. Events queued by
+// an older Flint carry it still base64-encoded, as the caller sent it.
+func (e *event) clientContext() string {
+	cc := e.ClientContext
+	if cc == "" || json.Valid([]byte(cc)) {
+		return cc
+	}
+	if raw, err := base64.StdEncoding.DecodeString(cc); err == nil && json.Valid(raw) {
+		return string(raw)
+	}
+	return cc
+}
 
 // decodeEvent parses a queued message body.
 func decodeEvent(data []byte) (*event, error) {
@@ -69,14 +88,17 @@ func validToken(s string) bool {
 	return true
 }
 
-// Enqueue queues an InvocationType=Event invocation of fn. It returns nil
+// Enqueue queues an InvocationType=Event invocation of fn, through
+// req.Qualifier when set (an alias is kept as named and resolved, with its
+// routing weights, when the event runs, so the alias's event invoke config
+// applies), else fn's version. It returns nil
 // only after JetStream has acknowledged the message holding the event (a
 // batch shared with concurrent callers on the inbox stream, see batch.go,
 // or for a large event its own message; file storage, and with the
 // embedded server's sync_always the event is on disk), so an accepted
 // event survives a crash. Its status answers "queued" from then on. Enqueueing the same RequestID twice
 // within the de-duplication window queues it once. Refusals are
-// *lambdaerr.Error: RequestTooLarge when the event does not fit a backbone
+// *lambdaerr.Error: RequestEntityTooLarge when the event does not fit a backbone
 // message, InvalidParameterValue for names that cannot be queued,
 // ServiceException when the backbone is unavailable. An empty RequestID is
 // replaced by a new UUID. Safe for concurrent use.
@@ -84,7 +106,10 @@ func (s *Service) Enqueue(ctx context.Context, fn *metadata.Function, req invoca
 	if req.RequestID == "" {
 		req.RequestID = newUUID()
 	}
-	qual := fn.Version
+	qual := req.Qualifier
+	if qual == "" {
+		qual = fn.Version
+	}
 	if qual == "" {
 		qual = metadata.LatestVersion
 	}
@@ -94,6 +119,7 @@ func (s *Service) Enqueue(ctx context.Context, fn *metadata.Function, req invoca
 		Region:        fn.Region,
 		Function:      fn.Name,
 		Qualifier:     qual,
+		InvokedARN:    req.InvokedFunctionARN,
 		Payload:       req.Payload,
 		ClientContext: req.ClientContext,
 		TraceID:       req.TraceID,
@@ -140,7 +166,7 @@ func (s *Service) enqueueEvent(ctx context.Context, ev *event) error {
 	cancel()
 	if err != nil {
 		if errors.Is(err, nats.ErrMaxPayload) {
-			return lambdaerr.New(lambdaerr.RequestTooLarge, "event %s is too large for the queue", ev.RequestID)
+			return lambdaerr.New(lambdaerr.RequestEntityTooLarge, "event %s is too large for the queue", ev.RequestID)
 		}
 		s.log.Warn("publish event", "requestId", ev.RequestID, "err", err)
 		return writegate.Describe("event "+ev.RequestID, err)

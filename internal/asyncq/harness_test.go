@@ -52,6 +52,19 @@ func (f *fakeFunctions) Get(_ context.Context, account, name, version string) (*
 	return &c, nil
 }
 
+// Resolve resolves the fake's versions; alias "live" names version 1.
+func (f *fakeFunctions) Resolve(ctx context.Context, account, name, qualifier string) (*metadata.Function, *metadata.Alias, error) {
+	if qualifier != "live" {
+		fn, err := f.Get(ctx, account, name, qualifier)
+		return fn, nil, err
+	}
+	fn, err := f.Get(ctx, account, name, "1")
+	if err != nil {
+		return nil, nil, err
+	}
+	return fn, &metadata.Alias{Account: account, Region: fn.Region, FunctionName: name, Name: qualifier, FunctionVersion: "1"}, nil
+}
+
 // behavior scripts one function of the fake invoker.
 type behavior struct {
 	failTimes     int           // first N attempts end in a function error
@@ -63,6 +76,7 @@ type behavior struct {
 // call is one recorded invocation.
 type call struct {
 	function, requestID string
+	version, invokedARN string
 	payload             []byte
 	at                  time.Time
 }
@@ -98,7 +112,8 @@ func (f *fakeInvoker) Invoke(ctx context.Context, fn *metadata.Function, req inv
 	k := fn.Name + "/" + req.RequestID
 	f.attempts[k]++
 	n := f.attempts[k]
-	f.calls = append(f.calls, call{function: fn.Name, requestID: req.RequestID, payload: req.Payload, at: time.Now()})
+	f.calls = append(f.calls, call{function: fn.Name, requestID: req.RequestID, version: fn.Version, invokedARN: req.InvokedFunctionARN,
+		payload: req.Payload, at: time.Now()})
 	f.mu.Unlock()
 	if b.block != nil {
 		select {

@@ -11,13 +11,10 @@ import (
 	"github.com/flintdev/flint/internal/metadata"
 )
 
-// Handler serves, on the server's Lambda listener:
+// Handler serves Flint's own async routes (the server mounts it behind
+// its Flint API handler; Lambda's event-invoke-config routes are the
+// frontend's, on the methods in eventconfig_api.go):
 //
-//	PUT    /2019-09-25/functions/{name}/event-invoke-config       PutFunctionEventInvokeConfig
-//	POST   /2019-09-25/functions/{name}/event-invoke-config       UpdateFunctionEventInvokeConfig
-//	GET    /2019-09-25/functions/{name}/event-invoke-config       GetFunctionEventInvokeConfig
-//	DELETE /2019-09-25/functions/{name}/event-invoke-config       DeleteFunctionEventInvokeConfig
-//	GET    /2019-09-25/functions/{name}/event-invoke-config/list  ListFunctionEventInvokeConfigs
 //	GET    /flint/v1/invocations/{requestId}                      invocation status
 //	GET    /flint/v1/queues/{name}/messages?max=N                 peek
 //	POST   /flint/v1/queues/{name}/receive?max=N                  take and delete
@@ -27,12 +24,6 @@ import (
 // Queue names are of the calling account (Config.AccountOf).
 func (s *Service) Handler() http.Handler {
 	mux := http.NewServeMux()
-	const cfgPath = "/2019-09-25/functions/{name}/event-invoke-config"
-	mux.HandleFunc("PUT "+cfgPath, s.putConfig(false))
-	mux.HandleFunc("POST "+cfgPath, s.putConfig(true))
-	mux.HandleFunc("GET "+cfgPath, s.getConfig)
-	mux.HandleFunc("DELETE "+cfgPath, s.deleteConfig)
-	mux.HandleFunc("GET "+cfgPath+"/list", s.listConfigs)
 	mux.HandleFunc("GET /flint/v1/invocations/{requestId}", s.getStatus)
 	mux.HandleFunc("GET /flint/v1/queues/{name}/messages", s.queueRead(false))
 	mux.HandleFunc("POST /flint/v1/queues/{name}/receive", s.queueRead(true))
@@ -194,4 +185,11 @@ func (s *Service) Redrive(ctx context.Context, fn *metadata.Function, account, q
 		ids = append(ids, id)
 	}
 	return ids, nil
+}
+
+func (s *Service) accountOf(r *http.Request) (string, error) {
+	if s.cfg.AccountOf == nil {
+		return s.cfg.DefaultAccount, nil
+	}
+	return s.cfg.AccountOf(r)
 }

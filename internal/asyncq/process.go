@@ -103,7 +103,7 @@ func (s *Service) handle(ictx context.Context, msg jetstream.Msg) {
 		}
 	}
 
-	fn, err := s.cfg.Functions.Get(ctx, ev.Account, ev.Function, ev.Qualifier)
+	fn, err := s.resolveEvent(ctx, ev)
 	if lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
 		// The function is gone (Lambda drops its queued events); so are
 		// its destinations and dead-letter queue.
@@ -147,7 +147,8 @@ func (s *Service) handle(ictx context.Context, msg jetstream.Msg) {
 	}
 	log.Debug("invoking", "attempt", st.Attempts)
 	res, err := s.cfg.Invoker.Invoke(ictx, fn, invocation.Request{
-		RequestID: ev.RequestID, Payload: ev.Payload, ClientContext: ev.ClientContext, TraceID: ev.TraceID,
+		RequestID: ev.RequestID, Payload: ev.Payload, ClientContext: ev.clientContext(), TraceID: ev.TraceID,
+		Qualifier: ev.Qualifier, InvokedFunctionARN: ev.InvokedARN,
 	})
 	// The invocation may have outlived the first bookkeeping deadline.
 	ctx, cancelPost := context.WithTimeout(context.WithoutCancel(ictx), setupTimeout)
@@ -182,6 +183,19 @@ func (s *Service) handle(ictx context.Context, msg jetstream.Msg) {
 		s.finish(ctx, log, msg, ev, st, cfg, fn, StateSucceeded,
 			outcome{condition: CondSuccess, response: res.Payload, executedVersion: res.ExecutedVersion})
 	}
+}
+
+// resolveEvent finds the version an event runs: the one its qualifier names
+// now; through an alias, one picked by the alias's routing weights.
+func (s *Service) resolveEvent(ctx context.Context, ev *event) (*metadata.Function, error) {
+	fn, alias, err := s.cfg.Functions.Resolve(ctx, ev.Account, ev.Function, ev.Qualifier)
+	if err != nil || alias == nil {
+		return fn, err
+	}
+	if v := alias.PickVersion(s.cfg.Rand()); v != fn.Version {
+		return s.cfg.Functions.Get(ctx, ev.Account, ev.Function, v)
+	}
+	return fn, nil
 }
 
 // systemRetry handles a throttle or system error: back off exponentially
@@ -257,7 +271,7 @@ func (s *Service) finish(ctx context.Context, log logger, msg jetstream.Msg, ev 
 func (s *Service) redeliver(ctx context.Context, log logger, msg jetstream.Msg, ev *event, st *Status, cfg *EventInvokeConfig) {
 	dlq := ""
 	if st.Status != StateSucceeded {
-		if fn, err := s.cfg.Functions.Get(ctx, ev.Account, ev.Function, ev.Qualifier); err == nil {
+		if fn, err := s.resolveEvent(ctx, ev); err == nil {
 			dlq = fn.DeadLetterTargetArn
 		} else if !lambdaerr.Is(err, lambdaerr.ResourceNotFound) {
 			s.retryLater(log, msg, nil, ev, s.cfg.ThrottleBackoffMin, err)

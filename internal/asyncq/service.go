@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"time"
 
@@ -40,12 +41,16 @@ type Invoker interface {
 	Invoke(ctx context.Context, fn *metadata.Function, req invocation.Request) (invocation.Result, error)
 }
 
-// FunctionGetter looks up a function version (implemented by
-// *metadata.Store). It returns a *lambdaerr.Error of type ResourceNotFound
-// (possibly wrapped) when the function or version does not exist. Safe for
-// concurrent use.
+// FunctionGetter looks up function versions (implemented by
+// *metadata.Store). Both methods return a *lambdaerr.Error of type
+// ResourceNotFound (possibly wrapped) when the function, version or alias
+// does not exist. Safe for concurrent use.
 type FunctionGetter interface {
+	// Get returns a version ($LATEST or a number).
 	Get(ctx context.Context, account, name, version string) (*metadata.Function, error)
+	// Resolve returns what a qualifier names: $LATEST, a version, or an
+	// alias (then alias is set and fn is its primary version).
+	Resolve(ctx context.Context, account, name, qualifier string) (fn *metadata.Function, alias *metadata.Alias, err error)
 }
 
 // Config configures the asynchronous invocation service.
@@ -60,6 +65,10 @@ type Config struct {
 	// back-off is due and when an event is too old (default clock.Real);
 	// tests inject a fake one to age events and schedule retries.
 	Clock clock.Clock
+	// Rand returns a uniform number in [0, 1); it picks the version of a
+	// weighted alias when an event queued through it runs (default
+	// math/rand/v2.Float64).
+	Rand func() float64
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 
@@ -168,6 +177,9 @@ func (c Config) Validate() error {
 func (c *Config) setDefaults() {
 	if c.Clock == nil {
 		c.Clock = clock.Real
+	}
+	if c.Rand == nil {
+		c.Rand = rand.Float64
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bufio"
 	"bytes"
+	"context"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -34,7 +36,9 @@ func newDeployCmd(g *globals) *cobra.Command {
 		Use:   "deploy PATH",
 		Short: "Create or update a function from a directory or a zip file",
 		Long: "Deploy packs PATH (a directory, or an existing .zip) and creates the function,\n" +
-			"or, when it exists, updates its code and configuration.",
+			"or, when it exists, updates its code and the settings given as flags (others are\n" +
+			"left as they are; --env replaces all environment variables). It returns once the\n" +
+			"function is Active (created) or its update is done.",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			zipped, err := packPath(args[0])
@@ -71,28 +75,51 @@ func newDeployCmd(g *globals) *cobra.Command {
 			})
 			var conflict *types.ResourceConflictException
 			if errors.As(err, &conflict) {
-				if _, err := c.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{
+				// The function exists: change its code, and only the
+				// settings given on the command line.
+				up, err := c.UpdateFunctionCode(ctx, &lambda.UpdateFunctionCodeInput{
 					FunctionName: aws.String(name), ZipFile: zipped,
-				}); err != nil {
-					return err
-				}
-				up, err := c.UpdateFunctionConfiguration(ctx, &lambda.UpdateFunctionConfigurationInput{
-					FunctionName: aws.String(name),
-					Runtime:      types.Runtime(runtime),
-					Handler:      aws.String(handler),
-					Description:  aws.String(desc),
-					MemorySize:   aws.Int32(memory),
-					Timeout:      aws.Int32(timeout),
-					Environment:  envCfg,
 				})
 				if err != nil {
 					return err
+				}
+				if err := waitUpdated(ctx, c, name); err != nil {
+					return err
+				}
+				in := &lambda.UpdateFunctionConfigurationInput{FunctionName: aws.String(name)}
+				flags := cmd.Flags()
+				changed := false
+				set := func(flag string, apply func()) {
+					if flags.Changed(flag) {
+						apply()
+						changed = true
+					}
+				}
+				set("runtime", func() { in.Runtime = types.Runtime(runtime) })
+				set("handler", func() { in.Handler = aws.String(handler) })
+				set("role", func() { in.Role = aws.String(role) })
+				set("description", func() { in.Description = aws.String(desc) })
+				set("memory", func() { in.MemorySize = aws.Int32(memory) })
+				set("timeout", func() { in.Timeout = aws.Int32(timeout) })
+				set("env", func() { in.Environment = envCfg })
+				if changed {
+					cfg, err := c.UpdateFunctionConfiguration(ctx, in)
+					if err != nil {
+						return err
+					}
+					if err := waitUpdated(ctx, c, name); err != nil {
+						return err
+					}
+					up.FunctionArn, up.Runtime, up.CodeSha256 = cfg.FunctionArn, cfg.Runtime, cfg.CodeSha256
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "updated %s (%s, CodeSha256 %s)\n", aws.ToString(up.FunctionArn), up.Runtime, aws.ToString(up.CodeSha256))
 				return nil
 			}
 			if err != nil {
 				return err
+			}
+			if err := lambda.NewFunctionActiveV2Waiter(c).Wait(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(name)}, deployWait); err != nil {
+				return fmt.Errorf("waiting for %s to become Active: %w", name, err)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "created %s (%s, CodeSha256 %s)\n", aws.ToString(out.FunctionArn), out.Runtime, aws.ToString(out.CodeSha256))
 			return nil
@@ -126,6 +153,17 @@ func progressFor(mode string, w io.Writer, size int64) *progressTransport {
 		return nil
 	}
 	return t
+}
+
+// deployWait bounds how long deploy waits for a function to become ready.
+const deployWait = 5 * time.Minute
+
+// waitUpdated waits until the function's last update has finished.
+func waitUpdated(ctx context.Context, c *lambda.Client, name string) error {
+	if err := lambda.NewFunctionUpdatedV2Waiter(c).Wait(ctx, &lambda.GetFunctionInput{FunctionName: aws.String(name)}, deployWait); err != nil {
+		return fmt.Errorf("waiting for the update of %s: %w", name, err)
+	}
+	return nil
 }
 
 func parseEnv(kvs []string) (map[string]string, error) {

@@ -154,7 +154,7 @@ func checkDigest(digest string) error {
 // Put validates a zip fully (see Validate) and stores it under its digest.
 // Storing bytes that are already stored is a no-op returning the same
 // Package. Bad input gives a *lambdaerr.Error (InvalidParameterValue or
-// RequestTooLarge); other errors are backbone failures.
+// RequestEntityTooLarge); other errors are backbone failures.
 func (s *Store) Put(ctx context.Context, zip []byte) (Package, error) {
 	unzipped, err := Measure(zip, s.limits)
 	if err != nil {

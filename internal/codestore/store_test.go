@@ -137,8 +137,8 @@ func TestPutRejectsBadZipWithoutStoring(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := big.Put(ctx, goodZip(t)); !lambdaerr.Is(err, lambdaerr.RequestTooLarge) || lambdaerr.As(err).Status() != 413 {
-		t.Fatalf("Put over the zipped limit: %v, want RequestTooLarge (413)", err)
+	if _, err := big.Put(ctx, goodZip(t)); !lambdaerr.Is(err, lambdaerr.RequestEntityTooLarge) || lambdaerr.As(err).Status() != 413 {
+		t.Fatalf("Put over the zipped limit: %v, want RequestEntityTooLarge (413)", err)
 	}
 }
 

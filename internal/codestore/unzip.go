@@ -37,7 +37,7 @@ const (
 // default (Lambda's value).
 type Limits struct {
 	// MaxZipBytes is the largest accepted zip, in bytes. Exceeding it is a
-	// RequestTooLargeException, as in Lambda.
+	// RequestEntityTooLargeException, as in Lambda.
 	MaxZipBytes int64
 	// MaxUnzippedBytes bounds the sum of the bytes of all files, counted
 	// while decompressing: sizes declared in the zip headers are never
@@ -114,7 +114,7 @@ type plan struct {
 // open checks the zipped size and parses the central directory.
 func open(data []byte, lim Limits) (*zip.Reader, error) {
 	if int64(len(data)) > lim.MaxZipBytes {
-		return nil, lambdaerr.New(lambdaerr.RequestTooLarge,
+		return nil, lambdaerr.New(lambdaerr.RequestEntityTooLarge,
 			"Zipped code package must be smaller than %d bytes (got %d)", lim.MaxZipBytes, len(data))
 	}
 	if len(data) == 0 {
@@ -465,7 +465,7 @@ func (p *plan) writeFile(root *os.Root, e entry, budget int64) (int64, error) {
 // size limits, every entry's name, type and symlink target, and every
 // file's data (decompressed and checksummed, its bytes counted).
 //
-// Errors for bad input are *lambdaerr.Error: RequestTooLargeException when
+// Errors for bad input are *lambdaerr.Error: RequestEntityTooLargeException when
 // the zip itself exceeds lim.MaxZipBytes, InvalidParameterValueException
 // for everything else. Zero fields of lim mean Lambda's defaults.
 func Validate(data []byte, lim Limits) error {

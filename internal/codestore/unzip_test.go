@@ -48,7 +48,7 @@ func TestExtractRejects(t *testing.T) {
 		{"empty", nil, Limits{}, lambdaerr.InvalidParameterValue, "Could not unzip uploaded file"},
 		{"truncated", good[:len(good)/2], Limits{}, lambdaerr.InvalidParameterValue, "Could not unzip uploaded file"},
 		{"corrupt data", flipped, Limits{}, lambdaerr.InvalidParameterValue, "Could not unzip uploaded file"},
-		{"oversized zip", good, Limits{MaxZipBytes: int64(len(good) - 1)}, lambdaerr.RequestTooLarge, "smaller than"},
+		{"oversized zip", good, Limits{MaxZipBytes: int64(len(good) - 1)}, lambdaerr.RequestEntityTooLarge, "smaller than"},
 		{"zip slip", buildZip(t, file("ok", "1"), file("../escaped", "pwn")), Limits{}, lambdaerr.InvalidParameterValue, "'..'"},
 		{"zip slip deep", buildZip(t, file("../../escaped", "pwn")), Limits{}, lambdaerr.InvalidParameterValue, "'..'"},
 		{"zip slip via subdir", buildZip(t, file("a/../../escaped", "pwn")), Limits{}, lambdaerr.InvalidParameterValue, "'..'"},

@@ -263,6 +263,7 @@ func (h *Handler) deleteAlias(w http.ResponseWriter, r *http.Request, reqID stri
 	if err := h.cfg.Functions.DeleteAlias(r.Context(), h.account(r.Context()), name, rt.alias); err != nil {
 		return err
 	}
+	h.dropEventConfigs(r.Context(), name, rt.alias)
 	// The alias's function URL goes with it, as in Lambda.
 	if err := h.cfg.Functions.DeleteURLConfig(context.WithoutCancel(r.Context()), h.account(r.Context()), name, rt.alias); err != nil &&
 		!errors.Is(err, metadata.ErrURLNotFound) {
@@ -310,17 +311,5 @@ func (h *Handler) listAliases(w http.ResponseWriter, r *http.Request, _ string, 
 	return nil
 }
 
-// pickVersion chooses the version an invocation of alias a runs: one of
-// its AdditionalVersionWeights with that probability, else its
-// FunctionVersion.
-func (h *Handler) pickVersion(a *metadata.Alias) string {
-	x := h.cfg.Rand()
-	acc := 0.0
-	for v, wt := range a.AdditionalVersionWeights { // at most one entry
-		acc += wt
-		if x < acc {
-			return v
-		}
-	}
-	return a.FunctionVersion
-}
+// pickVersion chooses the version an invocation of alias a runs.
+func (h *Handler) pickVersion(a *metadata.Alias) string { return a.PickVersion(h.cfg.Rand()) }

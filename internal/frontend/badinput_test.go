@@ -30,11 +30,9 @@ func typedAs(err error, code string) bool {
 	case "InvalidRequestContentException":
 		var e *types.InvalidRequestContentException
 		return errors.As(err, &e) && aws.ToString(e.Message) != ""
-	case "RequestTooLargeException":
-		var e *types.RequestTooLargeException
-		return errors.As(err, &e) && aws.ToString(e.Message) != ""
-	case "ValidationException", "AccessDeniedException":
-		// Not in Lambda's model: a generic API error.
+	case "RequestEntityTooLargeException", "ValidationException", "AccessDeniedException":
+		// Not in Lambda's model (its RequestTooLargeException is not what
+		// the service answers for a payload): a generic API error.
 		var e *smithy.GenericAPIError
 		return errors.As(err, &e)
 	}
@@ -145,12 +143,12 @@ func TestBadInputSDK(t *testing.T) {
 		{"invoke payload over 6MB", func() error {
 			_, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("target"), Payload: bytes.Repeat([]byte(" "), maxSyncPayload+1)})
 			return err
-		}, "RequestTooLargeException", 413, "Request must be smaller than 6291456 bytes for the InvokeFunction operation"},
+		}, "RequestEntityTooLargeException", 413, "Request must be smaller than 6291456 bytes for the InvokeFunction operation"},
 		{"invoke event over 1MB", func() error {
 			_, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("target"), InvocationType: types.InvocationTypeEvent,
 				Payload: bytes.Repeat([]byte(" "), maxAsyncPayload+1)})
 			return err
-		}, "RequestTooLargeException", 413, "1048576"},
+		}, "RequestEntityTooLargeException", 413, "1048576"},
 		{"invoke malformed JSON", func() error {
 			_, err := c.Invoke(ctx, &lambda.InvokeInput{FunctionName: aws.String("target"), Payload: []byte(`{"a":`)})
 			return err
@@ -207,7 +205,7 @@ func TestBadInputHTTP(t *testing.T) {
 		{"wrong type", "POST", "/2015-03-31/functions", strings.NewReader(`{"FunctionName":"x","MemorySize":"big"}`), 0, nil, 400, "InvalidRequestContentException", "MemorySize"},
 		{"bad base64 zip", "POST", "/2015-03-31/functions", strings.NewReader(`{"FunctionName":"x","Code":{"ZipFile":"!!!"}}`), 0, nil, 400, "InvalidRequestContentException", ""},
 		{"trailing garbage", "PUT", "/2015-03-31/functions/target/configuration", strings.NewReader(`{} {}`), 0, nil, 400, "InvalidRequestContentException", ""},
-		{"create body over limit", "POST", "/2015-03-31/functions", io.LimitReader(zeroReader{}, maxCodeRequest+1), maxCodeRequest + 1, nil, 413, "RequestTooLargeException", "69905067 bytes for the CreateFunction operation"},
+		{"create body over limit", "POST", "/2015-03-31/functions", io.LimitReader(zeroReader{}, maxCodeRequest+1), maxCodeRequest + 1, nil, 413, "RequestEntityTooLargeException", "69905067 bytes for the CreateFunction operation"},
 		{"unknown route", "GET", "/2015-03-31/layers", nil, 0, nil, 404, "UnknownOperationException", "/2015-03-31/layers"},
 		{"too deep", "GET", "/2015-03-31/functions/a/b/c", nil, 0, nil, 404, "UnknownOperationException", ""},
 		{"unknown sub", "GET", "/2015-03-31/functions/target/bogus", nil, 0, nil, 404, "UnknownOperationException", ""},

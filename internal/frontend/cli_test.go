@@ -63,8 +63,19 @@ func testAWSCLI(t *testing.T, awsBin string) {
 		t.Fatalf("create-function: %v\n%s", err, stderr)
 	}
 	var cfg map[string]any
-	if err := json.Unmarshal([]byte(out), &cfg); err != nil || cfg["FunctionName"] != "cli-fn" || cfg["State"] != "Active" {
+	if err := json.Unmarshal([]byte(out), &cfg); err != nil || cfg["FunctionName"] != "cli-fn" || cfg["State"] != "Pending" || cfg["StateReasonCode"] != "Creating" {
 		t.Fatalf("create-function printed %s (%v)", out, err)
+	}
+	// The CLI's waiters pass: Pending → Active, then an update's
+	// InProgress → Successful.
+	if _, stderr, err := run("lambda", "wait", "function-active-v2", "--function-name", "cli-fn"); err != nil {
+		t.Fatalf("wait function-active-v2: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := run("lambda", "update-function-configuration", "--function-name", "cli-fn", "--timeout", "4"); err != nil {
+		t.Fatalf("update-function-configuration: %v\n%s", err, stderr)
+	}
+	if _, stderr, err := run("lambda", "wait", "function-updated-v2", "--function-name", "cli-fn"); err != nil {
+		t.Fatalf("wait function-updated-v2: %v\n%s", err, stderr)
 	}
 
 	outFile := filepath.Join(dir, "out.json")

@@ -32,11 +32,16 @@ func errNoProvisionedConfig() error {
 		msg: "No Provisioned Concurrency Config found for this function"}
 }
 
-// Restore pushes every stored reserved and provisioned concurrency setting
-// to the ConcurrencyController. Call it once after New, when the server
-// starts: the controller keeps its state in memory only. A setting that
+// Restore resumes the function preparations a stopped process left
+// unfinished (state.go) and pushes every stored reserved and provisioned
+// concurrency setting to the ConcurrencyController. Call it once after
+// New, when the server starts: the controller keeps its state in memory
+// only. A setting that
 // cannot be applied (its version is gone) is logged and skipped.
 func (h *Handler) Restore(ctx context.Context) error {
+	if err := h.resumePreparations(ctx); err != nil {
+		return fmt.Errorf("frontend: resume function preparations: %w", err)
+	}
 	cc := h.cfg.Concurrency
 	if cc == nil {
 		return nil

@@ -53,7 +53,7 @@ var lowerMessage = map[string]bool{
 	lambdaerr.InvalidParameterValue: true,
 	lambdaerr.InvalidRequestContent: true,
 	lambdaerr.PreconditionFailed:    true,
-	lambdaerr.RequestTooLarge:       true,
+	lambdaerr.RequestEntityTooLarge: true,
 	lambdaerr.ResourceConflict:      true,
 	lambdaerr.ResourceNotReady:      true,
 	lambdaerr.TooManyRequests:       true,

@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/flintdev/flint/internal/codestore"
@@ -31,8 +32,8 @@ import (
 	"github.com/flintdev/flint/internal/writegate"
 )
 
-// APIPrefix is the path prefix of every route the handler serves; mount the
-// Handler on it (mux.Handle(frontend.APIPrefix, h)).
+// APIPrefix is the path prefix of the 2015-03-31 routes (functions,
+// versions, aliases, invocations).
 const APIPrefix = "/2015-03-31/"
 
 // CodePackage describes a stored deployment package (digest, CodeSha256,
@@ -110,6 +111,14 @@ type Config struct {
 	Async     AsyncQueue      // optional: nil answers Event invocations with an error
 	Runtimes  RuntimeSet      // required
 	Logs      LogPurger       // optional
+	// Preparer readies a function's code before it is Active (state.go).
+	// Optional: without it a change is ready as soon as it is stored (the
+	// state still passes through Pending / InProgress).
+	Preparer Preparer
+	// EventConfigs keeps event invoke configs (the 2019-09-25 routes).
+	// Optional: when nil and Async implements EventConfigs, Async is
+	// used; with neither, those operations are refused.
+	EventConfigs EventConfigs
 	// EventSourceMappings serves Lambda's event source mapping routes
 	// (/2015-03-31/event-source-mappings…, internal/esm); nil answers
 	// them as unknown operations.
@@ -175,6 +184,11 @@ func (c *Config) Validate() error {
 	if c.ConcurrentExecutions < 0 || c.MinUnreserved < 0 {
 		return errors.New("frontend: negative concurrency limit")
 	}
+	if c.EventConfigs == nil {
+		if ec, ok := c.Async.(EventConfigs); ok {
+			c.EventConfigs = ec
+		}
+	}
 	if c.Concurrency == nil {
 		if cc, ok := c.Invoker.(ConcurrencyController); ok {
 			c.Concurrency = cc
@@ -206,10 +220,18 @@ func (c *Config) Validate() error {
 }
 
 // Handler is the Lambda API as an http.Handler. It is safe for concurrent
-// use and holds no state of its own beyond its configuration.
+// use and holds no state of its own beyond its configuration and the
+// background preparations of changed functions (state.go); Close stops
+// those.
 type Handler struct {
 	cfg Config
 	log *slog.Logger
+
+	// bg counts background preparations (state.go); lifetime bounds them
+	// and is canceled by Close (stop).
+	bg       sync.WaitGroup
+	lifetime context.Context
+	stop     context.CancelFunc
 }
 
 // New returns the API handler.
@@ -217,38 +239,57 @@ func New(cfg Config) (*Handler, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger.With("component", "frontend")}, nil
+	h := &Handler{cfg: cfg, log: cfg.Logger.With("component", "frontend")}
+	h.lifetime, h.stop = context.WithCancel(context.Background())
+	return h, nil
 }
 
 // route is one parsed request path.
 type route struct {
 	function string // unescaped {FunctionName} label, "" for the collection
 	// sub is "", "configuration", "code", "invocations", "versions",
-	// "aliases", "concurrency", "provisioned-concurrency", or
-	// "account-settings" (with function "").
+	// "aliases", "concurrency", "provisioned-concurrency",
+	// "event-invoke-config", or "account-settings" (with function "").
 	sub   string
 	alias string // unescaped {Name} of aliases/{Name}
+	list  bool   // event-invoke-config/list
 	sid   string // unescaped {StatementId} of policy/{StatementId}
 }
 
 // Prefixes are the path prefixes of Lambda's API that the handler serves
-// (Lambda dates its operations): mount the Handler on each of them.
+// (Lambda dates its operations). The server mounts the Handler on "/", so
+// that any other path, too, is answered in Lambda's error format.
 //
 //	/2015-03-31/  functions, versions, aliases, invocations
 //	/2016-08-19/  account-settings (GetAccountSettings)
+//	/2017-03-31/  tags/{ARN} (TagResource, UntagResource, ListTags)
 //	/2017-10-31/  functions/{name}/concurrency (Put/DeleteFunctionConcurrency)
+//	/2019-09-25/  functions/{name}/event-invoke-config[/list]
 //	/2019-09-30/  functions/{name}/concurrency (GetFunctionConcurrency),
 //	              functions/{name}/provisioned-concurrency
 //	/2018-10-31/  layers (layers.go)
 //	/2021-10-31/  functions/{name}/url, functions/{name}/urls (urls.go)
 //	/2021-11-15/  functions/{name}/response-streaming-invocations (stream.go)
-var Prefixes = []string{APIPrefix, "/2016-08-19/", "/2017-10-31/", "/2019-09-30/", LayersPrefix, URLPrefix, StreamPrefix}
+//	/2014-11-13/  functions/{name}/invoke-async (InvokeAsync)
+//	/2020-06-30/  functions/{name}/code-signing-config
+//	/2021-07-20/  functions/{name}/runtime-management-config
+//	/2024-08-31/  functions/{name}/recursion-config
+//
+// Lambda operations Flint does not implement are answered from the table
+// in unsupported.go; any other path is UnknownOperationException.
+var Prefixes = []string{"/2014-11-13/", APIPrefix, "/2016-08-19/", "/2017-03-31/", "/2017-10-31/", LayersPrefix, "/2019-09-25/", "/2019-09-30/",
+	"/2020-06-30/", "/2021-07-20/", URLPrefix, StreamPrefix, "/2024-08-31/"}
 
 // subsOf lists, per API date, the sub-resources of a function it serves.
 var subsOf = map[string]map[string]bool{
 	"2015-03-31": {"": true, "configuration": true, "code": true, "invocations": true, "versions": true, "aliases": true, "policy": true},
+	"2014-11-13": {"invoke-async": true},
 	"2017-10-31": {"concurrency": true},
+	"2019-09-25": {"event-invoke-config": true},
 	"2019-09-30": {"concurrency": true, "provisioned-concurrency": true},
+	"2020-06-30": {"code-signing-config": true},
+	"2021-07-20": {"runtime-management-config": true},
+	"2024-08-31": {"recursion-config": true},
 	"2021-10-31": {"url": true, "urls": true},
 	"2021-11-15": {"response-streaming-invocations": true},
 }
@@ -262,6 +303,9 @@ const eventSourceMappings = APIPrefix + "event-source-mappings"
 func parsePath(escaped string) (rt route, ok bool) {
 	if escaped == "/2016-08-19/account-settings" || escaped == "/2016-08-19/account-settings/" {
 		return route{sub: "account-settings"}, true
+	}
+	if rt, ok := parseTagsPath(escaped); ok {
+		return rt, true
 	}
 	if len(escaped) < 12 || escaped[0] != '/' || escaped[11] != '/' {
 		return route{}, false
@@ -294,6 +338,10 @@ func parsePath(escaped string) (rt route, ok bool) {
 	}
 	if !subs[rt.sub] {
 		return route{}, false
+	}
+	if len(segs) == 3 && rt.sub == "event-invoke-config" {
+		rt.list = segs[2] == "list"
+		return rt, rt.list
 	}
 	if len(segs) == 3 {
 		if rt.sub != "aliases" && rt.sub != "policy" {
@@ -342,6 +390,22 @@ func (h *Handler) handlers(rt route) map[string]handlerFunc {
 	case rt.sub == "concurrency":
 		return map[string]handlerFunc{http.MethodGet: h.getFunctionConcurrency, http.MethodPut: h.putFunctionConcurrency,
 			http.MethodDelete: h.deleteFunctionConcurrency}
+	case rt.sub == "invoke-async":
+		return map[string]handlerFunc{http.MethodPost: h.invokeAsync}
+	case rt.sub == "code-signing-config":
+		return map[string]handlerFunc{http.MethodGet: h.getFunctionCodeSigningConfig, http.MethodDelete: h.deleteFunctionCodeSigningConfig,
+			http.MethodPut: h.putFunctionCodeSigningConfig}
+	case rt.sub == "runtime-management-config":
+		return map[string]handlerFunc{http.MethodGet: h.getRuntimeManagementConfig, http.MethodPut: h.putRuntimeManagementConfig}
+	case rt.sub == "recursion-config":
+		return map[string]handlerFunc{http.MethodGet: h.getFunctionRecursionConfig, http.MethodPut: h.putFunctionRecursionConfig}
+	case rt.sub == "tags":
+		return map[string]handlerFunc{http.MethodGet: h.listTags, http.MethodPost: h.tagResource, http.MethodDelete: h.untagResource}
+	case rt.sub == "event-invoke-config" && rt.list:
+		return map[string]handlerFunc{http.MethodGet: h.listEventConfigs}
+	case rt.sub == "event-invoke-config":
+		return map[string]handlerFunc{http.MethodGet: h.getEventConfig, http.MethodPut: h.putEventConfig(false),
+			http.MethodPost: h.putEventConfig(true), http.MethodDelete: h.deleteEventConfig}
 	case rt.sub == "url":
 		return map[string]handlerFunc{http.MethodGet: h.getFunctionURLConfig, http.MethodPost: h.createFunctionURLConfig,
 			http.MethodPut: h.updateFunctionURLConfig, http.MethodDelete: h.deleteFunctionURLConfig}
@@ -374,6 +438,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	rt, ok := parsePath(r.URL.EscapedPath())
 	if !ok {
+		if u, known := findUnsupported(r.Method, r.URL.EscapedPath()); known {
+			if err := h.serveUnsupported(w, u); err != nil {
+				h.writeError(w, r, reqID, err)
+			}
+			return
+		}
 		h.writeError(w, r, reqID, &apiError{typ: unknownOperation, status: http.StatusNotFound,
 			msg: "Unknown operation " + r.Method + " " + r.URL.Path})
 		return

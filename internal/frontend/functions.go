@@ -85,6 +85,9 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 	if req.Role == nil {
 		return validation("role", "null", false, "Member must not be null")
 	}
+	if err := checkTags(req.Tags, 0); err != nil {
+		return err
+	}
 	f := &metadata.Function{
 		Account: h.account(r.Context()), Region: h.cfg.Region, Name: ref.name, Version: metadata.LatestVersion,
 		MemorySize: 128, Timeout: 3, EphemeralMB: 512, Architecture: "x86_64",
@@ -118,10 +121,25 @@ func (h *Handler) createFunction(w http.ResponseWriter, r *http.Request, reqID s
 	if err := h.checkCombinedSize(r.Context(), f); err != nil {
 		return err
 	}
+	markCreating(f)
+	// Configs left by an earlier function of this name (a deletion that
+	// could not remove them) must not apply to this one.
+	h.dropEventConfigs(r.Context(), f.Name, "")
 	if err := h.cfg.Functions.Create(r.Context(), f); err != nil {
 		return err
 	}
+	// Tags replace any a deletion left behind under this name.
+	if _, err := h.cfg.Functions.ModifyTags(r.Context(), f.Account, f.Name, func(tags map[string]string) error {
+		clear(tags)
+		for k, v := range req.Tags {
+			tags[k] = v
+		}
+		return nil
+	}); err != nil {
+		return err
+	}
 	h.log.Info("function created", "requestId", reqID, "function", f.Name, "runtime", f.Runtime, "codeSha256", f.CodeSha256)
+	h.prepareLater(f)
 	if req.Publish {
 		v, err := h.publish(r.Context(), f.Name, publishRequest{}, reqID)
 		if err != nil {
@@ -138,7 +156,8 @@ func isProvidedRuntime(rt string) bool {
 }
 
 // stamp records a new revision of f: its code package (when pkg is not
-// the zero value), a fresh RevisionId and LastModified.
+// the zero value), a fresh RevisionId and LastModified. The state is the
+// caller's (state.go).
 func (h *Handler) stamp(f *metadata.Function, pkg CodePackage) error {
 	if pkg != (CodePackage{}) {
 		f.CodeDigest, f.CodeSha256, f.CodeSize = pkg.Digest, pkg.Sha256, pkg.Size
@@ -150,9 +169,6 @@ func (h *Handler) stamp(f *metadata.Function, pkg CodePackage) error {
 	}
 	f.RevisionID = rev
 	f.LastModified = h.cfg.Clock()
-	f.State = "Active"
-	f.StateReason = ""
-	f.LastUpdateStatus = "Successful"
 	return nil
 }
 
@@ -204,6 +220,13 @@ func (h *Handler) getFunction(w http.ResponseWriter, r *http.Request, _ string, 
 	}
 	if ok {
 		out["Concurrency"] = reservedConcurrency{ReservedConcurrentExecutions: &n}
+	}
+	tags, err := h.cfg.Functions.Tags(r.Context(), f.Account, f.Name)
+	if err != nil {
+		return err
+	}
+	if len(tags) > 0 {
+		out["Tags"] = tags
 	}
 	writeJSON(w, http.StatusOK, out)
 	return nil
@@ -335,6 +358,7 @@ func (h *Handler) updateFunctionCode(w http.ResponseWriter, r *http.Request, req
 		if err := h.checkCombinedSize(r.Context(), cur); err != nil {
 			return err
 		}
+		markUpdating(cur)
 		writeJSON(w, http.StatusOK, h.configuration(cur))
 		return nil
 	}
@@ -345,11 +369,16 @@ func (h *Handler) updateFunctionCode(w http.ResponseWriter, r *http.Request, req
 		if err := h.stamp(f, pkg); err != nil {
 			return err
 		}
-		return h.checkCombinedSize(r.Context(), f)
+		if err := h.checkCombinedSize(r.Context(), f); err != nil {
+			return err
+		}
+		markUpdating(f)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	h.prepareLater(f)
 	h.retireVersion(r.Context(), name, metadata.LatestVersion)
 	h.log.Info("function code updated", "requestId", reqID, "function", name, "codeSha256", f.CodeSha256)
 	if req.Publish {
@@ -398,11 +427,16 @@ func (h *Handler) updateFunctionConfiguration(w http.ResponseWriter, r *http.Req
 				return err
 			}
 		}
-		return h.stamp(f, CodePackage{})
+		if err := h.stamp(f, CodePackage{}); err != nil {
+			return err
+		}
+		markUpdating(f)
+		return nil
 	})
 	if err != nil {
 		return err
 	}
+	h.prepareLater(f)
 	h.retireVersion(r.Context(), name, metadata.LatestVersion)
 	h.log.Info("function configuration updated", "requestId", reqID, "function", name)
 	writeJSON(w, http.StatusOK, h.configuration(f))
@@ -437,6 +471,7 @@ func (h *Handler) deleteFunction(w http.ResponseWriter, r *http.Request, reqID s
 		h.cfg.Concurrency.ClearReservedConcurrency(h.account(r.Context()), ref.name)
 	}
 	h.retire(r.Context(), ref.name)
+	h.dropEventConfigs(r.Context(), ref.name, "")
 	if h.cfg.Logs != nil {
 		if err := h.cfg.Logs.Purge(context.WithoutCancel(r.Context()), h.account(r.Context()), ref.name); err != nil {
 			h.log.Warn("purge logs of deleted function", "requestId", reqID, "function", ref.name, "err", err)

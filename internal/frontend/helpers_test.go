@@ -144,7 +144,10 @@ var testTime = time.Date(2026, 3, 4, 5, 6, 7, 890_000_000, time.UTC)
 
 // newEnv starts a frontend on the real metadata store (embedded NATS),
 // mounted on a ServeMux as the server mounts it, and an SDK client for it.
-func newEnv(t testing.TB) *testEnv {
+func newEnv(t testing.TB) *testEnv { return newEnvWith(t, nil) }
+
+// newEnvWith is newEnv with the Config changed by mod before New.
+func newEnvWith(t testing.TB, mod func(*Config, *backbone.Backbone)) *testEnv {
 	t.Helper()
 	bb, err := backbone.Start(backbone.Config{DataDir: t.TempDir(), Port: -1})
 	if err != nil {
@@ -159,19 +162,27 @@ func newEnv(t testing.TB) *testEnv {
 	if e.layers, err = layers.New(context.Background(), layers.Config{JS: bb.JetStream()}); err != nil {
 		t.Fatalf("layers: %v", err)
 	}
-	e.h, err = New(Config{
+	cfg := Config{
 		Functions: store, Code: e.code, Invoker: e.invoker, Async: e.async, Logs: e.logs, Layers: e.layers,
 		Runtimes: staticRuntimes{"provided.al2023", "provided.al2", "python3.11", "nodejs20.x"},
 		Logger:   slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn})),
 		Clock:    func() time.Time { return testTime },
-	})
+	}
+	if mod != nil {
+		mod(&cfg, bb)
+	}
+	e.h, err = New(cfg)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		e.h.Close(ctx)
+	})
+	// Every path to the frontend, as the server mounts it.
 	mux := http.NewServeMux()
-	for _, p := range Prefixes {
-		mux.Handle(p, e.h)
-	}
+	mux.Handle("/", e.h)
 	e.srv = httptest.NewServer(mux)
 	t.Cleanup(e.srv.Close)
 	e.client = lambda.New(lambda.Options{

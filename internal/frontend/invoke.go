@@ -8,9 +8,11 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/metadata"
 )
 
 // maxLogTail is how much of the end of an invocation's log X-Amz-Log-Result
@@ -46,26 +48,27 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 	if err != nil {
 		return err
 	}
-	if t := bytes.TrimSpace(payload); len(t) > 0 && !json.Valid(t) {
-		var v any
-		perr := json.Unmarshal(t, &v)
-		return lambdaerr.New(lambdaerr.InvalidRequestContent,
-			"Could not parse request body into json: Could not parse payload into json: %s", jsonProblem(perr))
+	if err := checkPayload(payload); err != nil {
+		return err
 	}
-	clientContext := r.Header.Get("X-Amz-Client-Context")
-	if clientContext != "" {
-		if len(clientContext) > maxClientContext {
+	// The runtime gets the client context decoded, as JSON.
+	var clientContext string
+	if b64 := r.Header.Get("X-Amz-Client-Context"); b64 != "" {
+		if len(b64) > maxClientContext {
 			return validation("clientContext", "", true, "Member must have length less than or equal to "+strconv.Itoa(maxClientContext))
 		}
-		raw, err := base64.StdEncoding.DecodeString(clientContext)
+		raw, err := base64.StdEncoding.DecodeString(b64)
 		if err != nil || !json.Valid(raw) {
 			return lambdaerr.New(lambdaerr.InvalidRequestContent, "Client context must be a valid Base64-encoded JSON object.")
 		}
+		clientContext = string(raw)
 	}
 	fn, alias, err := h.invokeTarget(r, rt)
 	if err != nil {
 		return err
 	}
+	given := givenQualifier(r, rt)
+	arn := invokedARN(fn, alias, given)
 	if alias != nil {
 		if v := h.pickVersion(alias); v != fn.Version {
 			if fn, err = h.cfg.Functions.Get(r.Context(), fn.Account, fn.Name, v); err != nil {
@@ -73,15 +76,19 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 			}
 		}
 	}
-	if fn.State != "" && fn.State != "Active" {
-		return lambdaerr.New(lambdaerr.ResourceConflict,
-			"The operation cannot be performed at this time. The function is currently in the following state: %s", fn.State)
+	if fn, err = h.waitReady(r.Context(), fn); err != nil {
+		return err
+	}
+	if err := checkActive(fn); err != nil {
+		return err
 	}
 	req := invocation.Request{
-		RequestID:     reqID,
-		Payload:       payload,
-		ClientContext: clientContext,
-		TraceID:       r.Header.Get("X-Amzn-Trace-Id"),
+		RequestID:          reqID,
+		Payload:            payload,
+		ClientContext:      clientContext,
+		TraceID:            r.Header.Get("X-Amzn-Trace-Id"),
+		Qualifier:          given,
+		InvokedFunctionARN: arn,
 	}
 	if req.TraceID == "" {
 		req.TraceID = h.newTraceID()
@@ -129,6 +136,54 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 	// Attributes are passed at the call, not bound with With: a With per
 	// invocation allocates even when debug logging is off.
 	h.log.Debug("invocation done", "requestId", reqID, "function", fn.Name, "version", fn.Version, "functionError", res.FunctionError, "sandbox", res.SandboxID, "coldStart", res.ColdStart, "duration", res.Duration)
+	return nil
+}
+
+// givenQualifier is the qualifier an invocation names, as given ("" when
+// unqualified): the Qualifier parameter, else the FunctionName's (the
+// target lookup has checked that they agree).
+func givenQualifier(r *http.Request, rt route) string {
+	if q := r.URL.Query().Get("Qualifier"); q != "" {
+		return q
+	}
+	parts := strings.Split(rt.function, ":")
+	switch len(parts) {
+	case 2, 4, 8:
+		return parts[len(parts)-1]
+	}
+	return ""
+}
+
+// invokedARN is the ARN an invocation was made by: the alias's when
+// through one, else fn's function ARN qualified as given.
+func invokedARN(fn *metadata.Function, alias *metadata.Alias, given string) string {
+	if alias != nil {
+		return alias.ARN()
+	}
+	if given == "" {
+		return fn.ARN()
+	}
+	return fn.ARN() + ":" + given
+}
+
+// checkPayload refuses a payload that is not JSON (empty is allowed).
+func checkPayload(payload []byte) error {
+	if t := bytes.TrimSpace(payload); len(t) > 0 && !json.Valid(t) {
+		var v any
+		perr := json.Unmarshal(t, &v)
+		return lambdaerr.New(lambdaerr.InvalidRequestContent,
+			"Could not parse request body into json: Could not parse payload into json: %s", jsonProblem(perr))
+	}
+	return nil
+}
+
+// checkActive refuses invocations of a function version that is not
+// Active (Pending while its code is prepared, Failed), as Lambda does.
+func checkActive(fn *metadata.Function) error {
+	if fn.State != "" && fn.State != "Active" {
+		return lambdaerr.New(lambdaerr.ResourceConflict,
+			"The operation cannot be performed at this time. The function is currently in the following state: %s", fn.State)
+	}
 	return nil
 }
 

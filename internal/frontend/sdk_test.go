@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -61,8 +62,9 @@ func TestSDKLifecycle(t *testing.T) {
 		{"Version", aws.ToString(created.Version), "$LATEST"},
 		{"Environment", fmt.Sprint(created.Environment.Variables), "map[GREETING:hi]"},
 		{"TracingConfig", created.TracingConfig.Mode, types.TracingModePassThrough},
-		{"State", created.State, types.StateActive},
-		{"LastUpdateStatus", created.LastUpdateStatus, types.LastUpdateStatusSuccessful},
+		{"State", created.State, types.StatePending},
+		{"StateReasonCode", created.StateReasonCode, types.StateReasonCodeCreating},
+		{"LastUpdateStatus", created.LastUpdateStatus, types.LastUpdateStatus("")},
 		{"PackageType", created.PackageType, types.PackageTypeZip},
 		{"Architectures", fmt.Sprint(created.Architectures), "[x86_64]"},
 		{"EphemeralStorage", aws.ToInt32(created.EphemeralStorage.Size), int32(512)},
@@ -76,6 +78,10 @@ func TestSDKLifecycle(t *testing.T) {
 	}
 	if len(aws.ToString(created.RevisionId)) != 36 {
 		t.Errorf("RevisionId %q is not a UUID", aws.ToString(created.RevisionId))
+	}
+	// The SDK's waiter sees it become Active.
+	if err := lambda.NewFunctionActiveV2Waiter(c).Wait(ctx, &lambda.GetFunctionInput{FunctionName: aws.String("hello")}, 20*time.Second); err != nil {
+		t.Fatalf("FunctionActiveV2 waiter: %v", err)
 	}
 
 	// Create again: conflict.

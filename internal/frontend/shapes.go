@@ -40,32 +40,36 @@ type loggingConfig struct {
 
 // functionConfiguration is Lambda's FunctionConfiguration.
 type functionConfiguration struct {
-	FunctionName     string            `json:"FunctionName"`
-	FunctionArn      string            `json:"FunctionArn"`
-	Runtime          string            `json:"Runtime"`
-	Role             string            `json:"Role"`
-	Handler          string            `json:"Handler,omitempty"`
-	CodeSize         int64             `json:"CodeSize"`
-	Description      string            `json:"Description"`
-	Timeout          int               `json:"Timeout"`
-	MemorySize       int               `json:"MemorySize"`
-	LastModified     string            `json:"LastModified"`
-	CodeSha256       string            `json:"CodeSha256"`
-	Version          string            `json:"Version"`
-	Environment      *environment      `json:"Environment,omitempty"`
-	TracingConfig    tracingConfig     `json:"TracingConfig"`
-	RevisionId       string            `json:"RevisionId"`
-	State            string            `json:"State"`
-	StateReason      string            `json:"StateReason,omitempty"`
-	StateReasonCode  string            `json:"StateReasonCode,omitempty"`
-	LastUpdateStatus string            `json:"LastUpdateStatus"`
-	PackageType      string            `json:"PackageType"`
-	Architectures    []string          `json:"Architectures"`
-	EphemeralStorage ephemeralStorage  `json:"EphemeralStorage"`
-	SnapStart        snapStartResponse `json:"SnapStart"`
-	LoggingConfig    loggingConfig     `json:"LoggingConfig"`
-	DeadLetterConfig *deadLetter       `json:"DeadLetterConfig,omitempty"`
-	Layers           []layerOut        `json:"Layers,omitempty"`
+	FunctionName     string        `json:"FunctionName"`
+	FunctionArn      string        `json:"FunctionArn"`
+	Runtime          string        `json:"Runtime"`
+	Role             string        `json:"Role"`
+	Handler          string        `json:"Handler,omitempty"`
+	CodeSize         int64         `json:"CodeSize"`
+	Description      string        `json:"Description"`
+	Timeout          int           `json:"Timeout"`
+	MemorySize       int           `json:"MemorySize"`
+	LastModified     string        `json:"LastModified"`
+	CodeSha256       string        `json:"CodeSha256"`
+	Version          string        `json:"Version"`
+	Environment      *environment  `json:"Environment,omitempty"`
+	TracingConfig    tracingConfig `json:"TracingConfig"`
+	RevisionId       string        `json:"RevisionId"`
+	State            string        `json:"State"`
+	StateReason      string        `json:"StateReason,omitempty"`
+	StateReasonCode  string        `json:"StateReasonCode,omitempty"`
+	LastUpdateStatus string        `json:"LastUpdateStatus,omitempty"`
+	// LastUpdateStatusReason and ...Code explain an InProgress or Failed
+	// update.
+	LastUpdateStatusReason     string            `json:"LastUpdateStatusReason,omitempty"`
+	LastUpdateStatusReasonCode string            `json:"LastUpdateStatusReasonCode,omitempty"`
+	PackageType                string            `json:"PackageType"`
+	Architectures              []string          `json:"Architectures"`
+	EphemeralStorage           ephemeralStorage  `json:"EphemeralStorage"`
+	SnapStart                  snapStartResponse `json:"SnapStart"`
+	LoggingConfig              loggingConfig     `json:"LoggingConfig"`
+	DeadLetterConfig           *deadLetter       `json:"DeadLetterConfig,omitempty"`
+	Layers                     []layerOut        `json:"Layers,omitempty"`
 }
 
 // lastModifiedLayout is Lambda's LastModified format; the zone is always
@@ -74,28 +78,29 @@ const lastModifiedLayout = "2006-01-02T15:04:05.000"
 
 func (h *Handler) configuration(f *metadata.Function) functionConfiguration {
 	c := functionConfiguration{
-		FunctionName:     f.Name,
-		FunctionArn:      f.ARN(),
-		Runtime:          f.Runtime,
-		Role:             f.Role,
-		Handler:          f.Handler,
-		CodeSize:         f.CodeSize,
-		Description:      f.Description,
-		Timeout:          f.Timeout,
-		MemorySize:       f.MemorySize,
-		LastModified:     f.LastModified.UTC().Format(lastModifiedLayout) + "+0000",
-		CodeSha256:       f.CodeSha256,
-		Version:          f.Version,
-		TracingConfig:    tracingConfig{Mode: "PassThrough"},
-		RevisionId:       f.RevisionID,
-		State:            f.State,
-		StateReason:      f.StateReason,
-		LastUpdateStatus: f.LastUpdateStatus,
-		PackageType:      "Zip",
-		Architectures:    []string{f.Architecture},
-		EphemeralStorage: ephemeralStorage{Size: f.EphemeralMB},
-		SnapStart:        snapStartResponse{ApplyOn: "None", OptimizationStatus: "Off"},
-		LoggingConfig:    loggingConfig{LogFormat: "Text", LogGroup: "/aws/lambda/" + f.Name},
+		FunctionName:           f.Name,
+		FunctionArn:            f.ARN(),
+		Runtime:                f.Runtime,
+		Role:                   f.Role,
+		Handler:                f.Handler,
+		CodeSize:               f.CodeSize,
+		Description:            f.Description,
+		Timeout:                f.Timeout,
+		MemorySize:             f.MemorySize,
+		LastModified:           f.LastModified.UTC().Format(lastModifiedLayout) + "+0000",
+		CodeSha256:             f.CodeSha256,
+		Version:                f.Version,
+		TracingConfig:          tracingConfig{Mode: "PassThrough"},
+		RevisionId:             f.RevisionID,
+		State:                  f.State,
+		StateReason:            f.StateReason,
+		LastUpdateStatus:       f.LastUpdateStatus,
+		LastUpdateStatusReason: f.LastUpdateStatusReason,
+		PackageType:            "Zip",
+		Architectures:          []string{f.Architecture},
+		EphemeralStorage:       ephemeralStorage{Size: f.EphemeralMB},
+		SnapStart:              snapStartResponse{ApplyOn: "None", OptimizationStatus: "Off"},
+		LoggingConfig:          loggingConfig{LogFormat: "Text", LogGroup: "/aws/lambda/" + f.Name},
 	}
 	if f.Version != metadata.LatestVersion && f.Version != "" {
 		c.FunctionArn = f.QualifiedARN()
@@ -112,6 +117,9 @@ func (h *Handler) configuration(f *metadata.Function) functionConfiguration {
 	}
 	if f.State == "Failed" || f.State == "Inactive" || f.State == "Pending" {
 		c.StateReasonCode = map[string]string{"Failed": "InternalError", "Inactive": "Idle", "Pending": "Creating"}[f.State]
+	}
+	if f.LastUpdateStatus == "Failed" {
+		c.LastUpdateStatusReasonCode = "InternalError"
 	}
 	return c
 }
@@ -134,9 +142,9 @@ const (
 )
 
 // readBody reads at most limit bytes of the request body. A longer body
-// is RequestTooLargeException naming the operation, as Lambda words it.
+// is RequestEntityTooLargeException naming the operation, as Lambda words it.
 func readBody(r *http.Request, limit int64, operation string) ([]byte, error) {
-	tooLarge := lambdaerr.New(lambdaerr.RequestTooLarge,
+	tooLarge := lambdaerr.New(lambdaerr.RequestEntityTooLarge,
 		"Request must be smaller than %d bytes for the %s operation", limit, operation)
 	if r.ContentLength > limit {
 		_, _ = io.CopyN(io.Discard, r.Body, maxDrain)

@@ -174,9 +174,11 @@ func (h *Handler) invokeWithResponseStream(w http.ResponseWriter, r *http.Reques
 			}
 		}
 	}
-	if fn.State != "" && fn.State != "Active" {
-		return lambdaerr.New(lambdaerr.ResourceConflict,
-			"The operation cannot be performed at this time. The function is currently in the following state: %s", fn.State)
+	if fn, err = h.waitReady(r.Context(), fn); err != nil {
+		return err
+	}
+	if err := checkActive(fn); err != nil {
+		return err
 	}
 	if invType == "DryRun" {
 		w.WriteHeader(http.StatusNoContent)

@@ -312,9 +312,11 @@ func (h *Handler) urlFunction(ctx context.Context, c *metadata.URLConfig) (*meta
 			}
 		}
 	}
-	if fn.State != "" && fn.State != "Active" {
-		return nil, lambdaerr.New(lambdaerr.ResourceConflict,
-			"The operation cannot be performed at this time. The function is currently in the following state: %s", fn.State)
+	if fn, err = h.waitReady(ctx, fn); err != nil {
+		return nil, err
+	}
+	if err := checkActive(fn); err != nil {
+		return nil, err
 	}
 	return fn, nil
 }

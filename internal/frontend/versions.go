@@ -50,6 +50,9 @@ func (h *Handler) publish(ctx context.Context, name string, req publishRequest, 
 		if err := h.stamp(latest, CodePackage{}); err != nil {
 			return nil, err
 		}
+		// A version is a snapshot of code that is stored; it needs no
+		// preparation of its own (workers unpack code on demand).
+		markReady(latest)
 		return latest, nil
 	})
 	if err != nil {
@@ -179,6 +182,7 @@ func (h *Handler) deleteVersion(w http.ResponseWriter, r *http.Request, reqID, n
 		return err
 	}
 	h.retireVersion(r.Context(), name, version)
+	h.dropEventConfigs(r.Context(), name, version)
 	h.log.Info("version deleted", "requestId", reqID, "function", name, "version", version)
 	w.WriteHeader(http.StatusNoContent)
 	return nil

@@ -2,7 +2,16 @@
 // travels Frontend → Worker Manager → Worker → Runtime API and back.
 package invocation
 
-import "time"
+import (
+	"errors"
+	"time"
+)
+
+// ErrNotDelivered is wrapped by a sandbox's Invoke error when the event
+// never reached the function (its runtime had exited, e.g. after a crash
+// in the previous invocation): the invocation may run on another sandbox,
+// as Lambda runs it on a fresh execution environment.
+var ErrNotDelivered = errors.New("invocation: the event did not reach the function")
 
 // Request is one invocation of a function version.
 type Request struct {
@@ -11,9 +20,19 @@ type Request struct {
 	// Payload is the event, as JSON bytes (may be empty, meaning "{}"-less
 	// empty payload as Lambda passes it).
 	Payload []byte
-	// ClientContext is the base64 X-Amz-Client-Context, passed through to
-	// the Runtime API's Lambda-Runtime-Client-Context header (decoded).
+	// ClientContext is the client context as JSON: the frontend decodes
+	// the caller's base64 X-Amz-Client-Context, and the Runtime API hands
+	// it to the runtime as is in Lambda-Runtime-Client-Context, as Lambda
+	// does ("" for none).
 	ClientContext string
+	// Qualifier is the qualifier the caller named: "" (unqualified), a
+	// version, $LATEST or an alias. The async queue keeps it as given and
+	// resolves an alias when the event runs.
+	Qualifier string
+	// InvokedFunctionARN is the ARN the caller invoked (qualified with an
+	// alias when invoked through one), sent to the runtime as
+	// Lambda-Runtime-Invoked-Function-Arn. "" means the sandbox's own ARN.
+	InvokedFunctionARN string
 	// TraceID is passed as Lambda-Runtime-Trace-Id / _X_AMZN_TRACE_ID.
 	TraceID string
 }

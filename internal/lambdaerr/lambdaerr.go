@@ -16,7 +16,7 @@ const (
 	ResourceNotFound      = "ResourceNotFoundException"
 	InvalidParameterValue = "InvalidParameterValueException"
 	ResourceConflict      = "ResourceConflictException"
-	RequestTooLarge       = "RequestTooLargeException"
+	RequestEntityTooLarge = "RequestEntityTooLargeException"
 	TooManyRequests       = "TooManyRequestsException"
 	Service               = "ServiceException"
 	InvalidRequestContent = "InvalidRequestContentException"
@@ -38,7 +38,7 @@ var statusOf = map[string]int{
 	ResourceNotFound:      http.StatusNotFound,
 	InvalidParameterValue: http.StatusBadRequest,
 	ResourceConflict:      http.StatusConflict,
-	RequestTooLarge:       http.StatusRequestEntityTooLarge,
+	RequestEntityTooLarge: http.StatusRequestEntityTooLarge,
 	TooManyRequests:       http.StatusTooManyRequests,
 	Service:               http.StatusInternalServerError,
 	InvalidRequestContent: http.StatusBadRequest,

@@ -56,6 +56,8 @@ type Function struct {
 	State            string `json:"state"` // "Active", "Pending", "Failed", "Inactive"
 	StateReason      string `json:"stateReason,omitempty"`
 	LastUpdateStatus string `json:"lastUpdateStatus"` // "Successful", "InProgress", "Failed"
+	// LastUpdateStatusReason explains an InProgress or Failed update.
+	LastUpdateStatusReason string `json:"lastUpdateStatusReason,omitempty"`
 
 	// LastPublished is, on $LATEST only, the number of the newest version
 	// ever published (0 for none). Version numbers are never reused, even

@@ -45,6 +45,20 @@ func (a *Alias) ARN() string {
 	return "arn:aws:lambda:" + a.Region + ":" + a.Account + ":function:" + a.FunctionName + ":" + a.Name
 }
 
+// PickVersion chooses the version an invocation through a runs, given x
+// uniform in [0, 1): one of its AdditionalVersionWeights with that
+// probability, else its FunctionVersion.
+func (a *Alias) PickVersion(x float64) string {
+	acc := 0.0
+	for v, wt := range a.AdditionalVersionWeights { // at most one entry
+		acc += wt
+		if x < acc {
+			return v
+		}
+	}
+	return a.FunctionVersion
+}
+
 func aliasKey(account, function, alias string) string {
 	return account + "." + function + ".alias." + alias
 }

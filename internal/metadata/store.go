@@ -382,6 +382,24 @@ func (s *Store) Delete(ctx context.Context, account, name string) error {
 	return nil
 }
 
+// Accounts lists, sorted, the accounts that have at least one function.
+func (s *Store) Accounts(ctx context.Context) ([]string, error) {
+	keys, err := s.keys(ctx, "*.*.latest")
+	if err != nil {
+		return nil, fmt.Errorf("metadata: list accounts: %w", err)
+	}
+	seen := map[string]bool{}
+	var out []string
+	for _, k := range keys {
+		if a, _, ok := strings.Cut(k, "."); ok && !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	sort.Strings(out)
+	return out, nil
+}
+
 // keys lists the live keys matching a subject filter.
 func (s *Store) keys(ctx context.Context, filter string) ([]string, error) {
 	l, err := s.kv.ListKeysFiltered(ctx, filter)

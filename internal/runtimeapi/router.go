@@ -80,7 +80,11 @@ func (s *Server) serveNext(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Type", "application/json")
 	h.Set(HeaderRequestID, p.req.RequestID)
 	h.Set(HeaderDeadlineMs, strconv.FormatInt(p.deadline.UnixMilli(), 10))
-	h.Set(HeaderFunctionARN, s.cfg.FunctionARN)
+	arn := p.req.InvokedFunctionARN
+	if arn == "" {
+		arn = s.cfg.FunctionARN
+	}
+	h.Set(HeaderFunctionARN, arn)
 	h.Set(HeaderTraceID, p.req.TraceID)
 	if p.req.ClientContext != "" {
 		h.Set(HeaderClientContext, p.req.ClientContext)

@@ -56,7 +56,9 @@ var (
 
 // Config configures a Server.
 type Config struct {
-	// FunctionARN is sent as Lambda-Runtime-Invoked-Function-Arn.
+	// FunctionARN is sent as Lambda-Runtime-Invoked-Function-Arn when the
+	// invocation does not name the ARN it was invoked by
+	// (invocation.Request.InvokedFunctionARN).
 	FunctionARN string
 	// Logger receives protocol problems (nil: discard).
 	Logger *slog.Logger

@@ -339,6 +339,12 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return c, nil
 	}
 
+	// Code is unpacked ahead of Active on this host's worker; a node
+	// without one leaves it to the first cold start.
+	var preparer frontend.Preparer
+	if c.worker != nil {
+		preparer = codePreparer{c.worker}
+	}
 	if c.frontend, err = frontend.New(frontend.Config{
 		FunctionURL: func(id string) string { return c.urls.URL(id, urlPort) },
 		Region:      cfg.Region,
@@ -352,12 +358,15 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Gate:        c.bb,
 		Layers:      c.layers,
 		CodeURLs:    c.codeURLs,
+		Preparer:    preparer,
 		Logger:      log.With("component", "frontend"),
 
 		EventSourceMappings: c.esm.Handler(),
 	}); err != nil {
 		return nil, fmt.Errorf("server: frontend: %w", err)
 	}
+	// Runs before the stores close: background preparations end first.
+	c.onClose("frontend preparations", c.frontend.Close)
 	// AWS_IAM function URLs verify signatures as the API does (service
 	// lambda); with --auth dev they accept every request as the default
 	// account's, as the API does.
@@ -493,7 +502,9 @@ func (c *components) handler() (http.Handler, error) {
 	})), nil
 }
 
-// routes routes the listener: Lambda's API, Flint's own endpoints, health.
+// routes routes the listener: health, Flint's own API under /flint/, and
+// every other path to the frontend, which serves Lambda's API and answers
+// unknown routes in Lambda's error format.
 func (c *components) routes() http.Handler {
 	mux := http.NewServeMux()
 	// Liveness: the process answers.
@@ -511,33 +522,55 @@ func (c *components) routes() http.Handler {
 		}
 		w.Write([]byte("ok\n"))
 	})
+	mux.Handle("/flint/", c.flintAPI())
+	// /metrics, /console/ and the invocation records (a more specific
+	// pattern than /flint/).
+	c.observeRoutes(mux)
+	if c.frontend != nil { // a worker or poller node serves no Lambda API
+		mux.Handle("/", c.frontend)
+	}
+	// The SQS API shares the listener: its requests are told apart by
+	// X-Amz-Target or a form Action (sqsapi.Match), not by path.
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if c.sqsAPI != nil && sqsapi.Match(r) {
+			c.sqsAPI.ServeHTTP(w, r)
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
+}
+
+// flintAPI is Flint's own API (async invocation status, queues, logs,
+// stats, cluster, metrics records, code download links, access keys) in one
+// route table; unknown routes under /flint/ answer a JSON
+// ResourceNotFoundException.
+func (c *components) flintAPI() http.Handler {
+	mux := http.NewServeMux()
 	mux.HandleFunc("GET /flint/v1/stats", c.statsHandler)
 	mux.HandleFunc("GET /flint/v1/cluster", c.clusterHandler)
 	kh := c.keys.Handler()
 	mux.Handle(keystore.KeysPath, kh)
 	mux.Handle(keystore.KeysPath+"/", kh)
-	c.observeRoutes(mux)
+	mux.HandleFunc("/flint/", func(w http.ResponseWriter, r *http.Request) {
+		lambdaerr.WriteHTTP(w, lambdaerr.New(lambdaerr.ResourceNotFound, "Flint has no route %s %s", r.Method, r.URL.Path))
+	})
 	if c.frontend == nil {
-		return mux // a worker or poller node serves no Lambda API
-	}
-	for _, prefix := range frontend.Prefixes {
-		mux.Handle(prefix, c.frontend)
+		return mux
 	}
 	ah := c.async.Handler()
-	mux.Handle("/2019-09-25/", ah)
 	mux.Handle("/flint/v1/invocations/", ah)
 	mux.Handle("/flint/v1/queues/", ah)
 	mux.Handle("GET /flint/v1/functions/{name}/logs", logsHandler(c.logs, c.cfg.Account))
 	// Download links of code packages carry their own signature (no AWS
 	// credentials), so plain HTTP clients can fetch them.
 	mux.Handle(codeurl.PathPrefix, c.codeURLs.Handler())
-	// The SQS API shares the listener: its requests are told apart by
-	// X-Amz-Target or a form Action (sqsapi.Match), not by path.
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if sqsapi.Match(r) {
-			c.sqsAPI.ServeHTTP(w, r)
-			return
-		}
-		mux.ServeHTTP(w, r)
-	})
+	return mux
+}
+
+// codePreparer readies a changed function's code by unpacking it on this
+// host's worker, before the frontend reports it Active.
+type codePreparer struct{ w *worker.Worker }
+
+func (p codePreparer) Prepare(ctx context.Context, fn *metadata.Function) error {
+	return p.w.PrepareCode(ctx, fn.CodeDigest)
 }

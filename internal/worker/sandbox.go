@@ -213,7 +213,8 @@ func exitReason(err error) string {
 // invocations at once — and Invoke returns an error wrapping ctx's.
 // Invoke returns ErrBusy or ErrUnhealthy (wrapped) when it could not run
 // the invocation at all — including when the runtime turned out to be dead
-// before it took the event — so the caller may retry on another sandbox.
+// before it took the event — so the caller may retry on another sandbox;
+// ErrUnhealthy errors also wrap invocation.ErrNotDelivered.
 func (s *Sandbox) Invoke(ctx context.Context, req invocation.Request) (invocation.Result, error) {
 	return s.invoke(ctx, req, nil)
 }
@@ -235,7 +236,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 	// invocation below (initFail), not refused here.
 	if s.invoked && !s.Healthy() {
 		s.kill("invoked while unhealthy") // frees its capacity; idempotent
-		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w", req.RequestID, s.id, ErrUnhealthy)
+		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w (%w)", req.RequestID, s.id, ErrUnhealthy, invocation.ErrNotDelivered)
 	}
 	if req.TraceID == "" {
 		req.TraceID = newTraceID(s.w.cfg.Clock())
@@ -315,7 +316,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		// The runtime died (e.g. right after its previous answer) before
 		// taking this event: the function never saw it.
 		s.kill("runtime exited before taking the event")
-		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w: %w", req.RequestID, s.id, ErrUnhealthy, err)
+		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w: %w (%w)", req.RequestID, s.id, ErrUnhealthy, err, invocation.ErrNotDelivered)
 	case errors.Is(err, errRuntimeExited):
 		fail = exitFailure(req.RequestID, s.sb.Err())
 	default: // the caller went away, or the sandbox was destroyed under us

@@ -232,9 +232,18 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 		gone:     make(chan struct{}),
 		log:      w.log.With("function", fn.Name, "sandbox", id),
 	}
+	cmd, fail := entrypoint(codeDir, optDir, rt.Command())
+	if fail != nil {
+		// Nothing to start: the cold invocation reports the failure
+		// (Runtime.InvalidEntrypoint), as Lambda's does.
+		s.sb, s.initFail = newUnstarted(id), fail
+		close(s.initDone)
+		s.log.Info("function has no valid entrypoint", "command", cmd[0])
+		return s, nil
+	}
 	spec := sandbox.Spec{
 		ID: id, CodeDir: codeDir, RuntimeDir: rt.RuntimeDir, OptDir: optDir,
-		Command:    rt.Command(),
+		Command:    cmd,
 		Env:        lambdaEnv(fn, rt, id, now),
 		RuntimeAPI: s.api, Output: s.out,
 		MemoryMB: fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,
@@ -327,6 +336,14 @@ func (w *Worker) Close(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("worker: waiting for log appends: %w", ctx.Err()))
 	}
 	return errors.Join(errs...)
+}
+
+// PrepareCode unpacks the code package digest into this host's cache
+// ahead of the first sandbox that needs it (a no-op when it is there).
+// Concurrent calls, and CreateSandbox, unpack it once.
+func (w *Worker) PrepareCode(ctx context.Context, digest string) error {
+	_, err := w.ensureCode(ctx, digest)
+	return err
 }
 
 var digestRE = regexp.MustCompile(`^[a-zA-Z0-9]{1,128}$`)

@@ -261,52 +261,65 @@ func (m *Manager) endActive() {
 	}
 }
 
-// run acquires a sandbox, invokes it, and hands it back.
+// maxDeliveries bounds the sandboxes one invocation is tried on when the
+// event did not reach the function: the sandbox's runtime had exited
+// (invocation.ErrNotDelivered) or its host could not be reached
+// (ErrHostUnreachable).
+const maxDeliveries = 3
+
+// run acquires a sandbox, invokes it, and hands it back. When the event
+// did not reach the function — the sandbox's runtime had exited, e.g.
+// after a crash in the previous invocation, or its host is gone — the
+// invocation runs on another sandbox (a fresh one unless a healthy one is
+// idle), as Lambda starts a new execution environment: the caller never
+// sees the dead runtime (nothing was streamed to it either).
 func (m *Manager) run(ctx context.Context, fn *lambdafn.Function, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
 	log := m.log.With("function", fn.Name, "version", fn.Version, "requestId", req.RequestID)
-	var (
-		e    *entry
-		cold bool
-		res  invocation.Result
-		err  error
-	)
-	// A sandbox whose host turns out unreachable never saw the request:
-	// the invocation goes to another sandbox.
 	for attempt := 1; ; attempt++ {
-		e, cold, err = m.acquire(ctx, fn, log)
-		if err != nil {
-			return invocation.Result{}, err
+		res, err := m.runOnce(ctx, fn, req, stream, log)
+		retry := errors.Is(err, invocation.ErrNotDelivered) || errors.Is(err, ErrHostUnreachable)
+		if err == nil || !retry || attempt == maxDeliveries {
+			return res, err
 		}
-		ictx, cancel := context.WithTimeout(ctx, m.backstop(fn))
-		if st, ok := e.sb.(Streamer); ok && stream != nil {
-			res, err = st.InvokeStream(ictx, req, stream)
-		} else {
-			res, err = e.sb.Invoke(ictx, req)
-			if err == nil && stream != nil && res.FunctionError == "" {
-				// A sandbox that cannot stream: its whole answer at once.
-				if serr := stream.Start("application/json"); serr == nil {
-					_, _ = stream.Write(res.Payload)
-				}
-				res.Payload = nil
+		log.Info("event not delivered, trying another sandbox", "attempt", attempt, "err", err)
+	}
+}
+
+// runOnce runs the invocation on one sandbox.
+func (m *Manager) runOnce(ctx context.Context, fn *lambdafn.Function, req invocation.Request, stream invocation.Stream, log *slog.Logger) (invocation.Result, error) {
+	e, cold, err := m.acquire(ctx, fn, log)
+	if err != nil {
+		return invocation.Result{}, err
+	}
+
+	ictx, cancel := context.WithTimeout(ctx, m.backstop(fn))
+	var res invocation.Result
+	if st, ok := e.sb.(Streamer); ok && stream != nil {
+		res, err = st.InvokeStream(ictx, req, stream)
+	} else {
+		res, err = e.sb.Invoke(ictx, req)
+		if err == nil && stream != nil && res.FunctionError == "" {
+			// A sandbox that cannot stream: its whole answer at once.
+			if serr := stream.Start("application/json"); serr == nil {
+				_, _ = stream.Write(res.Payload)
 			}
+			res.Payload = nil
 		}
-		cancel()
-		healthy := err == nil && e.sb.Healthy()
-		if err != nil {
-			err = fmt.Errorf("invoke %s in sandbox %s: %w", fn.Name, e.sb.ID(), err)
-			log.Warn("sandbox invoke failed", "sandbox", e.sb.ID(), "err", err)
-		}
-		m.finish(e, healthy, log)
-		if err != nil && errors.Is(err, ErrHostUnreachable) && attempt < maxHostAttempts {
+	}
+	cancel()
+	healthy := err == nil && e.sb.Healthy()
+	if err != nil {
+		err = fmt.Errorf("invoke %s in sandbox %s: %w", fn.Name, e.sb.ID(), err)
+		log.Warn("sandbox invoke failed", "sandbox", e.sb.ID(), "err", err)
+	}
+	m.finish(e, healthy, log)
+	if err != nil {
+		if errors.Is(err, ErrHostUnreachable) {
 			// Its other idle sandboxes are as unreachable: forget them
 			// so the next attempt gets a sandbox elsewhere.
 			m.hostUnreachable(e.res.HostID, err)
 			m.ForgetHost(ctx, e.res.HostID)
-			continue
 		}
-		break
-	}
-	if err != nil {
 		return invocation.Result{}, err
 	}
 	res.ColdStart = cold

@@ -50,7 +50,9 @@ type Sandbox interface {
 	ID() string
 	// Invoke runs one invocation; the first Invoke on a new sandbox includes
 	// the runtime's init. Function errors (including timeouts and crashes)
-	// come back in Result.FunctionError, not as err.
+	// come back in Result.FunctionError, not as err. An err wrapping
+	// invocation.ErrNotDelivered means the function never saw the event;
+	// the manager then runs it on another sandbox.
 	Invoke(ctx context.Context, req invocation.Request) (invocation.Result, error)
 	// Healthy reports whether the sandbox can take another invocation (false
 	// after a timeout, crash, OOM).

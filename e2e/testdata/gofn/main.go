@@ -53,6 +53,9 @@ type reply struct {
 	Instance    string            `json:"instance"`
 	StartMs     int64             `json:"startMs"` // wall clock when the handler started
 	EndMs       int64             `json:"endMs"`   // and when it returned
+	// ClientCustom and ClientApp come from the invocation's ClientContext.
+	ClientCustom map[string]string `json:"clientCustom,omitempty"`
+	ClientApp    string            `json:"clientApp,omitempty"`
 }
 
 func handle(ctx context.Context, ev event) (r reply, err error) {
@@ -61,15 +64,17 @@ func handle(ctx context.Context, ev event) (r reply, err error) {
 	lc, _ := lambdacontext.FromContext(ctx)
 	dl, _ := ctx.Deadline()
 	r = reply{
-		RequestID:   lc.AwsRequestID,
-		FunctionArn: lc.InvokedFunctionArn,
-		Invocations: invocations,
-		Pid:         os.Getpid(),
-		RemainingMs: time.Until(dl).Milliseconds(),
-		Version:     os.Getenv("VERSION_MARK"),
-		Build:       buildMark,
-		Instance:    instance,
-		StartMs:     start.UnixMilli(),
+		RequestID:    lc.AwsRequestID,
+		FunctionArn:  lc.InvokedFunctionArn,
+		Invocations:  invocations,
+		Pid:          os.Getpid(),
+		RemainingMs:  time.Until(dl).Milliseconds(),
+		Version:      os.Getenv("VERSION_MARK"),
+		Build:        buildMark,
+		Instance:     instance,
+		StartMs:      start.UnixMilli(),
+		ClientCustom: lc.ClientContext.Custom,
+		ClientApp:    lc.ClientContext.Client.AppTitle,
 	}
 	defer func() { r.EndMs = time.Now().UnixMilli() }()
 	switch ev.Action {

@@ -15,6 +15,7 @@ exports.handler = async (event, context) => {
     invocations,
     pid: process.pid,
     runtime: "node",
+    clientCustom: context.clientContext ? context.clientContext.custom : null,
   };
 };
 

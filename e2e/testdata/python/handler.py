@@ -22,4 +22,5 @@ def handler(event, context):
         "invocations": invocations,
         "pid": os.getpid(),
         "runtime": "python",
+        "clientCustom": context.client_context.custom if context.client_context else None,
     }
