@@ -200,7 +200,10 @@ func startServerErr(t testing.TB, data string, extra ...string) (*flintServer, e
 	// let the scanner read to the end (bounded: a leftover child may hold
 	// the pipe), then close.
 	go func() {
-		cmd.Process.Wait()
+		// cmd.Process.Wait does not set cmd.ProcessState: set it, for
+		// the tests that check the exit code.
+		st, _ := cmd.Process.Wait()
+		cmd.ProcessState = st
 		select {
 		case <-scanned:
 		case <-time.After(2 * time.Second):

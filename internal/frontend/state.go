@@ -106,8 +106,11 @@ func (h *Handler) prepare(fn *metadata.Function) {
 	if perr != nil && h.lifetime.Err() != nil {
 		return // shutting down: Restore resumes it
 	}
+	// Only a fault of the code itself (a Lambda error the client caused)
+	// fails the function; the platform's own (a full disk, the backbone:
+	// a ServiceException) leaves it to the first cold start.
 	var le *lambdaerr.Error
-	if perr != nil && !errors.As(perr, &le) {
+	if perr != nil && (!errors.As(perr, &le) || le.Type == lambdaerr.Service) {
 		h.log.Warn("preparing function code failed; it is prepared at its first cold start instead",
 			"function", fn.Name, "revision", fn.RevisionID, "err", perr)
 		perr = nil
