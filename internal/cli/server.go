@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/flintdev/flint/internal/auth"
+	"github.com/flintdev/flint/internal/sandbox/pool"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/server"
 )
@@ -64,6 +65,12 @@ func newServerCmd() *cobra.Command {
 				}
 				cfg.SandboxEgress = &egressCfg
 			}
+			switch {
+			case cfg.SandboxPool < 0:
+				return fmt.Errorf("--sandbox-pool must not be negative")
+			case cfg.SandboxPool == 0:
+				cfg.SandboxPool = -1 // off
+			}
 			mode, err := auth.ParseMode(authMode)
 			if err != nil {
 				return fmt.Errorf("--auth: %w", err)
@@ -104,7 +111,8 @@ func newServerCmd() *cobra.Command {
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish at shutdown (closing the rest takes at most 20s more)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cleanup, "cleanup", false, "remove the sandbox cgroups a killed server on --data left behind, then exit (refused while a server runs there)")
-	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "sandbox init binary (build cmd/flint-sandbox-init for faster cold starts; default: this binary)")
+	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "sandbox init binary (build cmd/flint-sandbox-init for faster sandbox creation; default: this binary)")
+	f.IntVar(&cfg.SandboxPool, "sandbox-pool", pool.DefaultMaxSize, "at most this many sandboxes kept prepared ahead of cold starts (the number follows the cold-start rate; 0 turns the pool off)")
 	f.StringVar(&cfg.SandboxDriver, "sandbox-driver", "process", `"process" (namespaces, cgroups, seccomp) or "microvm" (a QEMU microVM per sandbox; needs qemu-system-x86, apt for the guest kernel, and flint-vm-init)`)
 	f.StringVar(&cfg.VMInit, "vm-init", "", "the flint-vm-init binary for --sandbox-driver microvm (default: next to this binary, then on PATH)")
 	f.BoolVar(&egress, "sandbox-egress", false, "let functions open connections to the outside world (veth + NAT; the host, link-local and private addresses and other sandboxes stay unreachable; needs nf_tables in the kernel, sets net.ipv4.ip_forward=1)")

@@ -43,6 +43,48 @@ type Driver interface {
 	Create(ctx context.Context, spec Spec) (Sandbox, error)
 }
 
+// Preparer is an optional ability of a Driver, checked at run time: it
+// builds sandboxes ahead of need, before the function they will run is
+// known, so that a cold start costs only Prepared.Claim (package
+// sandbox/pool keeps such sandboxes ready). Prepare is safe for concurrent
+// use; ctx bounds the preparation only.
+type Preparer interface {
+	Prepare(ctx context.Context) (Prepared, error)
+}
+
+// Prepared is a sandbox built by Preparer.Prepare and assigned to no
+// function yet: its isolation is in place (namespaces, cgroups, root file
+// system, the seccomp filter ready to load) and nothing but the driver's
+// own code has run in it. Lifecycle:
+//
+//	Prepare ──► prepared ──Claim──► running Sandbox (see the package doc)
+//	               │   └──Claim fails──► gone
+//	               ├──dies (Done closed)──► Claim fails
+//	               └──Destroy──► gone
+//
+// A prepared sandbox is claimed at most once and never returned to a pool
+// after a function ran in it. Claim and Destroy are safe to call
+// concurrently (whichever comes first wins; the other fails or does
+// nothing).
+type Prepared interface {
+	// Claim hands the sandbox its function: spec is what Driver.Create
+	// takes, with the same meaning and guarantees. From inside, a claimed
+	// sandbox is indistinguishable from one Create made (same limits,
+	// mounts, identity, environment, nothing left of the preparation).
+	// On error the prepared sandbox is destroyed and nothing of it is
+	// left; a second Claim fails.
+	Claim(ctx context.Context, spec Spec) (Sandbox, error)
+	// Done is closed if the prepared sandbox died before it was claimed
+	// (Claim then fails).
+	Done() <-chan struct{}
+	// MemoryBytes estimates the host memory the prepared sandbox holds,
+	// for a pool's budget.
+	MemoryBytes() uint64
+	// Destroy frees an unclaimed prepared sandbox; it does nothing once
+	// Claim was called (the claimed Sandbox owns everything). Idempotent.
+	Destroy(ctx context.Context) error
+}
+
 // Spec describes one sandbox to create.
 type Spec struct {
 	// ID is unique on this host; drivers use it to name cgroups and the like.

@@ -9,6 +9,7 @@ import (
 
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/microvm"
+	"github.com/flintdev/flint/internal/sandbox/pool"
 	"github.com/flintdev/flint/internal/sandbox/process"
 	"github.com/flintdev/flint/internal/vm/kernel"
 )
@@ -32,7 +33,19 @@ func startDriver(ctx context.Context, cfg Config, onClose func(string, func(cont
 	}
 	// Removes the egress firewall table.
 	onClose("sandbox driver", d.Close)
-	return d, nil
+	if cfg.SandboxPool < 0 {
+		return d, nil
+	}
+	p, err := pool.New(pool.Config{
+		Driver: d, MaxSize: cfg.SandboxPool, Logger: log.With("component", "sandbox-pool"),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("server: sandbox pool: %w", err)
+	}
+	// Closers run in reverse: the pool's prepared sandboxes go before
+	// the driver.
+	onClose("sandbox pool", p.Close)
+	return p, nil
 }
 
 // startMicroVM gets the guest kernel into the machine's VM cache

@@ -85,6 +85,11 @@ type Config struct {
 	// is a smaller one that starts faster (it must come from the same
 	// build).
 	SandboxInit string
+	// SandboxPool bounds the sandboxes the process driver keeps prepared
+	// ahead of cold starts (package sandbox/pool; the pool's size follows
+	// the cold-start rate): 0 takes pool.DefaultMaxSize, a negative value
+	// turns the pool off.
+	SandboxPool int
 	// SandboxDriver is "process" (the default: namespaces, cgroups,
 	// seccomp) or "microvm" (a QEMU microVM per sandbox, see
 	// docs/sandbox-microvm.md).

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/flintdev/flint/internal/sandbox"
+	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
 	"github.com/flintdev/flint/internal/sandbox/process/nsinit"
 )
 
@@ -33,10 +34,12 @@ const cloneFlags = syscall.CLONE_NEWNS | syscall.CLONE_NEWPID | syscall.CLONE_NE
 // deadline.
 const initReplyTimeout = 30 * time.Second
 
-// creation is the state of one Create call.
+// creation is the state of one sandbox's creation, from Prepare (or the
+// first half of Create) to the end of its claim.
 type creation struct {
 	d     *Driver
-	spec  *sandbox.Spec
+	lim   cgroup.Limits // the limits of the preparation
+	spec  *sandbox.Spec // nil until claimed
 	s     *Sandbox
 	ctl   *net.UnixConn // host end of the control socket
 	child *os.File      // init's end, closed once the init runs
@@ -44,48 +47,91 @@ type creation struct {
 	steps []Step
 }
 
-// create runs the named steps of a sandbox's creation:
+// namedStep is one step of a creation.
+type namedStep struct {
+	name string
+	f    func(context.Context) error
+}
+
+// prepareSteps build a sandbox as far as it goes without a function:
 //
-//	cgroup       create the cgroup(s) and set the limits
-//	channels     control socketpair and output pipe
-//	start        clone the init into new namespaces (re-exec of InitPath)
-//	network      (egress only) veth pair into the init's network namespace
-//	send-config  hand the init its nsinit.Config
-//	cgroup-add   move the init into the cgroup(s) (it works meanwhile;
-//	             doing this in the background gains nothing: the kernel
-//	             serialises the migration with the init's thread creation)
-//	wait-init    the init builds the root fs, brings lo up, listens
-//	serve        serve Spec.RuntimeAPI on the init's listener
-//	cpu-limit    throttle the CPU only now: the init's own setup runs at
-//	             full speed (a 128 MB function gets 7% of a CPU)
-//	exec         let the init drop privileges and exec the runtime
-//	reset-peak   peak memory counts from here (not the init's setup)
+//	cgroup        create the cgroup(s) and set the limits
+//	channels      control socketpair and output pipe
+//	start         clone the init into new namespaces (exec of InitPath)
+//	network       (egress only) veth pair into the init's network namespace
+//	send-config   hand the init its nsinit.Config
+//	cgroup-add    move the init into the cgroup(s) (it works meanwhile;
+//	              doing this in the background gains nothing: the kernel
+//	              serialises the migration with the init's thread creation)
+//	wait-prepared the init builds the root fs (host dirs, /etc, /proc,
+//	              /dev), brings lo up, listens
 //
-// If a step fails everything done so far is undone and the error names the
-// step and the sandbox.
-func (d *Driver) create(ctx context.Context, spec *sandbox.Spec) (*Sandbox, error) {
-	if err := d.validateSpec(spec); err != nil {
-		return nil, err
-	}
-	c := &creation{d: d, spec: spec, s: newSandbox(spec.ID, d.cfg.Logger)}
-	steps := []struct {
-		name string
-		f    func(context.Context) error
-	}{
+// claimSteps hand it its function and start the runtime:
+//
+//	claim-cgroup  (pooled only) rename the cgroup(s) after the sandbox and
+//	              set its memory limit
+//	send-claim    hand the init its nsinit.Claim
+//	wait-init     the init binds the code, mounts /tmp, pivots root
+//	serve         serve Spec.RuntimeAPI on the init's listener
+//	cpu-limit     throttle the CPU only now: the init's own setup runs at
+//	              full speed (a 128 MB function gets 7% of a CPU)
+//	exec          let the init drop privileges and exec the runtime
+//	reset-peak    peak memory counts from here (not the init's setup)
+//
+// Create runs both lists back to back; Prepare the first, Claim the second
+// (see pool.go). If a step fails everything done so far is undone and the
+// error names the step and the sandbox.
+func (c *creation) prepareSteps() []namedStep {
+	return []namedStep{
 		{"cgroup", c.cgroup},
 		{"channels", c.channels},
 		{"start", c.start},
 		{"network", c.network},
 		{"send-config", c.sendConfig},
 		{"cgroup-add", c.cgroupAdd},
+		{"wait-prepared", c.waitPrepared},
+	}
+}
+
+func (c *creation) claimSteps(pooled bool) []namedStep {
+	steps := []namedStep{
+		{"send-claim", c.sendClaim},
 		{"wait-init", c.waitInit},
 		{"serve", c.serve},
 		{"cpu-limit", c.cpuLimit},
 		{"exec", c.exec},
 		{"reset-peak", c.resetPeak},
 	}
+	if pooled {
+		steps = append([]namedStep{{"claim-cgroup", c.claimCgroup}}, steps...)
+	}
+	return steps
+}
+
+func (d *Driver) create(ctx context.Context, spec *sandbox.Spec) (*Sandbox, error) {
+	if err := d.validateSpec(spec); err != nil {
+		return nil, err
+	}
+	c := d.newCreation(spec.ID, d.limits(spec))
+	c.spec = spec
+	if err := c.run(ctx, c.prepareSteps()); err != nil {
+		return nil, err
+	}
+	if err := c.run(ctx, c.claimSteps(false)); err != nil {
+		return nil, err
+	}
+	return c.finish(ctx), nil
+}
+
+func (d *Driver) newCreation(id string, lim cgroup.Limits) *creation {
+	return &creation{d: d, lim: lim, s: newSandbox(id, d.cfg.Logger)}
+}
+
+// run runs steps in order, timing each; on the first error it undoes
+// everything (the sandbox is destroyed) and returns the error.
+func (c *creation) run(ctx context.Context, steps []namedStep) error {
 	for _, st := range steps {
-		if st.name == "network" && d.egress == nil {
+		if st.name == "network" && c.d.egress == nil {
 			continue
 		}
 		t0 := time.Now()
@@ -95,25 +141,35 @@ func (d *Driver) create(ctx context.Context, spec *sandbox.Spec) (*Sandbox, erro
 		}
 		c.steps = append(c.steps, Step{Name: st.name, Duration: time.Since(t0)})
 		if err != nil {
-			c.closeChannels()
-			dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
-			if derr := c.s.Destroy(dctx); derr != nil {
-				d.cfg.Logger.Error("cleaning up failed sandbox", "sandbox", spec.ID, "err", derr)
-			}
-			cancel()
-			return nil, fmt.Errorf("create sandbox %s: %s: %w", spec.ID, st.name, err)
+			c.abort()
+			return fmt.Errorf("create sandbox %s: %s: %w", c.s.id, st.name, err)
 		}
 	}
+	return nil
+}
+
+// abort undoes a creation that failed or will never be claimed.
+func (c *creation) abort() {
+	c.closeChannels()
+	dctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if derr := c.s.Destroy(dctx); derr != nil {
+		c.d.cfg.Logger.Error("cleaning up failed sandbox", "sandbox", c.s.id, "err", derr)
+	}
+}
+
+// finish hands the claimed sandbox over.
+func (c *creation) finish(ctx context.Context) *Sandbox {
 	c.closeChannels()
 	c.s.timings = c.steps
-	if d.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
-		attrs := []any{"sandbox", spec.ID}
+	if c.d.cfg.Logger.Enabled(ctx, slog.LevelDebug) {
+		attrs := []any{"sandbox", c.s.id}
 		for _, st := range c.steps {
 			attrs = append(attrs, st.Name, st.Duration)
 		}
-		d.cfg.Logger.Debug("sandbox created", attrs...)
+		c.d.cfg.Logger.Debug("sandbox created", attrs...)
 	}
-	return c.s, nil
+	return c.s
 }
 
 func (c *creation) closeChannels() {
@@ -130,9 +186,9 @@ func (c *creation) closeChannels() {
 }
 
 func (c *creation) cgroup(context.Context) error {
-	lim := c.d.limits(c.spec)
+	lim := c.lim
 	lim.CPUMillis = 0 // see cpuLimit
-	g, err := c.d.cgroups.Create(c.spec.ID, lim)
+	g, err := c.d.cgroups.Create(c.s.id, lim)
 	if err != nil {
 		return err
 	}
@@ -158,7 +214,11 @@ func (c *creation) channels(context.Context) error {
 		return fmt.Errorf("output pipe: %w", err)
 	}
 	c.outW = w
-	c.s.out, err = newOutputCopier(r, c.spec.Output, c.s.log)
+	var out io.Writer = io.Discard // the function's Output from the claim on
+	if c.spec != nil {
+		out = c.spec.Output
+	}
+	c.s.out, err = newOutputCopier(r, out, c.s.log)
 	if err != nil {
 		r.Close()
 		return fmt.Errorf("output pipe: %w", err)
@@ -169,9 +229,12 @@ func (c *creation) channels(context.Context) error {
 func (c *creation) start(context.Context) error {
 	init := c.d.cfg.InitPath
 	cmd := &exec.Cmd{
-		Path:       init,
-		Args:       []string{init, nsinit.Marker},
-		Env:        []string{}, // the host's environment never gets in
+		Path: init,
+		Args: []string{init, nsinit.Marker},
+		// The host's environment never gets in; the init's own (no
+		// garbage collection: it allocates a few MB, then execs) ends
+		// at the runtime's execve.
+		Env:        []string{"GOGC=off"},
 		Stdout:     c.outW,
 		Stderr:     c.outW,
 		ExtraFiles: []*os.File{c.child}, // fd 3 == nsinit.SockFD
@@ -202,7 +265,7 @@ func (c *creation) network(ctx context.Context) error {
 }
 
 func (c *creation) sendConfig(context.Context) error {
-	cfg := c.d.initConfig(c.spec)
+	cfg := c.d.initConfig(c.s.id)
 	if c.s.link != nil {
 		n := c.s.link.net
 		cfg.Net = &n
@@ -304,20 +367,77 @@ func (c *creation) initGone() error {
 	}
 }
 
-func (c *creation) waitInit(ctx context.Context) error {
+// reply reads one reply of the init that must not end the exchange, and
+// records the init's step timings.
+func (c *creation) reply(ctx context.Context) ([]int, error) {
 	r, fds, eof, err := c.readReply(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if eof {
+		return nil, c.initGone()
+	}
+	for _, t := range r.Timings {
+		c.steps = append(c.steps, Step{Name: "init/" + t.Step, Duration: time.Duration(t.Nanos)})
+	}
+	return fds, nil
+}
+
+func (c *creation) waitPrepared(ctx context.Context) error {
+	fds, err := c.reply(ctx)
+	closeAll(fds)
+	return err
+}
+
+// claimCgroup names the pooled sandbox's cgroups after its new id (on
+// cgroup v2, which cannot rename, it moves the init into new ones) and
+// sets the function's memory limit.
+func (c *creation) claimCgroup(context.Context) error {
+	cg := c.d.cgroups
+	err := cg.Rename(c.s.group, c.spec.ID)
+	if errors.Is(err, cgroup.ErrRenameUnsupported) {
+		lim := c.d.limits(c.spec)
+		lim.CPUMillis = 0
+		g, cerr := cg.Create(c.spec.ID, lim)
+		if cerr != nil {
+			return cerr
+		}
+		old := c.s.group
+		c.s.mu.Lock() // wait may read it (oomKills) if the init dies now
+		c.s.group = g
+		c.s.mu.Unlock()
+		if err := g.Add(c.s.cmd.Process.Pid); err != nil {
+			return err
+		}
+		// Empty now: removing it kills nothing.
+		return old.Destroy(time.Now().Add(teardownGrace))
+	}
 	if err != nil {
 		return err
 	}
-	if eof {
-		return c.initGone()
+	return c.s.group.SetMemory(c.d.limits(c.spec).MemoryBytes)
+}
+
+func (c *creation) sendClaim(context.Context) error {
+	b, err := json.Marshal(c.d.initClaim(c.spec))
+	if err != nil {
+		return err
+	}
+	_, err = c.ctl.Write(b)
+	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		return nil // the init died already; wait-init says how
+	}
+	return err
+}
+
+func (c *creation) waitInit(ctx context.Context) error {
+	fds, err := c.reply(ctx)
+	if err != nil {
+		return err
 	}
 	if len(fds) != 1 {
 		closeAll(fds)
 		return fmt.Errorf("init sent %d descriptors, want 1", len(fds))
-	}
-	for _, t := range r.Timings {
-		c.steps = append(c.steps, Step{Name: "init/" + t.Step, Duration: time.Duration(t.Nanos)})
 	}
 	f := os.NewFile(uintptr(fds[0]), "runtime-api-listener")
 	ln, err := net.FileListener(f)

@@ -268,8 +268,18 @@ func (d *Driver) validateSpec(spec *sandbox.Spec) error {
 	return nil
 }
 
-// initConfig is what the sandbox init gets.
-func (d *Driver) initConfig(spec *sandbox.Spec) *nsinit.Config {
+// initConfig is what the init of sandbox id gets first.
+func (d *Driver) initConfig(id string) *nsinit.Config {
+	return &nsinit.Config{
+		ID: id, Root: d.rootDir, Hostname: "localhost",
+		Host: d.host, EtcFiles: d.etc, EtcBinds: d.etcBinds,
+		DevNodes: devNodes, UID: d.cfg.UID, GID: d.cfg.GID, NoFile: uint64(d.cfg.NoFile),
+		ListenPort: RuntimeAPIPort, Seccomp: d.seccomp,
+	}
+}
+
+// initClaim is the function's part the init gets at the claim.
+func (d *Driver) initClaim(spec *sandbox.Spec) *nsinit.Claim {
 	env := make([]string, 0, len(spec.Env)+1)
 	for _, kv := range spec.Env {
 		if !strings.HasPrefix(kv, "AWS_LAMBDA_RUNTIME_API=") {
@@ -277,13 +287,9 @@ func (d *Driver) initConfig(spec *sandbox.Spec) *nsinit.Config {
 		}
 	}
 	env = append(env, fmt.Sprintf("AWS_LAMBDA_RUNTIME_API=127.0.0.1:%d", RuntimeAPIPort))
-	return &nsinit.Config{
-		ID: spec.ID, Root: d.rootDir, Hostname: "localhost",
-		Host: d.host, CodeDir: spec.CodeDir, RuntimeDir: spec.RuntimeDir, OptDir: spec.OptDir,
-		EtcFiles: d.etc, EtcBinds: d.etcBinds, TmpMB: spec.EphemeralStorageMB,
-		DevNodes: devNodes, Command: spec.Command, Env: env,
-		UID: d.cfg.UID, GID: d.cfg.GID, NoFile: uint64(d.cfg.NoFile),
-		ListenPort: RuntimeAPIPort, Seccomp: d.seccomp,
+	return &nsinit.Claim{
+		CodeDir: spec.CodeDir, RuntimeDir: spec.RuntimeDir, OptDir: spec.OptDir,
+		TmpMB: spec.EphemeralStorageMB, Command: spec.Command, Env: env,
 	}
 }
 

@@ -349,7 +349,7 @@ func TestBrokenInit(t *testing.T) {
 		name, init, want string
 		timeout          time.Duration
 	}{
-		{"dies", "/bin/false", "wait-init: init died", 10 * time.Second},
+		{"dies", "/bin/false", "wait-prepared: init died", 10 * time.Second},
 		{"hangs", hang, "context deadline exceeded", time.Second},
 	}
 	for i, tc := range cases {

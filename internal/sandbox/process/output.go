@@ -24,7 +24,8 @@ type outputCopier struct {
 	finished chan struct{} // closed when the copier has seen EOF
 
 	// sem is a one-slot lock (a channel so that SyncOutput can give up on
-	// ctx). It guards buf, eof and werr.
+	// ctx). It guards buf, eof and werr, and w and log (set again by
+	// setWriter).
 	sem  chan struct{}
 	buf  []byte
 	eof  bool
@@ -94,6 +95,18 @@ func (o *outputCopier) drainLocked(fd, limit int) bool {
 		return true
 	}
 	return false
+}
+
+// setWriter sends what the sandbox writes from now on to w (nil discards)
+// and logs copy errors to log: a pooled sandbox gets its function's Output
+// at the claim.
+func (o *outputCopier) setWriter(w io.Writer, log *slog.Logger) {
+	if w == nil {
+		w = io.Discard
+	}
+	o.sem <- struct{}{}
+	o.w, o.log = w, log
+	<-o.sem
 }
 
 // sync returns once every byte in the pipe at the time of the call has

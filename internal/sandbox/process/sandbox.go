@@ -47,6 +47,8 @@ var (
 // double-forked and setsid ones included; Done is closed after all of them
 // are gone. All methods are safe for concurrent use.
 type Sandbox struct {
+	// id and log change once, when a prepared sandbox is claimed (under
+	// mu, before the Sandbox is handed out); wait reads id under mu.
 	id  string
 	log *slog.Logger
 
@@ -133,6 +135,13 @@ func (s *Sandbox) Stats() (sandbox.Stats, error) {
 	return sandbox.Stats{MaxMemoryBytes: st.MaxMemoryBytes, OOMKills: st.OOMKills}, nil
 }
 
+// rename gives a claimed sandbox its id.
+func (s *Sandbox) rename(id string, log *slog.Logger) {
+	s.mu.Lock()
+	s.id, s.log = id, log.With("sandbox", id)
+	s.mu.Unlock()
+}
+
 // started records the running init and waits for it in the background.
 func (s *Sandbox) started(cmd *exec.Cmd) {
 	s.cmd = cmd
@@ -152,7 +161,7 @@ func (s *Sandbox) wait() {
 // if Destroy came later), then Destroy, else the runtime's own exit.
 func (s *Sandbox) exitCause(werr error) error {
 	s.mu.Lock()
-	destroying := s.destroying
+	destroying, id := s.destroying, s.id
 	s.mu.Unlock()
 	killed := false
 	if ee, ok := werr.(*exec.ExitError); ok {
@@ -168,19 +177,22 @@ func (s *Sandbox) exitCause(werr error) error {
 		oom = s.oomKills()
 	}
 	if oom > 0 {
-		return fmt.Errorf("sandbox %s: %w (%d processes killed; runtime: %v)", s.id, sandbox.ErrOutOfMemory, oom, exitString(werr))
+		return fmt.Errorf("sandbox %s: %w (%d processes killed; runtime: %v)", id, sandbox.ErrOutOfMemory, oom, exitString(werr))
 	}
 	if destroying {
-		return fmt.Errorf("sandbox %s: %w", s.id, ErrDestroyed)
+		return fmt.Errorf("sandbox %s: %w", id, ErrDestroyed)
 	}
-	return fmt.Errorf("sandbox %s: %w: %s", s.id, ErrExited, exitString(werr))
+	return fmt.Errorf("sandbox %s: %w: %s", id, ErrExited, exitString(werr))
 }
 
 func (s *Sandbox) oomKills() uint64 {
-	if s.group == nil {
+	s.mu.Lock()
+	g := s.group
+	s.mu.Unlock()
+	if g == nil {
 		return 0
 	}
-	st, err := s.group.Stats()
+	st, err := g.Stats()
 	if err != nil {
 		return 0
 	}

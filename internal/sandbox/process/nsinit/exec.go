@@ -17,7 +17,7 @@ import (
 // execRuntime drops every privilege and replaces the init with the
 // runtime. It only returns on failure.
 func (r *runner) execRuntime() error {
-	c := r.cfg
+	c, cl := r.cfg, r.claim
 	steps := []struct {
 		name string
 		f    func() error
@@ -40,7 +40,7 @@ func (r *runner) execRuntime() error {
 	}
 	var path string
 	if err := r.run("lookpath", func() (err error) {
-		path, err = lookPath(c.Command[0], c.Env)
+		path, err = lookPath(cl.Command[0], cl.Env)
 		return err
 	}); err != nil {
 		return err
@@ -55,7 +55,7 @@ func (r *runner) execRuntime() error {
 	// Everything the Go runtime opened is close-on-exec already; this also
 	// covers anything inherited by mistake. Only 0, 1 and 2 survive.
 	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
-	err := syscall.Exec(path, c.Command, c.Env)
+	err := syscall.Exec(path, cl.Command, cl.Env)
 	return fmt.Errorf("exec %s: %w", path, err)
 }
 

@@ -13,8 +13,8 @@ import (
 // in returns p inside the new root.
 func (r *runner) in(p string) string { return filepath.Join(r.cfg.Root, p) }
 
-// buildRoot mounts the root tmpfs and fills it: host system directories,
-// the function code, /etc and /tmp.
+// buildRoot mounts the root tmpfs and fills it with what every sandbox
+// shares: host system directories and /etc.
 func (r *runner) buildRoot() error {
 	c := r.cfg
 	if err := unix.Mount("tmpfs", c.Root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,nr_inodes=4096,mode=0755"); err != nil {
@@ -31,19 +31,6 @@ func (r *runner) buildRoot() error {
 			return err
 		}
 	}
-	if err := bindRO(c.CodeDir, r.in("/var/task"), true); err != nil {
-		return err
-	}
-	if c.RuntimeDir != "" {
-		if err := bindRO(c.RuntimeDir, r.in("/var/runtime"), true); err != nil {
-			return err
-		}
-	}
-	if c.OptDir != "" {
-		if err := bindRO(c.OptDir, r.in("/opt"), true); err != nil {
-			return err
-		}
-	}
 	if err := os.Mkdir(r.in("/etc"), 0o755); err != nil {
 		return err
 	}
@@ -54,6 +41,26 @@ func (r *runner) buildRoot() error {
 	}
 	for _, p := range c.EtcBinds {
 		if err := bindRO(p, r.in(p), true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mountCode binds the function's directories (still reachable: the host's
+// root is only detached by pivot_root, after this) and mounts its /tmp.
+func (r *runner) mountCode() error {
+	c := r.claim
+	if err := bindRO(c.CodeDir, r.in("/var/task"), true); err != nil {
+		return err
+	}
+	if c.RuntimeDir != "" {
+		if err := bindRO(c.RuntimeDir, r.in("/var/runtime"), true); err != nil {
+			return err
+		}
+	}
+	if c.OptDir != "" {
+		if err := bindRO(c.OptDir, r.in("/opt"), true); err != nil {
 			return err
 		}
 	}

@@ -37,11 +37,23 @@ func Run() {
 		fail("config", err)
 	}
 	r := &runner{cfg: cfg}
-	lnFD, err := r.setup()
+	lnFD, err := r.prepare()
 	if err != nil {
 		fail(r.step, err)
 	}
 	msg, _ := json.Marshal(Ready{Timings: r.timings})
+	if _, err := unix.Write(SockFD, msg); err != nil {
+		os.Exit(3)
+	}
+	// A pooled sandbox waits here until it is claimed (or killed).
+	if r.claim, err = readClaim(); err != nil {
+		fail("claim", err)
+	}
+	r.timings = r.timings[:0]
+	if err := r.claimed(); err != nil {
+		fail(r.step, err)
+	}
+	msg, _ = json.Marshal(Ready{Timings: r.timings})
 	if err := unix.Sendmsg(SockFD, msg, unix.UnixRights(lnFD), nil, 0); err != nil {
 		os.Exit(3)
 	}
@@ -62,28 +74,45 @@ func fail(step string, err error) {
 	os.Exit(1)
 }
 
-func readConfig() (*Config, error) {
+// readMsg reads one message of the host into v.
+func readMsg(v any) error {
 	buf := make([]byte, 1<<20)
 	n, err := unix.Read(SockFD, buf)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if n == 0 {
-		return nil, errors.New("control socket closed")
+		return errors.New("control socket closed")
 	}
+	return json.Unmarshal(buf[:n], v)
+}
+
+func readConfig() (*Config, error) {
 	var cfg Config
-	if err := json.Unmarshal(buf[:n], &cfg); err != nil {
+	if err := readMsg(&cfg); err != nil {
 		return nil, err
 	}
-	if cfg.UID == 0 || cfg.GID == 0 || len(cfg.Command) == 0 {
-		return nil, errors.New("refusing config: root uid/gid or empty command")
+	if cfg.UID == 0 || cfg.GID == 0 {
+		return nil, errors.New("refusing config: root uid/gid")
 	}
 	return &cfg, nil
+}
+
+func readClaim() (*Claim, error) {
+	var c Claim
+	if err := readMsg(&c); err != nil {
+		return nil, err
+	}
+	if len(c.Command) == 0 || c.CodeDir == "" {
+		return nil, errors.New("refusing claim: empty command or code dir")
+	}
+	return &c, nil
 }
 
 // runner runs the init's named steps and records how long each took.
 type runner struct {
 	cfg     *Config
+	claim   *Claim // nil until claimed
 	step    string
 	timings []Timing
 }
@@ -96,33 +125,40 @@ func (r *runner) run(name string, f func() error) error {
 	return err
 }
 
-// setup prepares the sandbox while still privileged and returns the
-// listening socket of the Runtime API.
-func (r *runner) setup() (int, error) {
-	steps := []struct {
-		name string
-		f    func() error
-	}{
-		{"mount-private", func() error { return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "") }},
-		{"rootfs", r.buildRoot},
-		{"proc", r.mountProc},
-		{"dev", r.buildDev},
-		{"pivot-root", r.pivotRoot},
-		{"hostname", func() error { return unix.Sethostname([]byte(r.cfg.Hostname)) }},
-		{"loopback", loopbackUp},
+// step is one named step of the init.
+type step struct {
+	name string
+	f    func() error
+}
+
+func (r *runner) runAll(steps []step) error {
+	for _, s := range steps {
+		if err := r.run(s.name, s.f); err != nil {
+			return err
+		}
 	}
+	return nil
+}
+
+// prepare builds what does not depend on the function, while still
+// privileged, and returns the listening socket of the Runtime API.
+func (r *runner) prepare() (int, error) {
+	var steps []step
 	if r.cfg.Net != nil {
 		// First, while /proc is still the host's writable procfs (its
 		// sys/net is this network namespace's): IPv6 is switched off here.
-		steps = append([]struct {
-			name string
-			f    func() error
-		}{{"network", func() error { return setupNet(r.cfg.Net) }}}, steps...)
+		steps = append(steps, step{"network", func() error { return setupNet(r.cfg.Net) }})
 	}
-	for _, s := range steps {
-		if err := r.run(s.name, s.f); err != nil {
-			return -1, err
-		}
+	steps = append(steps,
+		step{"mount-private", func() error { return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "") }},
+		step{"rootfs", r.buildRoot},
+		step{"proc", r.mountProc},
+		step{"dev", r.buildDev},
+		step{"hostname", func() error { return unix.Sethostname([]byte(r.cfg.Hostname)) }},
+		step{"loopback", loopbackUp},
+	)
+	if err := r.runAll(steps); err != nil {
+		return -1, err
 	}
 	var fd int
 	err := r.run("listen", func() (err error) {
@@ -130,6 +166,14 @@ func (r *runner) setup() (int, error) {
 		return err
 	})
 	return fd, err
+}
+
+// claimed adds the function's part and detaches the host's file system.
+func (r *runner) claimed() error {
+	return r.runAll([]step{
+		{"code", r.mountCode},
+		{"pivot-root", r.pivotRoot},
+	})
 }
 
 func loopbackUp() error {

@@ -10,12 +10,22 @@
 // (SOCK_SEQPACKET, one JSON message per packet):
 //
 //	host                               init (this package)
-//	 │── Config ───────────────────────►│ mounts, pivot_root, lo up, listen
+//	 │── Config ───────────────────────►│ root tmpfs, host dirs, /etc, /proc,
+//	 │   (puts the pid into cgroups)    │ /dev, hostname, lo up, listen
+//	 │◄── Ready (prepared) ─────────────│
+//	 │   ... a pooled sandbox waits     │ (no function known yet)
+//	 │── Claim ────────────────────────►│ code, /tmp, pivot_root
 //	 │◄── Ready (+ listener fd) ────────│
-//	 │   (puts the pid into cgroups)    │
 //	 │── Go ───────────────────────────►│ drop privileges, seccomp
 //	 │◄── Ready (timings) ──────────────│ execve
 //	 │◄── EOF (exec ok) or Ready{Error} │
+//
+// Config carries what every sandbox of the driver shares; Claim carries
+// one function's part (its code, /tmp size, command and environment), so
+// that the host can prepare sandboxes ahead of need and hand each its
+// function later. Nothing of the preparation survives into the runtime:
+// it is the same process, which execs the runtime with only Claim's
+// environment, after pivot_root detached the host's file system.
 //
 // The socket is close-on-exec, so EOF after Go means the runtime runs.
 // Any Ready carrying Error ends the exchange.
@@ -33,7 +43,8 @@ const SockFD = 3
 // runtime.
 const GoByte = 'G'
 
-// Config is everything the init needs, sent by the host as JSON.
+// Config is what the init needs to prepare a sandbox, sent by the host as
+// JSON first.
 type Config struct {
 	// ID is the sandbox id (used in error messages).
 	ID string
@@ -46,21 +57,12 @@ type Config struct {
 	// Host lists top-level host paths recreated in the sandbox: a symlink
 	// when Link is set, else a read-only bind mount of Path.
 	Host []HostPath
-	// CodeDir is bound read-only at /var/task, RuntimeDir (if set) at
-	// /var/runtime.
-	CodeDir, RuntimeDir string
-	// OptDir, if set, is bound read-only at /opt (the function's layers).
-	OptDir string `json:",omitempty"`
 	// EtcFiles are written into the sandbox's /etc (name → contents).
 	EtcFiles map[string]string
 	// EtcBinds are host paths under /etc bound read-only at the same place.
 	EtcBinds []string
-	// TmpMB sizes the private /tmp.
-	TmpMB int
 	// DevNodes are names of host /dev nodes bound into the sandbox's /dev.
 	DevNodes []string
-	// Command and Env are the runtime's argv and complete environment.
-	Command, Env []string
 	// UID and GID the runtime runs as (never 0).
 	UID, GID int
 	// NoFile is RLIMIT_NOFILE of the runtime.
@@ -74,14 +76,29 @@ type Config struct {
 	Net *Net `json:",omitempty"`
 }
 
+// Claim is the function's part of a sandbox, sent by the host as JSON once
+// the init reported the sandbox prepared.
+type Claim struct {
+	// CodeDir is bound read-only at /var/task, RuntimeDir (if set) at
+	// /var/runtime.
+	CodeDir, RuntimeDir string
+	// OptDir, if set, is bound read-only at /opt (the function's layers).
+	OptDir string `json:",omitempty"`
+	// TmpMB sizes the private /tmp.
+	TmpMB int
+	// Command and Env are the runtime's argv and complete environment.
+	Command, Env []string
+}
+
 // HostPath is one top-level path of the host file system.
 type HostPath struct {
 	Path string
 	Link string `json:",omitempty"`
 }
 
-// Ready is the init's reply: after Config (with the listener's fd attached
-// on success), and after Go (timings just before execve, or an error).
+// Ready is the init's reply: after Config (the sandbox is prepared), after
+// Claim (with the listener's fd attached on success), and after Go
+// (timings just before execve, or an error).
 type Ready struct {
 	// Error is set when a step failed; Step names it.
 	Error string `json:",omitempty"`

@@ -1,0 +1,111 @@
+package process
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/flintdev/flint/internal/sandbox"
+	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
+)
+
+// PrepareMemoryMB is the memory limit of a prepared sandbox until its
+// claim sets the function's (Lambda's smallest memory size: any function
+// fits a prepared sandbox's use).
+const PrepareMemoryMB = 128
+
+// ErrClaimed is returned by a second Claim of the same prepared sandbox.
+var ErrClaimed = errors.New("process: prepared sandbox already claimed or destroyed")
+
+var _ sandbox.Preparer = (*Driver)(nil)
+
+// Prepare implements sandbox.Preparer: it runs the first half of Create's
+// steps (create.go) under a pool id of its own ("pool-" and random hex,
+// the name of its cgroups until the claim renames them): the init runs in
+// its namespaces and cgroups, as root still, with the root file system
+// built but for the function's directories and /tmp, the Runtime API
+// socket listening, and the host's file system not yet detached (the
+// claim binds the code from it, then pivots). No function code can run
+// before the claim, which hands over the rest (see nsinit's protocol).
+func (d *Driver) Prepare(ctx context.Context) (sandbox.Prepared, error) {
+	var b [8]byte
+	rand.Read(b[:])
+	lim := cgroup.Limits{MemoryBytes: PrepareMemoryMB << 20, Pids: int64(d.cfg.PidsMax)}
+	c := d.newCreation("pool-"+hex.EncodeToString(b[:]), lim)
+	if err := c.run(ctx, c.prepareSteps()); err != nil {
+		return nil, err
+	}
+	p := &prepared{c: c}
+	if st, err := c.s.group.Stats(); err == nil {
+		p.mem = st.MaxMemoryBytes
+	}
+	// The timings a claimed sandbox reports are its claim's: what its
+	// cold start cost.
+	c.steps = nil
+	return p, nil
+}
+
+// prepared is a sandbox.Prepared of the process driver: a creation
+// stopped between its two step lists.
+type prepared struct {
+	c   *creation
+	mem uint64
+
+	mu   sync.Mutex
+	used bool // Claim or Destroy was called
+}
+
+func (p *prepared) take() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.used {
+		return false
+	}
+	p.used = true
+	return true
+}
+
+// Claim implements sandbox.Prepared.
+func (p *prepared) Claim(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
+	if !p.take() {
+		return nil, ErrClaimed
+	}
+	c := p.c
+	if err := c.d.validateSpec(&spec); err != nil {
+		c.abort()
+		return nil, err
+	}
+	select {
+	case <-c.s.done:
+		err := c.s.Err()
+		c.abort()
+		return nil, fmt.Errorf("claim sandbox %s: prepared sandbox died: %w", spec.ID, err)
+	default:
+	}
+	c.spec = &spec
+	c.s.rename(spec.ID, c.d.cfg.Logger)
+	c.s.out.setWriter(spec.Output, c.s.log)
+	if err := c.run(ctx, c.claimSteps(true)); err != nil {
+		return nil, err
+	}
+	return c.finish(ctx), nil
+}
+
+// Done implements sandbox.Prepared.
+func (p *prepared) Done() <-chan struct{} { return p.c.s.done }
+
+// MemoryBytes implements sandbox.Prepared: the peak use of its cgroups
+// while it was prepared.
+func (p *prepared) MemoryBytes() uint64 { return p.mem }
+
+// Destroy implements sandbox.Prepared.
+func (p *prepared) Destroy(ctx context.Context) error {
+	if !p.take() {
+		return nil
+	}
+	p.c.closeChannels()
+	return p.c.s.Destroy(ctx)
+}
