@@ -105,10 +105,35 @@ func hostMountsUnder(t *testing.T, dir string) []string {
 	return ms
 }
 
+// TestLimitsIdentityAndCleanup checks a created sandbox, and one prepared
+// (under a pool id, with the preparation's memory limit) then claimed:
+// both end up with the function's limits in cgroups named after the
+// sandbox, and nothing of the preparation is left.
 func TestLimitsIdentityAndCleanup(t *testing.T) {
+	t.Run("Create", func(t *testing.T) { testLimitsIdentityAndCleanup(t, false) })
+	t.Run("PrepareClaim", func(t *testing.T) { testLimitsIdentityAndCleanup(t, true) })
+}
+
+func testLimitsIdentityAndCleanup(t *testing.T, pooled bool) {
 	d := testDriver(t)
 	id := "limits-" + strconv.Itoa(os.Getpid())
-	sb, err := d.Create(context.Background(), spec(t, id, "/bin/sleep", "600"))
+	var sb sandbox.Sandbox
+	var err error
+	if pooled {
+		before := poolCgroups(t, d)
+		pr := prepare(t, d)
+		if got := poolCgroups(t, d); len(got) != len(before)+1 {
+			t.Fatalf("prepared sandbox's cgroups: %v, then %v", before, got)
+		}
+		sb, err = pr.Claim(context.Background(), spec(t, id, "/bin/sleep", "600"))
+		if err == nil {
+			if got := poolCgroups(t, d); len(got) != len(before) {
+				t.Errorf("pool cgroups after the claim: %v, want %v", got, before)
+			}
+		}
+	} else {
+		sb, err = d.Create(context.Background(), spec(t, id, "/bin/sleep", "600"))
+	}
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +172,15 @@ func TestLimitsIdentityAndCleanup(t *testing.T) {
 	for _, s := range steps {
 		names = append(names, s.Name)
 	}
-	for _, want := range []string{"cgroup", "start", "wait-init", "exec", "init/rootfs", "init/pivot-root"} {
+	want := []string{"cgroup", "start", "wait-prepared", "wait-init", "exec", "init/rootfs", "init/pivot-root"}
+	if pooled {
+		// A claimed sandbox reports what its claim cost.
+		want = []string{"claim-cgroup", "wait-init", "exec", "init/code", "init/pivot-root"}
+		if slices.Contains(names, "start") {
+			t.Errorf("claimed sandbox reports its preparation's steps: %v", names)
+		}
+	}
+	for _, want := range want {
 		if !slices.Contains(names, want) {
 			t.Errorf("Timings() lacks step %q: %v", want, names)
 		}

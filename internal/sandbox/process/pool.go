@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/flintdev/flint/internal/sandbox"
@@ -38,9 +41,9 @@ func (d *Driver) Prepare(ctx context.Context) (sandbox.Prepared, error) {
 	if err := c.run(ctx, c.prepareSteps()); err != nil {
 		return nil, err
 	}
-	p := &prepared{c: c}
+	p := &prepared{c: c, mem: anonBytes(c.s.cmd.Process.Pid)}
 	if st, err := c.s.group.Stats(); err == nil {
-		p.mem = st.MaxMemoryBytes
+		p.mem = max(p.mem, st.MaxMemoryBytes)
 	}
 	// The timings a claimed sandbox reports are its claim's: what its
 	// cold start cost.
@@ -97,8 +100,9 @@ func (p *prepared) Claim(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 // Done implements sandbox.Prepared.
 func (p *prepared) Done() <-chan struct{} { return p.c.s.done }
 
-// MemoryBytes implements sandbox.Prepared: the peak use of its cgroups
-// while it was prepared.
+// MemoryBytes implements sandbox.Prepared: the init's private memory once
+// prepared, or its cgroups' peak if more (what the init allocated before
+// it joined its cgroups is charged to the host's).
 func (p *prepared) MemoryBytes() uint64 { return p.mem }
 
 // Destroy implements sandbox.Prepared.
@@ -108,4 +112,24 @@ func (p *prepared) Destroy(ctx context.Context) error {
 	}
 	p.c.closeChannels()
 	return p.c.s.Destroy(ctx)
+}
+
+// anonBytes is the private (anonymous and shared-memory) resident memory
+// of process pid, 0 if unknown.
+func anonBytes(pid int) uint64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
+	if err != nil {
+		return 0
+	}
+	var kb uint64
+	for _, line := range strings.Split(string(b), "\n") {
+		for _, key := range []string{"RssAnon:", "RssShmem:"} {
+			if v, ok := strings.CutPrefix(line, key); ok {
+				if n, err := strconv.ParseUint(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64); err == nil {
+					kb += n
+				}
+			}
+		}
+	}
+	return kb << 10
 }
