@@ -4,14 +4,28 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"strconv"
+	"strings"
 
 	"golang.org/x/sys/unix"
 )
 
 // in returns p inside the new root.
-func (r *runner) in(p string) string { return filepath.Join(r.cfg.Root, p) }
+func (r *runner) in(p string) string { return join(r.cfg.Root, p) }
+
+// join joins clean absolute paths (what the host sends). The init avoids
+// package path/filepath: see early.go.
+func join(a, b string) string {
+	return strings.TrimSuffix(a, "/") + "/" + strings.TrimPrefix(b, "/")
+}
+
+// dir is the parent of clean absolute path p.
+func dir(p string) string {
+	if i := strings.LastIndexByte(p, '/'); i > 0 {
+		return p[:i]
+	}
+	return "/"
+}
 
 // buildRoot mounts the root tmpfs and fills it with what every sandbox
 // shares: host system directories and /etc.
@@ -98,7 +112,7 @@ func mkTarget(src, dst string) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := os.MkdirAll(dir(dst), 0o755); err != nil {
 		return err
 	}
 	if st.IsDir() {
@@ -134,20 +148,20 @@ func (r *runner) mountProc() error {
 		return fmt.Errorf("mount proc: %w", err)
 	}
 	for _, f := range procMaskFiles {
-		dst := filepath.Join(p, f)
+		dst := join(p, f)
 		if err := unix.Mount("/dev/null", dst, "", unix.MS_BIND, ""); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("mask /proc/%s: %w", f, err)
 		}
 	}
 	for _, d := range procMaskDirs {
-		dst := filepath.Join(p, d)
+		dst := join(p, d)
 		err := unix.Mount("tmpfs", dst, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0")
 		if err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("mask /proc/%s: %w", d, err)
 		}
 	}
 	for _, d := range procReadOnly {
-		dst := filepath.Join(p, d)
+		dst := join(p, d)
 		if err := bindRO(dst, dst, false); err != nil && !errors.Is(err, unix.ENOENT) {
 			return fmt.Errorf("/proc/%s read-only: %w", d, err)
 		}
@@ -166,7 +180,7 @@ func (r *runner) buildDev() error {
 		return fmt.Errorf("mount /dev: %w", err)
 	}
 	for _, n := range r.cfg.DevNodes {
-		dst := filepath.Join(d, n)
+		dst := join(d, n)
 		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
 		if err != nil {
 			return err
@@ -176,7 +190,7 @@ func (r *runner) buildDev() error {
 			return fmt.Errorf("bind /dev/%s: %w", n, err)
 		}
 	}
-	shm := filepath.Join(d, "shm")
+	shm := join(d, "shm")
 	if err := os.Mkdir(shm, 0o755); err != nil {
 		return err
 	}
@@ -185,7 +199,7 @@ func (r *runner) buildDev() error {
 	}
 	links := [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}}
 	for _, l := range links {
-		if err := os.Symlink(l[0], filepath.Join(d, l[1])); err != nil {
+		if err := os.Symlink(l[0], join(d, l[1])); err != nil {
 			return err
 		}
 	}
