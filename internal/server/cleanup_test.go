@@ -26,7 +26,8 @@ func TestMain(m *testing.M) {
 }
 
 // TestCleanupKilledServer: the sandboxes of a server that died without
-// destroying them keep their cgroups; `flint server --cleanup --data DIR`
+// destroying them (one running, one prepared for its pool) keep their
+// cgroups; `flint server --cleanup --data DIR`
 // kills what still runs in them and removes them and their parent, and
 // refuses while a server holds DIR.
 func TestCleanupKilledServer(t *testing.T) {
@@ -59,6 +60,12 @@ func TestCleanupKilledServer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { sb.Destroy(ctx) })
+	// And one prepared for its pool, never claimed.
+	pr, err := d.Prepare(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { pr.Destroy(ctx) })
 	var dirs []string
 	for _, sub := range []string{"", "unified", "memory", "pids", "cpu"} {
 		if p := filepath.Join(process.DefaultCgroupRoot, sub, parent); exists(p) {
@@ -87,7 +94,7 @@ func TestCleanupKilledServer(t *testing.T) {
 	}
 
 	out, code2 := flint(ctx, "server", "--cleanup", "--data", data)
-	if code2 != 0 || !strings.Contains(out, "removed 1 sandbox cgroups") {
+	if code2 != 0 || !strings.Contains(out, "removed 2 sandbox cgroups") {
 		t.Fatalf("--cleanup: exit %d, output %q", code2, out)
 	}
 	for _, p := range dirs {
@@ -95,10 +102,12 @@ func TestCleanupKilledServer(t *testing.T) {
 			t.Errorf("%s survives --cleanup", p)
 		}
 	}
-	select {
-	case <-sb.Done():
-	case <-time.After(10 * time.Second):
-		t.Error("the left sandbox still runs after --cleanup")
+	for _, done := range []<-chan struct{}{sb.Done(), pr.Done()} {
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Error("a left sandbox still runs after --cleanup")
+		}
 	}
 }
 
