@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -288,7 +289,17 @@ func BenchmarkCreate(b *testing.B) {
 	b.Run("initbin", func(b *testing.B) { benchCreate(b, buildInitBin(b)) })
 }
 
+// BenchmarkClaim measures Claim of a sandbox prepared beforehand (off the
+// timer): what a cold start costs the driver when the pool has one ready.
+func BenchmarkClaim(b *testing.B) {
+	b.Run("reexec", func(b *testing.B) { benchCreate(b, "", claiming) })
+}
+
+// claiming marks benchCreate's driver config: prepare, then time Claim.
+func claiming(*process.Config) {}
+
 func benchCreate(b *testing.B, initPath string, mutate ...func(*process.Config)) {
+	claim := len(mutate) > 0 && reflect.ValueOf(mutate[0]).Pointer() == reflect.ValueOf(claiming).Pointer()
 	d := newDriver(b, append([]func(*process.Config){func(c *process.Config) {
 		c.CgroupParent = testParent
 		c.InitPath = initPath
@@ -302,8 +313,18 @@ func benchCreate(b *testing.B, initPath string, mutate ...func(*process.Config))
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		sp.ID = "bench-" + strconv.Itoa(os.Getpid()) + "-" + strconv.Itoa(i)
+		create := d.Create
+		if claim {
+			b.StopTimer()
+			pr, err := d.Prepare(context.Background())
+			if err != nil {
+				b.Fatal(err)
+			}
+			create = pr.Claim
+			b.StartTimer()
+		}
 		t0 := time.Now()
-		sb, err := d.Create(context.Background(), sp)
+		sb, err := create(context.Background(), sp)
 		if err != nil {
 			b.Fatal(err)
 		}
