@@ -18,10 +18,16 @@ import (
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/microvm"
 	"github.com/flintdev/flint/internal/sandbox/sandboxtest"
+	"github.com/flintdev/flint/internal/vm/jail"
 	"github.com/flintdev/flint/internal/vm/kernel"
 	"github.com/flintdev/flint/internal/vm/qemu"
 	"github.com/flintdev/flint/internal/vm/vmtest"
 )
+
+func TestMain(m *testing.M) {
+	jail.MaybeRun() // the driver re-executes this binary to jail QEMU
+	os.Exit(m.Run())
+}
 
 // newDriver builds the guest init and a driver that runs one VM at a time
 // (the development machine is shared and has two cores). It skips when
