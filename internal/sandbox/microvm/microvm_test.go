@@ -65,6 +65,7 @@ func newDriverWith(t testing.TB, mod func(*microvm.Config)) *microvm.Driver {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(d.Close)
 	t.Logf("guest kernel %s, accelerator %s", k.Release, d.Accel())
 	return d
 }
