@@ -32,10 +32,16 @@ func requireRoot(t *testing.T) {
 
 // sleeperSpec jails /bin/sleep with its libraries, a writable directory
 // at /vm and /dev/null.
-func sleeperSpec(t *testing.T) (jail.Spec, string) {
+func sleeperSpec(t testing.TB) (jail.Spec, string) {
+	return programSpec(t, "/bin/sleep", "sleep", "600")
+}
+
+// programSpec jails the program path (with its libraries) run with args,
+// a writable directory at /vm and /dev/null.
+func programSpec(t testing.TB, path string, args ...string) (jail.Spec, string) {
 	t.Helper()
 	b := initramfs.New()
-	if err := b.AddHostProgram("/bin/sleep"); err != nil {
+	if err := b.AddHostProgram(path); err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
@@ -47,7 +53,7 @@ func sleeperSpec(t *testing.T) (jail.Spec, string) {
 		}
 	}
 	s := jail.Spec{
-		Root: root, UID: 64990, GID: 64991, Path: "/bin/sleep", Args: []string{"sleep", "600"},
+		Root: root, UID: 64990, GID: 64991, Path: path, Args: args,
 		Binds:   []jail.Bind{{Src: vm, Dst: "/vm", Writable: true}},
 		Devices: []jail.Device{{Name: "null", Major: 1, Minor: 3}},
 		NoFile:  256,
