@@ -265,6 +265,9 @@ func execRuntime(args []string) {
 	if err := errors.Join(err1, err2); err != nil || uid <= 0 || gid <= 0 {
 		fail(fmt.Errorf("launcher: bad uid/gid %q %q", args[0], args[1]))
 	}
+	// The mount namespace, the capability bounding set and the seccomp
+	// filter are per thread: do all of it on the thread that executes.
+	goruntime.LockOSThread()
 	if err := confineView(); err != nil {
 		fail(fmt.Errorf("launcher: %w", err))
 	}
@@ -285,8 +288,6 @@ func execRuntime(args []string) {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		fail(err)
 	}
-	// The filter is per thread: install it on the thread that executes.
-	goruntime.LockOSThread()
 	prog, err := syscallfilter.Program()
 	if err != nil {
 		fail(err)
