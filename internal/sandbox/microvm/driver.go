@@ -12,6 +12,11 @@
 // The function's directories (/var/task, /var/runtime, /opt) travel as an
 // initramfs layer built per sandbox and appended to the driver's base
 // image; the init makes them read-only bind mounts.
+//
+// QEMU itself runs jailed, as Firecracker's jailer runs Firecracker
+// (jail.go, package jail): a uid and gid of its own per VM, namespaces and
+// a root holding only what it needs, a cgroup sized from the function's
+// memory, QEMU's own seccomp filter.
 package microvm
 
 import (
@@ -203,7 +208,7 @@ type Driver struct {
 	cfg    Config
 	qemu   string
 	base   string        // the base initramfs
-	kernel string        // the vmlinux, readable by the VMM user
+	kernel string        // the vmlinux, bound read-only into every jail
 	accel  qemu.Accel    // chosen in New
 	slots  chan struct{} // nil, or MaxVMs tokens
 	// The VMMs' jail: what they share, and the empty directory every
