@@ -212,11 +212,18 @@ func TestVMMJail(t *testing.T) {
 			t.Fatalf("%s: QEMU's memory cgroup %q, want .../%s/%s", v.sb.ID(), mem, microvm.DefaultVMMCgroupParent, v.sb.ID())
 		}
 		guest := int64(mems[i] + microvm.DefaultGuestOverheadMB)
-		limit := readInt(t, filepath.Join(mem, "memory.limit_in_bytes"))
+		// cgroup v1 file names, else v2's.
+		file := func(dir, v1, v2 string) string {
+			if _, err := os.Stat(filepath.Join(dir, v1)); err == nil {
+				return filepath.Join(dir, v1)
+			}
+			return filepath.Join(dir, v2)
+		}
+		limit := readInt(t, file(mem, "memory.limit_in_bytes", "memory.max"))
 		if limit < (guest+microvm.DefaultVMMOverheadMB)<<20 || limit > (guest+512)<<20 {
 			t.Errorf("%s: VMM memory limit %d MiB for a %d MiB guest", v.sb.ID(), limit>>20, guest)
 		}
-		if usage := readInt(t, filepath.Join(mem, "memory.max_usage_in_bytes")); usage <= 0 || usage > limit {
+		if usage := readInt(t, file(mem, "memory.max_usage_in_bytes", "memory.peak")); usage <= 0 || usage > limit {
 			t.Errorf("%s: VMM peak memory %d of limit %d", v.sb.ID(), usage, limit)
 		} else {
 			t.Logf("%s: VMM peak memory %d MiB of a %d MiB limit (guest %d MiB); %s threads", v.sb.ID(), usage>>20, limit>>20, guest, field(v.proc("status"), "Threads"))
@@ -225,7 +232,7 @@ func TestVMMJail(t *testing.T) {
 			t.Errorf("%s: pids.max %d, want %d", v.sb.ID(), n, microvm.DefaultVMMPidsMax)
 		}
 		wantCPUs := 1 + i // 128 MB: one vCPU; 1770 MB: two (the host has two or more)
-		quota := readInt(t, filepath.Join(v.cgroupDir("cpu"), "cpu.cfs_quota_us"))
+		quota := readInt(t, file(v.cgroupDir("cpu"), "cpu.cfs_quota_us", "cpu.max")) // v2: "quota period"
 		if quota <= 0 || quota > int64(wantCPUs)*100000 {
 			t.Errorf("%s: cpu.cfs_quota_us %d, want a share of at most %d CPUs", v.sb.ID(), quota, wantCPUs)
 		}
