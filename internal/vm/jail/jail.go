@@ -90,6 +90,9 @@ type Spec struct {
 	Args []string
 	// NoFile is the program's RLIMIT_NOFILE (0 leaves the inherited one).
 	NoFile uint64
+	// Files is how many descriptors the program inherits from 3 up
+	// (set by Prepare from cmd.ExtraFiles).
+	Files int
 }
 
 // Validate reports a Spec the helper would refuse.
@@ -135,11 +138,13 @@ type Jail struct {
 
 // Prepare rewrites cmd (whose Stdin, Stdout and Stderr are kept) to start
 // the helper binary helper (normally /proc/self/exe, which must call
-// MaybeRun) in new namespaces, running spec's program. cmd's own Path,
-// Args, Env, ExtraFiles and SysProcAttr are replaced. After cmd.Start, the
-// caller puts cmd's pid in its cgroup and calls Release; the program does
-// not start before.
+// MaybeRun) in new namespaces, running spec's program. cmd.ExtraFiles
+// reach the program as descriptors 3, 4... (a tap device, a snapshot to
+// restore: what it may use without reaching a path); cmd's own Path, Args,
+// Env and SysProcAttr are replaced. After cmd.Start, the caller puts cmd's
+// pid in its cgroup and calls Release; the program does not start before.
 func Prepare(cmd *exec.Cmd, helper string, spec Spec) (*Jail, error) {
+	spec.Files = len(cmd.ExtraFiles)
 	if err := spec.Validate(); err != nil {
 		return nil, err
 	}
@@ -167,7 +172,7 @@ func Prepare(cmd *exec.Cmd, helper string, spec Spec) (*Jail, error) {
 	cmd.Path = helper
 	cmd.Args = []string{helper, Marker}
 	cmd.Env = []string{}
-	cmd.ExtraFiles = []*os.File{r} // fd 3 == helperFD
+	cmd.ExtraFiles = append([]*os.File{r}, cmd.ExtraFiles...) // fd 3 == helperFD
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: namespaces, Pdeathsig: syscall.SIGKILL}
 	return &Jail{r: r, w: w}, nil
 }

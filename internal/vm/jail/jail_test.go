@@ -203,6 +203,57 @@ func TestConfined(t *testing.T) {
 	}
 }
 
+// TestPassFiles: the caller's ExtraFiles reach the program as fds 3 and
+// up, and nothing else does.
+func TestPassFiles(t *testing.T) {
+	requireRoot(t)
+	s, _ := sleeperSpec(t)
+	r, w, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	defer w.Close()
+	var stderr bytes.Buffer
+	cmd := exec.Command("/nonexistent")
+	cmd.Stderr = &stderr
+	cmd.ExtraFiles = []*os.File{r, w}
+	j, err := jail.Prepare(cmd, "/proc/self/exe", s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(j.Close)
+	err = cmd.Start()
+	j.Started()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	if err := j.Release(); err != nil {
+		t.Fatal(err)
+	}
+	pid := cmd.Process.Pid
+	if !polltest.Wait(10*time.Second, func() bool { return statusField(procFile(pid, "status"), "Name") == "sleep" }) {
+		t.Fatalf("the program never ran: %s", stderr.String())
+	}
+	fdDir := "/proc/" + strconv.Itoa(pid) + "/fd/"
+	for fd, f := range map[string]*os.File{"3": r, "4": w} {
+		got, _ := os.Readlink(fdDir + fd)
+		want, _ := os.Readlink("/proc/self/fd/" + strconv.Itoa(int(f.Fd())))
+		if got == "" || got != want {
+			t.Errorf("fd %s -> %q, want %q", fd, got, want)
+		}
+	}
+	ents, _ := os.ReadDir(fdDir)
+	if len(ents) != 5 {
+		var names []string
+		for _, e := range ents {
+			names = append(names, e.Name())
+		}
+		t.Errorf("descriptors %v, want 0-4", names)
+	}
+}
+
 // TestHelperFailure: a Spec the helper cannot build ends it with status 125
 // and a message naming the step, before the program runs.
 func TestHelperFailure(t *testing.T) {

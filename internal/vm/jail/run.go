@@ -91,8 +91,16 @@ func run() {
 	if _, err := unix.Poll(fds, 0); err != nil || fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
 		os.Exit(125)
 	}
+	step = "descriptors"
+	// The caller's files move down one, onto 3 and up (the control pipe
+	// at 3 goes); everything else is closed at exec.
+	for i := 0; i < s.Files; i++ {
+		if err := unix.Dup3(helperFD+1+i, helperFD+i, 0); err != nil {
+			fail(err)
+		}
+	}
+	_ = unix.CloseRange(uint(helperFD+s.Files), math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
 	step = "exec " + s.Path
-	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
 	err := syscall.Exec(s.Path, s.Args, []string{})
 	fail(err)
 }
