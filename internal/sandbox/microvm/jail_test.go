@@ -231,7 +231,7 @@ func TestVMMJail(t *testing.T) {
 		if n := readInt(t, filepath.Join(v.cgroupDir("pids"), "pids.max")); n != microvm.DefaultVMMPidsMax {
 			t.Errorf("%s: pids.max %d, want %d", v.sb.ID(), n, microvm.DefaultVMMPidsMax)
 		}
-		wantCPUs := 1 + i // 128 MB: one vCPU; 1770 MB: two (the host has two or more)
+		wantCPUs := 1 + i                                                            // 128 MB: one vCPU; 1770 MB: two (the host has two or more)
 		quota := readInt(t, file(v.cgroupDir("cpu"), "cpu.cfs_quota_us", "cpu.max")) // v2: "quota period"
 		if quota <= 0 || quota > int64(wantCPUs)*100000 {
 			t.Errorf("%s: cpu.cfs_quota_us %d, want a share of at most %d CPUs", v.sb.ID(), quota, wantCPUs)
