@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -125,26 +126,28 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// warmTarget starts the emulator in the fairest mode for c clients: its
-// default mode for one client, AWS_LAMBDA_MAX_CONCURRENCY=c otherwise.
-func (r *rie) warmTarget(ctx context.Context, clients int) (*invoker, func(), error) {
-	// With exactly `clients` pollers the emulator answers
-	// Runtime.Unavailable whenever a request beats a poller back to /next
-	// (it does not queue), so it gets twice as many.
-	conc := 0
-	if clients > 1 {
-		conc = 2 * clients
+// warmTarget starts the emulator for c clients in its default mode
+// (concurrent false: one runtime, one invocation at a time; only for one
+// client) or with AWS_LAMBDA_MAX_CONCURRENCY=2×c (one runtime process
+// with that many /next pollers). With exactly c pollers the emulator
+// answers Runtime.Unavailable whenever a request beats a poller back to
+// /next (it does not queue), so it gets twice as many.
+func (r *rie) warmTarget(concurrent bool) warmTarget {
+	return func(ctx context.Context, clients int) (string, func() *http.Client, func(), error) {
+		conc := 0
+		if concurrent {
+			conc = 2 * clients
+		}
+		p, err := r.start(conc)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if err := p.waitListening(); err != nil {
+			p.stop()
+			return "", nil, nil, err
+		}
+		return invokeURL(p.base, "function"), func() *http.Client { return newHTTPClient(1) }, p.stop, nil
 	}
-	p, err := r.start(conc)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := p.waitListening(); err != nil {
-		p.stop()
-		return nil, nil, err
-	}
-	inv := &invoker{url: invokeURL(p.base, "function"), hc: newHTTPClient(clients)}
-	return inv, func() { inv.hc.CloseIdleConnections(); p.stop() }, nil
 }
 
 // runRIECold measures the emulator's own cold path n times: start the
