@@ -123,6 +123,9 @@ func TestQuickRun(t *testing.T) {
 	} else if !strings.HasPrefix(rep.Flint.MultiConcurrency, "multi-concurrency: not supported by this server") {
 		t.Errorf("no multi-concurrency rows and no reason: %q", rep.Flint.MultiConcurrency)
 	}
+	if a := rep.Flint.Async; a == nil || len(a.Phases) != 2 || a.Phases[0].Clients != 64 || a.Phases[1].Clients != 16 {
+		t.Errorf("async accept phases: %+v", a)
+	}
 	if c := rep.Flint.Cold; c == nil || c.BreakdownStat != "mean" || c.Breakdown["sandbox create"] <= 0 {
 		t.Errorf("cold breakdown from the server's metrics missing: %+v", c)
 	}

@@ -178,6 +178,21 @@ type Async struct {
 	Concurrency  int     `json:"clients"` // closed-loop clients of the accept phase
 	Backlogged   int     `json:"backlog_left,omitempty"`
 	AcceptWindow float64 `json:"duration_s"`
+	// Phases are the accept phases, in the order run: the first (clients)
+	// is the one above; then 16 clients, with the backlog of the first
+	// still running.
+	Phases []AsyncPhase `json:"phases,omitempty"`
+}
+
+// AsyncPhase is one closed-loop accept phase of the async scenario.
+type AsyncPhase struct {
+	Clients   int     `json:"clients"`
+	N         int     `json:"accept_n"`
+	RPS       float64 `json:"accept_rps"`
+	P50       float64 `json:"accept_p50_ms"`
+	P99       float64 `json:"accept_p99_ms"`
+	Errors    int     `json:"errors"`
+	LastError string  `json:"last_error,omitempty"`
 }
 
 // WriteJSON writes r, indented, to path.
@@ -308,6 +323,10 @@ func (r *Report) PrintTable(w io.Writer) {
 		only(fmt.Sprintf("async accepted events/s (%d clients)", a.Concurrency), a.AcceptRPS, "≥ 5000")
 		only("  async accept p50 ms", a.AcceptP50, "")
 		only("  async accept p99 ms", a.AcceptP99, "")
+		for _, p := range a.Phases[min(1, len(a.Phases)):] {
+			only(fmt.Sprintf("  accepted/s, %d clients, after the above", p.Clients), p.RPS, "")
+			only(fmt.Sprintf("  accept p50 ms, %d clients", p.Clients), p.P50, "")
+		}
 		only("async 202→start p50 ms", a.StartP50, "≤ 5")
 		only("async 202→start p99 ms", a.StartP99, "")
 	}

@@ -74,7 +74,7 @@ Emulator with the very same bootstrap and prints the ratios. See docs/benchmarks
 	f.IntVar(&cfg.ColdN, "cold-n", 0, "cold starts per target (default 50; --quick 3)")
 	f.IntVar(&cfg.DensityN, "density-n", 0, "idle sandboxes the density scenario creates (default 200; --quick 5)")
 	f.DurationVar(&cfg.AsyncDuration, "async-duration", 0, "duration of the async accept phase (default 5s; --quick 300ms)")
-	f.IntVar(&cfg.AsyncClients, "async-clients", 0, "closed-loop clients posting events in the async accept phase (default 16)")
+	f.IntVar(&cfg.AsyncClients, "async-clients", 0, "closed-loop clients posting events in the async accept phase of the target row (default 64; a second phase runs 16)")
 	f.IntVar(&cfg.AsyncStartN, "async-n", 0, "events timed from 202 to function start (default 200; --quick 5)")
 	f.Int32Var(&cfg.MemoryMB, "memory", 0, "memory (MB) of the warm, cold and async functions (default 1024)")
 	f.StringVar(&scenarios, "scenarios", "", "comma-separated subset of warm,cold,density,async (default all)")
