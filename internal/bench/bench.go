@@ -399,7 +399,7 @@ func runRIE(ctx context.Context, cfg *Config, bootstrap string, res *Result) err
 		if err != nil {
 			res.Notes = append(res.Notes, "warm (default mode): "+err.Error())
 		}
-		cfg.progress("rie: warm, AWS_LAMBDA_MAX_CONCURRENCY=2×clients")
+		cfg.progress("rie: warm, AWS_LAMBDA_MAX_CONCURRENCY=%d", rieMaxConcurrency)
 		conc, err := runWarm(ctx, cfg, r.warmTarget(true), warmLevels)
 		if err != nil {
 			res.Notes = append(res.Notes, "warm (AWS_LAMBDA_MAX_CONCURRENCY): "+err.Error())
@@ -408,7 +408,7 @@ func runRIE(ctx context.Context, cfg *Config, bootstrap string, res *Result) err
 			def.Mode = "default mode: one runtime, one invocation at a time (seq and c1 only)"
 		}
 		if conc != nil {
-			conc.Mode = "AWS_LAMBDA_MAX_CONCURRENCY=2×clients: one runtime process with that many /next pollers (with exactly clients it answers Runtime.Unavailable when a request beats a poller back)"
+			conc.Mode = fmt.Sprintf("AWS_LAMBDA_MAX_CONCURRENCY=%d (2×clients when more): one runtime process with that many /next pollers (with exactly clients it answers Runtime.Unavailable when a request beats a poller back)", rieMaxConcurrency)
 		}
 		res.WarmModes = map[string]*Warm{}
 		if def != nil {

@@ -339,6 +339,9 @@ func (r *Report) PrintTable(w io.Writer) {
 	if peer && r.RIE.Warm != nil {
 		fmt.Fprintf(w, "rie warm: %s\n", r.RIE.Warm.Mode)
 	}
+	if d := r.Flint.Density; d != nil && d.Capped != "" {
+		fmt.Fprintf(w, "density: %s\n", d.Capped)
+	}
 	if fc != nil && fc.BreakdownSource != "" {
 		fmt.Fprintf(w, "cold steps: %s\n", fc.BreakdownSource)
 	}

@@ -33,6 +33,10 @@ func ensureRIE(ctx context.Context, dir string) (string, error) {
 	return bin, nil
 }
 
+// rieMaxConcurrency is the emulator's AWS_LAMBDA_MAX_CONCURRENCY in its
+// concurrent mode (at least; twice the clients when more).
+const rieMaxConcurrency = 32
+
 // rie runs the emulator with the bench function's bootstrap.
 type rie struct {
 	bin       string
@@ -128,15 +132,15 @@ func freePort() (int, error) {
 
 // warmTarget starts the emulator for c clients in its default mode
 // (concurrent false: one runtime, one invocation at a time; only for one
-// client) or with AWS_LAMBDA_MAX_CONCURRENCY=2×c (one runtime process
-// with that many /next pollers). With exactly c pollers the emulator
-// answers Runtime.Unavailable whenever a request beats a poller back to
-// /next (it does not queue), so it gets twice as many.
+// client) or with AWS_LAMBDA_MAX_CONCURRENCY=max(32, 2×c) (one runtime
+// process with that many /next pollers; 32 as in issue 13's runs). With
+// exactly c pollers the emulator answers Runtime.Unavailable whenever a
+// request beats a poller back to /next (it does not queue), hence more.
 func (r *rie) warmTarget(concurrent bool) warmTarget {
 	return func(ctx context.Context, clients int) (string, func() *http.Client, func(), error) {
 		conc := 0
 		if concurrent {
-			conc = 2 * clients
+			conc = max(rieMaxConcurrency, 2*clients)
 		}
 		p, err := r.start(conc)
 		if err != nil {
