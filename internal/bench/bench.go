@@ -311,9 +311,16 @@ func runFlint(ctx context.Context, cfg *Config, ft *flintTarget, res *Result) er
 			res.Notes = append(res.Notes, name+": "+err.Error())
 		}
 	}
-	flintWarm := func(name string) warmTarget {
+	// flintWarm also counts the sandboxes the server holds after the top
+	// level into *sandboxes.
+	flintWarm := func(name string, sandboxes *int) warmTarget {
 		return func(ctx context.Context, c int) (string, func() *http.Client, func(), error) {
-			return invokeURL(ft.base, name), func() *http.Client { return ft.httpClient(1) }, func() {}, nil
+			after := func() {
+				if c == warmLevels[len(warmLevels)-1] {
+					*sandboxes = ft.sandboxCount(ctx)
+				}
+			}
+			return invokeURL(ft.base, name), func() *http.Client { return ft.httpClient(1) }, after, nil
 		}
 	}
 	if cfg.has(ScenarioWarm) {
@@ -324,8 +331,10 @@ func runFlint(ctx context.Context, cfg *Config, ft *flintTarget, res *Result) er
 			}
 			defer ft.deleteFunction(context.WithoutCancel(ctx), name) // frees its sandboxes for what follows
 			var err error
-			res.Warm, err = runWarm(ctx, cfg, flintWarm(name), warmLevels)
+			sandboxes := 0
+			res.Warm, err = runWarm(ctx, cfg, flintWarm(name, &sandboxes), warmLevels)
 			if res.Warm != nil {
+				res.Warm.Sandboxes = sandboxes
 				res.Warm.Mode = fmt.Sprintf("one function of %d MB; one invocation per sandbox at a time (Lambda's default)", cfg.MemoryMB)
 			}
 			return err
@@ -345,8 +354,10 @@ func runFlint(ctx context.Context, cfg *Config, ft *flintTarget, res *Result) er
 				return nil
 			}
 			res.MultiConcurrency = fmt.Sprintf("PerExecutionEnvironmentMaxConcurrency=%d", cfg.MultiConcurrency)
-			res.WarmMulti, err = runWarm(ctx, cfg, flintWarm(name), warmLevels)
+			sandboxes := 0
+			res.WarmMulti, err = runWarm(ctx, cfg, flintWarm(name, &sandboxes), warmLevels)
 			if res.WarmMulti != nil {
+				res.WarmMulti.Sandboxes = sandboxes
 				res.WarmMulti.Mode = fmt.Sprintf("one function of %d MB with PerExecutionEnvironmentMaxConcurrency=%d (AWS_LAMBDA_MAX_CONCURRENCY=%[2]d): one sandbox serves up to %[2]d invocations at once", cfg.MemoryMB, cfg.MultiConcurrency)
 			}
 			return err

@@ -117,6 +117,9 @@ type Warm struct {
 	Errors   int     `json:"errors"`
 	Duration float64 `json:"duration_s"` // per concurrency level
 	Mode     string  `json:"mode,omitempty"`
+	// Sandboxes is how many sandboxes the server held after the c16
+	// level (Flint; 0 unknown).
+	Sandboxes int `json:"sandboxes_after_c16,omitempty"`
 	// LastError is the last failed invocation's error, if any failed.
 	LastError string `json:"last_error,omitempty"`
 }
@@ -270,6 +273,9 @@ func (r *Report) PrintTable(w io.Writer) {
 		row(prefix+" c16 p50 ms", fw.C16P50, pw.C16P50, true, "")
 		row(prefix+" c16 p99 ms", fw.C16P99, pw.C16P99, true, "")
 		text(prefix+" errors", strconv.Itoa(fw.Errors), strconv.Itoa(pw.Errors))
+		if fw.Sandboxes > 0 {
+			text(prefix+" sandboxes after c16", strconv.Itoa(fw.Sandboxes), "")
+		}
 	}
 	if fw != nil {
 		warmRows("warm", fw)

@@ -51,7 +51,19 @@ type stats struct {
 		MaxSandboxes int `json:"maxSandboxes"`
 		FreeMemoryMB int
 	} `json:"hosts"`
-	Runtimes []string `json:"runtimes"`
+	Runtimes  []string `json:"runtimes"`
+	Sandboxes struct {
+		Idle, Busy, Creating int
+	} `json:"sandboxes"`
+}
+
+// sandboxCount is how many sandboxes the server holds now (-1: unknown).
+func (t *flintTarget) sandboxCount(ctx context.Context) int {
+	st, err := t.stats(ctx)
+	if err != nil {
+		return -1
+	}
+	return st.Sandboxes.Idle + st.Sandboxes.Busy + st.Sandboxes.Creating
 }
 
 // getRoot GETs a root-only Flint path, signed.
