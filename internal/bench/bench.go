@@ -97,7 +97,7 @@ type Config struct {
 	// Scenarios to run (default all).
 	Scenarios []string
 	// CacheDir keeps the built bench function and the installed emulator
-	// (default $XDG_CACHE_HOME/flint-bench or /tmp/flint-bench).
+	// (default $XDG_CACHE_HOME/flint-bench-cache or /tmp/flint-bench-cache).
 	CacheDir string
 	// ProfileDir, when set, receives a CPU, a mutex and a block profile
 	// per Flint scenario (warm.pprof, warm.mutex.pprof, warm.block.pprof,
@@ -178,7 +178,7 @@ func (c *Config) Validate() error {
 		if base == "" {
 			base = os.TempDir()
 		}
-		c.CacheDir = filepath.Join(base, "flint-bench")
+		c.CacheDir = filepath.Join(base, "flint-bench-cache")
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard

@@ -152,7 +152,7 @@ func cacheDir(t *testing.T) string {
 	if d := os.Getenv("FLINT_BENCH_CACHE"); d != "" {
 		return d
 	}
-	return filepath.Join(os.TempDir(), "flint-bench")
+	return filepath.Join(os.TempDir(), "flint-bench-cache")
 }
 
 func lookup(doc map[string]any, path string) (any, bool) {

@@ -78,7 +78,7 @@ Emulator with the very same bootstrap and prints the ratios. See docs/benchmarks
 	f.IntVar(&cfg.AsyncStartN, "async-n", 0, "events timed from 202 to function start (default 200; --quick 5)")
 	f.Int32Var(&cfg.MemoryMB, "memory", 0, "memory (MB) of the warm, cold and async functions (default 1024)")
 	f.StringVar(&scenarios, "scenarios", "", "comma-separated subset of warm,cold,density,async (default all)")
-	f.StringVar(&cfg.CacheDir, "cache", "", "where the bench function and the emulator are built/installed (default $TMPDIR/flint-bench)")
+	f.StringVar(&cfg.CacheDir, "cache", "", "where the bench function and the emulator are built/installed (default $TMPDIR/flint-bench-cache)")
 	f.StringVar(&cfg.ProfileDir, "profile", "", "write CPU, mutex and block profiles per flint scenario into this dir (needs --in-process)")
 	f.StringVar(&authMode, "auth", "", `authentication mode of the server the bench starts: "required" (the bench signs with the root key it wrote) or "dev" (default)`)
 	f.StringVar(&logLevel, "log-level", "warn", "lowest level of the server's log records shown on stderr (the server itself logs at its default level)")
