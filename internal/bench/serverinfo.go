@@ -240,7 +240,10 @@ func (t *flintTarget) describe(ctx context.Context, cfg *Config) *ServerInfo {
 		si.MemoryOvercommit = "unknown"
 	}
 	si.Flags = strings.Join(flags, " ")
-	if si.Flags == "" {
+	switch {
+	case t.child == nil && !t.inProcess:
+		si.Flags = "unknown (a server started elsewhere)"
+	case si.Flags == "":
 		si.Flags = "none (the server's defaults)"
 	}
 	if i := slices.Index(flags, "--sandbox-init"); i >= 0 && i+1 < len(flags) {
