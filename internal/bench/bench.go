@@ -1,13 +1,18 @@
 // Package bench is Flint's benchmark suite, `flint bench`: it measures a
-// Flint server (one it starts in this process, or one at an endpoint) on
-// warm invocations, cold starts, idle-sandbox density and asynchronous
-// invocations, optionally side by side with AWS's Lambda Runtime Interface
-// Emulator running the very same bootstrap, and reports a table and JSON.
+// Flint server (by default `flint server` with its default flags, started
+// as its own process; or one at an endpoint; or, for profiling, one in
+// this process) on warm invocations (also with multi-concurrency), cold
+// starts, idle-sandbox density and asynchronous invocations, optionally
+// side by side with AWS's Lambda Runtime Interface Emulator running the
+// very same bootstrap, and reports the server's configuration with a
+// table and JSON.
 //
-// Every request is made with a plain net/http client posting to Lambda's
-// Invoke URL, for Flint and the peer alike, so the numbers are the
-// servers' and not an SDK's. The control plane (create, update, delete
-// function) goes through aws-sdk-go-v2 and is never timed.
+// Every timed request is made with a plain net/http client posting to
+// Lambda's Invoke URL, one keep-alive connection per closed-loop client,
+// for Flint and the peer alike, so the numbers are the servers' and not an
+// SDK's; it is signed only when the server verifies signatures. The
+// control plane (create, update, delete function) goes through
+// aws-sdk-go-v2 and is never timed.
 //
 // Scenarios run in the order warm, cold, density, async (async last: its
 // accept phase leaves a queue backlog behind).
