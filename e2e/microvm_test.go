@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -19,7 +20,10 @@ import (
 // TestMicroVMDriver runs the aws-lambda-go function through
 // flint server --sandbox-driver microvm: a cold start boots a VM, a warm
 // invocation reuses it, the AWS CLI invokes it, and a runtime that exits
-// is Runtime.ExitError as with the process driver. It needs QEMU and the
+// is Runtime.ExitError as with the process driver; the cluster view names
+// the host's driver; the Python and Node functions of
+// TestPythonAndNodeRuntimes give the same results in microVMs (cold
+// starts restored from snapshots). It needs QEMU and the
 // guest kernel, and runs with FLINT_TEST_MICROVM=1 (boots take seconds
 // under TCG).
 func TestMicroVMDriver(t *testing.T) {
@@ -72,5 +76,21 @@ func TestMicroVMDriver(t *testing.T) {
 	}
 	if !strings.Contains(s.log(), "driver=microvm") {
 		t.Error("the server log does not name the microvm driver")
+	}
+	var v struct {
+		Hosts []struct {
+			Driver string `json:"driver"`
+		} `json:"hosts"`
+	}
+	if code, err := httpGetJSON(s.url()+"/flint/v1/cluster", &v); err != nil || code != 200 || len(v.Hosts) != 1 || v.Hosts[0].Driver != "microvm" {
+		t.Errorf("GET /flint/v1/cluster: %d %v %+v: want the host's driver, microvm", code, err, v.Hosts)
+	}
+	c.DeleteFunction(ctxT(t, 30*time.Second), &lambda.DeleteFunctionInput{FunctionName: aws.String("vm-hello")})
+
+	// The same Python and Node functions as under the process driver,
+	// cold-started from snapshots of booted guests.
+	t.Run("python-node", func(t *testing.T) { checkPythonAndNode(t, c) })
+	if !strings.Contains(s.log(), "snapshot saved") {
+		t.Error("the server log shows no snapshot saved")
 	}
 }

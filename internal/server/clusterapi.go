@@ -27,6 +27,9 @@ type ClusterHost struct {
 	LastHeartbeat time.Time `json:"lastHeartbeat"`
 	Addr          string    `json:"addr,omitempty"`
 	Draining      bool      `json:"draining,omitempty"`
+	// Driver is the host's sandbox driver ("process", "microvm"), from its
+	// heartbeats; "" for hosts that run no worker.
+	Driver string `json:"driver,omitempty"`
 }
 
 // BackboneView is this node's connection to NATS.
@@ -52,6 +55,7 @@ func (c *components) clusterHandler(w http.ResponseWriter, r *http.Request) {
 		v.Hosts = append(v.Hosts, ClusterHost{
 			ID: h.HostID, Roles: h.Roles, MemoryMB: h.MemoryMB, ReservedMB: h.ReservedMB,
 			Sandboxes: sandboxes, LastHeartbeat: h.LastSeen.UTC(), Addr: h.Addr, Draining: h.Draining,
+			Driver: h.Driver,
 		})
 	}
 	nc := c.bb.Conn()

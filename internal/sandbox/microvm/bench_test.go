@@ -78,31 +78,48 @@ func rssMiB(pid int) float64 {
 	return 0
 }
 
-// BenchmarkColdStart: Create until the runtime's first /next reaches
-// the host (a full boot), one VM at a time; reports p50/p99 and the idle
-// VM's QEMU RSS. Run with -benchtime=12x or more for a p99 worth the name.
+// pssMiB is a process's proportional set size (its private memory plus
+// its share of pages it shares), from smaps_rollup.
+func pssMiB(pid int) float64 {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/smaps_rollup")
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "Pss:"); ok {
+			kb, _ := strconv.Atoi(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(v), "kB")))
+			return float64(kb) / 1024
+		}
+	}
+	return 0
+}
+
+// BenchmarkColdStart: Create until the runtime's first /next reaches the
+// host, one VM at a time, by a full boot (snapshots off) and by a snapshot
+// restore (the peer in the same run; one boot before the timed loop saves
+// the snapshot); reports p50/p99 and the idle VM's QEMU RSS and PSS. Run
+// with -benchtime=12x or more for a p99 worth the name.
 func BenchmarkColdStart(b *testing.B) {
-	for _, mib := range []int{0, 32} {
-		b.Run(fmt.Sprintf("tb-size=%d", mib), func(b *testing.B) { benchColdStart(b, mib) })
+	for _, mode := range []string{"boot", "restore"} {
+		b.Run(mode, func(b *testing.B) { benchColdStart(b, mode == "boot") })
 	}
 }
 
-// benchColdStart measures cold starts with a TCG translation cache of
-// tbMiB (0: QEMU's default): the peer in the same run.
-func benchColdStart(b *testing.B, tbMiB int) {
-	d := newDriverWith(b, func(c *microvm.Config) { c.TCGCacheMiB = tbMiB })
+func benchColdStart(b *testing.B, boot bool) {
+	d := newDriverWith(b, func(c *microvm.Config) {
+		c.NoSnapshots = boot
+		c.ImageDir = filepath.Join(filepath.Dir(c.StateDir), "image") // no snapshot from another benchmark
+	})
 	code := loopCode(b)
-	var times []time.Duration
-	var rss []float64
-	for i := 0; b.Loop(); i++ {
+	create := func(id string) (sandbox.Sandbox, *loopAPI, time.Duration) {
 		api := newLoopAPI()
 		t0 := time.Now()
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
 		sb, err := d.Create(ctx, sandbox.Spec{
-			ID: fmt.Sprintf("cold-%d", i), CodeDir: code, Command: []string{"/var/task/bootstrap"},
+			ID: id, CodeDir: code, Command: []string{"/var/task/bootstrap"},
 			RuntimeAPI: api, Output: io.Discard, MemoryMB: 128,
 		})
-		cancel()
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -111,15 +128,33 @@ func benchColdStart(b *testing.B, tbMiB int) {
 		case <-sb.Done():
 			b.Fatalf("sandbox ended: %v", sb.Err())
 		}
-		times = append(times, time.Since(t0))
+		return sb, api, time.Since(t0)
+	}
+	if !boot {
+		sb, _, took := create("cold-snapshot")
+		b.Logf("first cold start (full boot + snapshot save): %v", took)
+		sb.Destroy(context.Background())
+	}
+	var times []time.Duration
+	var rss, pss []float64
+	for i := 0; b.Loop(); i++ {
+		sb, _, took := create(fmt.Sprintf("cold-%d", i))
+		if restored := sb.(*microvm.Sandbox).Restored(); restored == boot {
+			b.Fatalf("restored = %v with NoSnapshots %v", restored, boot)
+		}
+		times = append(times, took)
 		time.Sleep(time.Second) // idle
-		rss = append(rss, rssMiB(sb.(*microvm.Sandbox).Pid()))
+		pid := sb.(*microvm.Sandbox).Pid()
+		rss = append(rss, rssMiB(pid))
+		pss = append(pss, pssMiB(pid))
 		sb.Destroy(context.Background())
 	}
 	slices.Sort(rss)
+	slices.Sort(pss)
 	b.ReportMetric(float64(percentile(times, 0.5).Milliseconds()), "p50-ms")
 	b.ReportMetric(float64(percentile(times, 0.99).Milliseconds()), "p99-ms")
 	b.ReportMetric(rss[len(rss)/2], "idle-rss-MiB")
+	b.ReportMetric(pss[len(pss)/2], "idle-pss-MiB")
 	b.ReportMetric(0, "ns/op")
 }
 

@@ -9,15 +9,16 @@
 // 127.0.0.1:9001 in the guest are carried over it to Spec.RuntimeAPI, served
 // on the host, and the runtime's output comes back over it.
 //
-// The function's directories (/var/task, /var/runtime, /opt) travel as an
-// initramfs layer built per sandbox and appended to the driver's base
-// image; the init makes them read-only bind mounts.
+// Every guest boots the same image (image.go): a small initramfs with the
+// init, and a read-only root image with the programs and runtimes
+// (rootfs.go). The function's directories (/var/task, /var/runtime, /opt)
+// travel over the channel after boot; the init makes them read-only.
+// Cold starts restore a snapshot of a booted, idle guest (snapshot.go).
 package microvm
 
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -54,6 +55,9 @@ const (
 	// DefaultEphemeralStorageMB sizes /tmp when Spec.EphemeralStorageMB
 	// is 0 (Lambda's default).
 	DefaultEphemeralStorageMB = 512
+	// DefaultRestoreTimeout bounds a snapshot restore (QEMU start to the
+	// guest's Ack) before Create falls back to a full boot.
+	DefaultRestoreTimeout = 20 * time.Second
 )
 
 // DefaultHostPrograms are copied from the host into every guest, with
@@ -61,12 +65,12 @@ const (
 var DefaultHostPrograms = []string{
 	"/bin/sh", "/bin/sleep", "/bin/cat", "/bin/grep", "/bin/true", "/bin/false",
 	"/usr/bin/env", "/bin/ls", "/usr/bin/uname", "/usr/bin/setsid", "/usr/bin/head",
-	"/usr/bin/tr", "/usr/bin/wc",
+	"/usr/bin/tr", "/usr/bin/wc", "/bin/date", "/usr/bin/od",
 }
 
-// guestModules are what the init loads: the virtio-mmio transport and the
-// console (virtio-serial) driver.
-var guestModules = []string{"virtio_mmio", "virtio_console"}
+// guestModules are what the init loads: the virtio-mmio transport, the
+// console (virtio-serial) driver and the block driver (the root image).
+var guestModules = []string{"virtio_mmio", "virtio_console", "virtio_blk"}
 
 // Config configures the driver.
 type Config struct {
@@ -77,9 +81,22 @@ type Config struct {
 	// InitPath is the static flint-vm-init binary, PID 1 of every guest.
 	// Required.
 	InitPath string
-	// StateDir holds the base image and one directory per sandbox (its
-	// initramfs and channel socket). Required, absolute.
+	// StateDir holds one directory per sandbox (its channel socket).
+	// Required, absolute.
 	StateDir string
+	// ImageDir holds the guest image (kernel copy, initramfs, root image)
+	// and the snapshots; it outlives the driver, and drivers with the same
+	// configuration may share it (they build it once, under a lock).
+	// Default: StateDir/image.
+	ImageDir string
+	// Runtimes are host interpreters put into the root image with their
+	// libraries (nil: DefaultRuntimes; missing ones are skipped).
+	Runtimes []string
+	// NoSnapshots makes every cold start a full boot.
+	NoSnapshots bool
+	// RestoreTimeout bounds a snapshot restore before the fallback to a
+	// full boot (0: DefaultRestoreTimeout).
+	RestoreTimeout time.Duration
 	// Accel is the accelerator; "" probes KVM once in New and falls back
 	// to TCG.
 	Accel qemu.Accel
@@ -131,6 +148,15 @@ func (c *Config) setDefaults() {
 	if c.HostPrograms == nil {
 		c.HostPrograms = DefaultHostPrograms
 	}
+	if c.Runtimes == nil {
+		c.Runtimes = DefaultRuntimes
+	}
+	if c.ImageDir == "" && c.StateDir != "" {
+		c.ImageDir = filepath.Join(c.StateDir, "image")
+	}
+	if c.RestoreTimeout == 0 {
+		c.RestoreTimeout = DefaultRestoreTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -146,13 +172,15 @@ func (c Config) Validate() error {
 		return errors.New("microvm: InitPath (the flint-vm-init binary) is required")
 	case c.StateDir == "" || !filepath.IsAbs(c.StateDir):
 		return fmt.Errorf("microvm: StateDir %q must be an absolute path", c.StateDir)
+	case !filepath.IsAbs(c.ImageDir):
+		return fmt.Errorf("microvm: ImageDir %q must be an absolute path", c.ImageDir)
 	case c.UID <= 0 || c.GID <= 0:
 		return fmt.Errorf("microvm: UID %d and GID %d must not be root", c.UID, c.GID)
 	case c.VMMUID <= 0 || c.VMMGID <= 0:
 		return fmt.Errorf("microvm: VMMUID %d and VMMGID %d must not be root", c.VMMUID, c.VMMGID)
 	case c.Accel != "" && c.Accel != qemu.TCG && c.Accel != qemu.KVM:
 		return fmt.Errorf("microvm: unknown accelerator %q", c.Accel)
-	case c.MaxVMs < 0 || c.PidsMax < 0 || c.MaxAPIConns < 0 || c.GuestOverheadMB < 0:
+	case c.MaxVMs < 0 || c.PidsMax < 0 || c.MaxAPIConns < 0 || c.GuestOverheadMB < 0 || c.RestoreTimeout < 0:
 		return errors.New("microvm: negative limit")
 	}
 	return nil
@@ -160,18 +188,19 @@ func (c Config) Validate() error {
 
 // Driver creates microVM sandboxes. It is safe for concurrent use.
 type Driver struct {
-	cfg    Config
-	qemu   string
-	base   string        // the base initramfs
-	kernel string        // the vmlinux, readable by the VMM user
-	accel  qemu.Accel    // chosen in New
-	slots  chan struct{} // nil, or MaxVMs tokens
+	cfg   Config
+	qemu  string
+	img   *guestImage
+	snaps *snapshotStore // nil with NoSnapshots
+	accel qemu.Accel     // chosen in New
+	slots chan struct{}  // nil, or MaxVMs tokens
 }
 
 var _ sandbox.Driver = (*Driver)(nil)
 
-// New checks QEMU, builds the base guest image into StateDir and chooses
-// the accelerator (a KVM probe boot unless cfg.Accel says).
+// New checks QEMU, chooses the accelerator (a KVM probe boot unless
+// cfg.Accel says) and brings the guest image in ImageDir up to date
+// (building the root image takes seconds the first time: see Setup).
 func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -185,36 +214,41 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("microvm: QEMU not found (apt-get install qemu-system-x86): %w", err)
 	}
-	// QEMU, unprivileged, must traverse StateDir (not list it) to reach
-	// the kernel and its sandbox's directory.
-	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
-		return nil, fmt.Errorf("microvm: %w", err)
-	}
-	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
-		return nil, fmt.Errorf("microvm: %w", err)
-	}
-	for p := filepath.Dir(cfg.StateDir); ; p = filepath.Dir(p) {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
-			return nil, fmt.Errorf("microvm: QEMU runs as uid %d and cannot reach StateDir %s: %s is mode %v (needs o+x)", cfg.VMMUID, cfg.StateDir, p, fi.Mode().Perm())
+	// QEMU, unprivileged, must traverse StateDir and ImageDir (not list
+	// them) to reach the image and its sandbox's directory.
+	for _, dir := range []string{cfg.StateDir, cfg.ImageDir} {
+		if err := os.MkdirAll(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("microvm: %w", err)
 		}
-		if p == filepath.Dir(p) {
-			break
+		if err := os.Chmod(dir, 0o711); err != nil {
+			return nil, fmt.Errorf("microvm: %w", err)
+		}
+		for p := filepath.Dir(dir); ; p = filepath.Dir(p) {
+			if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
+				return nil, fmt.Errorf("microvm: QEMU runs as uid %d and cannot reach %s: %s is mode %v (needs o+x)", cfg.VMMUID, dir, p, fi.Mode().Perm())
+			}
+			if p == filepath.Dir(p) {
+				break
+			}
 		}
 	}
-	d := &Driver{cfg: cfg, qemu: bin, base: filepath.Join(cfg.StateDir, "base.cpio"), accel: cfg.Accel,
-		kernel: filepath.Join(cfg.StateDir, "vmlinux")}
-	if err := buildBase(d.base, cfg); err != nil {
-		return nil, err
-	}
-	if err := copyFile(d.kernel, cfg.Kernel.Vmlinux, 0o644); err != nil {
-		return nil, fmt.Errorf("microvm: guest kernel: %w", err)
-	}
+	d := &Driver{cfg: cfg, qemu: bin, accel: cfg.Accel}
 	if d.accel == "" {
 		d.accel = qemu.TCG
 		if ok, why := qemu.ProbeKVM(bin, cfg.Kernel.Vmlinux, 5*time.Second); ok {
 			d.accel = qemu.KVM
 		} else {
 			cfg.Logger.Info("microvm: KVM unusable, guests run under TCG (slow)", "reason", why)
+		}
+	}
+	t0 := time.Now()
+	if d.img, err = buildImage(cfg, bin, d.accel); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Debug("microvm guest image ready", "dir", cfg.ImageDir, "digest", d.img.digest, "took", time.Since(t0))
+	if !cfg.NoSnapshots {
+		if d.snaps, err = newSnapshotStore(filepath.Join(cfg.ImageDir, "snapshots"), d.img.digest); err != nil {
+			return nil, fmt.Errorf("microvm: snapshots: %w", err)
 		}
 	}
 	if cfg.MaxVMs > 0 {
@@ -250,32 +284,6 @@ func (d *Driver) validateSpec(spec *sandbox.Spec) error {
 
 // KernelRelease is the guest kernel's release (uname -r in the guest).
 func (d *Driver) KernelRelease() string { return d.cfg.Kernel.Release }
-
-// copyFile copies src to dst (replacing it) with mode perm.
-func copyFile(dst, src string, perm os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, perm)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
-}
 
 // credential is the VMM's user, with /dev/kvm's group under KVM.
 func (d *Driver) credential() *syscall.Credential {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -51,7 +52,8 @@ func newDriverWith(t testing.TB, mod func(*microvm.Config)) *microvm.Driver {
 	}
 	init := filepath.Join(dir, "flint-vm-init")
 	gobuildtest.Build(t, "github.com/flintdev/flint/cmd/flint-vm-init", init)
-	cfg := microvm.Config{Kernel: k, InitPath: init, StateDir: filepath.Join(dir, "state"), MaxVMs: 1}
+	cfg := microvm.Config{Kernel: k, InitPath: init, StateDir: filepath.Join(dir, "state"), MaxVMs: 1,
+		ImageDir: sharedImageDir(t)}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -61,6 +63,37 @@ func newDriverWith(t testing.TB, mod func(*microvm.Config)) *microvm.Driver {
 	}
 	t.Logf("guest kernel %s, accelerator %s", k.Release, d.Accel())
 	return d
+}
+
+var imageDir struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// sharedImageDir is the guest image directory every driver of this test
+// binary shares: the root image is built once, and a snapshot saved by one
+// test's first boot serves the cold starts of the next tests (so that the
+// conformance suite runs on restored guests). TestMain removes it.
+func sharedImageDir(t testing.TB) string {
+	imageDir.once.Do(func() {
+		imageDir.dir, imageDir.err = os.MkdirTemp("", "flint-microvm-image-")
+		if imageDir.err == nil {
+			imageDir.err = os.Chmod(imageDir.dir, 0o711)
+		}
+	})
+	if imageDir.err != nil {
+		t.Fatal(imageDir.err)
+	}
+	return filepath.Join(imageDir.dir, "image")
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if imageDir.dir != "" {
+		os.RemoveAll(imageDir.dir)
+	}
+	os.Exit(code)
 }
 
 // TestGuestKernel: the runtime runs on the guest's own kernel, with the

@@ -64,3 +64,33 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestHelloRoundTrip(t *testing.T) {
+	h := Hello{UnixNano: 1234567890123}
+	copy(h.Seed[:], "seed bytes")
+	b := h.Marshal()
+	if len(b) != HelloSize {
+		t.Fatalf("marshalled %d bytes, want %d", len(b), HelloSize)
+	}
+	got, err := ParseHello(b)
+	if err != nil || got != h {
+		t.Fatalf("ParseHello = %+v, %v", got, err)
+	}
+	b[0] = 'X'
+	if _, err := ParseHello(b); err == nil {
+		t.Error("ParseHello accepted a bad magic")
+	}
+	if _, err := ParseHello(b[:10]); err == nil {
+		t.Error("ParseHello accepted a short message")
+	}
+}
+
+func FuzzParseHello(f *testing.F) {
+	f.Add(Hello{UnixNano: 1}.Marshal())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ParseHello(b)
+		if err == nil && string(h.Marshal()) != string(b) {
+			t.Fatalf("round trip differs")
+		}
+	})
+}

@@ -1,0 +1,305 @@
+package microvm
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/flintdev/flint/internal/vm/qemu"
+	"github.com/flintdev/flint/internal/vm/vmchan"
+)
+
+// Snapshot cold starts.
+//
+// A guest is the same until it is handed its function: it boots, mounts
+// the root image, loads its modules, opens the channel, writes Ready and
+// waits for the host's Hello (vmchan). The first full boot of a VM size
+// (MemoryMB + GuestOverheadMB) saves that waiting guest — QMP "stop",
+// "migrate" to a file, "cont" — and goes on to become its sandbox. Every
+// later sandbox of that size starts QEMU with -incoming from the file:
+// the guest resumes inside its read of the Hello, and from there a
+// restored guest and a booted one are the same (the Hello sets the clock
+// and reseeds the RNG; the function's files, environment and command
+// arrive on the channel after it).
+//
+//	Create ─► snapshot of this size? ─yes─► restore ─ok──────────────► Hello ─► Ack ─► streams, files, Start
+//	               │ no                        │ fails: QEMU exits (corrupt,
+//	               │                           │ stale) or no Ack in RestoreTimeout;
+//	               │                           │ logged, file removed
+//	               ▼                           ▼
+//	          full boot ─► Ready ─► (no snapshot yet: save one, resume) ─► Hello ─► Ack ─► ...
+//
+// Snapshot files live in ImageDir/snapshots, named by the image digest
+// (kernel, initramfs with the init, root image, QEMU, launch settings) and
+// the VM size; New removes those of other digests.
+
+// snapshotStore names the snapshot files and makes sure that one full
+// boot at a time saves the snapshot of a size. Safe for concurrent use.
+type snapshotStore struct {
+	dir    string // ImageDir/snapshots
+	digest string // the image's
+
+	mu     sync.Mutex   // guards making
+	making map[int]bool // VM sizes whose snapshot a boot is saving
+}
+
+func newSnapshotStore(dir, digest string) (*snapshotStore, error) {
+	st := &snapshotStore{dir: dir, digest: digest, making: map[int]bool{}}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range ents {
+		if !strings.HasPrefix(e.Name(), digest+"-") {
+			os.Remove(filepath.Join(dir, e.Name())) // another image's: invalid
+		}
+	}
+	return st, nil
+}
+
+// path is the snapshot file of VMs of memMiB.
+func (st *snapshotStore) path(memMiB int) string {
+	return filepath.Join(st.dir, st.digest+"-"+strconv.Itoa(memMiB)+"m.state")
+}
+
+// claim reports whether the caller should save the snapshot of memMiB
+// (none exists and no one else is saving it); then it must call release.
+func (st *snapshotStore) claim(memMiB int) bool {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.making[memMiB] {
+		return false
+	}
+	if _, err := os.Stat(st.path(memMiB)); err == nil {
+		return false
+	}
+	st.making[memMiB] = true
+	return true
+}
+
+func (st *snapshotStore) release(memMiB int) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	delete(st.making, memMiB)
+}
+
+// vmConfig is the QEMU configuration of s's VM: the same for a boot and
+// a restore (a restore must match the saved machine), but for extra.
+func (d *Driver) vmConfig(s *Sandbox, memMiB int, extra ...string) qemu.Config {
+	return qemu.Config{
+		Binary: d.qemu, Kernel: d.img.kernel, Initrd: d.img.initrd, Credential: d.credential(),
+		MemoryMiB: memMiB, CPUs: 1, Accel: d.accel, TCGCacheMiB: d.cfg.TCGCacheMiB,
+		Cmdline: guestCmdline, Console: s.console, Stderr: s.console,
+		ExtraArgs: append([]string{
+			"-device", "virtio-serial-device",
+			"-chardev", "socket,id=flint,path=" + s.sock() + ",server=on,wait=off",
+			"-device", "virtserialport,chardev=flint,name=" + vmchan.PortName,
+			"-drive", "file=" + d.img.rootfs + ",if=none,id=root,format=raw,readonly=on",
+			"-device", "virtio-blk-device,drive=root",
+		}, extra...),
+	}
+}
+
+func (s *Sandbox) sock() string { return filepath.Join(s.dir, "ch.sock") }
+
+// launch starts s's VM and completes the handshake: by restoring the
+// snapshot of its size when there is one, else, or when the restore
+// fails, by a full boot (which saves the snapshot when there is none).
+// It returns the channel's connection, ready for yamux.
+func (d *Driver) launch(ctx context.Context, s *Sandbox, log *slog.Logger) (net.Conn, error) {
+	mem := s.spec.MemoryMB + d.cfg.GuestOverheadMB
+	if d.snaps != nil {
+		snap := d.snaps.path(mem)
+		if _, err := os.Stat(snap); err == nil {
+			t0 := time.Now()
+			conn, err := d.restore(ctx, s, mem, snap)
+			if err == nil {
+				s.restored = true
+				log.Debug("microvm: restored from snapshot", "took", time.Since(t0))
+				return conn, nil
+			}
+			if ctx.Err() != nil {
+				return nil, err
+			}
+			log.Warn("microvm: snapshot restore failed; cold start by a full boot, and a new snapshot", "snapshot", snap, "err", err)
+			os.Remove(snap)
+		}
+	}
+	return d.boot(ctx, s, mem, log)
+}
+
+// restore starts QEMU from the snapshot and sends the Hello.
+func (d *Driver) restore(ctx context.Context, s *Sandbox, mem int, snap string) (_ net.Conn, err error) {
+	ctx, cancel := context.WithTimeout(ctx, d.cfg.RestoreTimeout)
+	defer cancel()
+	s.vm, err = qemu.Start(d.vmConfig(s, mem, qemu.RestoreArgs(snap)...))
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			s.vm.Kill()
+			s.vm = nil
+			os.Remove(s.sock())
+			s.console.reset()
+		}
+	}()
+	conn, err := s.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.exchange(ctx, conn, func() error { return hello(conn) }); err != nil {
+		conn.Close()
+		return nil, err
+	}
+	return conn, nil
+}
+
+// boot starts QEMU with a full boot, waits for the guest's Ready, saves
+// the snapshot of its size if there is none, and sends the Hello.
+func (d *Driver) boot(ctx context.Context, s *Sandbox, mem int, log *slog.Logger) (_ net.Conn, err error) {
+	qmpSock := filepath.Join(s.dir, "qmp.sock")
+	var extra []string
+	if d.snaps != nil {
+		extra = []string{"-qmp", "unix:" + qmpSock + ",server=on,wait=off"}
+	}
+	s.vm, err = qemu.Start(d.vmConfig(s, mem, extra...))
+	if err != nil {
+		return nil, err
+	}
+	conn, err := s.dial(ctx)
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			conn.Close()
+		}
+	}()
+	if err := s.exchange(ctx, conn, func() error { return expect(conn, vmchan.Ready) }); err != nil {
+		return nil, fmt.Errorf("wait for the booted guest: %w", err)
+	}
+	if d.snaps != nil && d.snaps.claim(mem) {
+		t0 := time.Now()
+		err := d.saveSnapshot(ctx, s, qmpSock, d.snaps.path(mem))
+		d.snaps.release(mem)
+		if err != nil {
+			log.Warn("microvm: saving a snapshot failed; cold starts of this size stay full boots", "memoryMiB", mem, "err", err)
+		} else {
+			log.Info("microvm: snapshot saved", "memoryMiB", mem, "took", time.Since(t0), "file", d.snaps.path(mem))
+		}
+	}
+	if err := s.exchange(ctx, conn, func() error { return hello(conn) }); err != nil {
+		return nil, err
+	}
+	return conn, nil
+}
+
+// saveSnapshot saves the stopped guest to dst and resumes it. QEMU writes
+// the state into the sandbox's directory (its own); it is then moved into
+// the snapshot directory, owned by root and readable by every VMM.
+func (d *Driver) saveSnapshot(ctx context.Context, s *Sandbox, qmpSock, dst string) error {
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	q, err := qemu.DialQMP(ctx, qmpSock)
+	if err != nil {
+		return err
+	}
+	defer q.Close()
+	tmp := filepath.Join(s.dir, "state.tmp")
+	if err := q.SaveState(ctx, tmp, true); err != nil {
+		// Whatever failed, the guest must run on as the sandbox.
+		_, _ = q.Execute(context.Background(), "cont", nil)
+		os.Remove(tmp)
+		return err
+	}
+	defer os.Remove(tmp)
+	part := dst + ".part"
+	if err := os.Rename(tmp, part); err != nil {
+		if !errors.Is(err, syscall.EXDEV) {
+			return err
+		}
+		if err := copyFile(part, tmp, 0o644); err != nil {
+			return err
+		}
+	}
+	if err := os.Chown(part, 0, 0); err != nil {
+		return err
+	}
+	if err := os.Chmod(part, 0o644); err != nil {
+		return err
+	}
+	return os.Rename(part, dst)
+}
+
+// dial connects to the channel's socket (QEMU creates it at start-up).
+func (s *Sandbox) dial(ctx context.Context) (net.Conn, error) {
+	for {
+		conn, err := net.Dial("unix", s.sock())
+		if err == nil {
+			return conn, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.vm.Done():
+			return nil, fmt.Errorf("QEMU exited: %s", strings.TrimSpace(s.console.String()))
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// exchange runs f (reads and writes on conn) until it returns, ctx ends
+// or QEMU exits; in the last two cases it closes conn.
+func (s *Sandbox) exchange(ctx context.Context, conn net.Conn, f func() error) error {
+	done := make(chan error, 1)
+	go func() { done <- f() }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		conn.Close()
+		<-done
+		return ctx.Err()
+	case <-s.vm.Done():
+		conn.Close()
+		<-done
+		return fmt.Errorf("QEMU exited: %s", strings.TrimSpace(s.console.String()))
+	}
+}
+
+// hello sends a Hello with the host's clock and a fresh seed, and waits
+// for the guest's Ack.
+func hello(conn net.Conn) error {
+	h := vmchan.Hello{UnixNano: time.Now().UnixNano()}
+	if _, err := rand.Read(h.Seed[:]); err != nil {
+		return err
+	}
+	if _, err := conn.Write(h.Marshal()); err != nil {
+		return fmt.Errorf("send hello: %w", err)
+	}
+	return expect(conn, vmchan.Ack)
+}
+
+// expect reads exactly len(want) bytes from r and checks them.
+func expect(r io.Reader, want string) error {
+	b := make([]byte, len(want))
+	if _, err := io.ReadFull(r, b); err != nil {
+		return fmt.Errorf("read %q from the guest: %w", strings.TrimSpace(want), err)
+	}
+	if string(b) != want {
+		return fmt.Errorf("the guest sent %q, want %q", b, want)
+	}
+	return nil
+}
