@@ -22,18 +22,20 @@ func handshake(port *os.File) error {
 		return fmt.Errorf("write ready: %w", err)
 	}
 	buf := make([]byte, vmchan.HelloSize)
-	if _, err := io.ReadFull(port, buf); err != nil {
-		return fmt.Errorf("read the host's hello: %w", err)
-	}
-	h, err := vmchan.ParseHello(buf)
-	if err != nil {
-		return err
-	}
-	if err := applyHello(h); err != nil {
-		return err
-	}
-	if _, err := io.WriteString(port, vmchan.Ack); err != nil {
-		return fmt.Errorf("write ack: %w", err)
+	for range vmchan.Hellos {
+		if _, err := io.ReadFull(port, buf); err != nil {
+			return fmt.Errorf("read the host's hello: %w", err)
+		}
+		h, err := vmchan.ParseHello(buf)
+		if err != nil {
+			return err
+		}
+		if err := applyHello(h); err != nil {
+			return err
+		}
+		if _, err := io.WriteString(port, vmchan.Ack); err != nil {
+			return fmt.Errorf("write ack: %w", err)
+		}
 	}
 	return nil
 }

@@ -279,17 +279,22 @@ func (s *Sandbox) exchange(ctx context.Context, conn net.Conn, f func() error) e
 	}
 }
 
-// hello sends a Hello with the host's clock and a fresh seed, and waits
-// for the guest's Ack.
+// hello runs the Hello/Ack exchanges: each Hello carries the host's
+// clock and a fresh seed (see vmchan's hello.go for why twice).
 func hello(conn net.Conn) error {
-	h := vmchan.Hello{UnixNano: time.Now().UnixNano()}
-	if _, err := rand.Read(h.Seed[:]); err != nil {
-		return err
+	for range vmchan.Hellos {
+		h := vmchan.Hello{UnixNano: time.Now().UnixNano()}
+		if _, err := rand.Read(h.Seed[:]); err != nil {
+			return err
+		}
+		if _, err := conn.Write(h.Marshal()); err != nil {
+			return fmt.Errorf("send hello: %w", err)
+		}
+		if err := expect(conn, vmchan.Ack); err != nil {
+			return err
+		}
 	}
-	if _, err := conn.Write(h.Marshal()); err != nil {
-		return fmt.Errorf("send hello: %w", err)
-	}
-	return expect(conn, vmchan.Ack)
+	return nil
 }
 
 // expect reads exactly len(want) bytes from r and checks them.

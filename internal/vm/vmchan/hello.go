@@ -19,13 +19,20 @@ import (
 //	host   Hello    the host's wall clock and a fresh random seed: the guest
 //	                sets its clock and reseeds its RNG (a restored guest's
 //	                clock and RNG state are those of the snapshot).
-//	guest  Ack      the Hello is applied; yamux starts on both ends.
+//	guest  Ack      the Hello is applied.
+//	host   Hello    again, once the guest has answered: the first one may
+//	guest  Ack      have waited in the socket while QEMU loaded the snapshot
+//	                (~0.1 s under TCG), so its clock is late; this one's is
+//	                not. Then yamux starts on both ends.
 //
 // Then the host opens the control, output and files streams.
 const (
 	Ready = "FLINT-READY\n"
 	Ack   = "FLINT-ACK\n"
 )
+
+// Hellos is the number of Hello/Ack exchanges.
+const Hellos = 2
 
 // SeedSize is the number of random bytes a Hello carries.
 const SeedSize = 64
