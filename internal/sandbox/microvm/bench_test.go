@@ -2,6 +2,7 @@ package microvm_test
 
 import (
 	"context"
+	"crypto/rand"
 	"fmt"
 	"io"
 	"net/http"
@@ -99,18 +100,28 @@ func pssMiB(pid int) float64 {
 // restore (the peer in the same run; one boot before the timed loop saves
 // the snapshot); reports p50/p99 and the idle VM's QEMU RSS and PSS. Run
 // with -benchtime=12x or more for a p99 worth the name.
+//
+// restore+32MiB-code is the restore with a 32 MiB file in the function's
+// code: what sending the code over the channel costs.
 func BenchmarkColdStart(b *testing.B) {
-	for _, mode := range []string{"boot", "restore"} {
-		b.Run(mode, func(b *testing.B) { benchColdStart(b, mode == "boot") })
+	for _, mode := range []string{"boot", "restore", "restore+32MiB-code"} {
+		b.Run(mode, func(b *testing.B) { benchColdStart(b, mode == "boot", strings.HasSuffix(mode, "code")) })
 	}
 }
 
-func benchColdStart(b *testing.B, boot bool) {
+func benchColdStart(b *testing.B, boot, bigCode bool) {
 	d := newDriverWith(b, func(c *microvm.Config) {
 		c.NoSnapshots = boot
 		c.ImageDir = filepath.Join(filepath.Dir(c.StateDir), "image") // no snapshot from another benchmark
 	})
 	code := loopCode(b)
+	if bigCode {
+		blob := make([]byte, 32<<20)
+		rand.Read(blob)
+		if err := os.WriteFile(filepath.Join(code, "blob"), blob, 0o644); err != nil {
+			b.Fatal(err)
+		}
+	}
 	create := func(id string) (sandbox.Sandbox, *loopAPI, time.Duration) {
 		api := newLoopAPI()
 		t0 := time.Now()
