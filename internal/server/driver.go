@@ -69,14 +69,20 @@ func startMicroVM(ctx context.Context, cfg Config) (sandbox.Driver, error) {
 	return d, nil
 }
 
-func findVMInit(path string) (string, error) { return FindVMInit(path) }
+func findVMInit(path string) (string, error) {
+	p, err := FindVMInit(path)
+	if err != nil {
+		return "", fmt.Errorf("server: %w", err)
+	}
+	return p, nil
+}
 
 // FindVMInit resolves the flint-vm-init binary: path when given, else
 // next to this executable, else on PATH.
 func FindVMInit(path string) (string, error) {
 	if path != "" {
 		if _, err := os.Stat(path); err != nil {
-			return "", fmt.Errorf("server: --vm-init: %w", err)
+			return "", fmt.Errorf("--vm-init: %w", err)
 		}
 		return path, nil
 	}
@@ -88,7 +94,7 @@ func FindVMInit(path string) (string, error) {
 	}
 	p, err := exec.LookPath("flint-vm-init")
 	if err != nil {
-		return "", fmt.Errorf("server: the microvm driver needs flint-vm-init (CGO_ENABLED=0 go build ./cmd/flint-vm-init; put it next to flint or give --vm-init): %w", err)
+		return "", fmt.Errorf("the microvm driver needs flint-vm-init (CGO_ENABLED=0 go build ./cmd/flint-vm-init; put it next to flint or give --vm-init): %w", err)
 	}
 	return p, nil
 }

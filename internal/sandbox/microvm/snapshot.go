@@ -61,8 +61,9 @@ func newSnapshotStore(dir, digest string) (*snapshotStore, error) {
 		return nil, err
 	}
 	for _, e := range ents {
-		if !strings.HasPrefix(e.Name(), digest+"-") {
-			os.Remove(filepath.Join(dir, e.Name())) // another image's: invalid
+		if !strings.HasPrefix(e.Name(), digest+"-") || strings.HasSuffix(e.Name(), ".part") {
+			// Another image's (invalid), or left half-written by a crash.
+			os.Remove(filepath.Join(dir, e.Name()))
 		}
 	}
 	return st, nil
