@@ -53,3 +53,11 @@ func TestHostTSCkHz(t *testing.T) {
 		t.Errorf("HostTSCkHz = %d, not a CPU clock", khz)
 	}
 }
+
+func TestRestoreArgsQuote(t *testing.T) {
+	got := RestoreArgs("/data/it's here/x.state")
+	want := []string{"-incoming", `exec:/bin/cat '/data/it'\''s here/x.state'`}
+	if len(got) != 2 || got[0] != want[0] || got[1] != want[1] {
+		t.Errorf("RestoreArgs = %q, want %q", got, want)
+	}
+}
