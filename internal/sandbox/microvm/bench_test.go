@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/flintdev/flint/internal/gobuildtest"
+	"github.com/flintdev/flint/internal/runtimes"
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/microvm"
 )
@@ -197,4 +198,68 @@ func BenchmarkWarmInvoke(b *testing.B) {
 	}
 	b.ReportMetric(float64(percentile(times, 0.5).Microseconds()), "p50-µs")
 	b.ReportMetric(float64(percentile(times, 0.99).Microseconds()), "p99-µs")
+}
+
+// BenchmarkColdStartRuntime: Create until the runtime's first /next, for
+// Flint's Python and Node runtimes (internal/runtimes) running the e2e
+// test handlers, restored from a snapshot (one boot before the timed loop
+// saves it): the interpreter's start on top of the restore.
+func BenchmarkColdStartRuntime(b *testing.B) {
+	d := newDriverWith(b, func(c *microvm.Config) {
+		c.ImageDir = filepath.Join(filepath.Dir(c.StateDir), "image")
+	})
+	cat, err := runtimes.New(runtimes.Config{AssetDir: filepath.Join(b.TempDir(), "runtimes")})
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, tc := range []struct{ family, handler, code string }{
+		{"python3.", "handler.handler", "../../../e2e/testdata/python"},
+		{"nodejs", "index.handler", "../../../e2e/testdata/node"},
+	} {
+		var rt runtimes.Runtime
+		for _, n := range cat.Names() {
+			if strings.HasPrefix(n, tc.family) {
+				rt, _ = cat.Lookup(n)
+			}
+		}
+		if rt.Name == "" {
+			b.Logf("no %s* runtime on this host", tc.family)
+			continue
+		}
+		code, err := filepath.Abs(tc.code)
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Run(rt.Name, func(b *testing.B) {
+			create := func(id string) time.Duration {
+				api := newLoopAPI()
+				t0 := time.Now()
+				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+				defer cancel()
+				sb, err := d.Create(ctx, sandbox.Spec{
+					ID: id, CodeDir: code, RuntimeDir: rt.RuntimeDir, Command: rt.Command(),
+					Env:        append(rt.Env, "_HANDLER="+tc.handler, "PATH=/usr/bin:/bin", "LAMBDA_TASK_ROOT=/var/task"),
+					RuntimeAPI: api, Output: io.Discard, MemoryMB: 256,
+				})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer sb.Destroy(context.Background())
+				select {
+				case <-api.first:
+				case <-sb.Done():
+					b.Fatalf("sandbox ended: %v", sb.Err())
+				}
+				return time.Since(t0)
+			}
+			b.Logf("first cold start of the size: %v", create("rt-first"))
+			var times []time.Duration
+			for i := 0; b.Loop(); i++ {
+				times = append(times, create(fmt.Sprintf("rt-%d", i)))
+			}
+			b.ReportMetric(float64(percentile(times, 0.5).Milliseconds()), "p50-ms")
+			b.ReportMetric(float64(percentile(times, 0.99).Milliseconds()), "p99-ms")
+			b.ReportMetric(0, "ns/op")
+		})
+	}
 }

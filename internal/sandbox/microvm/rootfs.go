@@ -116,9 +116,11 @@ func addRuntimeLibs(b *initramfs.Builder, bin string) error {
 
 // addHostTree adds the host path p (resolving the links on its way, as
 // AddHostPath) and, when it is a directory, everything under it:
-// directories, regular files, and symbolic links as links. Compiled
-// Python caches (__pycache__) are left out: the image is read-only and
-// the host's may be stale.
+// directories, regular files, and symbolic links as links. Python's
+// compiled caches (__pycache__) come too: the image is read-only, and
+// without them every cold start would compile each module it imports (a
+// stale one is recompiled in memory, as Python checks it against its
+// source's time and size, which the image keeps).
 func addHostTree(b *initramfs.Builder, p string) error {
 	if err := b.AddHostPath(p); err != nil {
 		return err
@@ -136,9 +138,6 @@ func addHostTree(b *initramfs.Builder, p string) error {
 		}
 		if q == src {
 			return nil
-		}
-		if d.IsDir() && d.Name() == "__pycache__" {
-			return filepath.SkipDir
 		}
 		fi, err := d.Info()
 		if err != nil {

@@ -69,7 +69,8 @@ func (b *Builder) Size() (int64, error) {
 
 // WriteDir writes the entries as a directory tree under dir (which must
 // exist and be empty), owned by the caller: the staging tree of a file
-// system image. Host files are copied.
+// system image. Host files are copied with their modification times
+// (Python checks its cached bytecode against its sources' times).
 func (b *Builder) WriteDir(dir string) error {
 	for _, k := range b.sortedKeys() {
 		e := b.entries[k]
@@ -116,6 +117,12 @@ func writeHostFile(p string, e *entry) error {
 	}
 	if err == nil {
 		err = os.Chmod(p, mode)
+	}
+	if err == nil && e.host != "" {
+		var fi os.FileInfo
+		if fi, err = os.Stat(e.host); err == nil {
+			err = os.Chtimes(p, fi.ModTime(), fi.ModTime())
+		}
 	}
 	return err
 }

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 // TestWriteDir: the staging tree holds what the archive would, and the
@@ -46,5 +47,29 @@ func TestWriteDir(t *testing.T) {
 	}
 	if d2, _ := b.Digest(); d2 == d1 {
 		t.Error("the digest did not change with a file's content")
+	}
+}
+
+// TestWriteDirKeepsTimes: copies keep their host file's modification
+// time.
+func TestWriteDirKeepsTimes(t *testing.T) {
+	src := filepath.Join(t.TempDir(), "f")
+	if err := os.WriteFile(src, []byte("x"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Date(2020, 1, 2, 3, 4, 5, 0, time.UTC)
+	if err := os.Chtimes(src, old, old); err != nil {
+		t.Fatal(err)
+	}
+	b := New()
+	if err := b.File("/f", src, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := b.WriteDir(dir); err != nil {
+		t.Fatal(err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "f")); err != nil || !fi.ModTime().Equal(old) {
+		t.Errorf("copy's time %v (%v), want %v", fi.ModTime(), err, old)
 	}
 }
