@@ -3,10 +3,14 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"syscall"
+	"time"
 	"unsafe"
 
 	"golang.org/x/sys/unix"
@@ -15,29 +19,53 @@ import (
 )
 
 // handshake runs the raw-port exchange before yamux (vmchan's hello.go):
-// Ready, the host's Hello, Ack. A guest restored from a snapshot resumes
-// inside the read of the Hello.
+// Ready, any warm-ups (each answered with Ready), then the host's Hellos,
+// each answered with Ack. A guest restored from a snapshot resumes inside
+// its read of the next message.
 func handshake(port *os.File) error {
 	if _, err := io.WriteString(port, vmchan.Ready); err != nil {
 		return fmt.Errorf("write ready: %w", err)
 	}
-	buf := make([]byte, vmchan.HelloSize)
-	for range vmchan.Hellos {
-		if _, err := io.ReadFull(port, buf); err != nil {
+	for hellos := 0; hellos < vmchan.Hellos; {
+		m, err := vmchan.ReadHostMessage(port)
+		if err != nil {
 			return fmt.Errorf("read the host's hello: %w", err)
 		}
-		h, err := vmchan.ParseHello(buf)
-		if err != nil {
-			return err
-		}
-		if err := applyHello(h); err != nil {
-			return err
-		}
-		if _, err := io.WriteString(port, vmchan.Ack); err != nil {
-			return fmt.Errorf("write ack: %w", err)
+		switch m := m.(type) {
+		case vmchan.Warm:
+			warm(m)
+			if _, err := io.WriteString(port, vmchan.Ready); err != nil {
+				return fmt.Errorf("write ready: %w", err)
+			}
+		case vmchan.Hello:
+			if err := applyHello(m); err != nil {
+				return err
+			}
+			if _, err := io.WriteString(port, vmchan.Ack); err != nil {
+				return fmt.Errorf("write ack: %w", err)
+			}
+			hellos++
 		}
 	}
 	return nil
+}
+
+// warm runs the host's warm-up program once, as the sandbox user, with
+// no input or output, for at most a minute; its outcome only shows on the
+// console (a failed warm-up costs a slower cold start, nothing else).
+func warm(w vmchan.Warm) {
+	if len(w.Argv) == 0 || w.UID <= 0 || w.GID <= 0 {
+		fmt.Printf("flint-vm-init: warm-up %q as %d:%d refused\n", w.Argv, w.UID, w.GID)
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, w.Argv[0], w.Argv[1:]...)
+	cmd.Dir, cmd.Env = "/tmp", []string{"PATH=/usr/bin:/bin", "HOME=/tmp"}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uint32(w.UID), Gid: uint32(w.GID), Groups: []uint32{}}}
+	if err := cmd.Run(); err != nil {
+		fmt.Printf("flint-vm-init: warm-up %q: %v\n", w.Argv, err)
+	}
 }
 
 // applyHello gives the guest its own identity: the host's clock (a

@@ -205,9 +205,30 @@ func BenchmarkWarmInvoke(b *testing.B) {
 // test handlers, restored from a snapshot (one boot before the timed loop
 // saves it): the interpreter's start on top of the restore.
 func BenchmarkColdStartRuntime(b *testing.B) {
+	for _, warm := range []bool{false, true} {
+		b.Run(fmt.Sprintf("warmup=%v", warm), func(b *testing.B) { benchColdStartRuntime(b, warm) })
+	}
+}
+
+// benchColdStartRuntime runs the runtimes' cold starts with the default
+// warm-ups (a snapshot per interpreter) or none (one per VM size).
+func benchColdStartRuntime(b *testing.B, warm bool) {
+	var imageDir string
 	d := newDriverWith(b, func(c *microvm.Config) {
 		c.ImageDir = filepath.Join(filepath.Dir(c.StateDir), "image")
+		imageDir = c.ImageDir
+		if !warm {
+			c.Warmups = map[string][]string{}
+		}
 	})
+	logSnapshots := func(b *testing.B) {
+		snaps, _ := filepath.Glob(filepath.Join(imageDir, "snapshots", "*.state"))
+		for _, f := range snaps {
+			if fi, err := os.Stat(f); err == nil {
+				b.Logf("snapshot %s: %d MiB", filepath.Base(f)[25:], fi.Size()>>20)
+			}
+		}
+	}
 	cat, err := runtimes.New(runtimes.Config{AssetDir: filepath.Join(b.TempDir(), "runtimes")})
 	if err != nil {
 		b.Fatal(err)
@@ -257,6 +278,7 @@ func BenchmarkColdStartRuntime(b *testing.B) {
 			for i := 0; b.Loop(); i++ {
 				times = append(times, create(fmt.Sprintf("rt-%d", i)))
 			}
+			logSnapshots(b)
 			b.ReportMetric(float64(percentile(times, 0.5).Milliseconds()), "p50-ms")
 			b.ReportMetric(float64(percentile(times, 0.99).Milliseconds()), "p99-ms")
 			b.ReportMetric(0, "ns/op")

@@ -94,6 +94,12 @@ type Config struct {
 	Runtimes []string
 	// NoSnapshots makes every cold start a full boot.
 	NoSnapshots bool
+	// Warmups are programs, by the interpreter a sandbox's Command starts
+	// with, that a booted guest runs once before its snapshot is saved:
+	// the interpreter's files are then in the snapshot's page cache, and
+	// its sandboxes get a snapshot of their own, per VM size (nil:
+	// DefaultWarmups; an empty map: one snapshot per VM size for all).
+	Warmups map[string][]string
 	// RestoreTimeout bounds a snapshot restore before the fallback to a
 	// full boot (0: DefaultRestoreTimeout).
 	RestoreTimeout time.Duration
@@ -150,6 +156,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Runtimes == nil {
 		c.Runtimes = DefaultRuntimes
+	}
+	if c.Warmups == nil {
+		c.Warmups = DefaultWarmups
 	}
 	if c.ImageDir == "" && c.StateDir != "" {
 		c.ImageDir = filepath.Join(c.StateDir, "image")

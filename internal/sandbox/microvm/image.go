@@ -86,7 +86,7 @@ func buildImage(cfg Config, qemuBin string, accel qemu.Accel) (*guestImage, erro
 	if fi, err := os.Stat(qemuBin); err == nil {
 		fmt.Fprintf(h, "qemu %s %d %d\n", qemuBin, fi.Size(), fi.ModTime().UnixNano())
 	}
-	fmt.Fprintf(h, "accel %s tcg-cache %d cmdline %q overhead %d\n", accel, cfg.TCGCacheMiB, guestCmdline, cfg.GuestOverheadMB)
+	fmt.Fprintf(h, "accel %s tcg-cache %d cmdline %q overhead %d warmups %q\n", accel, cfg.TCGCacheMiB, guestCmdline, cfg.GuestOverheadMB, cfg.Warmups)
 	img.digest = hex.EncodeToString(h.Sum(nil))[:24]
 	return img, nil
 }

@@ -16,6 +16,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/vm/qemu"
 	"github.com/flintdev/flint/internal/vm/vmchan"
 )
@@ -24,25 +25,60 @@ import (
 //
 // A guest is the same until it is handed its function: it boots, mounts
 // the root image, loads its modules, opens the channel, writes Ready and
-// waits for the host's Hello (vmchan). The first full boot of a VM size
-// (MemoryMB + GuestOverheadMB) saves that waiting guest — QMP "stop",
-// "migrate" to a file, "cont" — and goes on to become its sandbox. Every
-// later sandbox of that size starts QEMU with -incoming from the file:
+// waits for the host's Hello (vmchan). The first full boot of a kind —
+// VM size (MemoryMB + GuestOverheadMB), and the interpreter when Warmups
+// has one for the sandbox's Command (its warm-up runs first, so that the
+// interpreter's files are in the saved page cache) — saves that waiting
+// guest (QMP "migrate" to a file, then "cont") and goes on to become its
+// sandbox. Every later sandbox of that kind starts QEMU with -incoming
+// from the file:
 // the guest resumes inside its read of the Hello, and from there a
 // restored guest and a booted one are the same (the Hello sets the clock
 // and reseeds the RNG; the function's files, environment and command
 // arrive on the channel after it).
 //
-//	Create ─► snapshot of this size? ─yes─► restore ─ok──────────────► Hello ─► Ack ─► streams, files, Start
+//	Create ─► snapshot of this kind? ─yes─► restore ─ok──────────────► Hello ─► Ack ─► streams, files, Start
 //	               │ no                        │ fails: QEMU exits (corrupt,
 //	               │                           │ stale) or no Ack in RestoreTimeout;
 //	               │                           │ logged, file removed
 //	               ▼                           ▼
-//	          full boot ─► Ready ─► (no snapshot yet: save one, resume) ─► Hello ─► Ack ─► ...
+//	          full boot ─► Ready ─► (no snapshot yet: [Warm ─► Ready], save, resume) ─► Hello ─► Ack ─► ...
 //
 // Snapshot files live in ImageDir/snapshots, named by the image digest
-// (kernel, initramfs with the init, root image, QEMU, launch settings) and
-// the VM size; New removes those of other digests.
+// (kernel, initramfs with the init, root image, QEMU, launch settings,
+// warm-ups) and the kind; New removes those of other digests.
+
+// DefaultWarmups start Python and Node once, loading the modules Flint's
+// runtime clients (internal/runtimes/clients) import: under TCG a cold
+// page cache costs a Node start ~0.7 s and a Python start ~0.25 s.
+var DefaultWarmups = map[string][]string{
+	"/usr/bin/python3": {"/usr/bin/python3", "-c", "import http.client, importlib, json, logging, os, sys, time, traceback"},
+	"/usr/bin/node":    {"/usr/bin/node", "-e", "require('http'); require('fs'); require('path'); require('util'); require('stream'); require('url')"},
+}
+
+// snapshotKind says which snapshot serves a sandbox: the plain one of
+// its VM size, or that size's for its interpreter (with a warm-up).
+type snapshotKind struct {
+	mem  int      // VM MiB
+	name string   // "" (plain) or the interpreter's base name
+	warm []string // the warm-up to run before saving, or nil
+}
+
+func (d *Driver) snapshotKind(spec *sandbox.Spec) snapshotKind {
+	k := snapshotKind{mem: spec.MemoryMB + d.cfg.GuestOverheadMB}
+	if argv := d.cfg.Warmups[spec.Command[0]]; len(argv) > 0 {
+		k.name, k.warm = filepath.Base(spec.Command[0]), argv
+	}
+	return k
+}
+
+func (k snapshotKind) String() string {
+	s := strconv.Itoa(k.mem) + "m"
+	if k.name != "" {
+		s += "-" + k.name
+	}
+	return s
+}
 
 // snapshotStore names the snapshot files and makes sure that one full
 // boot at a time saves the snapshot of a size. Safe for concurrent use.
@@ -50,12 +86,12 @@ type snapshotStore struct {
 	dir    string // ImageDir/snapshots
 	digest string // the image's
 
-	mu     sync.Mutex   // guards making
-	making map[int]bool // VM sizes whose snapshot a boot is saving
+	mu     sync.Mutex      // guards making
+	making map[string]bool // kinds whose snapshot a boot is saving
 }
 
 func newSnapshotStore(dir, digest string) (*snapshotStore, error) {
-	st := &snapshotStore{dir: dir, digest: digest, making: map[int]bool{}}
+	st := &snapshotStore{dir: dir, digest: digest, making: map[string]bool{}}
 	ents, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
@@ -69,30 +105,30 @@ func newSnapshotStore(dir, digest string) (*snapshotStore, error) {
 	return st, nil
 }
 
-// path is the snapshot file of VMs of memMiB.
-func (st *snapshotStore) path(memMiB int) string {
-	return filepath.Join(st.dir, st.digest+"-"+strconv.Itoa(memMiB)+"m.state")
+// path is the snapshot file of kind k.
+func (st *snapshotStore) path(k snapshotKind) string {
+	return filepath.Join(st.dir, st.digest+"-"+k.String()+".state")
 }
 
-// claim reports whether the caller should save the snapshot of memMiB
-// (none exists and no one else is saving it); then it must call release.
-func (st *snapshotStore) claim(memMiB int) bool {
+// claim reports whether the caller should save the snapshot of k (none
+// exists and no one else is saving it); then it must call release.
+func (st *snapshotStore) claim(k snapshotKind) bool {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	if st.making[memMiB] {
+	if st.making[k.String()] {
 		return false
 	}
-	if _, err := os.Stat(st.path(memMiB)); err == nil {
+	if _, err := os.Stat(st.path(k)); err == nil {
 		return false
 	}
-	st.making[memMiB] = true
+	st.making[k.String()] = true
 	return true
 }
 
-func (st *snapshotStore) release(memMiB int) {
+func (st *snapshotStore) release(k snapshotKind) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	delete(st.making, memMiB)
+	delete(st.making, k.String())
 }
 
 // vmConfig is the QEMU configuration of s's VM: the same for a boot and
@@ -104,9 +140,9 @@ func (d *Driver) vmConfig(s *Sandbox, memMiB int, extra ...string) qemu.Config {
 		Cmdline: guestCmdline, Console: s.console, Stderr: s.console,
 		ExtraArgs: append([]string{
 			"-device", "virtio-serial-device",
-			"-chardev", "socket,id=flint,path=" + s.sock() + ",server=on,wait=off",
+			"-chardev", "socket,id=flint,path=" + qemu.OptValue(s.sock()) + ",server=on,wait=off",
 			"-device", "virtserialport,chardev=flint,name=" + vmchan.PortName,
-			"-drive", "file=" + d.img.rootfs + ",if=none,id=root,format=raw,readonly=on",
+			"-drive", "file=" + qemu.OptValue(d.img.rootfs) + ",if=none,id=root,format=raw,readonly=on",
 			"-device", "virtio-blk-device,drive=root",
 		}, extra...),
 	}
@@ -119,12 +155,12 @@ func (s *Sandbox) sock() string { return filepath.Join(s.dir, "ch.sock") }
 // fails, by a full boot (which saves the snapshot when there is none).
 // It returns the channel's connection, ready for yamux.
 func (d *Driver) launch(ctx context.Context, s *Sandbox, log *slog.Logger) (net.Conn, error) {
-	mem := s.spec.MemoryMB + d.cfg.GuestOverheadMB
+	kind := d.snapshotKind(&s.spec)
 	if d.snaps != nil {
-		snap := d.snaps.path(mem)
+		snap := d.snaps.path(kind)
 		if _, err := os.Stat(snap); err == nil {
 			t0 := time.Now()
-			conn, err := d.restore(ctx, s, mem, snap)
+			conn, err := d.restore(ctx, s, kind.mem, snap)
 			if err == nil {
 				s.restored = true
 				log.Debug("microvm: restored from snapshot", "took", time.Since(t0))
@@ -137,7 +173,7 @@ func (d *Driver) launch(ctx context.Context, s *Sandbox, log *slog.Logger) (net.
 			os.Remove(snap)
 		}
 	}
-	return d.boot(ctx, s, mem, log)
+	return d.boot(ctx, s, kind, log)
 }
 
 // restore starts QEMU from the snapshot and sends the Hello.
@@ -168,12 +204,14 @@ func (d *Driver) restore(ctx context.Context, s *Sandbox, mem int, snap string) 
 }
 
 // boot starts QEMU with a full boot, waits for the guest's Ready, saves
-// the snapshot of its size if there is none, and sends the Hello.
-func (d *Driver) boot(ctx context.Context, s *Sandbox, mem int, log *slog.Logger) (_ net.Conn, err error) {
+// the snapshot of its kind if there is none (after the kind's warm-up),
+// and sends the Hello.
+func (d *Driver) boot(ctx context.Context, s *Sandbox, kind snapshotKind, log *slog.Logger) (_ net.Conn, err error) {
+	mem := kind.mem
 	qmpSock := filepath.Join(s.dir, "qmp.sock")
 	var extra []string
 	if d.snaps != nil {
-		extra = []string{"-qmp", "unix:" + qmpSock + ",server=on,wait=off"}
+		extra = []string{"-chardev", "socket,id=qmp,path=" + qemu.OptValue(qmpSock) + ",server=on,wait=off", "-mon", "chardev=qmp,mode=control"}
 	}
 	s.vm, err = qemu.Start(d.vmConfig(s, mem, extra...))
 	if err != nil {
@@ -191,20 +229,47 @@ func (d *Driver) boot(ctx context.Context, s *Sandbox, mem int, log *slog.Logger
 	if err := s.exchange(ctx, conn, func() error { return expect(conn, vmchan.Ready) }); err != nil {
 		return nil, fmt.Errorf("wait for the booted guest: %w", err)
 	}
-	if d.snaps != nil && d.snaps.claim(mem) {
+	if d.snaps != nil && d.snaps.claim(kind) {
 		t0 := time.Now()
-		err := d.saveSnapshot(ctx, s, qmpSock, d.snaps.path(mem))
-		d.snaps.release(mem)
-		if err != nil {
-			log.Warn("microvm: saving a snapshot failed; cold starts of this size stay full boots", "memoryMiB", mem, "err", err)
-		} else {
-			log.Info("microvm: snapshot saved", "memoryMiB", mem, "took", time.Since(t0), "file", d.snaps.path(mem))
+		// A failed warm-up leaves the channel in an unknown state: the
+		// cold start fails. A failed save leaves a running guest.
+		if err := d.warmUp(ctx, s, conn, kind); err != nil {
+			d.snaps.release(kind)
+			return nil, fmt.Errorf("warm-up before the snapshot: %w", err)
+		}
+		err := d.saveSnapshot(ctx, s, qmpSock, d.snaps.path(kind))
+		d.snaps.release(kind)
+		switch {
+		case err != nil:
+			log.Warn("microvm: saving a snapshot failed; these cold starts stay full boots", "snapshot", kind.String(), "err", err)
+		default:
+			log.Info("microvm: snapshot saved", "snapshot", kind.String(), "took", time.Since(t0), "file", d.snaps.path(kind))
 		}
 	}
 	if err := s.exchange(ctx, conn, func() error { return hello(conn) }); err != nil {
 		return nil, err
 	}
 	return conn, nil
+}
+
+// warmUp has the guest run kind's warm-up, if any, and waits for its
+// Ready.
+func (d *Driver) warmUp(ctx context.Context, s *Sandbox, conn net.Conn, kind snapshotKind) error {
+	if kind.warm == nil {
+		return nil
+	}
+	b, err := vmchan.Warm{Argv: kind.warm, UID: d.cfg.UID, GID: d.cfg.GID}.Marshal()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	return s.exchange(ctx, conn, func() error {
+		if _, err := conn.Write(b); err != nil {
+			return err
+		}
+		return expect(conn, vmchan.Ready)
+	})
 }
 
 // saveSnapshot saves the stopped guest to dst and resumes it. QEMU writes

@@ -61,3 +61,9 @@ func TestRestoreArgsQuote(t *testing.T) {
 		t.Errorf("RestoreArgs = %q, want %q", got, want)
 	}
 }
+
+func TestOptValue(t *testing.T) {
+	if got := OptValue("/a,b=c/x"); got != "/a,,b=c/x" {
+		t.Errorf("OptValue = %q", got)
+	}
+}

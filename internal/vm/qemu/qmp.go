@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"time"
 )
@@ -186,3 +187,7 @@ func shellQuote(s string) string {
 	}
 	return string(append(out, '\''))
 }
+
+// OptValue escapes s for a value in QEMU's "key=value,..." option syntax
+// (-chardev, -drive): a comma is written twice.
+func OptValue(s string) string { return strings.ReplaceAll(s, ",", ",,") }
