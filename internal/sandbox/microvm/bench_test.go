@@ -202,33 +202,29 @@ func BenchmarkWarmInvoke(b *testing.B) {
 
 // BenchmarkColdStartRuntime: Create until the runtime's first /next, for
 // Flint's Python and Node runtimes (internal/runtimes) running the e2e
-// test handlers, restored from a snapshot (one boot before the timed loop
-// saves it): the interpreter's start on top of the restore.
+// test handlers, restored from a snapshot: the interpreter's start on top
+// of the restore. Each iteration cold-starts twice, alternating: with the
+// default warm-ups (a snapshot per interpreter, its files in the page
+// cache) and without (the plain snapshot of the VM size), so that both
+// see the same load; one boot of each before the timed loop saves the
+// snapshots.
 func BenchmarkColdStartRuntime(b *testing.B) {
-	for _, warm := range []bool{false, true} {
-		b.Run(fmt.Sprintf("warmup=%v", warm), func(b *testing.B) { benchColdStartRuntime(b, warm) })
-	}
-}
-
-// benchColdStartRuntime runs the runtimes' cold starts with the default
-// warm-ups (a snapshot per interpreter) or none (one per VM size).
-func benchColdStartRuntime(b *testing.B, warm bool) {
-	var imageDir string
-	d := newDriverWith(b, func(c *microvm.Config) {
+	var cfg microvm.Config
+	warm := newDriverWith(b, func(c *microvm.Config) {
 		c.ImageDir = filepath.Join(filepath.Dir(c.StateDir), "image")
-		imageDir = c.ImageDir
-		if !warm {
-			c.Warmups = map[string][]string{}
-		}
+		cfg = *c
 	})
-	logSnapshots := func(b *testing.B) {
-		snaps, _ := filepath.Glob(filepath.Join(imageDir, "snapshots", "*.state"))
-		for _, f := range snaps {
-			if fi, err := os.Stat(f); err == nil {
-				b.Logf("snapshot %s: %d MiB", filepath.Base(f)[25:], fi.Size()>>20)
-			}
-		}
+	// The second driver shares the first's test lock (vmtest.Lock is
+	// taken once per test) and MaxVMs 1: the loop alternates, one VM at a
+	// time. Its own image directory: New prunes other digests' snapshots.
+	plainCfg := cfg
+	plainCfg.Warmups = map[string][]string{}
+	plainCfg.ImageDir = cfg.ImageDir + "-plain"
+	plain, err := microvm.New(plainCfg)
+	if err != nil {
+		b.Fatal(err)
 	}
+	imageDirs := []string{cfg.ImageDir, plainCfg.ImageDir}
 	cat, err := runtimes.New(runtimes.Config{AssetDir: filepath.Join(b.TempDir(), "runtimes")})
 	if err != nil {
 		b.Fatal(err)
@@ -252,7 +248,7 @@ func benchColdStartRuntime(b *testing.B, warm bool) {
 			b.Fatal(err)
 		}
 		b.Run(rt.Name, func(b *testing.B) {
-			create := func(id string) time.Duration {
+			create := func(d *microvm.Driver, id string) time.Duration {
 				api := newLoopAPI()
 				t0 := time.Now()
 				ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -273,14 +269,24 @@ func benchColdStartRuntime(b *testing.B, warm bool) {
 				}
 				return time.Since(t0)
 			}
-			b.Logf("first cold start of the size: %v", create("rt-first"))
-			var times []time.Duration
+			b.Logf("first cold starts (boot, warm-up, save): %v; (boot, save) %v", create(warm, "w-first"), create(plain, "p-first"))
+			var tw, tp []time.Duration
 			for i := 0; b.Loop(); i++ {
-				times = append(times, create(fmt.Sprintf("rt-%d", i)))
+				tw = append(tw, create(warm, fmt.Sprintf("w-%d", i)))
+				tp = append(tp, create(plain, fmt.Sprintf("p-%d", i)))
 			}
-			logSnapshots(b)
-			b.ReportMetric(float64(percentile(times, 0.5).Milliseconds()), "p50-ms")
-			b.ReportMetric(float64(percentile(times, 0.99).Milliseconds()), "p99-ms")
+			for _, dir := range imageDirs {
+				snaps, _ := filepath.Glob(filepath.Join(dir, "snapshots", "*.state"))
+				for _, f := range snaps {
+					if fi, err := os.Stat(f); err == nil {
+						b.Logf("snapshot %s: %d MiB", filepath.Base(f)[25:], fi.Size()>>20)
+					}
+				}
+			}
+			b.ReportMetric(float64(percentile(tw, 0.5).Milliseconds()), "warm-p50-ms")
+			b.ReportMetric(float64(percentile(tw, 0.99).Milliseconds()), "warm-p99-ms")
+			b.ReportMetric(float64(percentile(tp, 0.5).Milliseconds()), "plain-p50-ms")
+			b.ReportMetric(float64(percentile(tp, 0.99).Milliseconds()), "plain-p99-ms")
 			b.ReportMetric(0, "ns/op")
 		})
 	}
