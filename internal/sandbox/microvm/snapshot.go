@@ -50,7 +50,7 @@ import (
 
 // DefaultWarmups start Python and Node once, loading the modules Flint's
 // runtime clients (internal/runtimes/clients) import (under TCG this cut
-// a restored Node cold start by ~0.3 s, a Python one by ~0.13 s:
+// a restored Python cold start by ~0.35 s, a Node one by ~0.2 s:
 // BenchmarkColdStartRuntime).
 var DefaultWarmups = map[string][]string{
 	"/usr/bin/python3": {"/usr/bin/python3", "-c", "import http.client, importlib, json, logging, os, sys, time, traceback"},
