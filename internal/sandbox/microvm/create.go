@@ -23,13 +23,17 @@ import (
 // Create implements sandbox.Driver. A cold start is these steps, each
 // timed in the debug log:
 //
-//	slot     wait for a free VM slot (Config.MaxVMs)
-//	dir      make the sandbox's directory (the VMM's)
-//	launch   restore QEMU from the snapshot of the VM's size, or boot it
-//	         (snapshot.go); the handshake (clock, RNG seed)
-//	connect  yamux on the channel, open the streams
-//	files    send the function's directories
-//	start    send Start; the guest starts the runtime
+//	slot       wait for a free VM slot (Config.MaxVMs)
+//	jail       take a uid and gid for the VMM (jail.go)
+//	dir        make the sandbox's directory (the VMM's)
+//	cgroup     the VMM's cgroup: memory and pids
+//	launch     restore QEMU from the snapshot of the sandbox's kind, or
+//	           boot it (snapshot.go), through the jail helper, in the
+//	           cgroup; the handshake (clock, RNG seed)
+//	connect    yamux on the channel, open the streams
+//	files      send Start and the function's directories
+//	start      wait for the guest to start the runtime
+//	cpu-limit  the VMM's CPU share (the boot ran at full speed)
 //
 // Any failure kills the VM and removes the sandbox's directory.
 func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandbox, err error) {
@@ -76,12 +80,23 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 	}); err != nil {
 		return nil, err
 	}
+	if err := step("jail", func() error {
+		s.jail, err = d.newJail()
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	if err := step("dir", func() error {
 		if err := os.Mkdir(s.dir, 0o700); err != nil {
 			return err
 		}
 		// The VMM's own: it makes the channel's socket there.
-		return os.Chown(s.dir, d.cfg.VMMUID, d.cfg.VMMGID)
+		return os.Chown(s.dir, s.jail.uid, s.jail.gid)
+	}); err != nil {
+		return nil, err
+	}
+	if err := step("cgroup", func() error {
+		return s.jail.cgroup(&spec, spec.MemoryMB+d.cfg.GuestOverheadMB, d.img.initrd)
 	}); err != nil {
 		return nil, err
 	}
@@ -119,6 +134,9 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 		return nil, err
 	}
 	if err := step("start", func() error { return s.started(ctx, sent) }); err != nil {
+		return nil, err
+	}
+	if err := step("cpu-limit", s.jail.limitCPU); err != nil {
 		return nil, err
 	}
 	s.srv = &http.Server{Handler: spec.RuntimeAPI, ReadHeaderTimeout: time.Minute}

@@ -42,6 +42,7 @@ type Sandbox struct {
 	files   net.Conn // files stream (closed once sent)
 	srv     *http.Server
 	console *tail
+	jail    *vmmJail // the VMM's uid and cgroup; closed once QEMU ended
 	// restored: the VM was restored from a snapshot, not booted.
 	restored bool
 
@@ -156,6 +157,9 @@ func (s *Sandbox) readControl(dec *json.Decoder) {
 // sandbox exited.
 func (s *Sandbox) monitor(slot bool) {
 	<-s.vm.Done()
+	if err := s.jail.close(); err != nil {
+		s.d.cfg.Logger.Warn("microvm: VMM cgroup", "sandbox", s.id, "err", err)
+	}
 	s.sess.Close()
 	s.srv.Close()
 	<-s.outDone
@@ -195,6 +199,9 @@ func exitDesc(ev *vmchan.Event) string {
 func (s *Sandbox) abort(slot bool) {
 	if s.vm != nil {
 		s.vm.Kill()
+	}
+	if err := s.jail.close(); err != nil {
+		s.d.cfg.Logger.Warn("microvm: VMM cgroup", "sandbox", s.id, "err", err)
 	}
 	if s.sess != nil {
 		s.sess.Close() // readOutput has not started: it starts with the runtime

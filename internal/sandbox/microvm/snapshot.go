@@ -3,7 +3,6 @@ package microvm
 import (
 	"context"
 	"crypto/rand"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +12,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/flintdev/flint/internal/sandbox"
@@ -132,21 +130,40 @@ func (st *snapshotStore) release(k snapshotKind) {
 	delete(st.making, k.String())
 }
 
-// vmConfig is the QEMU configuration of s's VM: the same for a boot and
-// a restore (a restore must match the saved machine), but for extra.
-func (d *Driver) vmConfig(s *Sandbox, memMiB int, extra ...string) qemu.Config {
+// vmConfig is the QEMU configuration of s's VM, started through its
+// jail (paths are the jail's): the same for a boot and a restore (a
+// restore must match the saved machine), but for extra and files.
+func (d *Driver) vmConfig(s *Sandbox, memMiB int, files []*os.File, extra ...string) qemu.Config {
 	return qemu.Config{
-		Binary: d.qemu, Kernel: d.img.kernel, Initrd: d.img.initrd, Credential: d.credential(),
-		MemoryMiB: memMiB, CPUs: 1, Accel: d.accel, TCGCacheMiB: d.cfg.TCGCacheMiB,
+		Binary: d.qemu, Kernel: jailKernel, Initrd: jailInitrd, Wrap: s.jail.wrap(s.dir), ExtraFiles: files,
+		MemoryMiB: memMiB, CPUs: vcpus(s.spec.MemoryMB), Accel: d.accel, TCGCacheMiB: max(0, d.tcgCacheMiB()),
 		Cmdline: guestCmdline, Console: s.console, Stderr: s.console,
-		ExtraArgs: append([]string{
+		ExtraArgs: append(append([]string{
 			"-device", "virtio-serial-device",
-			"-chardev", "socket,id=flint,path=" + qemu.OptValue(s.sock()) + ",server=on,wait=off",
+			"-chardev", "socket,id=flint,path=" + jailVMDir + "/ch.sock,server=on,wait=off",
 			"-device", "virtserialport,chardev=flint,name=" + vmchan.PortName,
-			"-drive", "file=" + qemu.OptValue(d.img.rootfs) + ",if=none,id=root,format=raw,readonly=on",
+			"-drive", "file=" + jailRootfs + ",if=none,id=root,format=raw,readonly=on",
 			"-device", "virtio-blk-device,drive=root",
-		}, extra...),
+		}, qemuSandbox...), extra...),
 	}
+}
+
+// startVM starts QEMU for s and lets the jail helper run it in the VM's
+// cgroup.
+func (d *Driver) startVM(s *Sandbox, c qemu.Config) error {
+	var err error
+	s.vm, err = qemu.Start(c)
+	if err != nil {
+		return err
+	}
+	if err := s.jail.started(s.vm.Pid()); err != nil {
+		select { // the helper failed: its message is on QEMU's stderr
+		case <-s.vm.Done():
+		case <-time.After(time.Second):
+		}
+		return fmt.Errorf("%w: %s", err, strings.TrimSpace(s.console.String()))
+	}
+	return nil
 }
 
 func (s *Sandbox) sock() string { return filepath.Join(s.dir, "ch.sock") }
@@ -177,22 +194,31 @@ func (d *Driver) launch(ctx context.Context, s *Sandbox, log *slog.Logger) (net.
 	return d.boot(ctx, s, kind, log)
 }
 
-// restore starts QEMU from the snapshot and sends the Hello.
+// restore starts QEMU from the snapshot (passed as a file descriptor:
+// the jailed QEMU sees no path to it and may not spawn a reader) and
+// sends the Hello.
 func (d *Driver) restore(ctx context.Context, s *Sandbox, mem int, snap string) (_ net.Conn, err error) {
 	ctx, cancel := context.WithTimeout(ctx, d.cfg.RestoreTimeout)
 	defer cancel()
-	s.vm, err = qemu.Start(d.vmConfig(s, mem, qemu.RestoreArgs(snap)...))
+	f, err := os.Open(snap)
 	if err != nil {
 		return nil, err
 	}
+	defer f.Close() // QEMU has its own copy once started
 	defer func() {
 		if err != nil {
-			s.vm.Kill()
-			s.vm = nil
+			if s.vm != nil {
+				s.vm.Kill()
+				s.vm = nil
+			}
+			s.jail.restart()
 			os.Remove(s.sock())
 			s.console.reset()
 		}
 	}()
+	if err := d.startVM(s, d.vmConfig(s, mem, []*os.File{f}, qemu.RestoreArgs(3)...)); err != nil {
+		return nil, err
+	}
 	conn, err := s.dial(ctx)
 	if err != nil {
 		return nil, err
@@ -209,13 +235,11 @@ func (d *Driver) restore(ctx context.Context, s *Sandbox, mem int, snap string) 
 // and sends the Hello.
 func (d *Driver) boot(ctx context.Context, s *Sandbox, kind snapshotKind, log *slog.Logger) (_ net.Conn, err error) {
 	mem := kind.mem
-	qmpSock := filepath.Join(s.dir, "qmp.sock")
 	var extra []string
 	if d.snaps != nil {
-		extra = []string{"-chardev", "socket,id=qmp,path=" + qemu.OptValue(qmpSock) + ",server=on,wait=off", "-mon", "chardev=qmp,mode=control"}
+		extra = []string{"-chardev", "socket,id=qmp,path=" + jailVMDir + "/qmp.sock,server=on,wait=off", "-mon", "chardev=qmp,mode=control"}
 	}
-	s.vm, err = qemu.Start(d.vmConfig(s, mem, extra...))
-	if err != nil {
+	if err := d.startVM(s, d.vmConfig(s, mem, nil, extra...)); err != nil {
 		return nil, err
 	}
 	conn, err := s.dial(ctx)
@@ -238,7 +262,7 @@ func (d *Driver) boot(ctx context.Context, s *Sandbox, kind snapshotKind, log *s
 			d.snaps.release(kind)
 			return nil, fmt.Errorf("warm-up before the snapshot: %w", err)
 		}
-		err := d.saveSnapshot(ctx, s, qmpSock, d.snaps.path(kind))
+		err := d.saveSnapshot(ctx, s, d.snaps.path(kind))
 		d.snaps.release(kind)
 		switch {
 		case err != nil:
@@ -273,39 +297,63 @@ func (d *Driver) warmUp(ctx context.Context, s *Sandbox, conn net.Conn, kind sna
 	})
 }
 
-// saveSnapshot saves the stopped guest to dst and resumes it. QEMU writes
-// the state into the sandbox's directory (its own); it is then moved into
-// the snapshot directory, owned by root and readable by every VMM.
-func (d *Driver) saveSnapshot(ctx context.Context, s *Sandbox, qmpSock, dst string) error {
+// saveSnapshot saves the guest to dst and resumes it. The jailed QEMU
+// may not spawn a writer nor see the snapshot directory: it migrates to a
+// unix socket in its sandbox's directory, and the driver copies the
+// stream into dst (written as a .part file, renamed once complete; root's,
+// 0644, read by every VMM through an fd).
+func (d *Driver) saveSnapshot(ctx context.Context, s *Sandbox, dst string) error {
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	q, err := qemu.DialQMP(ctx, qmpSock)
+	sock := filepath.Join(s.dir, "save.sock")
+	ln, err := net.Listen("unix", sock)
 	if err != nil {
 		return err
 	}
+	defer ln.Close()
+	if err := os.Chown(sock, s.jail.uid, s.jail.gid); err != nil {
+		return err
+	}
+	part := dst + ".part"
+	out, err := os.OpenFile(part, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	defer os.Remove(part) // a no-op once renamed
+	copied := make(chan error, 1)
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			copied <- err
+			return
+		}
+		defer c.Close()
+		_, err = io.Copy(out, c)
+		copied <- err
+	}()
+	q, err := qemu.DialQMP(ctx, filepath.Join(s.dir, "qmp.sock"))
+	if err != nil {
+		out.Close()
+		return err
+	}
 	defer q.Close()
-	tmp := filepath.Join(s.dir, "state.tmp")
-	if err := q.SaveState(ctx, tmp, true); err != nil {
+	if err := q.SaveState(ctx, "unix:"+jailVMDir+"/save.sock", true); err != nil {
 		// Whatever failed, the guest must run on as the sandbox.
 		_, _ = q.Execute(context.Background(), "cont", nil)
-		os.Remove(tmp)
+		ln.Close()
+		out.Close()
 		return err
 	}
-	defer os.Remove(tmp)
-	part := dst + ".part"
-	if err := os.Rename(tmp, part); err != nil {
-		if !errors.Is(err, syscall.EXDEV) {
-			return err
-		}
-		if err := copyFile(part, tmp, 0o644); err != nil {
-			return err
-		}
+	select {
+	case err = <-copied: // QEMU closes the stream once the migration completed
+	case <-ctx.Done():
+		err = ctx.Err()
 	}
-	if err := os.Chown(part, 0, 0); err != nil {
-		return err
+	if cerr := out.Close(); err == nil {
+		err = cerr
 	}
-	if err := os.Chmod(part, 0o644); err != nil {
-		return err
+	if err != nil {
+		return fmt.Errorf("copy the saved state: %w", err)
 	}
 	return os.Rename(part, dst)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -120,21 +121,22 @@ func (q *QMP) exec(cmd string, args any) (json.RawMessage, error) {
 	}
 }
 
-// SaveState writes the guest's state (devices and RAM) to the file path
-// through "exec:" migration, waits for it to complete, and resumes the
-// guest when resume is set. The guest runs while its RAM is copied; QEMU
-// pauses it for the last pass. It is not stopped first on purpose: the
-// state records the run state, and a guest saved stopped would be
-// restored stopped. QEMU, not the caller, writes the file: it must be
-// able to create it. A guest restored from the file with RestoreArgs runs
-// on from where this one was paused.
-func (q *QMP) SaveState(ctx context.Context, path string, resume bool) error {
+// SaveState sends the guest's state (devices and RAM) to the migration
+// URI (QEMU's syntax: "unix:PATH" to a socket the caller listens on and
+// copies to a file; "exec:" needs a QEMU allowed to spawn processes),
+// waits for it to complete, and resumes the guest when resume is set. The
+// guest runs while its RAM is copied; QEMU pauses it for the last pass.
+// It is not stopped first on purpose: the state records the run state,
+// and a guest saved stopped would be restored stopped. A guest started
+// with RestoreArgs on the saved bytes runs on from where this one was
+// paused.
+func (q *QMP) SaveState(ctx context.Context, uri string, resume bool) error {
 	// QEMU throttles migration to 128 MiB/s by default: a local file
 	// needs no throttle.
 	if _, err := q.Execute(ctx, "migrate-set-parameters", map[string]any{"max-bandwidth": int64(1) << 40}); err != nil {
 		return err
 	}
-	if _, err := q.Execute(ctx, "migrate", map[string]any{"uri": "exec:/bin/cat > " + shellQuote(path)}); err != nil {
+	if _, err := q.Execute(ctx, "migrate", map[string]any{"uri": uri}); err != nil {
 		return err
 	}
 	for {
@@ -157,35 +159,23 @@ func (q *QMP) SaveState(ctx context.Context, path string, resume bool) error {
 			}
 			return nil
 		case "failed", "cancelled":
-			return fmt.Errorf("qemu: save state to %s: migration %s: %s", path, st.Status, st.ErrorDesc)
+			return fmt.Errorf("qemu: save state to %s: migration %s: %s", uri, st.Status, st.ErrorDesc)
 		}
 		select {
 		case <-ctx.Done():
-			return fmt.Errorf("qemu: save state to %s: %w", path, ctx.Err())
+			return fmt.Errorf("qemu: save state to %s: %w", uri, ctx.Err())
 		case <-time.After(10 * time.Millisecond):
 		}
 	}
 }
 
-// RestoreArgs are the QEMU arguments that start a guest from a state file
-// written by SaveState. Every other argument (machine, memory, kernel,
-// initrd, devices) must be as when the state was saved; QEMU exits with an
-// error when the file does not match or is corrupt.
-func RestoreArgs(path string) []string {
-	return []string{"-incoming", "exec:/bin/cat " + shellQuote(path)}
-}
-
-// shellQuote quotes s for /bin/sh (QEMU runs exec: URIs with sh -c).
-func shellQuote(s string) string {
-	out := []byte{'\''}
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\'' {
-			out = append(out, `'\''`...)
-			continue
-		}
-		out = append(out, s[i])
-	}
-	return string(append(out, '\''))
+// RestoreArgs are the QEMU arguments that start a guest from a state
+// written by SaveState, read from QEMU's file descriptor fd (Config's
+// ExtraFiles: 3 for the first). Every other argument (machine, memory,
+// CPUs, kernel, initrd, devices) must be as when the state was saved;
+// QEMU exits with an error when the state does not match or is corrupt.
+func RestoreArgs(fd int) []string {
+	return []string{"-incoming", "fd:" + strconv.Itoa(fd)}
 }
 
 // OptValue escapes s for a value in QEMU's "key=value,..." option syntax
