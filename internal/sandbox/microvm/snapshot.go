@@ -328,7 +328,10 @@ func (d *Driver) saveSnapshot(ctx context.Context, s *Sandbox, dst string) error
 			return
 		}
 		defer c.Close()
-		_, err = io.Copy(out, c)
+		// A plain copy: os.File's ReadFrom would splice through a pipe
+		// that Go then keeps in a pool (two descriptors for the process's
+		// lifetime).
+		_, err = io.Copy(struct{ io.Writer }{out}, c)
 		copied <- err
 	}()
 	q, err := qemu.DialQMP(ctx, filepath.Join(s.dir, "qmp.sock"))
