@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/flintdev/flint/internal/asyncq"
 	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/auth/keystore"
@@ -24,6 +26,7 @@ import (
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/funcurl"
 	"github.com/flintdev/flint/internal/hostproxy"
+	"github.com/flintdev/flint/internal/jsretry"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/leases"
@@ -120,7 +123,15 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, err
 	}
 	c.onClose("backbone", func(context.Context) error { c.bb.Close(); return nil })
-	js := c.bb.JetStream()
+	// A NATS cluster seconds old (or electing a meta leader) may not
+	// answer the first requests: the stores are opened through a
+	// JetStream that retries such failures until the start is done.
+	if err := jsretry.WaitReady(ctx, c.bb.JetStream(), log.With("component", "backbone")); err != nil {
+		return nil, fmt.Errorf("server: backbone: %w", err)
+	}
+	startJS := jsretry.Starting(c.bb.JetStream(), log.With("component", "backbone"))
+	defer startJS.Settle()
+	var js jetstream.JetStream = startJS
 	replicas := c.bb.Replicas()
 	lim := c.bb.Limits()
 	log.Info("backbone storage", "maxStoreBytes", lim.MaxStore, "reserveBytes", lim.Reserve, "replicas", replicas)
@@ -136,7 +147,13 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("key store", c.keys.Close)
 	credPath := filepath.Join(data, "credentials")
-	root, created, err := c.keys.EnsureRoot(ctx, credPath, cfg.Account)
+	var root auth.Key
+	var created bool
+	err = jsretry.Do(ctx, log, "root key", func(ctx context.Context) error {
+		var err error
+		root, created, err = c.keys.EnsureRoot(ctx, credPath, cfg.Account)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("server: root key: %w", err)
 	}
@@ -263,12 +280,17 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	// Reserved concurrency reaches this node's manager through the store,
 	// whichever node's API set it.
-	stopWatch, err := c.functions.WatchReservedConcurrency(func(account, name string, n int, set bool) {
-		if set {
-			c.manager.SetReservedConcurrency(account, name, n)
-		} else {
-			c.manager.ClearReservedConcurrency(account, name)
-		}
+	var stopWatch func()
+	err = jsretry.Do(ctx, log, "reserved concurrency watch", func(context.Context) error {
+		var err error
+		stopWatch, err = c.functions.WatchReservedConcurrency(func(account, name string, n int, set bool) {
+			if set {
+				c.manager.SetReservedConcurrency(account, name, n)
+			} else {
+				c.manager.ClearReservedConcurrency(account, name)
+			}
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
