@@ -80,6 +80,7 @@ func newServerCmd() *cobra.Command {
 	f.StringSliceVar(&cfg.Roles, "roles", nil, "components this node runs: any of frontend, worker, poller (default: all three)")
 	f.StringVar(&cfg.WorkerListen, "worker-listen", "", "where the worker serves other nodes of a cluster (default: the --listen host, any free port)")
 	f.StringVar(&cfg.WorkerAdvertise, "worker-advertise", "", "host:port other nodes reach the worker at (default: the address --worker-listen bound)")
+	f.StringVar(&cfg.ClusterSecretFile, "cluster-secret-file", "", "file holding the key every node's worker port requires (16+ bytes, the same on every node; default: a key kept in the backbone)")
 	f.Float64Var(&cfg.MemoryOvercommit, "memory-overcommit", 1, "factor on --host-memory: sandboxes placed on this host may reserve this many times its memory")
 	f.IntVar(&cfg.NATSPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
 	f.StringVar(&cfg.Region, "region", "us-east-1", "region in ARNs")

@@ -26,6 +26,9 @@ type ClientConfig struct {
 	// Owner names this node: the remote host destroys the sandboxes of an
 	// owner it no longer sees alive.
 	Owner string
+	// Key is the cluster key (at least MinKeySize bytes, required): its
+	// token goes with every request (auth.go).
+	Key []byte
 	// Transport, when set, replaces the default HTTP transport (tests).
 	Transport http.RoundTripper
 }
@@ -33,9 +36,10 @@ type ClientConfig struct {
 // Client is a remote worker host as a workermanager.Host. Safe for
 // concurrent use.
 type Client struct {
-	cfg  ClientConfig
-	base string
-	hc   *http.Client
+	cfg   ClientConfig
+	base  string
+	token string // of cfg.Key
+	hc    *http.Client
 	// gone is canceled by Gone: in-flight calls end, later ones fail.
 	gone   context.Context
 	goneFn context.CancelFunc
@@ -49,6 +53,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Addr == "" {
 		return nil, fmt.Errorf("hostproxy: host %s advertises no address", cfg.HostID)
 	}
+	token, err := Token(cfg.Key)
+	if err != nil {
+		return nil, err
+	}
 	rt := cfg.Transport
 	if rt == nil {
 		rt = &http.Transport{
@@ -61,7 +69,7 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	}
 	gone, goneFn := context.WithCancel(context.Background())
 	return &Client{
-		cfg: cfg, base: "http://" + cfg.Addr + prefix,
+		cfg: cfg, base: "http://" + cfg.Addr + prefix, token: token,
 		hc:   &http.Client{Transport: rt},
 		gone: gone, goneFn: goneFn,
 	}, nil
@@ -95,6 +103,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, hdr h
 	if c.cfg.Owner != "" {
 		req.Header.Set(hdrOwner, c.cfg.Owner)
 	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		stop()
@@ -130,8 +139,13 @@ func (c *Client) remoteError(resp *http.Response, what string) error {
 	if json.Unmarshal(data, &eb) != nil || eb.Message == "" {
 		eb.Message = resp.Status
 	}
-	if eb.Kind == kindFull {
+	switch eb.Kind {
+	case kindFull:
 		return fmt.Errorf("%s on host %s: %s: %w", what, c.cfg.HostID, eb.Message, workermanager.ErrHostFull)
+	case kindUnauthorized:
+		// Another cluster's key (a misconfiguration): place elsewhere.
+		return fmt.Errorf("%s on host %s: refused this node's worker port token (do the nodes share one cluster key?): %w",
+			what, c.cfg.HostID, workermanager.ErrHostUnreachable)
 	}
 	return fmt.Errorf("%s on host %s: %s", what, c.cfg.HostID, eb.Message)
 }

@@ -5,8 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,7 +109,7 @@ func (s *echoSandbox) Destroy(ctx context.Context) error {
 
 func serve(t *testing.T, h *echoHost, alive func(string) bool) (*Server, string) {
 	t.Helper()
-	srv, err := NewServer(ServerConfig{Host: h, OwnerAlive: alive, OrphanCheck: 20 * time.Millisecond})
+	srv, err := NewServer(ServerConfig{Host: h, Key: testKey, OwnerAlive: alive, OrphanCheck: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +121,12 @@ func serve(t *testing.T, h *echoHost, alive func(string) bool) (*Server, string)
 	return srv, hs.Listener.Addr().String()
 }
 
+// testKey is the cluster key of the tests' servers and clients.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
 func client(t *testing.T, addr, owner string) *Client {
 	t.Helper()
-	c, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: owner})
+	c, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: owner, Key: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,5 +251,54 @@ func TestOrphansReaped(t *testing.T) {
 			t.Fatalf("served %d, host holds %d, want 1 (a's) after b died", srv.Sandboxes(), h.live())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWorkerPortToken: the worker port serves only requests carrying the
+// cluster's token. A request without one, or a node with another key, is
+// refused (401) before anything runs, and the client tells its manager to
+// place elsewhere.
+func TestWorkerPortToken(t *testing.T) {
+	h := newEchoHost(10)
+	_, addr := serve(t, h, nil)
+	for _, auth := range []string{"", "Bearer ", "Bearer nottherighttoken", "Basic ZmxpbnQ6ZmxpbnQ="} {
+		req, _ := http.NewRequest("POST", "http://"+addr+prefix+"/sandboxes", strings.NewReader(`{"account":"000000000000","name":"f","version":"$LATEST","memorySize":128}`))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"unauthorized"`) {
+			t.Errorf("Authorization %q: %d %s, want 401 unauthorized", auth, resp.StatusCode, body)
+		}
+	}
+	other, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: "front/1", Key: []byte("another cluster's key, 32 bytes!")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CreateSandbox(context.Background(), fn); !errors.Is(err, workermanager.ErrHostUnreachable) {
+		t.Fatalf("CreateSandbox with another key: %v, want ErrHostUnreachable", err)
+	}
+	h.mu.Lock()
+	n := len(h.sandboxes)
+	h.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d sandboxes created by refused requests", n)
+	}
+	// The right key works.
+	sb, err := client(t, addr, "front/1").CreateSandbox(context.Background(), fn)
+	if err != nil {
+		t.Fatalf("CreateSandbox with the cluster key: %v", err)
+	}
+	sb.Destroy(context.Background())
+	if _, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Key: []byte("short")}); err == nil {
+		t.Fatal("NewClient accepted a 5-byte key")
+	}
+	if _, err := NewServer(ServerConfig{Host: h}); err == nil {
+		t.Fatal("NewServer accepted no key")
 	}
 }

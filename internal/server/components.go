@@ -59,10 +59,13 @@ type components struct {
 	worker    *worker.Worker
 	placement *placement.Service
 	hostProxy *hostproxy.Server // nil unless clustered with the worker role
-	manager   *workermanager.Manager
-	async     *asyncq.Service
-	frontend  *frontend.Handler
-	metrics   *metrics.Metrics
+	// clusterKey authenticates this node to the other nodes' worker ports
+	// and them to its own (clustered only).
+	clusterKey []byte
+	manager    *workermanager.Manager
+	async      *asyncq.Service
+	frontend   *frontend.Handler
+	metrics    *metrics.Metrics
 	// observed is the manager as the frontend and async service call
 	// it: invocations counted and recorded.
 	observed     *observedManager
@@ -204,6 +207,11 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		c.cgroupParent = sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log).CgroupParent
 	}
 
+	if cfg.clustered() {
+		if c.clusterKey, err = loadClusterKey(ctx, &cfg, js, replicas, log); err != nil {
+			return nil, err
+		}
+	}
 	var workerAddr string
 	if cfg.has(placement.RoleWorker) {
 		if workerAddr, err = c.startWorker(ctx, hostID); err != nil {
@@ -245,7 +253,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose("heartbeats", func(context.Context) error { stopBeats(); return nil })
 
 	hosts := &hostSet{
-		self: hostID, owner: hostID + "/" + instance, placement: c.placement,
+		self: hostID, owner: hostID + "/" + instance, key: c.clusterKey, placement: c.placement,
 		log: log.With("component", "hosts"), remotes: map[string]*remote{},
 	}
 	if c.worker != nil {

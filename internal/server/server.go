@@ -51,6 +51,10 @@ type Config struct {
 	// (default: the address WorkerListen bound, with the host id as host
 	// when it bound every interface).
 	WorkerAdvertise string
+	// ClusterSecretFile holds the cluster key every node's worker port
+	// requires (at least 16 bytes; every node the same file). Empty: the
+	// key in the backbone's flint-secrets bucket, made by the first node.
+	ClusterSecretFile string
 	// MemoryOvercommit multiplies the memory the worker offers to
 	// sandboxes (HostMemoryMB): a sandbox rarely uses its whole
 	// MemorySize (default 1: no overcommit).

@@ -50,6 +50,7 @@ func (c *components) startWorker(ctx context.Context, hostID string) (addr strin
 	}
 	if c.hostProxy, err = hostproxy.NewServer(hostproxy.ServerConfig{
 		Host: workerHost{c.worker},
+		Key:  c.clusterKey,
 		OwnerAlive: func(owner string) bool {
 			if c.placement == nil {
 				return true
