@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -59,6 +60,9 @@ type components struct {
 	worker    *worker.Worker
 	placement *placement.Service
 	hostProxy *hostproxy.Server // nil unless clustered with the worker role
+	// provisioning keeps this node's share of the cluster's provisioned
+	// concurrency (clustered frontends only; read by the heartbeats).
+	provisioning atomic.Pointer[clusterProvisioning]
 	// clusterKey authenticates this node to the other nodes' worker ports
 	// and them to its own (clustered only).
 	clusterKey []byte
@@ -235,6 +239,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 			hs.MemoryMB, hs.MaxSandboxes, hs.CachedCode = st.MemoryMB, st.MaxSandboxes, st.CachedCode
 			hs.Sandboxes, hs.UsedMB = st.Sandboxes, st.MemoryUsedMB
 		}
+		if cp := c.provisioning.Load(); cp != nil {
+			hs.Provisioned = cp.report()
+		}
 		return hs
 	}
 	// The first heartbeat goes in directly, so the host is known before
@@ -285,6 +292,24 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	if cfg.clustered() {
 		stopSync := hosts.start(c.manager)
 		c.onClose("host sync", func(context.Context) error { stopSync(); return nil })
+	}
+	// In a cluster the frontends split each provisioned concurrency config
+	// among themselves (provisioned.go); alone, the frontend hands it to
+	// its manager directly.
+	var concurrencyControl frontend.ConcurrencyController
+	if cfg.clustered() && cfg.has(placement.RoleFrontend) {
+		var cp *clusterProvisioning
+		err := jsretry.Do(ctx, log, "provisioned concurrency watch", func(context.Context) error {
+			var err error
+			cp, err = startProvisioning(hostID, c.functions, c.manager, c.placement, log.With("component", "provisioning"), placement.DefaultHeartbeatInterval)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		c.provisioning.Store(cp)
+		c.onClose("provisioned concurrency", func(context.Context) error { cp.stop(); return nil })
+		concurrencyControl = cp
 	}
 	// Reserved concurrency reaches this node's manager through the store,
 	// whichever node's API set it.
@@ -382,6 +407,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Functions:   c.functions,
 		Code:        c.code,
 		Invoker:     c.observed,
+		Concurrency: concurrencyControl,
 		Async:       c.async,
 		Runtimes:    c.runtimes,
 		Logs:        c.logs,
