@@ -198,6 +198,17 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
 	hostID, instance := cfg.HostID, newInstance()
+	// Placement hears the heartbeats from here on: by the end of the host
+	// id check below, a cluster node knows every live host before it
+	// serves its first request.
+	if c.placement, err = placement.New(placement.Config{Logger: log.With("component", "placement")}); err != nil {
+		return nil, fmt.Errorf("server: placement: %w", err)
+	}
+	stopSub, err := c.placement.Subscribe(c.bb.Conn())
+	if err != nil {
+		return nil, fmt.Errorf("server: placement heartbeats: %w", err)
+	}
+	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	if cfg.clustered() {
 		// A second live node with this id would make placement send one
 		// host's sandboxes to the other: refuse before heartbeating.
@@ -223,14 +234,6 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		}
 	}
 
-	if c.placement, err = placement.New(placement.Config{Logger: log.With("component", "placement")}); err != nil {
-		return nil, fmt.Errorf("server: placement: %w", err)
-	}
-	stopSub, err := c.placement.Subscribe(c.bb.Conn())
-	if err != nil {
-		return nil, fmt.Errorf("server: placement heartbeats: %w", err)
-	}
-	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		hs := placement.HostStatus{HostID: hostID, Roles: cfg.Roles, Instance: instance, Addr: workerAddr, Shared: cfg.clustered()}
 		if c.worker != nil {
