@@ -3,6 +3,7 @@ package hostproxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -29,6 +30,10 @@ type ClientConfig struct {
 	// Key is the cluster key (at least MinKeySize bytes, required): its
 	// token goes with every request (auth.go).
 	Key []byte
+	// TLS, when set, makes the client speak HTTPS to the host, verifying
+	// its certificate with this configuration (RootCAs: the cluster's
+	// CA). The host must serve TLS on its worker port.
+	TLS *tls.Config
 	// Transport, when set, replaces the default HTTP transport (tests).
 	Transport http.RoundTripper
 }
@@ -65,11 +70,16 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			MaxIdleConnsPerHost: 1024,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
+			TLSClientConfig:     cfg.TLS,
 		}
+	}
+	scheme := "http://"
+	if cfg.TLS != nil {
+		scheme = "https://"
 	}
 	gone, goneFn := context.WithCancel(context.Background())
 	return &Client{
-		cfg: cfg, base: "http://" + cfg.Addr + prefix, token: token,
+		cfg: cfg, base: scheme + cfg.Addr + prefix, token: token,
 		hc:   &http.Client{Transport: rt},
 		gone: gone, goneFn: goneFn,
 	}, nil

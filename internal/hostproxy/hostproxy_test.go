@@ -3,6 +3,8 @@ package hostproxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -300,5 +302,47 @@ func TestWorkerPortToken(t *testing.T) {
 	}
 	if _, err := NewServer(ServerConfig{Host: h}); err == nil {
 		t.Fatal("NewServer accepted no key")
+	}
+}
+
+// TestTLS: with ClientConfig.TLS the client speaks HTTPS and checks the
+// host's certificate; a client that does not trust it cannot reach it.
+func TestTLS(t *testing.T) {
+	h := newEchoHost(10)
+	srv, err := NewServer(ServerConfig{Host: h, Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.StartTLS()
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close(context.Background())
+	})
+	addr := hs.Listener.Addr().String()
+	pool := x509.NewCertPool()
+	pool.AddCert(hs.Certificate())
+	c, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: "front/1", Key: testKey, TLS: &tls.Config{RootCAs: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := c.CreateSandbox(context.Background(), fn)
+	if err != nil {
+		t.Fatalf("CreateSandbox over TLS: %v", err)
+	}
+	res, err := sb.Invoke(context.Background(), invocation.Request{RequestID: "r1", Payload: []byte(`"hi"`)})
+	if err != nil || string(res.Payload) == "" {
+		t.Fatalf("Invoke over TLS: %+v %v", res, err)
+	}
+	sb.Destroy(context.Background())
+	untrusting, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: "front/1", Key: testKey, TLS: &tls.Config{RootCAs: x509.NewCertPool()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := untrusting.CreateSandbox(context.Background(), fn); err == nil {
+		t.Fatal("a client that does not trust the host's certificate created a sandbox")
+	}
+	if _, err := client(t, addr, "front/1").CreateSandbox(context.Background(), fn); err == nil {
+		t.Fatal("a plain HTTP client created a sandbox on a TLS worker port")
 	}
 }

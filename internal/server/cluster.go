@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
@@ -103,6 +105,7 @@ type hostSet struct {
 	self      string
 	owner     string             // this node's host id and instance, as remote hosts see it
 	key       []byte             // the cluster key (worker port token)
+	tls       *tls.Config        // nil: the worker ports speak plain HTTP
 	local     workermanager.Host // nil without the worker role
 	placement *placement.Service
 	log       *slog.Logger
@@ -133,7 +136,7 @@ func (hs *hostSet) lookup(id string) (workermanager.Host, bool) {
 		}
 		r.client.Gone() // the host restarted: its old sandboxes are gone
 	}
-	c, err := hostproxy.NewClient(hostproxy.ClientConfig{HostID: id, Addr: info.Addr, Owner: hs.owner, Key: hs.key})
+	c, err := hostproxy.NewClient(hostproxy.ClientConfig{HostID: id, Addr: info.Addr, Owner: hs.owner, Key: hs.key, TLS: hs.tls})
 	if err != nil {
 		hs.log.Warn("worker host unusable", "host", id, "err", err)
 		return nil, false
@@ -259,4 +262,39 @@ func loadClusterKey(ctx context.Context, cfg *Config, js jetstream.JetStream, re
 			cfg.ClusterSecretFile, len(key), hostproxy.MinKeySize, cfg.ClusterSecretFile)
 	}
 	return key, nil
+}
+
+// countSet counts the non-empty strings.
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// workerTLS loads the worker port's TLS settings: what this node's worker
+// serves, and what its clients check the other workers with. Both nil
+// without --worker-tls-*.
+func workerTLS(cfg *Config) (serve, dial *tls.Config, err error) {
+	if cfg.WorkerTLSCert == "" {
+		return nil, nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.WorkerTLSCert, cfg.WorkerTLSKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: --worker-tls-cert/--worker-tls-key: %w", err)
+	}
+	pem, err := os.ReadFile(cfg.WorkerTLSCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: --worker-tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("server: --worker-tls-ca %s holds no PEM certificate", cfg.WorkerTLSCA)
+	}
+	serve = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	dial = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return serve, dial, nil
 }

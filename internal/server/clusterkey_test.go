@@ -27,3 +27,21 @@ func TestClusterKeyFile(t *testing.T) {
 		t.Fatalf("missing file: %v", err)
 	}
 }
+
+// TestWorkerTLSFlags: the worker TLS flags go together, and files that
+// hold no certificate are refused clearly.
+func TestWorkerTLSFlags(t *testing.T) {
+	c := Config{DataDir: t.TempDir(), WorkerTLSCert: "/x/cert.pem"}
+	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "go together") {
+		t.Fatalf("only --worker-tls-cert: %v", err)
+	}
+	if serve, dial, err := workerTLS(&Config{}); serve != nil || dial != nil || err != nil {
+		t.Fatalf("no TLS flags: %v %v %v", serve, dial, err)
+	}
+	dir := t.TempDir()
+	bad := filepath.Join(dir, "bad.pem")
+	os.WriteFile(bad, []byte("not a certificate"), 0o600)
+	if _, _, err := workerTLS(&Config{WorkerTLSCert: bad, WorkerTLSKey: bad, WorkerTLSCA: bad}); err == nil || !strings.Contains(err.Error(), "--worker-tls-cert") {
+		t.Fatalf("unreadable certificate: %v", err)
+	}
+}

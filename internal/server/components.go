@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -66,10 +67,13 @@ type components struct {
 	// clusterKey authenticates this node to the other nodes' worker ports
 	// and them to its own (clustered only).
 	clusterKey []byte
-	manager    *workermanager.Manager
-	async      *asyncq.Service
-	frontend   *frontend.Handler
-	metrics    *metrics.Metrics
+	// workerServeTLS and workerDialTLS are the worker port's TLS
+	// (--worker-tls-*), nil without.
+	workerServeTLS, workerDialTLS *tls.Config
+	manager                       *workermanager.Manager
+	async                         *asyncq.Service
+	frontend                      *frontend.Handler
+	metrics                       *metrics.Metrics
 	// observed is the manager as the frontend and async service call
 	// it: invocations counted and recorded.
 	observed     *observedManager
@@ -226,6 +230,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		if c.clusterKey, err = loadClusterKey(ctx, &cfg, js, replicas, log); err != nil {
 			return nil, err
 		}
+		if c.workerServeTLS, c.workerDialTLS, err = workerTLS(&cfg); err != nil {
+			return nil, err
+		}
 	}
 	var workerAddr string
 	if cfg.has(placement.RoleWorker) {
@@ -263,7 +270,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose("heartbeats", func(context.Context) error { stopBeats(); return nil })
 
 	hosts := &hostSet{
-		self: hostID, owner: hostID + "/" + instance, key: c.clusterKey, placement: c.placement,
+		self: hostID, owner: hostID + "/" + instance, key: c.clusterKey, tls: c.workerDialTLS, placement: c.placement,
 		log: log.With("component", "hosts"), remotes: map[string]*remote{},
 	}
 	if c.worker != nil {
