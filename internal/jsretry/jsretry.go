@@ -127,6 +127,8 @@ func retried[T any](j *JetStream, ctx context.Context, what string, f func(ctx c
 	return out, err
 }
 
+// CreateOrUpdateStream is the wrapped one's, retried until Settle; the
+// stream's consumers are created and looked up the same way.
 func (j *JetStream) CreateOrUpdateStream(ctx context.Context, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
 	st, err := retried(j, ctx, "stream "+cfg.Name, func(ctx context.Context) (jetstream.Stream, error) {
 		return j.JetStream.CreateOrUpdateStream(ctx, cfg)
@@ -134,6 +136,7 @@ func (j *JetStream) CreateOrUpdateStream(ctx context.Context, cfg jetstream.Stre
 	return j.stream(st), err
 }
 
+// Stream is the wrapped one's, retried until Settle.
 func (j *JetStream) Stream(ctx context.Context, name string) (jetstream.Stream, error) {
 	st, err := retried(j, ctx, "stream "+name, func(ctx context.Context) (jetstream.Stream, error) {
 		return j.JetStream.Stream(ctx, name)
@@ -167,30 +170,35 @@ func (s *stream) Consumer(ctx context.Context, name string) (jetstream.Consumer,
 	})
 }
 
+// CreateOrUpdateKeyValue is the wrapped one's, retried until Settle.
 func (j *JetStream) CreateOrUpdateKeyValue(ctx context.Context, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	return retried(j, ctx, "bucket "+cfg.Bucket, func(ctx context.Context) (jetstream.KeyValue, error) {
 		return j.JetStream.CreateOrUpdateKeyValue(ctx, cfg)
 	})
 }
 
+// KeyValue is the wrapped one's, retried until Settle.
 func (j *JetStream) KeyValue(ctx context.Context, bucket string) (jetstream.KeyValue, error) {
 	return retried(j, ctx, "bucket "+bucket, func(ctx context.Context) (jetstream.KeyValue, error) {
 		return j.JetStream.KeyValue(ctx, bucket)
 	})
 }
 
+// CreateOrUpdateObjectStore is the wrapped one's, retried until Settle.
 func (j *JetStream) CreateOrUpdateObjectStore(ctx context.Context, cfg jetstream.ObjectStoreConfig) (jetstream.ObjectStore, error) {
 	return retried(j, ctx, "object store "+cfg.Bucket, func(ctx context.Context) (jetstream.ObjectStore, error) {
 		return j.JetStream.CreateOrUpdateObjectStore(ctx, cfg)
 	})
 }
 
+// ObjectStore is the wrapped one's, retried until Settle.
 func (j *JetStream) ObjectStore(ctx context.Context, bucket string) (jetstream.ObjectStore, error) {
 	return retried(j, ctx, "object store "+bucket, func(ctx context.Context) (jetstream.ObjectStore, error) {
 		return j.JetStream.ObjectStore(ctx, bucket)
 	})
 }
 
+// CreateOrUpdateConsumer is the wrapped one's, retried until Settle.
 func (j *JetStream) CreateOrUpdateConsumer(ctx context.Context, stream string, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
 	return retried(j, ctx, "consumer of "+stream, func(ctx context.Context) (jetstream.Consumer, error) {
 		return j.JetStream.CreateOrUpdateConsumer(ctx, stream, cfg)
