@@ -65,7 +65,7 @@ type components struct {
 	// concurrency (clustered frontends only; read by the heartbeats).
 	provisioning atomic.Pointer[clusterProvisioning]
 	// clusterKey authenticates this node to the other nodes' worker ports
-	// and them to its own (clustered only).
+	// and them to its own.
 	clusterKey []byte
 	// workerServeTLS and workerDialTLS are the worker port's TLS
 	// (--worker-tls-*), nil without.
@@ -226,13 +226,14 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		c.cgroupParent = sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log).CgroupParent
 	}
 
-	if cfg.clustered() {
-		if c.clusterKey, err = loadClusterKey(ctx, &cfg, js, replicas, log); err != nil {
-			return nil, err
-		}
-		if c.workerServeTLS, c.workerDialTLS, err = workerTLS(&cfg); err != nil {
-			return nil, err
-		}
+	// Every node loads the cluster key, the embedded one too: other
+	// servers may join its NATS with --nats-url, and it then reaches
+	// their workers.
+	if c.clusterKey, err = loadClusterKey(ctx, &cfg, js, replicas, log); err != nil {
+		return nil, err
+	}
+	if c.workerServeTLS, c.workerDialTLS, err = workerTLS(&cfg); err != nil {
+		return nil, err
 	}
 	var workerAddr string
 	if cfg.has(placement.RoleWorker) {
