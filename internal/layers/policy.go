@@ -11,8 +11,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/lambdafn"
 )
 
 // MaxPolicyBytes is Lambda's limit on a layer version's policy document.
