@@ -237,6 +237,9 @@ func (p *Pool) refill() {
 	defer t.Stop()
 	failures := 0
 	for {
+		// Armed before reading the clock: time that passes after the
+		// reading fires it, and the next round sees it.
+		t.Reset(tick)
 		p.mu.Lock()
 		now := p.cfg.Clock.Now()
 		target := p.targetLocked(now)
@@ -272,7 +275,6 @@ func (p *Pool) refill() {
 		}
 		// Idle: wait for a Create, a tick (the rate decays; after
 		// failures, a retry) or Close.
-		t.Reset(tick)
 		select {
 		case <-p.stop:
 			return
