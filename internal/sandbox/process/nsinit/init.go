@@ -117,7 +117,7 @@ func (r *runner) setup() (int, error) {
 		steps = append([]struct {
 			name string
 			f    func() error
-		}{{"network", func() error { return setupNet(r.cfg.Net) }}}, steps...)
+		}{{"network", func() error { return SetupNet(r.cfg.Net) }}}, steps...)
 	}
 	for _, s := range steps {
 		if err := r.run(s.name, s.f); err != nil {
