@@ -88,6 +88,7 @@ func TestEgress(t *testing.T) {
 	var o outputtest.Buffer
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
+	t0 := time.Now()
 	sb, err := d.Create(ctx, sandbox.Spec{
 		ID: "egress-1", CodeDir: code,
 		Command: append([]string{"/usr/bin/python3", "/var/task/probe.py", allowed}, denied...),
@@ -96,6 +97,7 @@ func TestEgress(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("created in %v (a full boot: egress VMs are not restored)", time.Since(t0))
 	defer sb.Destroy(context.Background())
 	addr, gotGw, ok := sb.(*microvm.Sandbox).EgressAddr()
 	if !ok || gotGw != gw {
