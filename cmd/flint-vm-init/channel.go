@@ -94,6 +94,9 @@ func serve(port *os.File) error {
 	}
 	err = unpackFiles(filesStream, start.ReadOnly)
 	filesStream.Close()
+	if err == nil && start.Net != nil {
+		err = setupNet(start.Net)
+	}
 	var rt *runtime
 	if err == nil {
 		rt, err = startRuntime(start, sess, outStream)

@@ -120,7 +120,7 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&cfg.SandboxPool, "sandbox-pool", pool.DefaultMaxSize, "at most this many sandboxes kept prepared ahead of cold starts (the number follows the cold-start rate; 0 turns the pool off)")
 	f.StringVar(&cfg.SandboxDriver, "sandbox-driver", "process", `"process" (namespaces, cgroups, seccomp) or "microvm" (a QEMU microVM per sandbox; needs qemu-system-x86, apt for the guest kernel, and flint-vm-init)`)
 	f.StringVar(&cfg.VMInit, "vm-init", "", "the flint-vm-init binary for --sandbox-driver microvm (default: next to this binary, then on PATH)")
-	f.BoolVar(&egress, "sandbox-egress", false, "let functions open connections to the outside world (veth + NAT; the host, link-local and private addresses and other sandboxes stay unreachable; needs nf_tables in the kernel, sets net.ipv4.ip_forward=1)")
+	f.BoolVar(&egress, "sandbox-egress", false, "let functions open connections to the outside world (NAT through a veth pair per sandbox, a tap device per microVM; the host, link-local and private addresses and other sandboxes stay unreachable; needs nf_tables in the kernel, sets net.ipv4.ip_forward=1)")
 	f.StringVar(&egressPool, "sandbox-egress-pool", process.DefaultEgressPool.String(), "IPv4 range sandbox links are carved from (a /30 each)")
 	f.StringVar(&egressCfg.Interface, "sandbox-egress-interface", "", "host interface egress traffic leaves by (default: that of the default route)")
 	f.StringSliceVar(&egressDNS, "sandbox-egress-dns", nil, "DNS servers written to sandboxes' resolv.conf (public IPv4 addresses; default none: name lookups fail)")

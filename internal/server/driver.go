@@ -73,7 +73,7 @@ func startMicroVM(ctx context.Context, cfg Config, onClose func(string, func(con
 	}
 	d, err := microvm.New(microvm.Config{
 		Kernel: res.Kernel, InitPath: init, QEMU: res.QEMU, StateDir: state, ImageDir: res.ImageDir,
-		Logger: cfg.Logger.With("component", "sandbox"),
+		Egress: cfg.SandboxEgress, Logger: cfg.Logger.With("component", "sandbox"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: microvm driver: %w", err)
@@ -83,7 +83,8 @@ func startMicroVM(ctx context.Context, cfg Config, onClose func(string, func(con
 	} else if n > 0 {
 		cfg.Logger.Info("removed VMM cgroups left by an earlier run", "count", n)
 	}
-	// Removes the VMMs' cgroup parent.
+	// Removes the VMMs' cgroup parent (and, with egress, the nftables
+	// table).
 	onClose("sandbox driver", func(context.Context) error { d.Close(); return nil })
 	cfg.Logger.Info("microvm sandbox driver", "kernel", res.Kernel.Release, "accel", d.Accel())
 	return d, nil

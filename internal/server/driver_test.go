@@ -19,7 +19,8 @@ func TestSandboxDriverChoice(t *testing.T) {
 		{"process", false, "process"},
 		{"microvm", false, "microvm"},
 		{"firecracker", false, "unknown sandbox driver"},
-		{"microvm", true, "no egress"},
+		{"microvm", true, "microvm"},
+		{"process", true, "process"},
 	}
 	for _, c := range cases {
 		cfg := Config{DataDir: t.TempDir(), SandboxDriver: c.driver}

@@ -86,8 +86,9 @@ type Config struct {
 	// asyncq's defaults (Lambda's retry schedule).
 	Async AsyncConfig
 	// SandboxEgress, when set, gives every sandbox outbound network
-	// access (veth + NAT, still refusing the host, link-local and private
-	// addresses and other sandboxes); nil: sandboxes have only loopback.
+	// access (NAT through a veth pair, or a tap device for microVMs, still
+	// refusing the host, link-local and private addresses and other
+	// sandboxes); nil: sandboxes have only loopback.
 	SandboxEgress *process.EgressConfig
 	// SandboxInit is the binary the process driver starts as each
 	// sandbox's init: "" re-executes this binary; cmd/flint-sandbox-init
@@ -203,9 +204,6 @@ func (c *Config) Validate() error {
 	case "process", "microvm":
 	default:
 		return fmt.Errorf("server: unknown sandbox driver %q (process or microvm)", c.SandboxDriver)
-	}
-	if c.SandboxDriver == "microvm" && c.SandboxEgress != nil {
-		return errors.New("server: the microvm driver has no egress yet (--sandbox-egress needs --sandbox-driver process)")
 	}
 	if c.KeepAlive <= 0 {
 		c.KeepAlive = 5 * time.Minute

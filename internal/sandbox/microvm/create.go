@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flintdev/flint/internal/sandbox/egress"
 	"net"
 	"net/http"
 	"os"
@@ -100,6 +101,14 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 	}); err != nil {
 		return nil, err
 	}
+	if d.egress != nil {
+		if err := step("egress", func() (err error) {
+			s.link, s.tap, err = d.egress.AttachTap(ctx)
+			return err
+		}); err != nil {
+			return nil, err
+		}
+	}
 	var conn net.Conn
 	if err := step("launch", func() (err error) {
 		conn, err = d.launch(ctx, s, log)
@@ -188,6 +197,10 @@ func (s *Sandbox) sendStart(ro []string) error {
 	}
 	if st.Env == nil {
 		st.Env = []string{}
+	}
+	if l := s.link; l != nil {
+		st.Net = &vmchan.Net{Iface: egress.SandboxIface, Addr: l.Addr, Gateway: l.Gateway, PrefixLen: l.PrefixLen,
+			ResolvConf: s.d.cfg.Egress.ResolvConf()}
 	}
 	return json.NewEncoder(s.ctl).Encode(st)
 }

@@ -24,6 +24,7 @@ package microvm
 import (
 	"errors"
 	"fmt"
+	"github.com/flintdev/flint/internal/sandbox/egress"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -73,8 +74,10 @@ var DefaultHostPrograms = []string{
 }
 
 // guestModules are what the init loads: the virtio-mmio transport, the
-// console (virtio-serial) driver and the block driver (the root image).
-var guestModules = []string{"virtio_mmio", "virtio_console", "virtio_blk"}
+// console (virtio-serial) driver, the block driver (the root image) and
+// the network driver (egress; a VM without egress has no network device,
+// and the driver then binds to nothing).
+var guestModules = []string{"virtio_mmio", "virtio_console", "virtio_blk", "virtio_net"}
 
 // Config configures the driver.
 type Config struct {
@@ -146,6 +149,12 @@ type Config struct {
 	// HostPrograms are host programs copied into the guest (nil:
 	// DefaultHostPrograms).
 	HostPrograms []string
+	// Egress, when set, gives every VM outbound network access with the
+	// process driver's refusals (package egress): a tap device on the
+	// host, a virtio-net device in the guest. Egress VMs always boot in
+	// full (a snapshot saved without a network device cannot gain one).
+	// Nil (the default): the guest has no network device.
+	Egress *egress.Config
 	// Logger receives per-step create timings and errors.
 	Logger *slog.Logger
 }
@@ -237,6 +246,11 @@ func (c Config) Validate() error {
 	case int64(c.VMMUID)+int64(c.VMMUIDs) > 1<<31 || int64(c.VMMGID)+int64(c.VMMUIDs) > 1<<31:
 		return fmt.Errorf("microvm: VMM uids %d+%d and gids %d+%d out of range", c.VMMUID, c.VMMUIDs, c.VMMGID, c.VMMUIDs)
 	}
+	if c.Egress != nil {
+		if err := c.Egress.Validate(); err != nil {
+			return fmt.Errorf("microvm: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -252,6 +266,7 @@ type Driver struct {
 	// jail's root is mounted on (in its own mount namespace).
 	vmm      *vmmBase
 	jailRoot string
+	egress   *egress.Egress // nil without Config.Egress
 }
 
 var _ sandbox.Driver = (*Driver)(nil)
@@ -309,6 +324,11 @@ func New(cfg Config) (*Driver, error) {
 	}
 	if cfg.MaxVMs > 0 {
 		d.slots = make(chan struct{}, cfg.MaxVMs)
+	}
+	if cfg.Egress != nil {
+		if d.egress, err = egress.Start(*cfg.Egress, cfg.Logger); err != nil {
+			return nil, fmt.Errorf("microvm: %w", err)
+		}
 	}
 	cfg.Logger.Debug("microvm sandbox driver ready", "accel", d.accel, "kernel", cfg.Kernel.Release)
 	return d, nil

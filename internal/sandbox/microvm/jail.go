@@ -1,6 +1,7 @@
 package microvm
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"os/exec"
@@ -306,4 +307,13 @@ func (d *Driver) RemoveStale() (int, error) {
 
 // Close removes the VMMs' cgroup parent once no VM is left in it (destroy
 // the sandboxes first).
-func (d *Driver) Close() { d.vmm.cgroups.RemoveParents() }
+// With egress it also removes the nftables table (a failure is logged).
+func (d *Driver) Close() {
+	d.vmm.cgroups.RemoveParents()
+	if e := d.egress; e != nil {
+		d.egress = nil // Close may be called twice
+		if err := e.Close(context.Background()); err != nil {
+			d.cfg.Logger.Error("microvm: egress", "err", err)
+		}
+	}
+}

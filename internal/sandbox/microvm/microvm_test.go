@@ -95,7 +95,7 @@ func TestMain(m *testing.M) {
 func TestGuestKernel(t *testing.T) {
 	d := newDriver(t)
 	code := t.TempDir()
-	if err := os.WriteFile(filepath.Join(code, "bootstrap"), []byte("#!/bin/sh\necho kernel $(uname -r)\necho cwd $(pwd) >&2\ntouch /var/task/x 2>/dev/null || echo task-read-only\nexec sleep 600\n"), 0o755); err != nil {
+	if err := os.WriteFile(filepath.Join(code, "bootstrap"), []byte("#!/bin/sh\necho kernel $(uname -r)\necho net $(grep -o '^ *[a-z0-9]*:' /proc/net/dev | tr -d ' :')\necho cwd $(pwd) >&2\ntouch /var/task/x 2>/dev/null || echo task-read-only\nexec sleep 600\n"), 0o755); err != nil {
 		t.Fatal(err)
 	}
 	var out outputtest.Buffer
@@ -121,6 +121,9 @@ func TestGuestKernel(t *testing.T) {
 	got := out.String()
 	if !strings.Contains(got, "kernel "+d.KernelRelease()) || strings.Contains(got, "kernel "+strings.TrimSpace(string(host))+"\n") {
 		t.Errorf("output %q: want the guest kernel %s (host: %s)", got, d.KernelRelease(), host)
+	}
+	if !strings.Contains(got, "net lo\n") {
+		t.Errorf("output %q: want no network device but lo (no egress)", got)
 	}
 	if !strings.Contains(got, "cwd /var/task") {
 		t.Errorf("output %q: want cwd /var/task", got)

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flintdev/flint/internal/sandbox/egress"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"sync"
 	"time"
@@ -45,6 +47,10 @@ type Sandbox struct {
 	jail    *vmmJail // the VMM's uid and cgroup; closed once QEMU ended
 	// restored: the VM was restored from a snapshot, not booted.
 	restored bool
+	// With egress: the VM's link and, until QEMU has started, the host's
+	// descriptor of its tap device.
+	link *egress.Link
+	tap  *os.File
 
 	done    chan struct{} // closed by monitor once exited
 	outDone chan struct{} // closed when readOutput ends
@@ -66,6 +72,29 @@ type Sandbox struct {
 }
 
 var _ sandbox.Sandbox = (*Sandbox)(nil)
+
+// releaseLink closes the host's copy of the tap (if still open) and frees
+// the egress link's slot; the tap device goes with QEMU's copy.
+func (s *Sandbox) releaseLink() {
+	if s.tap != nil {
+		s.tap.Close()
+		s.tap = nil
+	}
+	if s.link != nil {
+		s.link.Release()
+		s.link = nil
+	}
+}
+
+// EgressAddr is the guest's address on its egress link, and the host
+// end's (its gateway); ok is false without egress.
+func (s *Sandbox) EgressAddr() (addr, gateway netip.Addr, ok bool) {
+	l := s.link
+	if l == nil {
+		return netip.Addr{}, netip.Addr{}, false
+	}
+	return netip.AddrFrom4(l.Addr), netip.AddrFrom4(l.Gateway), true
+}
 
 // ID implements sandbox.Sandbox.
 func (s *Sandbox) ID() string { return s.id }
@@ -160,6 +189,7 @@ func (s *Sandbox) monitor(slot bool) {
 	if err := s.jail.close(); err != nil {
 		s.d.cfg.Logger.Warn("microvm: VMM cgroup", "sandbox", s.id, "err", err)
 	}
+	s.releaseLink()
 	s.sess.Close()
 	s.srv.Close()
 	<-s.outDone
@@ -203,6 +233,7 @@ func (s *Sandbox) abort(slot bool) {
 	if err := s.jail.close(); err != nil {
 		s.d.cfg.Logger.Warn("microvm: VMM cgroup", "sandbox", s.id, "err", err)
 	}
+	s.releaseLink()
 	if s.sess != nil {
 		s.sess.Close() // readOutput has not started: it starts with the runtime
 	}

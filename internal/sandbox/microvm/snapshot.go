@@ -174,7 +174,7 @@ func (s *Sandbox) sock() string { return filepath.Join(s.dir, "ch.sock") }
 // It returns the channel's connection, ready for yamux.
 func (d *Driver) launch(ctx context.Context, s *Sandbox, log *slog.Logger) (net.Conn, error) {
 	kind := d.snapshotKind(&s.spec)
-	if d.snaps != nil {
+	if d.snaps != nil && s.tap == nil { // egress VMs boot in full (see Config.Egress)
 		snap := d.snaps.path(kind)
 		if _, err := os.Stat(snap); err == nil {
 			t0 := time.Now()
@@ -235,11 +235,24 @@ func (d *Driver) restore(ctx context.Context, s *Sandbox, mem int, snap string) 
 // and sends the Hello.
 func (d *Driver) boot(ctx context.Context, s *Sandbox, kind snapshotKind, log *slog.Logger) (_ net.Conn, err error) {
 	mem := kind.mem
+	snaps := d.snaps
 	var extra []string
-	if d.snaps != nil {
+	var files []*os.File
+	if s.tap != nil {
+		// The tap's descriptor is QEMU's fd 3. Such a VM saves no
+		// snapshot: its machine has a device the others lack.
+		snaps, files = nil, []*os.File{s.tap}
+		extra = []string{"-netdev", "tap,id=net0,fd=3", "-device", "virtio-net-device,netdev=net0"}
+	}
+	if snaps != nil {
 		extra = []string{"-chardev", "socket,id=qmp,path=" + jailVMDir + "/qmp.sock,server=on,wait=off", "-mon", "chardev=qmp,mode=control"}
 	}
-	if err := d.startVM(s, d.vmConfig(s, mem, nil, extra...)); err != nil {
+	err = d.startVM(s, d.vmConfig(s, mem, files, extra...))
+	if s.tap != nil {
+		s.tap.Close() // QEMU has its own copy (or failed)
+		s.tap = nil
+	}
+	if err != nil {
 		return nil, err
 	}
 	conn, err := s.dial(ctx)
@@ -254,7 +267,7 @@ func (d *Driver) boot(ctx context.Context, s *Sandbox, kind snapshotKind, log *s
 	if err := s.exchange(ctx, conn, func() error { return expect(conn, vmchan.Ready) }); err != nil {
 		return nil, fmt.Errorf("wait for the booted guest: %w", err)
 	}
-	if d.snaps != nil && d.snaps.claim(kind) {
+	if snaps != nil && d.snaps.claim(kind) {
 		t0 := time.Now()
 		// A failed warm-up leaves the channel in an unknown state: the
 		// cold start fails. A failed save leaves a running guest.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/flintdev/flint/internal/sandbox/egress"
 	"io"
 	"log/slog"
 	"net"
@@ -257,7 +258,7 @@ func (c *creation) start(context.Context) error {
 // network gives the sandbox its egress link; the init (still waiting for
 // its config) configures the sandbox's end.
 func (c *creation) network(ctx context.Context) error {
-	l, err := c.d.egress.attach(ctx, c.s.cmd.Process.Pid)
+	l, err := c.d.egress.AttachVeth(ctx, c.s.cmd.Process.Pid)
 	if err != nil {
 		return err
 	}
@@ -268,8 +269,8 @@ func (c *creation) network(ctx context.Context) error {
 func (c *creation) sendConfig(context.Context) error {
 	cfg := c.d.initConfig(c.s.id)
 	if c.s.link != nil {
-		n := c.s.link.net
-		cfg.Net = &n
+		l := c.s.link
+		cfg.Net = &nsinit.Net{Iface: egress.SandboxIface, Addr: l.Addr, PrefixLen: l.PrefixLen, Gateway: l.Gateway}
 	}
 	b, err := json.Marshal(cfg)
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flintdev/flint/internal/sandbox/egress"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -124,7 +125,9 @@ func (c Config) Validate() error {
 		return errors.New("process: PidsMax, NoFile and MaxAPIConns must not be negative")
 	}
 	if c.Egress != nil {
-		return c.Egress.validate()
+		if err := c.Egress.Validate(); err != nil {
+			return fmt.Errorf("process: %w", err)
+		}
 	}
 	return nil
 }
@@ -140,7 +143,7 @@ type Driver struct {
 	etcBinds []string
 	etc      map[string]string
 	rootDir  string
-	egress   *egress // nil without Config.Egress
+	egress   *egress.Egress // nil without Config.Egress
 }
 
 var _ sandbox.Driver = (*Driver)(nil)
@@ -179,10 +182,10 @@ func New(cfg Config) (*Driver, error) {
 		etc: etcFiles(cfg.UID, cfg.GID), rootDir: root,
 	}
 	if cfg.Egress != nil {
-		if d.egress, err = startEgress(*cfg.Egress, cfg.Logger); err != nil {
+		if d.egress, err = egress.Start(*cfg.Egress, cfg.Logger); err != nil {
 			return nil, fmt.Errorf("process: %w", err)
 		}
-		if rc := cfg.Egress.resolvConf(); rc != "" {
+		if rc := cfg.Egress.ResolvConf(); rc != "" {
 			d.etc["resolv.conf"] = rc
 		}
 	}
@@ -216,7 +219,7 @@ func (d *Driver) Close(ctx context.Context) error {
 	if d.egress == nil {
 		return nil
 	}
-	return d.egress.close(ctx)
+	return d.egress.Close(ctx)
 }
 
 // Name implements sandbox.Driver.

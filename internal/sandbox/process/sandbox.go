@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/flintdev/flint/internal/sandbox/egress"
 	"log/slog"
 	"net"
 	"net/http"
@@ -58,7 +59,7 @@ type Sandbox struct {
 	out     *outputCopier
 	ln      net.Listener
 	srv     *http.Server
-	link    *link // egress veth pair, nil without egress
+	link    *egress.Link // egress veth pair, nil without egress
 	timings []Step
 
 	done chan struct{} // closed by wait once the init process is reaped
@@ -255,7 +256,7 @@ func (s *Sandbox) teardown() {
 	}
 	if s.link != nil {
 		// The veth pair goes with the network namespace.
-		s.link.release()
+		s.link.Release()
 	}
 	if s.group != nil {
 		if st, err := s.group.Stats(); err == nil {
@@ -287,7 +288,7 @@ func (s *Sandbox) EgressAddr() (addr, gateway netip.Addr, ok bool) {
 	if s.link == nil {
 		return netip.Addr{}, netip.Addr{}, false
 	}
-	return netip.AddrFrom4(s.link.net.Addr), netip.AddrFrom4(s.link.net.Gateway), true
+	return netip.AddrFrom4(s.link.Addr), netip.AddrFrom4(s.link.Gateway), true
 }
 
 var _ sandbox.StepTimer = (*Sandbox)(nil)

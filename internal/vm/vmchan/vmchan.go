@@ -64,6 +64,19 @@ type Start struct {
 	// ReadOnly are directories (/var/task, /var/runtime, /opt) that the
 	// init makes read-only bind mounts of themselves.
 	ReadOnly []string
+	// Net, with egress, configures the guest's network device (absent
+	// otherwise).
+	Net *Net `json:",omitempty"`
+}
+
+// Net is the guest's egress link: Iface (the virtio-net device, "eth0")
+// gets Addr/PrefixLen and a default route via Gateway; ResolvConf, when
+// set, replaces /etc/resolv.conf.
+type Net struct {
+	Iface         string
+	Addr, Gateway [4]byte
+	PrefixLen     int
+	ResolvConf    string `json:",omitempty"`
 }
 
 // Request is a host → guest control message after Start.

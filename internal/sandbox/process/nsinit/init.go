@@ -147,7 +147,7 @@ func (r *runner) prepare() (int, error) {
 	if r.cfg.Net != nil {
 		// First, while /proc is still the host's writable procfs (its
 		// sys/net is this network namespace's): IPv6 is switched off here.
-		steps = append(steps, step{"network", func() error { return setupNet(r.cfg.Net) }})
+		steps = append(steps, step{"network", func() error { return SetupNet(r.cfg.Net) }})
 	}
 	steps = append(steps,
 		step{"mount-private", func() error { return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "") }},

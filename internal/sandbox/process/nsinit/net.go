@@ -23,10 +23,10 @@ type Net struct {
 	Gateway [4]byte
 }
 
-// setupNet disables IPv6 in the sandbox's network namespace (egress is
+// SetupNet disables IPv6 in the sandbox's network namespace (egress is
 // IPv4 only; the host filters IPv6 too), gives the interface its address,
 // brings it up and adds the default route.
-func setupNet(n *Net) error {
+func SetupNet(n *Net) error {
 	for _, p := range []string{"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6", "/proc/sys/net/ipv6/conf/" + n.Iface + "/disable_ipv6"} {
 		if err := os.WriteFile(p, []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("disable IPv6: %w", err)

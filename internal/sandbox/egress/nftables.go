@@ -1,4 +1,4 @@
-package process
+package egress
 
 import (
 	"cmp"
@@ -38,7 +38,7 @@ import (
 //	    ip saddr <Pool> oifname "<if>" masquerade
 //	  }
 //	}
-func installTable(c EgressConfig) error {
+func installTable(c Config) error {
 	conn, err := nftables.New()
 	if err != nil {
 		return err
