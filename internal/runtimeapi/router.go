@@ -98,7 +98,7 @@ func (s *Server) serveNext(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request, id string) {
 	p := s.currentPending(id)
 	if p == nil {
-		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		s.rejectAnswer(w, r, id)
 		return
 	}
 	if p.stream != nil {
@@ -199,7 +199,7 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, p *pendi
 
 func (s *Server) serveError(w http.ResponseWriter, r *http.Request, id string) {
 	if !s.isCurrent(id) {
-		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		s.rejectAnswer(w, r, id)
 		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxResponseBytes))
@@ -209,6 +209,19 @@ func (s *Server) serveError(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	writeAccepted(w)
+}
+
+// rejectAnswer answers a /response or /error for an invocation the runtime
+// does not hold: 400, unless it is the late answer of a timed-out
+// invocation in a multi-concurrent sandbox (Server.late), accepted and
+// dropped.
+func (s *Server) rejectAnswer(w http.ResponseWriter, r *http.Request, id string) {
+	if s.lateAnswer(id) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, s.cfg.MaxStreamBytes))
+		writeAccepted(w)
+		return
+	}
+	writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
 }
 
 func (s *Server) serveInitError(w http.ResponseWriter, r *http.Request) {

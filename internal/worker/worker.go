@@ -226,7 +226,9 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 	}
 	s := &Sandbox{
 		w: w, fn: fn, id: id, createdAt: now, healthy: true,
-		api:      runtimeapi.New(runtimeapi.Config{FunctionARN: arn, Logger: w.log, Clock: w.cfg.Clock}),
+		api: runtimeapi.New(runtimeapi.Config{FunctionARN: arn, Logger: w.log, Clock: w.cfg.Clock,
+			MaxConcurrency: fn.MaxConcurrency()}),
+		slots:    fn.MaxConcurrency(),
 		out:      newLogBuffer(),
 		initDone: make(chan struct{}),
 		gone:     make(chan struct{}),

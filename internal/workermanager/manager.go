@@ -79,6 +79,19 @@ type entry struct {
 	provisioned bool
 	idleSince   time.Time // when it last became idle
 	uses        int       // invocations finished
+	// slots is how many invocations the sandbox serves at once (1, or the
+	// function's PerExecutionEnvironmentMaxConcurrency); inflight counts
+	// those running (busy while > 0). A multi-slot entry with a free slot
+	// is in pool.open (inOpen) while creating or busy; sick (an invocation
+	// found it unhealthy) keeps it out: it is destroyed when the last one
+	// ends.
+	slots, inflight int
+	inOpen, sick    bool
+	// ready, for a multi-slot entry created by an invocation, is closed
+	// when its creation ended (others may join it meanwhile); createErr
+	// is then set if it failed. Both are written once, under mu.
+	ready     chan struct{}
+	createErr error
 	// placed is how long placement took; written with sb and res.
 	placed time.Duration
 }
@@ -91,6 +104,34 @@ type pool struct {
 	idle []*entry
 	// busy holds the creating and busy sandboxes.
 	busy map[*entry]struct{}
+	// open holds the creating and busy multi-slot sandboxes with a free
+	// slot, which an invocation joins before claiming an idle one.
+	open []*entry
+}
+
+// removeOpen takes e out of p.open (mu held).
+func (p *pool) removeOpen(e *entry) {
+	if !e.inOpen {
+		return
+	}
+	e.inOpen = false
+	for i, o := range p.open {
+		if o == e {
+			last := len(p.open) - 1
+			p.open[i] = p.open[last]
+			p.open[last] = nil
+			p.open = p.open[:last]
+			return
+		}
+	}
+}
+
+// addOpen puts e in p.open (mu held).
+func (p *pool) addOpen(e *entry) {
+	if !e.inOpen {
+		e.inOpen = true
+		p.open = append(p.open, e)
+	}
 }
 
 // Manager is the Worker Manager. Create it with New; all methods are safe
@@ -356,11 +397,38 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 		p = newPool(fn)
 		m.pools[key] = p
 	}
+	// A multi-slot sandbox with a free slot first (even one still being
+	// created: its runtime then serves this invocation too).
+	for len(p.open) > 0 {
+		e = p.open[len(p.open)-1]
+		if e.sick || e.retired {
+			p.removeOpen(e)
+			continue
+		}
+		e.inflight++
+		if e.inflight >= e.slots {
+			p.removeOpen(e)
+		}
+		m.invocations++
+		ready := e.ready
+		m.mu.Unlock()
+		if ready != nil {
+			<-ready // creation is bounded by CreateTimeout
+			if e.createErr != nil {
+				return nil, false, e.createErr
+			}
+		}
+		return e, false, nil
+	}
 	if n := len(p.idle); n > 0 {
 		e = p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		e.state = stateBusy
+		e.inflight = 1
+		if e.slots > 1 {
+			p.addOpen(e)
+		}
 		p.busy[e] = struct{}{}
 		m.invocations++
 		m.mu.Unlock()
@@ -377,14 +445,18 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 		p = newPool(fn)
 		m.pools[key] = p
 	}
-	e = &entry{pool: p, state: stateCreating}
+	e = &entry{pool: p, state: stateCreating, slots: fn.MaxConcurrency(), inflight: 1}
+	if e.slots > 1 {
+		e.ready = make(chan struct{})
+		p.addOpen(e)
+	}
 	p.busy[e] = struct{}{}
 	m.mu.Unlock()
 
 	start := m.cfg.Clock.Now()
 	sb, res, placed, err := m.placeAndCreate(ctx, fn)
 	if err != nil {
-		m.forget(e)
+		m.forget(e, err)
 		return nil, false, err
 	}
 
@@ -394,6 +466,9 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 	m.invocations++
 	m.coldStarts++
 	retired := e.retired
+	if e.ready != nil {
+		close(e.ready)
+	}
 	m.mu.Unlock()
 	log.Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
 		"took", m.cfg.Clock.Now().Sub(start), "retired", retired)
@@ -486,12 +561,18 @@ func newPool(fn *lambdafn.Function) *pool {
 		busy: make(map[*entry]struct{})}
 }
 
-// forget drops a creating entry whose creation failed.
-func (m *Manager) forget(e *entry) {
+// forget drops a creating entry whose creation failed with err; the
+// invocations that joined it (multi-slot) fail with err too.
+func (m *Manager) forget(e *entry, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(e.pool.busy, e)
+	e.pool.removeOpen(e)
 	e.state = stateDestroyed
+	if e.ready != nil {
+		e.createErr = err
+		close(e.ready)
+	}
 	m.dropIfEmptyLocked(e.pool)
 }
 
@@ -499,8 +580,25 @@ func (m *Manager) forget(e *entry) {
 func (m *Manager) finish(e *entry, healthy bool, log *slog.Logger) {
 	m.mu.Lock()
 	p := e.pool
-	delete(p.busy, e)
 	e.uses++
+	e.inflight--
+	if e.slots > 1 {
+		// A multi-slot sandbox: it stays busy while invocations run in
+		// it, and takes new ones while healthy.
+		e.sick = e.sick || !healthy
+		if e.sick || e.retired || m.closed {
+			p.removeOpen(e)
+		} else if e.inflight > 0 {
+			p.addOpen(e)
+		}
+		if e.inflight > 0 {
+			m.mu.Unlock()
+			return
+		}
+		p.removeOpen(e)
+		healthy = !e.sick
+	}
+	delete(p.busy, e)
 	if healthy && !e.retired && !m.closed {
 		e.state = stateIdle
 		e.idleSince = m.cfg.Clock.Now()
