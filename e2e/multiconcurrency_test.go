@@ -140,6 +140,30 @@ func TestMultiConcurrency(t *testing.T) {
 	}
 }
 
+// TestMultiConcurrencyWide: more pollers than the driver's default bound on
+// Runtime API connections (32) still all get a connection: 48 invocations
+// run at once in one sandbox.
+func TestMultiConcurrencyWide(t *testing.T) {
+	requireRoot(t)
+	s := startServer(t, t.TempDir())
+	c := s.lambda()
+	const n = 48
+	createGoFn(t, c, "wide", func(in *lambda.CreateFunctionInput) {
+		in.Timeout = aws.Int32(30)
+		in.CapacityProviderConfig = multiConcurrent(n)
+	})
+	first := asReply(t, invoke(t, c, "wide", map[string]any{"action": "sleep", "ms": 1}, false)).Instance
+	var evs []map[string]any
+	for range n {
+		evs = append(evs, map[string]any{"action": "sleep", "ms": 1500})
+	}
+	for i, out := range invokeAll(t, c, "wide", evs) {
+		if r := asReply(t, out); r.Instance != first {
+			t.Errorf("invocation %d ran in %s, want the one sandbox %s", i, r.Instance, first)
+		}
+	}
+}
+
 // TestMultiConcurrencyValidation: the setting is checked as Lambda's model
 // says, and refused for runtimes whose client takes one event at a time.
 func TestMultiConcurrencyValidation(t *testing.T) {

@@ -248,7 +248,9 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 		Command:    cmd,
 		Env:        lambdaEnv(fn, rt, id, now),
 		RuntimeAPI: s.api, Output: s.out,
-		MemoryMB: fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,
+		// One /next poller per slot, a few more for answers in flight.
+		RuntimeAPIConns: 2*fn.MaxConcurrency() + 2,
+		MemoryMB:        fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,
 	}
 	t1 := time.Now()
 	sb, err := w.cfg.Driver.Create(ctx, spec)
