@@ -43,11 +43,14 @@ var (
 // Methods are safe for concurrent use; Invoke refuses a call beyond slots
 // concurrent ones with ErrBusy.
 type Sandbox struct {
-	w         *Worker
-	fn        *lambdafn.Function // private copy
-	id        string
-	api       *runtimeapi.Server
-	sb        sandbox.Sandbox // set before the Sandbox is shared
+	w   *Worker
+	fn  *lambdafn.Function // private copy
+	id  string
+	api *runtimeapi.Server
+	sb  sandbox.Sandbox // set before the Sandbox is shared
+	// exited is canceled when the runtime exits (sb.Done); set with sb.
+	// Invocations watch it with context.AfterFunc, not a goroutine each.
+	exited    context.Context
 	out       *logBuffer
 	log       *slog.Logger
 	createdAt time.Time
@@ -320,14 +323,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 	start := s.w.cfg.Clock()
 	exitCtx, cancelExit := context.WithCancelCause(ctx)
 	dctx, cancelDeadline := context.WithTimeoutCause(exitCtx, timeout, errTimedOut)
-	stop := make(chan struct{})
-	go func() {
-		select {
-		case <-s.sb.Done():
-			cancelExit(errRuntimeExited)
-		case <-stop:
-		}
-	}()
+	stopWatch := context.AfterFunc(s.exited, func() { cancelExit(errRuntimeExited) })
 	var out runtimeapi.Outcome
 	var err error
 	if stream != nil {
@@ -335,7 +331,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 	} else {
 		out, err = s.api.Dispatch(dctx, req, start.Add(timeout))
 	}
-	close(stop)
+	stopWatch()
 	cancelDeadline()
 	cancelExit(nil)
 	res.Duration = s.w.cfg.Clock().Sub(start)

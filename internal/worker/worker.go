@@ -238,7 +238,7 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 	if fail != nil {
 		// Nothing to start: the cold invocation reports the failure
 		// (Runtime.InvalidEntrypoint), as Lambda's does.
-		s.sb, s.initFail = newUnstarted(id), fail
+		s.sb, s.initFail, s.exited = newUnstarted(id), fail, context.Background()
 		close(s.initDone)
 		s.log.Info("function has no valid entrypoint", "command", cmd[0])
 		return s, nil
@@ -259,6 +259,9 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 		return nil, err
 	}
 	s.sb = sb
+	exited, exit := context.WithCancel(context.Background())
+	s.exited = exited
+	go func() { <-sb.Done(); exit() }() // ends with the runtime
 	s.codeFetch, s.sandboxCreate = codeFetch, time.Since(t1)
 	go s.watchInit(w.cfg.InitTimeout)
 	s.log.Debug("sandbox created", "runtime", fn.Runtime)

@@ -315,19 +315,37 @@ const maxDeliveries = 3
 // idle), as Lambda starts a new execution environment: the caller never
 // sees the dead runtime (nothing was streamed to it either).
 func (m *Manager) run(ctx context.Context, fn *lambdafn.Function, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
-	log := m.log.With("function", fn.Name, "version", fn.Version, "requestId", req.RequestID)
+	log := &invocationLog{base: m.log, fn: fn, requestID: req.RequestID}
 	for attempt := 1; ; attempt++ {
 		res, err := m.runOnce(ctx, fn, req, stream, log)
 		retry := errors.Is(err, invocation.ErrNotDelivered) || errors.Is(err, ErrHostUnreachable)
 		if err == nil || !retry || attempt == maxDeliveries {
 			return res, err
 		}
-		log.Info("event not delivered, trying another sandbox", "attempt", attempt, "err", err)
+		log.get().Info("event not delivered, trying another sandbox", "attempt", attempt, "err", err)
 	}
 }
 
+// invocationLog is the logger of one invocation (function, version,
+// request ID), built the first time something is logged: a warm
+// invocation usually logs nothing, and slog's With formats its attributes
+// at once. Used by the invocation's goroutine only.
+type invocationLog struct {
+	base      *slog.Logger
+	fn        *lambdafn.Function
+	requestID string
+	l         *slog.Logger
+}
+
+func (l *invocationLog) get() *slog.Logger {
+	if l.l == nil {
+		l.l = l.base.With("function", l.fn.Name, "version", l.fn.Version, "requestId", l.requestID)
+	}
+	return l.l
+}
+
 // runOnce runs the invocation on one sandbox.
-func (m *Manager) runOnce(ctx context.Context, fn *lambdafn.Function, req invocation.Request, stream invocation.Stream, log *slog.Logger) (invocation.Result, error) {
+func (m *Manager) runOnce(ctx context.Context, fn *lambdafn.Function, req invocation.Request, stream invocation.Stream, log *invocationLog) (invocation.Result, error) {
 	e, cold, err := m.acquire(ctx, fn, log)
 	if err != nil {
 		return invocation.Result{}, err
@@ -351,7 +369,7 @@ func (m *Manager) runOnce(ctx context.Context, fn *lambdafn.Function, req invoca
 	healthy := err == nil && e.sb.Healthy()
 	if err != nil {
 		err = fmt.Errorf("invoke %s in sandbox %s: %w", fn.Name, e.sb.ID(), err)
-		log.Warn("sandbox invoke failed", "sandbox", e.sb.ID(), "err", err)
+		log.get().Warn("sandbox invoke failed", "sandbox", e.sb.ID(), "err", err)
 	}
 	m.finish(e, healthy, log)
 	if err != nil {
@@ -385,7 +403,7 @@ func (m *Manager) backstop(fn *lambdafn.Function) time.Duration {
 
 // acquire returns a busy sandbox for fn, claiming an idle one or creating
 // one; cold reports a creation.
-func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.Logger) (e *entry, cold bool, err error) {
+func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *invocationLog) (e *entry, cold bool, err error) {
 	key := fn.SandboxKey()
 	m.mu.Lock()
 	if m.closed {
@@ -470,7 +488,7 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 		close(e.ready)
 	}
 	m.mu.Unlock()
-	log.Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
+	log.get().Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
 		"took", m.cfg.Clock.Now().Sub(start), "retired", retired)
 	return e, true, nil
 }
@@ -577,7 +595,7 @@ func (m *Manager) forget(e *entry, err error) {
 }
 
 // finish ends a busy sandbox's invocation: back to idle, or destroyed.
-func (m *Manager) finish(e *entry, healthy bool, log *slog.Logger) {
+func (m *Manager) finish(e *entry, healthy bool, log *invocationLog) {
 	m.mu.Lock()
 	p := e.pool
 	e.uses++
@@ -621,7 +639,7 @@ func (m *Manager) finish(e *entry, healthy bool, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DestroyTimeout)
 	defer cancel()
 	if err := m.destroy(ctx, e, why); err != nil {
-		log.Warn("destroy sandbox", "err", err)
+		log.get().Warn("destroy sandbox", "err", err)
 	}
 	if replace {
 		m.reprovision(p.key)
