@@ -32,24 +32,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NotFound", "unknown path "+strconv.Quote(r.URL.Path))
 		return
 	}
-	parts := strings.Split(rest, "/")
+	// rest is "invocation/next", "invocation/{id}/response|error" or
+	// "init/error"; cut without allocating (two requests per invocation).
+	first, tail, _ := strings.Cut(rest, "/")
+	id, last, three := strings.Cut(tail, "/")
+	if !three {
+		id, last = "", tail
+	}
 	switch {
-	case len(parts) == 2 && parts[0] == "invocation" && parts[1] == "next":
+	case first == "invocation" && !three && last == "next":
 		if !allow(w, r, http.MethodGet) {
 			return
 		}
 		s.serveNext(w, r)
-	case len(parts) == 3 && parts[0] == "invocation" && parts[1] != "" && parts[2] == "response":
+	case first == "invocation" && three && id != "" && last == "response":
 		if !allow(w, r, http.MethodPost) {
 			return
 		}
-		s.serveResponse(w, r, parts[1])
-	case len(parts) == 3 && parts[0] == "invocation" && parts[1] != "" && parts[2] == "error":
+		s.serveResponse(w, r, id)
+	case first == "invocation" && three && id != "" && last == "error":
 		if !allow(w, r, http.MethodPost) {
 			return
 		}
-		s.serveError(w, r, parts[1])
-	case len(parts) == 2 && parts[0] == "init" && parts[1] == "error":
+		s.serveError(w, r, id)
+	case first == "init" && !three && last == "error":
 		if !allow(w, r, http.MethodPost) {
 			return
 		}
