@@ -367,3 +367,57 @@ func TestAuthTenants(t *testing.T) {
 		t.Fatalf("flint keys list after delete: %v\n%s", err, out)
 	}
 }
+
+// TestMetricsToken: with --auth required, /metrics refuses unsigned
+// scrapes and wrong bearer tokens, and serves the bearer of the token in
+// --metrics-token-file (what a Prometheus credentials_file sends).
+func TestMetricsToken(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "metrics-token")
+	token := "3f9c0a7d1e5b2c8f6a4d9e0b7c1f2a3d"
+	if err := os.WriteFile(tokenFile, []byte(token+"\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := startServer(t, t.TempDir(), "--auth", "required", "--metrics-token-file", tokenFile)
+	scrape := func(authz string) (int, string) {
+		req, _ := http.NewRequest(http.MethodGet, s.url()+"/metrics", nil)
+		if authz != "" {
+			req.Header.Set("Authorization", authz)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	for _, authz := range []string{"", "Bearer wrong-token-wrong-token", "Bearer " + token + "x", "Basic " + token} {
+		if code, _ := scrape(authz); code != http.StatusForbidden {
+			t.Errorf("GET /metrics with Authorization %q: %d, want 403", authz, code)
+		}
+	}
+	code, body := scrape("Bearer " + token)
+	if code != http.StatusOK || !strings.Contains(body, "flint_") {
+		t.Fatalf("GET /metrics with the token: %d\n%.300s", code, body)
+	}
+	// The token opens /metrics only.
+	req, _ := http.NewRequest(http.MethodGet, s.url()+"/flint/v1/stats", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusForbidden {
+		t.Errorf("GET /flint/v1/stats with the metrics token: %d, want 403", resp.StatusCode)
+	}
+
+	// A short token is refused at start, naming the flag.
+	short := filepath.Join(dir, "short")
+	os.WriteFile(short, []byte("abc"), 0o600)
+	out, err := exec.Command(flintBin, "server", "--data", t.TempDir(), "--listen", "127.0.0.1:0", "--metrics-token-file", short).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "--metrics-token-file") {
+		t.Fatalf("a 3-character token: err %v\n%s", err, out)
+	}
+}

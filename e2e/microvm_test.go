@@ -36,11 +36,7 @@ func TestMicroVMDriver(t *testing.T) {
 	t.Setenv("FLINT_VM_CACHE", kernel.DefaultCacheDir())
 	vmInit := filepath.Join(t.TempDir(), "flint-vm-init")
 	gobuildtest.Build(t, "../cmd/flint-vm-init", vmInit)
-	// QEMU runs as an unprivileged user: it must traverse to DATA/vm.
 	data := t.TempDir()
-	if err := os.Chmod(filepath.Dir(data), 0o711); err != nil {
-		t.Fatal(err)
-	}
 	s := startServer(t, data, "--sandbox-driver", "microvm", "--vm-init", vmInit)
 	c := s.lambda()
 	createGoFn(t, c, "vm-hello", func(in *lambda.CreateFunctionInput) { in.Timeout = aws.Int32(30) })

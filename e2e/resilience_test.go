@@ -19,54 +19,14 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
 	"github.com/aws/aws-sdk-go-v2/service/lambda/types"
 	"github.com/aws/smithy-go"
-	"golang.org/x/sys/unix"
 
+	"github.com/flintdev/flint/internal/disktest"
 	"github.com/flintdev/flint/internal/polltest"
 )
 
 // Resource exhaustion: a small and then a full data dir, and a clean
 // shutdown in that state. The data dir is a tmpfs of a few MB mounted by
 // the test (root only) and unmounted at its end.
-
-// smallDataDir mounts a tmpfs of size (e.g. "64m") and returns it.
-func smallDataDir(t *testing.T, size string) string {
-	t.Helper()
-	requireRoot(t)
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size+",mode=0711"); err != nil {
-		t.Skipf("cannot mount a tmpfs as a small data dir: %v", err)
-	}
-	// Registered after startServer's cleanup would be, it runs after the
-	// server stopped: cleanups run last-registered first, so register
-	// the unmount first.
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fillDisk writes zeros to path until the disk is full.
-func fillDisk(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for _, n := range []int{1 << 20, 4096} {
-		for {
-			if _, err := f.Write(buf[:n]); err != nil {
-				if !errors.Is(err, syscall.ENOSPC) {
-					t.Fatal(err)
-				}
-				break
-			}
-		}
-	}
-}
 
 func getStatus(url string) (int, string) {
 	resp, err := http.Get(url)
@@ -81,7 +41,7 @@ func getStatus(url string) (int, string) {
 // sized to it; on one too small even for the minimum it refuses to start,
 // naming the flag.
 func TestSmallDataDir(t *testing.T) {
-	data := smallDataDir(t, "64m")
+	data := disktest.Small(t, "64m")
 	s := startServer(t, data)
 	if !strings.Contains(s.log(), "backbone storage") {
 		t.Errorf("no storage limits in the log")
@@ -91,7 +51,7 @@ func TestSmallDataDir(t *testing.T) {
 	asReply(t, invoke(t, c, "small", map[string]any{"name": "small"}, false))
 	s.stop()
 
-	tiny := smallDataDir(t, "12m")
+	tiny := disktest.Small(t, "12m")
 	out, err := exec.Command(flintBin, "server", "--listen", "127.0.0.1:0", "--data", tiny).CombinedOutput()
 	if err == nil {
 		t.Fatalf("flint server started on a 12 MB data dir:\n%s", out)
@@ -149,7 +109,7 @@ func flood(c *lambda.Client, fn string, workers int, stop chan struct{}, mu *syn
 // run; once space is freed new events are accepted again without a
 // restart, and every acknowledged event runs.
 func TestDiskFullAsyncFlood(t *testing.T) {
-	data := smallDataDir(t, "64m")
+	data := disktest.Small(t, "64m")
 	s := startServer(t, data, "--async-ack-wait", "5s")
 	c := s.lambda()
 	const fn = "diskfull"
@@ -182,7 +142,7 @@ func TestDiskFullAsyncFlood(t *testing.T) {
 	})
 
 	filler := filepath.Join(data, "filler")
-	fillDisk(t, filler)
+	disktest.Fill(t, filler)
 	full := time.Now()
 	polltest.Check(t, 30*time.Second, "/readyz to fail on the full disk", func() error {
 		if code, body := getStatus(s.url() + "/readyz"); code != http.StatusServiceUnavailable {
@@ -353,7 +313,7 @@ func checkRefusal(t *testing.T, what string, err error, prefix string) {
 // TestDiskFullShutdown: SIGTERM while the data dir is full ends the server
 // within its bound (30 s for requests + 20 s for the components).
 func TestDiskFullShutdown(t *testing.T) {
-	data := smallDataDir(t, "64m")
+	data := disktest.Small(t, "64m")
 	s := startServer(t, data)
 	c := s.lambda()
 	const fn = "fullstop"
@@ -362,7 +322,7 @@ func TestDiskFullShutdown(t *testing.T) {
 		invokeEvent(t, c, fn, []byte(fmt.Sprintf(`{"action":"sleep","ms":50,"name":"q-%d"}`, i)))
 	}
 	filler := filepath.Join(data, "filler")
-	fillDisk(t, filler)
+	disktest.Fill(t, filler)
 	polltest.Check(t, 30*time.Second, "/readyz to fail on the full disk", func() error {
 		if code, _ := getStatus(s.url() + "/readyz"); code != http.StatusServiceUnavailable {
 			return fmt.Errorf("/readyz %d on a full disk", code)

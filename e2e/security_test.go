@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -45,6 +46,11 @@ type secSuite struct {
 	fdBaseline          int             // the server's descriptors before the first sandbox
 	hostNetns           string          // "net:[inode]" of the host
 	sandboxNetns        map[string]bool // network namespaces seen in use by sandboxes
+	// vm: the server runs the microvm driver (TestSandboxSecurityMicroVM).
+	// Probes that look for a sandbox's processes, cgroups or mounts on the
+	// host look for its VMM there instead; the few that only make sense
+	// for one driver say so where they branch.
+	vm bool
 }
 
 // innocent invokes the innocent function, which must work, and checks the
@@ -72,12 +78,18 @@ func secLog(t *testing.T, probe, result string) {
 // nothing of the sandboxes is left on the host.
 func TestSandboxSecurity(t *testing.T) {
 	requireRoot(t)
+	runSandboxSecurity(t, nil)
+}
+
+// runSandboxSecurity is TestSandboxSecurity against a server started with
+// driverArgs; vmArgs non-nil means the microvm driver.
+func runSandboxSecurity(t *testing.T, vmArgs []string) {
 	probe := probeBinary(t)
 	envCanary := "FLINT-ENV-CANARY-" + randHex(8)
 	t.Setenv("FLINT_SECURITY_CANARY", envCanary)
 	h := newHostCanaries(t)
 	data := t.TempDir()
-	s := startServer(t, data)
+	s := startServer(t, data, vmArgs...)
 	c := s.lambda()
 	serverPid := s.cmd.Process.Pid
 	ports := serverPorts(t, serverPid)
@@ -106,7 +118,7 @@ func TestSandboxSecurity(t *testing.T) {
 	e := &secSuite{
 		c: c, s: s, h: h, data: data, probe: probe, serverPid: serverPid, ports: ports,
 		envCanary: envCanary, secret: secret, victimZip: victimZip, probeZip: probeZip,
-		fdBaseline: fdBaseline, hostNetns: hostNetns, sandboxNetns: sandboxNetns,
+		fdBaseline: fdBaseline, hostNetns: hostNetns, sandboxNetns: sandboxNetns, vm: vmArgs != nil,
 	}
 
 	t.Run("Identity", e.identity)
@@ -236,6 +248,9 @@ func (e *secSuite) identity(t *testing.T) {
 	}
 	// Mount flags of what the function can write to or execute from.
 	want := map[string][]string{"/var/task": {"ro", "nosuid", "nodev"}, "/tmp": {"nosuid", "nodev"}, "/": {"ro", "nosuid", "nodev"}, "/usr": {"ro", "nosuid", "nodev"}}
+	if e.vm {
+		delete(want, "/usr") // a directory of the guest's read-only root, not a mount of the host's /usr
+	}
 	for _, m := range r.Mounts {
 		f := strings.Fields(m)
 		if len(f) < 6 {
@@ -268,6 +283,10 @@ func (e *secSuite) identity(t *testing.T) {
 				lim[f] = v
 			}
 		}
+	}
+	if e.vm {
+		e.vmmLimits(t, lim, id)
+		return
 	}
 	mem := strconv.Itoa(128 << 20)
 	if lim["memory.limit_in_bytes"] != mem && lim["memory.max"] != mem {
@@ -409,6 +428,10 @@ func (e *secSuite) processes(t *testing.T) {
 		n, _ := strconv.Atoi(pid)
 		targets = append(targets, n)
 	}
+	if e.vm {
+		// The neighbour's only host process is its VMM.
+		targets = append(targets, vmmPids(sandboxOf(neighbour))...)
+	}
 	if len(targets) != 4 {
 		t.Fatalf("want one process of the warm neighbour %s, targets %v", fnVictim, targets)
 	}
@@ -416,10 +439,23 @@ func (e *secSuite) processes(t *testing.T) {
 	if r.Results["killed"] != "" {
 		t.Errorf("probe signalled pids %s", r.Results["killed"])
 	}
-	if r.Results["self"] != "1" {
+	if e.vm {
+		// Driver-specific: in a microVM the runtime is not pid 1 and sees
+		// the guest's init and kernel threads, which belong to this
+		// sandbox alone; what matters above is that no host pid (the
+		// neighbour's VMM among them) was reached.
+		for _, p := range targets {
+			if err := syscall.Kill(p, 0); err != nil {
+				t.Errorf("pid %d is gone: %v", p, err)
+			}
+		}
+	} else if r.Results["self"] != "1" {
 		t.Errorf("the runtime is pid %s in its namespace, want 1", r.Results["self"])
 	}
 	for _, proc := range strings.Split(r.Results["visible"], ", ") {
+		if e.vm {
+			break
+		}
 		pid, _, _ := strings.Cut(proc, ":")
 		if pid != "1" {
 			t.Errorf("sees a process besides itself: %s", proc)
@@ -506,6 +542,14 @@ func (e *secSuite) masks(t *testing.T) {
 		}
 	}
 	for _, p := range []string{"/proc/kcore", "/proc/keys", "/proc/kallsyms", "/proc/timer_list", "/proc/sched_debug", "/proc/kmsg", "/proc/sysrq-trigger"} {
+		if e.vm {
+			// The guest's /proc describes the guest kernel, not the host's:
+			// what of it exists in the guest must be masked.
+			if res := r.Results["read "+p]; res != "ENOENT" && !mounted[p] {
+				t.Errorf("%s exists in the guest (read: %s) but is not masked", p, res)
+			}
+			continue
+		}
 		_, err := os.Stat(p) // on the host
 		if err == nil && !mounted[p] {
 			t.Errorf("%s exists on the host but is not masked in the sandbox", p)

@@ -248,7 +248,8 @@ func (f *forwarder) sync(seq uint64) {
 }
 
 // execRuntime is the launcher: args are uid, gid, then the runtime's argv.
-// It drops the capability bounding set, takes the uid and gid, sets
+// It confines the runtime's view (confineView), drops the capability
+// bounding set, takes the uid and gid, sets
 // no_new_privs and installs Flint's seccomp filter (syscallfilter), as the
 // process driver's sandbox init does, then executes the runtime.
 func execRuntime(args []string) {
@@ -263,6 +264,12 @@ func execRuntime(args []string) {
 	gid, err2 := strconv.Atoi(args[1])
 	if err := errors.Join(err1, err2); err != nil || uid <= 0 || gid <= 0 {
 		fail(fmt.Errorf("launcher: bad uid/gid %q %q", args[0], args[1]))
+	}
+	// The mount namespace, the capability bounding set and the seccomp
+	// filter are per thread: do all of it on the thread that executes.
+	goruntime.LockOSThread()
+	if err := confineView(); err != nil {
+		fail(fmt.Errorf("launcher: %w", err))
 	}
 	for c := 0; c <= unix.CAP_LAST_CAP; c++ {
 		if err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
@@ -281,8 +288,6 @@ func execRuntime(args []string) {
 	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
 		fail(err)
 	}
-	// The filter is per thread: install it on the thread that executes.
-	goruntime.LockOSThread()
 	prog, err := syscallfilter.Program()
 	if err != nil {
 		fail(err)

@@ -11,12 +11,16 @@ import (
 
 	"github.com/flintdev/flint/internal/cli"
 	"github.com/flintdev/flint/internal/sandbox/process"
+	"github.com/flintdev/flint/internal/vm/jail"
 )
 
 func main() {
 	// When this binary was started as a sandbox's init, it runs the init
 	// and never returns.
 	process.MaybeRunInit()
+	// When started as the microVM driver's VMM jail helper, it sets up the
+	// jail and executes QEMU.
+	jail.MaybeRun()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()

@@ -336,7 +336,7 @@ func (b *batcher) close() {
 // openInbox creates (or updates) the inbox stream.
 func openInbox(ctx context.Context, js jetstream.JetStream, cfg Config) (jetstream.Stream, error) {
 	return openWorkQueue(ctx, js, cfg, InboxStreamName,
-		"Flint accepted asynchronous invocations, in batches, before dispatch", inboxSubject)
+		"Flint accepted asynchronous invocations, in batches, before dispatch", inboxSubject, false)
 }
 
 // dispatchLoop fans batches out until the poller closes.
@@ -437,6 +437,11 @@ func (s *Service) dispatch(msg jetstream.Msg) {
 	}
 	ids := make([]string, 0, len(b.Events))
 	keys := map[fnKey]bool{}
+	type decoded struct {
+		ev  *event
+		raw json.RawMessage
+	}
+	evs := make([]decoded, 0, len(b.Events))
 	for _, raw := range b.Events {
 		ev, err := decodeEvent(raw)
 		if err != nil {
@@ -444,6 +449,26 @@ func (s *Service) dispatch(msg jetstream.Msg) {
 			continue
 		}
 		ids, keys[ev.key()] = append(ids, ev.RequestID), true
+		evs = append(evs, decoded{ev, raw})
+	}
+	// A first delivery stores all its events with one atomic publish
+	// (atomic.go); a redelivery, or a refused batch, one by one.
+	published := false
+	if s.atomic && !redelivered && len(evs) > 1 {
+		msgs := make([]*nats.Msg, len(evs))
+		for i, d := range evs {
+			msgs[i] = nats.NewMsg(d.ev.key().subject())
+			msgs[i].Data = d.raw
+			msgs[i].Header.Set(jetstream.MsgIDHeader, d.ev.RequestID)
+		}
+		if err := s.publishAtomic(ctx, msgs); err != nil {
+			s.log.Debug("atomic publish of event batch, publishing one by one", "events", len(msgs), "err", err)
+		} else {
+			published = true
+		}
+	}
+	for _, d := range evs {
+		ev, raw := d.ev, d.raw
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -469,11 +494,13 @@ func (s *Service) dispatch(msg jetstream.Msg) {
 					fail(fmt.Errorf("status %s: %w", ev.RequestID, err))
 				}
 			}()
-			m := nats.NewMsg(ev.key().subject())
-			m.Data = raw
-			m.Header.Set(jetstream.MsgIDHeader, ev.RequestID)
-			if _, err := s.cfg.JetStream.PublishMsg(ctx, m); err != nil {
-				fail(fmt.Errorf("publish %s: %w", ev.RequestID, err))
+			if !published {
+				m := nats.NewMsg(ev.key().subject())
+				m.Data = raw
+				m.Header.Set(jetstream.MsgIDHeader, ev.RequestID)
+				if _, err := s.cfg.JetStream.PublishMsg(ctx, m); err != nil {
+					fail(fmt.Errorf("publish %s: %w", ev.RequestID, err))
+				}
 			}
 			inner.Wait()
 		}()

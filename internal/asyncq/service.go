@@ -261,6 +261,8 @@ type Service struct {
 	stream  jetstream.Stream
 	inbox   jetstream.Stream
 	batcher *batcher
+	// atomic: FLINT_ASYNC takes atomic batch publishes (dispatch.go).
+	atomic  bool
 	configs *configStore
 	status  *statusStore
 	large   *payloadStore
@@ -278,8 +280,17 @@ func New(cfg Config) (*Service, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), setupTimeout)
 	defer cancel()
 	js := cfg.JetStream
+	// The dispatcher stores a batch's events with one atomic batch
+	// publish (one fsync) where the backbone allows it (nats-server ≥
+	// 2.12); a server that refuses the setting gets the stream without.
+	atomic := true
 	stream, err := openWorkQueue(ctx, js, cfg, StreamName,
-		"Flint asynchronous invocations (one subject per account and function)", subjectPrefix+">")
+		"Flint asynchronous invocations (one subject per account and function)", subjectPrefix+">", true)
+	if err != nil {
+		atomic = false
+		stream, err = openWorkQueue(ctx, js, cfg, StreamName,
+			"Flint asynchronous invocations (one subject per account and function)", subjectPrefix+">", false)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -304,6 +315,7 @@ func New(cfg Config) (*Service, error) {
 		return nil, fmt.Errorf("asyncq: %w", err)
 	}
 	s := &Service{cfg: cfg, log: cfg.Logger.With("component", "asyncq"), stream: stream, inbox: inbox, configs: configs, status: status, large: large, queues: qs}
+	s.atomic = atomic && stream.CachedInfo() != nil && stream.CachedInfo().Config.AllowAtomicPublish
 	s.poller = newPoller(s)
 	s.batcher = newBatcher(s)
 	return s, nil
@@ -343,16 +355,17 @@ func (k fnKey) consumer() string { return "async_" + k.account + "_" + k.name }
 
 // openWorkQueue creates or updates a durable work-queue stream (file
 // storage, publish de-duplication, new messages refused when full).
-func openWorkQueue(ctx context.Context, js jetstream.JetStream, cfg Config, name, desc, subject string) (jetstream.Stream, error) {
+func openWorkQueue(ctx context.Context, js jetstream.JetStream, cfg Config, name, desc, subject string, atomic bool) (jetstream.Stream, error) {
 	st, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
-		Name:        name,
-		Description: desc,
-		Subjects:    []string{subject},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    cfg.Replicas,
-		Duplicates:  cfg.DuplicateWindow,
-		Discard:     jetstream.DiscardNew,
+		Name:               name,
+		Description:        desc,
+		Subjects:           []string{subject},
+		Retention:          jetstream.WorkQueuePolicy,
+		Storage:            jetstream.FileStorage,
+		Replicas:           cfg.Replicas,
+		Duplicates:         cfg.DuplicateWindow,
+		Discard:            jetstream.DiscardNew,
+		AllowAtomicPublish: atomic,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("asyncq: stream %s: %w", name, err)

@@ -10,59 +10,15 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"golang.org/x/sys/unix"
 
+	"github.com/flintdev/flint/internal/disktest"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/polltest"
 	"github.com/flintdev/flint/internal/writegate"
 )
 
-// smallDisk mounts a tmpfs of size bytes on a temp dir, unmounted at the
-// end of the test.
-func smallDisk(t *testing.T, size string) string {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: mounts a small tmpfs as the data dir")
-	}
-	dir := t.TempDir()
-	if err := unix.Mount("tmpfs", dir, "tmpfs", 0, "size="+size); err != nil {
-		t.Skipf("cannot mount a tmpfs: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := unix.Unmount(dir, unix.MNT_DETACH); err != nil {
-			t.Errorf("unmount %s: %v", dir, err)
-		}
-	})
-	return dir
-}
-
-// fill writes zeros to path until the disk is full (ENOSPC).
-func fill(t *testing.T, path string) {
-	t.Helper()
-	f, err := os.Create(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	buf := make([]byte, 1<<20)
-	for {
-		if _, err := f.Write(buf); err != nil {
-			if errors.Is(err, unix.ENOSPC) {
-				break
-			}
-			t.Fatal(err)
-		}
-	}
-	// The last partial megabyte.
-	for {
-		if _, err := f.Write(buf[:4096]); err != nil {
-			return
-		}
-	}
-}
-
 func TestSizedToSmallDisk(t *testing.T) {
-	dir := smallDisk(t, "64m")
+	dir := disktest.Small(t, "64m")
 	b, err := Start(Config{DataDir: dir, Port: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -86,7 +42,7 @@ func TestSizedToSmallDisk(t *testing.T) {
 // TestLogsGiveWayFirst: with less than twice the reserve free, logs are
 // refused while events are still taken; below the reserve, both are.
 func TestLogsGiveWayFirst(t *testing.T) {
-	dir := smallDisk(t, "64m")
+	dir := disktest.Small(t, "64m")
 	b, err := Start(Config{DataDir: dir, Port: -1, Reserve: 8 << 20})
 	if err != nil {
 		t.Fatal(err)
@@ -124,12 +80,12 @@ func TestLogsGiveWayFirst(t *testing.T) {
 }
 
 func TestTooSmallDiskNamesTheFlag(t *testing.T) {
-	dir := smallDisk(t, "8m")
+	dir := disktest.Small(t, "8m")
 	_, err := Start(Config{DataDir: dir, Port: -1})
 	if err == nil || !strings.Contains(err.Error(), "--nats-max-store") {
 		t.Fatalf("start on an 8 MiB disk: %v, want an error naming --nats-max-store", err)
 	}
-	dir = smallDisk(t, "64m")
+	dir = disktest.Small(t, "64m")
 	_, err = Start(Config{DataDir: dir, Port: -1, MaxStore: 1 << 30})
 	if err == nil || !strings.Contains(err.Error(), "--nats-max-store") {
 		t.Fatalf("--nats-max-store 1GiB on a 64 MiB disk: %v", err)
@@ -142,7 +98,7 @@ func TestTooSmallDiskNamesTheFlag(t *testing.T) {
 // whose streams JetStream stopped after a failed disk write) with every
 // acknowledged message still there.
 func TestFullDiskRefusesAndRecovers(t *testing.T) {
-	dir := smallDisk(t, "64m")
+	dir := disktest.Small(t, "64m")
 	b, err := Start(Config{DataDir: dir, Port: -1})
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +127,7 @@ func TestFullDiskRefusesAndRecovers(t *testing.T) {
 	}
 
 	filler := filepath.Join(dir, "filler")
-	fill(t, filler)
+	disktest.Fill(t, filler)
 	// Writes straight to the full disk (as a write racing the monitor
 	// would): they fail; the server notices its failed disk write.
 	for range 3 {

@@ -1,13 +1,18 @@
 // Package bench is Flint's benchmark suite, `flint bench`: it measures a
-// Flint server (one it starts in this process, or one at an endpoint) on
-// warm invocations, cold starts, idle-sandbox density and asynchronous
-// invocations, optionally side by side with AWS's Lambda Runtime Interface
-// Emulator running the very same bootstrap, and reports a table and JSON.
+// Flint server (by default `flint server` with its default flags, started
+// as its own process; or one at an endpoint; or, for profiling, one in
+// this process) on warm invocations (also with multi-concurrency), cold
+// starts, idle-sandbox density and asynchronous invocations, optionally
+// side by side with AWS's Lambda Runtime Interface Emulator running the
+// very same bootstrap, and reports the server's configuration with a
+// table and JSON.
 //
-// Every request is made with a plain net/http client posting to Lambda's
-// Invoke URL, for Flint and the peer alike, so the numbers are the
-// servers' and not an SDK's. The control plane (create, update, delete
-// function) goes through aws-sdk-go-v2 and is never timed.
+// Every timed request is made with a plain net/http client posting to
+// Lambda's Invoke URL, one keep-alive connection per closed-loop client,
+// for Flint and the peer alike, so the numbers are the servers' and not an
+// SDK's; it is signed only when the server verifies signatures. The
+// control plane (create, update, delete function) goes through
+// aws-sdk-go-v2 and is never timed.
 //
 // Scenarios run in the order warm, cold, density, async (async last: its
 // accept phase leaves a queue backlog behind).
@@ -19,6 +24,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -42,9 +48,26 @@ const (
 
 // Config configures one bench run.
 type Config struct {
-	// Endpoint is the Flint server to measure; "" starts one in this
-	// process (temp data dir, 127.0.0.1:0; needs root for sandboxes).
+	// Endpoint is the Flint server to measure; "" starts one: by default
+	// `flint server` as its own process (ServerBinary, temp data dir, a
+	// free 127.0.0.1 port, the server's default flags plus ServerArgs;
+	// needs root for sandboxes).
 	Endpoint string
+	// ServerBinary is the flint binary started as the server ("" for this
+	// process's own executable).
+	ServerBinary string
+	// ServerArgs are extra `flint server` flags, after the bench's own
+	// --data and --listen.
+	ServerArgs []string
+	// InProcess runs the server inside the bench's process (server.Run)
+	// instead: client and server then share one Go runtime, but the
+	// profiles (ProfileDir) see the server and the cold breakdown has the
+	// driver's steps per creation. Not the default server users run.
+	InProcess bool
+	// MultiConcurrency is N for the multi-concurrency warm rows: a second
+	// warm function with PerExecutionEnvironmentMaxConcurrency = N (0:
+	// default 16; negative: skip them).
+	MultiConcurrency int
 	// Peer is "" or "rie": also measure warm and cold on AWS's Lambda
 	// Runtime Interface Emulator running the same bootstrap.
 	Peer string
@@ -63,18 +86,23 @@ type Config struct {
 	// is how many events the 202-to-start phase sends, one at a time.
 	AsyncDuration time.Duration
 	AsyncStartN   int
+	// AsyncClients is how many closed-loop clients post events in the
+	// accept phase of the target row (default 64: group commit stores
+	// concurrent events with one fsync, so accepted/s grows with the
+	// producers; a second phase always runs 16 for comparison).
+	AsyncClients int
 	// MemoryMB is the memory size of the warm, cold and async functions
-	// (default 1769: one full vCPU, as Flint like Lambda gives CPU in
-	// proportion to memory and the emulator limits nothing). A server
-	// started elsewhere must offer 16 of them (--host-memory) for c16.
+	// (default 1024, as in issue 13's measurements: 16 of them fit the
+	// default server's memory reservations on a 24 GiB host, 16 of 1769
+	// MB do not). A server must offer 16 of them for c16.
 	MemoryMB int32
-	// SandboxInit is passed to the in-process server (server.Config):
-	// the sandbox init binary, "" for the flint binary itself.
+	// SandboxInit is the server's --sandbox-init ("": the server's
+	// default).
 	SandboxInit string
 	// Scenarios to run (default all).
 	Scenarios []string
 	// CacheDir keeps the built bench function and the installed emulator
-	// (default $XDG_CACHE_HOME/flint-bench or /tmp/flint-bench).
+	// (default $XDG_CACHE_HOME/flint-bench-cache or /tmp/flint-bench-cache).
 	CacheDir string
 	// ProfileDir, when set, receives a CPU, a mutex and a block profile
 	// per Flint scenario (warm.pprof, warm.mutex.pprof, warm.block.pprof,
@@ -127,8 +155,18 @@ func (c *Config) Validate() error {
 	def(&c.DensityN, 5, 200)
 	defD(&c.AsyncDuration, 300*time.Millisecond, 5*time.Second)
 	def(&c.AsyncStartN, 5, 200)
+	def(&c.AsyncClients, 64, 64)
 	if c.MemoryMB <= 0 {
-		c.MemoryMB = fullVCPUMB
+		c.MemoryMB = defaultMB
+	}
+	if c.MultiConcurrency == 0 {
+		c.MultiConcurrency = 16
+	}
+	if c.SandboxInit != "" && !c.InProcess {
+		c.ServerArgs = append(c.ServerArgs, "--sandbox-init", c.SandboxInit)
+	}
+	if c.ProfileDir != "" && !c.InProcess && c.Endpoint == "" {
+		return errors.New("bench: --profile profiles this process: it needs --in-process (the server in the bench's own process)")
 	}
 	if len(c.Scenarios) == 0 {
 		c.Scenarios = []string{ScenarioWarm, ScenarioCold, ScenarioDensity, ScenarioAsync}
@@ -145,7 +183,7 @@ func (c *Config) Validate() error {
 		if base == "" {
 			base = os.TempDir()
 		}
-		c.CacheDir = filepath.Join(base, "flint-bench")
+		c.CacheDir = filepath.Join(base, "flint-bench-cache")
 	}
 	if c.Progress == nil {
 		c.Progress = io.Discard
@@ -154,10 +192,24 @@ func (c *Config) Validate() error {
 		c.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
 	if c.Endpoint == "" && os.Geteuid() != 0 {
-		return errors.New("bench: an in-process server needs root (sandboxes use namespaces and cgroups); run as root or pass --endpoint")
+		return errors.New("bench: the server the bench starts needs root (sandboxes use namespaces and cgroups); run as root or pass --endpoint")
 	}
 	c.runID = fmt.Sprintf("%x", time.Now().UnixNano()&0xffffff)
 	return nil
+}
+
+// logForward is the rank (logRank) of the lowest server log level shown
+// on the bench's stderr.
+func (c *Config) logForward() int {
+	switch l := minLevel(c.Logger.Handler()); {
+	case l <= slog.LevelDebug:
+		return 0
+	case l <= slog.LevelInfo:
+		return 1
+	case l <= slog.LevelWarn:
+		return 2
+	}
+	return 3
 }
 
 func (c *Config) fnName(scenario string) string { return "flint-bench-" + scenario + "-" + c.runID }
@@ -200,16 +252,23 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			cfg.Logger.Warn("stopping flint", "err", err)
 		}
 	}()
-	target := "flint (in-process server, " + ft.base + ")"
-	if !ft.inProcess {
-		target = "flint at " + ft.base
+	target := "flint at " + ft.base
+	switch {
+	case ft.inProcess:
+		target = "flint (in-process server, " + ft.base + ")"
+	case ft.child != nil:
+		target = "flint server (child process, " + ft.base + ")"
 	}
+	rep.Server = ft.describe(ctx, &cfg)
 	rep.Flint = &Result{Target: target, Client: clientName}
 	if err := runFlint(ctx, &cfg, ft, rep.Flint); err != nil {
 		return nil, err
 	}
 	if ft.capture != nil {
 		rep.Flint.Notes = append(rep.Flint.Notes, ft.capture.repeated()...)
+	}
+	if ft.child != nil {
+		rep.Flint.Notes = append(rep.Flint.Notes, ft.child.logs.repeated()...)
 	}
 
 	if cfg.Peer == "rie" {
@@ -257,6 +316,18 @@ func runFlint(ctx context.Context, cfg *Config, ft *flintTarget, res *Result) er
 			res.Notes = append(res.Notes, name+": "+err.Error())
 		}
 	}
+	// flintWarm also counts the sandboxes the server holds after the top
+	// level into *sandboxes.
+	flintWarm := func(name string, sandboxes *int) warmTarget {
+		return func(ctx context.Context, c int) (string, func() *http.Client, func(), error) {
+			after := func() {
+				if c == warmLevels[len(warmLevels)-1] {
+					*sandboxes = ft.sandboxCount(ctx)
+				}
+			}
+			return invokeURL(ft.base, name), func() *http.Client { return ft.httpClient(1) }, after, nil
+		}
+	}
 	if cfg.has(ScenarioWarm) {
 		profile(ScenarioWarm, func() error {
 			name := cfg.fnName("warm")
@@ -265,15 +336,40 @@ func runFlint(ctx context.Context, cfg *Config, ft *flintTarget, res *Result) er
 			}
 			defer ft.deleteFunction(context.WithoutCancel(ctx), name) // frees its sandboxes for what follows
 			var err error
-			res.Warm, err = runWarm(ctx, cfg, func(ctx context.Context, c int) (*invoker, func(), error) {
-				inv := &invoker{url: invokeURL(ft.base, name), hc: ft.httpClient(c)}
-				return inv, inv.hc.CloseIdleConnections, nil
-			})
+			sandboxes := 0
+			res.Warm, err = runWarm(ctx, cfg, flintWarm(name, &sandboxes), warmLevels)
 			if res.Warm != nil {
-				res.Warm.Mode = fmt.Sprintf("one function of %d MB; Flint runs one sandbox per concurrent invocation", cfg.MemoryMB)
+				res.Warm.Sandboxes = sandboxes
+				res.Warm.Mode = fmt.Sprintf("one function of %d MB; one invocation per sandbox at a time (Lambda's default)", cfg.MemoryMB)
 			}
 			return err
 		})
+	}
+	if cfg.has(ScenarioWarm) && cfg.MultiConcurrency > 0 && ctx.Err() == nil {
+		cfg.progress("flint: warm, multi-concurrency %d", cfg.MultiConcurrency)
+		err := func() error {
+			name := cfg.fnName("multi")
+			defer ft.deleteFunction(context.WithoutCancel(ctx), name)
+			why, err := ft.createMultiFunction(ctx, name, cfg.MemoryMB, cfg.MultiConcurrency)
+			if err != nil {
+				return err
+			}
+			if why != "" {
+				res.MultiConcurrency = "multi-concurrency: " + why
+				return nil
+			}
+			res.MultiConcurrency = fmt.Sprintf("PerExecutionEnvironmentMaxConcurrency=%d", cfg.MultiConcurrency)
+			sandboxes := 0
+			res.WarmMulti, err = runWarm(ctx, cfg, flintWarm(name, &sandboxes), warmLevels)
+			if res.WarmMulti != nil {
+				res.WarmMulti.Sandboxes = sandboxes
+				res.WarmMulti.Mode = fmt.Sprintf("one function of %d MB with PerExecutionEnvironmentMaxConcurrency=%d (AWS_LAMBDA_MAX_CONCURRENCY=%[2]d): one sandbox serves up to %[2]d invocations at once", cfg.MemoryMB, cfg.MultiConcurrency)
+			}
+			return err
+		}()
+		if err != nil {
+			res.Notes = append(res.Notes, "warm multi-concurrency: "+err.Error())
+		}
 	}
 	if cfg.has(ScenarioCold) {
 		profile(ScenarioCold, func() (err error) {
@@ -311,15 +407,33 @@ func runRIE(ctx context.Context, cfg *Config, bootstrap string, res *Result) err
 	}
 	r := &rie{bin: bin, bootstrap: bootstrap, taskDir: taskDir}
 	if cfg.has(ScenarioWarm) {
-		cfg.progress("rie: warm")
-		w, err := runWarm(ctx, cfg, r.warmTarget)
-		res.Warm = w
-		if w != nil {
-			w.Mode = "seq and c1: default mode; c4, c16: AWS_LAMBDA_MAX_CONCURRENCY=2×clients (one runtime process, that many /next pollers; with exactly clients it answers Runtime.Unavailable when a request beats a poller back)"
-		}
+		// Sequential and one client: both modes, the better is the
+		// ratio's base; more clients: the concurrent mode only (the
+		// default mode runs one invocation at a time).
+		cfg.progress("rie: warm, default mode")
+		def, err := runWarm(ctx, cfg, r.warmTarget(false), []int{1})
 		if err != nil {
-			res.Notes = append(res.Notes, "warm: "+err.Error())
+			res.Notes = append(res.Notes, "warm (default mode): "+err.Error())
 		}
+		cfg.progress("rie: warm, AWS_LAMBDA_MAX_CONCURRENCY=%d", rieMaxConcurrency)
+		conc, err := runWarm(ctx, cfg, r.warmTarget(true), warmLevels)
+		if err != nil {
+			res.Notes = append(res.Notes, "warm (AWS_LAMBDA_MAX_CONCURRENCY): "+err.Error())
+		}
+		if def != nil {
+			def.Mode = "default mode: one runtime, one invocation at a time (seq and c1 only)"
+		}
+		if conc != nil {
+			conc.Mode = fmt.Sprintf("AWS_LAMBDA_MAX_CONCURRENCY=%d (2×clients when more): one runtime process with that many /next pollers (with exactly clients it answers Runtime.Unavailable when a request beats a poller back)", rieMaxConcurrency)
+		}
+		res.WarmModes = map[string]*Warm{}
+		if def != nil {
+			res.WarmModes[rieDefault] = def
+		}
+		if conc != nil {
+			res.WarmModes[rieConcurrent] = conc
+		}
+		res.Warm = bestWarm(def, conc)
 	}
 	if cfg.has(ScenarioCold) {
 		cfg.progress("rie: cold")

@@ -47,13 +47,14 @@ func TestQuickRun(t *testing.T) {
 	defer cancel()
 	var logs bytes.Buffer
 	cfg := Config{
-		Quick:    true,
-		Peer:     "rie",
-		CacheDir: cacheDir(t),
-		Logger:   slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
-		Progress: testWriter{t},
-		DensityN: 20, // enough that the memory delta stands out of other processes' noise
-		ColdN:    3,
+		ServerBinary: buildFlint(t),
+		Quick:        true,
+		Peer:         "rie",
+		CacheDir:     cacheDir(t),
+		Logger:       slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn})),
+		Progress:     testWriter{t},
+		DensityN:     20, // enough that the memory delta stands out of other processes' noise
+		ColdN:        3,
 	}
 	rep, err := Run(ctx, cfg)
 	if err != nil {
@@ -92,9 +93,57 @@ func TestQuickRun(t *testing.T) {
 			}
 		}
 	}
+	// The server was the default one, started as flint server, and the
+	// report says how it was configured.
+	for _, f := range []string{"server.how", "server.driver", "server.sandbox_init", "server.auth", "server.version"} {
+		if v, _ := lookup(doc, f); v == "" || v == nil {
+			t.Errorf("%s empty", f)
+		}
+	}
+	if v, _ := lookup(doc, "server.how"); v != "child process" {
+		t.Errorf("server.how = %v, want the child process", v)
+	}
+	if v, _ := lookup(doc, "server.gomaxprocs"); v == nil || v.(float64) <= 0 {
+		t.Errorf("server.gomaxprocs = %v", v)
+	}
+	if v, _ := lookup(doc, "server.signed_client"); v != false {
+		t.Errorf("server.signed_client = %v, want a plain client on a dev server", v)
+	}
+	// Both emulator modes measured, the better per row reported.
+	for _, mode := range []string{rieDefault, rieConcurrent} {
+		if v, _ := lookup(doc, "rie.warm_modes."+mode+".seq_p50_ms"); v == nil || v.(float64) <= 0 {
+			t.Errorf("rie.warm_modes.%s.seq_p50_ms = %v", mode, v)
+		}
+	}
+	// Multi-concurrency: measured, or said why not.
+	if rep.Flint.WarmMulti != nil {
+		if rep.Flint.WarmMulti.C16RPS <= 0 {
+			t.Errorf("multi-concurrency c16 = %v", rep.Flint.WarmMulti.C16RPS)
+		}
+	} else if !strings.HasPrefix(rep.Flint.MultiConcurrency, "multi-concurrency: not supported by this server") {
+		t.Errorf("no multi-concurrency rows and no reason: %q", rep.Flint.MultiConcurrency)
+	}
+	if a := rep.Flint.Async; a == nil || len(a.Phases) != 2 || a.Phases[0].Clients != 64 || a.Phases[1].Clients != 16 {
+		t.Errorf("async accept phases: %+v", a)
+	}
+	if c := rep.Flint.Cold; c == nil || c.BreakdownStat != "mean" || c.Breakdown["sandbox create"] <= 0 {
+		t.Errorf("cold breakdown from the server's metrics missing: %+v", c)
+	}
 	if t.Failed() {
 		t.Logf("report:\n%s\nserver log:\n%s", b, logs.String())
 	}
+}
+
+// buildFlint builds cmd/flint, the binary the bench starts as the
+// server (the test binary has no server command).
+func buildFlint(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "flint")
+	cmd := exec.Command("go", "build", "-o", bin, "github.com/flintdev/flint/cmd/flint")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("build flint: %v\n%s", err, out)
+	}
+	return bin
 }
 
 // cacheDir keeps the bench function and the emulator across test runs
@@ -103,7 +152,7 @@ func cacheDir(t *testing.T) string {
 	if d := os.Getenv("FLINT_BENCH_CACHE"); d != "" {
 		return d
 	}
-	return filepath.Join(os.TempDir(), "flint-bench")
+	return filepath.Join(os.TempDir(), "flint-bench-cache")
 }
 
 func lookup(doc map[string]any, path string) (any, bool) {

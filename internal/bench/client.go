@@ -25,12 +25,15 @@ type invoker struct {
 	hc  *http.Client
 }
 
+// newHTTPClient is a plain keep-alive client that opens at most conns
+// connections at once and keeps them all open between requests.
 func newHTTPClient(conns int) *http.Client {
 	return &http.Client{
 		Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: 5 * time.Second}).DialContext,
-			MaxIdleConns:        conns + 16,
-			MaxIdleConnsPerHost: conns + 16,
+			MaxConnsPerHost:     conns,
+			MaxIdleConns:        conns,
+			MaxIdleConnsPerHost: conns,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
 		},
@@ -90,10 +93,11 @@ func (c *invoker) invoke(ctx context.Context, payload []byte, headers ...string)
 
 // fnReply is what the bench function returns.
 type fnReply struct {
-	StartNs   int64 `json:"startNs"`
-	Count     int   `json:"count"`
-	RssAnonKB int64 `json:"rssAnonKB"`
-	RssKB     int64 `json:"rssKB"`
+	StartNs   int64  `json:"startNs"`
+	Count     int    `json:"count"`
+	RssAnonKB int64  `json:"rssAnonKB"`
+	RssKB     int64  `json:"rssKB"`
+	MaxConc   string `json:"maxConcurrency"`
 }
 
 func parseReply(b []byte) (fnReply, error) {
@@ -119,10 +123,10 @@ func (l loadResult) rps() float64 {
 	return float64(len(l.lat)) / l.elapsed.Seconds()
 }
 
-// closedLoop runs clients goroutines, each calling call back to back, for
-// d (or until n calls in all when n > 0), and collects latencies of the
-// calls that succeeded.
-func closedLoop(ctx context.Context, clients int, d time.Duration, n int, call func(ctx context.Context) error) loadResult {
+// closedLoop runs clients goroutines, each calling call (with its index)
+// back to back, for d (or until n calls in all when n > 0), and collects
+// latencies of the calls that succeeded.
+func closedLoop(ctx context.Context, clients int, d time.Duration, n int, call func(ctx context.Context, client int) error) loadResult {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	var (
@@ -136,7 +140,7 @@ func closedLoop(ctx context.Context, clients int, d time.Duration, n int, call f
 	}
 	start := time.Now()
 	deadline := start.Add(d)
-	for range clients {
+	for client := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -154,7 +158,7 @@ func closedLoop(ctx context.Context, clients int, d time.Duration, n int, call f
 					break
 				}
 				t0 := time.Now()
-				if err := call(ctx); err != nil {
+				if err := call(ctx, client); err != nil {
 					errs++
 					lastErr = err
 					if errs > 100 && len(lat) == 0 {

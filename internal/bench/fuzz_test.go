@@ -45,3 +45,19 @@ func absDur(d time.Duration) time.Duration {
 	}
 	return d
 }
+
+// FuzzParseLogLine feeds server log lines (the child's stderr) to
+// parseLogLine: never a panic, and a message written by slog's
+// TextHandler quoting comes back as it was.
+func FuzzParseLogLine(f *testing.F) {
+	f.Add(`time=t level=WARN msg="a b" k=v`, "stalled")
+	f.Add(`level= msg=`, "")
+	f.Fuzz(func(t *testing.T, line, msg string) {
+		parseLogLine(line)
+		l := "time=t level=WARN msg=" + strconv.Quote(msg) + " k=v"
+		level, got, ok := parseLogLine(l)
+		if !ok || level != "WARN" || got != msg {
+			t.Fatalf("%q: %q %q %v", l, level, got, ok)
+		}
+	})
+}

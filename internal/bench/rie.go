@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -31,6 +32,10 @@ func ensureRIE(ctx context.Context, dir string) (string, error) {
 	}
 	return bin, nil
 }
+
+// rieMaxConcurrency is the emulator's AWS_LAMBDA_MAX_CONCURRENCY in its
+// concurrent mode (at least; twice the clients when more).
+const rieMaxConcurrency = 32
 
 // rie runs the emulator with the bench function's bootstrap.
 type rie struct {
@@ -125,26 +130,28 @@ func freePort() (int, error) {
 	return ln.Addr().(*net.TCPAddr).Port, nil
 }
 
-// warmTarget starts the emulator in the fairest mode for c clients: its
-// default mode for one client, AWS_LAMBDA_MAX_CONCURRENCY=c otherwise.
-func (r *rie) warmTarget(ctx context.Context, clients int) (*invoker, func(), error) {
-	// With exactly `clients` pollers the emulator answers
-	// Runtime.Unavailable whenever a request beats a poller back to /next
-	// (it does not queue), so it gets twice as many.
-	conc := 0
-	if clients > 1 {
-		conc = 2 * clients
+// warmTarget starts the emulator for c clients in its default mode
+// (concurrent false: one runtime, one invocation at a time; only for one
+// client) or with AWS_LAMBDA_MAX_CONCURRENCY=max(32, 2×c) (one runtime
+// process with that many /next pollers; 32 as in issue 13's runs). With
+// exactly c pollers the emulator answers Runtime.Unavailable whenever a
+// request beats a poller back to /next (it does not queue), hence more.
+func (r *rie) warmTarget(concurrent bool) warmTarget {
+	return func(ctx context.Context, clients int) (string, func() *http.Client, func(), error) {
+		conc := 0
+		if concurrent {
+			conc = max(rieMaxConcurrency, 2*clients)
+		}
+		p, err := r.start(conc)
+		if err != nil {
+			return "", nil, nil, err
+		}
+		if err := p.waitListening(); err != nil {
+			p.stop()
+			return "", nil, nil, err
+		}
+		return invokeURL(p.base, "function"), func() *http.Client { return newHTTPClient(1) }, p.stop, nil
 	}
-	p, err := r.start(conc)
-	if err != nil {
-		return nil, nil, err
-	}
-	if err := p.waitListening(); err != nil {
-		p.stop()
-		return nil, nil, err
-	}
-	inv := &invoker{url: invokeURL(p.base, "function"), hc: newHTTPClient(clients)}
-	return inv, func() { inv.hc.CloseIdleConnections(); p.stop() }, nil
 }
 
 // runRIECold measures the emulator's own cold path n times: start the

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -20,38 +21,70 @@ import (
 
 var noop = []byte(`{}`)
 
-// warmTarget gives the invoker to use for c concurrent clients (the peer
-// may need a differently started emulator per level) and a cleanup.
-type warmTarget func(ctx context.Context, clients int) (*invoker, func(), error)
+// warmTarget readies the target for c concurrent clients (the peer may
+// need a differently started emulator per level) and gives the URL to
+// post to, how to build one client's HTTP client, and a cleanup.
+type warmTarget func(ctx context.Context, clients int) (url string, newClient func() *http.Client, cleanup func(), err error)
+
+// warmLevels are the closed-loop client counts of the warm scenario.
+var warmLevels = []int{1, 4, 16}
 
 // runWarm measures warm invocations: seq sequential ones, then closed-loop
-// clients at 1, 4 and 16 for d each. Every level first warms its
-// sandboxes up.
-func runWarm(ctx context.Context, cfg *Config, target warmTarget) (*Warm, error) {
+// clients at each of levels for d each. Every level first warms its
+// sandboxes up. Each client is one goroutine posting `{}` back to back
+// on its own keep-alive connection (its own http.Client, at most one
+// connection).
+func runWarm(ctx context.Context, cfg *Config, target warmTarget, levels []int) (*Warm, error) {
 	w := &Warm{Duration: cfg.Duration.Seconds()}
-	inv, cleanup, err := target(ctx, 1)
+	level := func(c int) ([]*invoker, func(), error) {
+		url, newClient, cleanup, err := target(ctx, c)
+		if err != nil {
+			return nil, nil, err
+		}
+		invs := make([]*invoker, c)
+		for i := range invs {
+			invs[i] = &invoker{url: url, hc: newClient()}
+		}
+		return invs, func() {
+			for _, inv := range invs {
+				inv.hc.CloseIdleConnections()
+			}
+			cleanup()
+		}, nil
+	}
+	call := func(invs []*invoker) func(ctx context.Context, client int) error {
+		return func(ctx context.Context, client int) error { _, err := invs[client].invoke(ctx, noop); return err }
+	}
+	invs, cleanup, err := level(1)
 	if err != nil {
 		return nil, err
 	}
-	call := func(inv *invoker) func(ctx context.Context) error {
-		return func(ctx context.Context) error { _, err := inv.invoke(ctx, noop); return err }
+	// Warm up (the first call is the cold start). Errors here count
+	// (the emulator's concurrent mode may answer Runtime.Unavailable)
+	// but stop the run only when nothing succeeds.
+	if r := closedLoop(ctx, 1, 0, max(cfg.SeqN/10, 5), call(invs)); r.errs > 0 {
+		if len(r.lat) == 0 {
+			cleanup()
+			return nil, fmt.Errorf("warm-up: %d errors, last: %w", r.errs, r.lastErr)
+		}
+		w.Errors += r.errs
+		w.LastError = fmt.Sprintf("warm-up: %v", r.lastErr)
 	}
-	// Warm up (the first call is the cold start).
-	if r := closedLoop(ctx, 1, 0, max(cfg.SeqN/10, 5), call(inv)); r.errs > 0 {
-		cleanup()
-		return nil, fmt.Errorf("warm-up: %d errors, last: %w", r.errs, r.lastErr)
+	seq := closedLoop(ctx, 1, 0, cfg.SeqN, call(invs))
+	w.SeqN = len(seq.lat)
+	w.Errors += seq.errs
+	if seq.errs > 0 {
+		w.LastError = fmt.Sprintf("seq: %v", seq.lastErr)
 	}
-	seq := closedLoop(ctx, 1, 0, cfg.SeqN, call(inv))
-	w.SeqN, w.Errors = len(seq.lat), seq.errs
 	w.SeqP50, w.SeqP90, w.SeqP99 = percentile(seq.lat, 50), percentile(seq.lat, 90), percentile(seq.lat, 99)
 	cleanup()
-	for _, c := range []int{1, 4, 16} {
-		inv, cleanup, err := target(ctx, c)
+	for _, c := range levels {
+		invs, cleanup, err := level(c)
 		if err != nil {
 			return nil, err
 		}
-		closedLoop(ctx, c, 0, c*20, call(inv)) // create and warm c sandboxes
-		r := closedLoop(ctx, c, cfg.Duration, 0, call(inv))
+		closedLoop(ctx, c, 0, c*20, call(invs)) // create and warm c sandboxes
+		r := closedLoop(ctx, c, cfg.Duration, 0, call(invs))
 		cleanup()
 		w.Errors += r.errs
 		if r.errs > 0 {
@@ -113,6 +146,10 @@ func runFlintCold(ctx context.Context, cfg *Config, t *flintTarget) (*Cold, erro
 	}
 	driverSteps := map[string][]time.Duration{}
 	var driverOrder []string
+	var before promSnapshot
+	if t.capture == nil {
+		before, _ = t.metrics(ctx) // nil: no breakdown beyond REPORT
+	}
 	for i := 0; i < cfg.ColdN; i++ {
 		if err := t.touchConfig(ctx, name, i); err != nil {
 			return nil, err
@@ -173,12 +210,89 @@ func runFlintCold(ctx context.Context, cfg *Config, t *flintTarget) (*Cold, erro
 	for k, v := range parts {
 		c.Breakdown[k] = round3(percentile(v, 50))
 	}
+	c.BreakdownStat = "p50"
+	if t.capture != nil {
+		c.BreakdownSource = "in-process: the worker manager's and the driver's records of each creation, joined by sandbox id"
+	} else {
+		c.BreakdownSource = "REPORT line only (Init Duration, Duration)"
+	}
 	for _, s := range driverOrder {
 		k := "  driver " + s
 		c.Breakdown[k] = round3(percentile(driverSteps[s], 50))
 		c.Steps = append(c.Steps, k)
 	}
+	if before != nil {
+		if after, err := t.metrics(ctx); err == nil {
+			var totalSum, durSum time.Duration
+			for _, d := range totals {
+				totalSum += d
+			}
+			for _, d := range parts["first invoke"] {
+				durSum += d
+			}
+			meanTotal := ms(totalSum) / float64(len(totals))
+			meanDur := ms(durSum) / float64(max(len(parts["first invoke"]), 1))
+			if steps, steps2 := metricsBreakdown(before, after, name, meanTotal, meanDur); steps != nil {
+				c.Breakdown, c.Steps = steps, steps2
+				c.BreakdownStat = "mean"
+				c.BreakdownSource = "the server's metrics over the cold runs: flint_cold_start_step_seconds of the function (request path), flint_sandbox_create_step_seconds of every creation in that window (driver steps), REPORT's Duration (first invoke); api+other = mean total - the rest"
+			}
+		}
+	}
 	return c, nil
+}
+
+// coldStepNames maps the metrics' cold-start steps to the report's, in
+// order.
+var coldStepNames = [][2]string{{"placement", "placement"}, {"code_fetch", "code fetch"},
+	{"sandbox_create", "sandbox create"}, {"runtime_init", "runtime init"}}
+
+// knownDriverSteps orders the process driver's steps as they happen;
+// others follow by name.
+var knownDriverSteps = []string{"claim", "cgroup", "channels", "start", "send-config", "cgroup-add", "wait-init", "serve", "cpu-limit", "exec", "reset-peak"}
+
+// metricsBreakdown splits the mean cold start of function fn from the
+// server's step histograms between two scrapes; nil when the server
+// recorded no cold-start step of fn in between.
+func metricsBreakdown(before, after promSnapshot, fn string, meanTotal, meanDur float64) (map[string]float64, []string) {
+	cold, _ := meanDeltas(before, after, "flint_cold_start_step_seconds", "step", map[string]string{"function": fn})
+	if len(cold) == 0 {
+		return nil, nil
+	}
+	bd := map[string]float64{}
+	var steps []string
+	rest := meanTotal - meanDur
+	for _, n := range coldStepNames {
+		bd[n[1]] = cold[n[0]]
+		steps = append(steps, n[1])
+		rest -= cold[n[0]]
+	}
+	bd["first invoke"], bd["api+other"] = round3(meanDur), round3(rest)
+	steps = append(steps, "first invoke", "api+other")
+	driver, _ := meanDeltas(before, after, "flint_sandbox_create_step_seconds", "step", nil)
+	var names []string
+	for k := range driver {
+		names = append(names, k)
+	}
+	sort.Slice(names, func(i, j int) bool {
+		a, b := slices.Index(knownDriverSteps, names[i]), slices.Index(knownDriverSteps, names[j])
+		if a < 0 {
+			a = len(knownDriverSteps)
+		}
+		if b < 0 {
+			b = len(knownDriverSteps)
+		}
+		if a != b {
+			return a < b
+		}
+		return names[i] < names[j]
+	})
+	for _, k := range names {
+		key := "  driver " + k
+		bd[key] = driver[k]
+		steps = append(steps, key)
+	}
+	return bd, steps
 }
 
 func round3(v float64) float64 { return float64(int64(v*1000+0.5)) / 1000 }
@@ -192,8 +306,19 @@ func runDensity(ctx context.Context, cfg *Config, t *flintTarget) (*Density, err
 		return nil, err
 	}
 	n := cfg.DensityN
+	var capped string
+	if free := t.freeMemoryMB(ctx); free >= 0 && n*smallMB > free*9/10 {
+		// The server's memory reservations, not real memory, would
+		// refuse the rest (429): stay within them.
+		n = max(free*9/10/smallMB, 1)
+		capped = fmt.Sprintf("%d sandboxes, not %d: the server reserves %d MB per sandbox and had %d MB free", n, cfg.DensityN, smallMB, free)
+	}
 	inv := &invoker{url: invokeURL(t.base, name), hc: t.httpClient(n)}
-	d := &Density{N: n}
+	d := &Density{N: n, Capped: capped}
+	var cgBefore map[string]string
+	if t.child != nil {
+		cgBefore = sandboxCgroups()
+	}
 	settle := func() {
 		runtime.GC()
 		time.Sleep(300 * time.Millisecond) // let freed pages reach the host
@@ -204,7 +329,7 @@ func runDensity(ctx context.Context, cfg *Config, t *flintTarget) (*Density, err
 	}
 	settle()
 	availBefore := memAvailableMedian()
-	rssBefore := selfRSSKB()
+	rssBefore := t.serverRSSKB()
 	// Every invoke sleeps long enough that none finishes before all N
 	// sandboxes exist (checked below: each reply must be its sandbox's
 	// first invocation).
@@ -253,7 +378,7 @@ func runDensity(ctx context.Context, cfg *Config, t *flintTarget) (*Density, err
 	}
 	settle()
 	availAfter := memAvailableMedian()
-	rssAfter := selfRSSKB()
+	rssAfter := t.serverRSSKB()
 	var charged []time.Duration // kB per sandbox cgroup
 	if t.capture != nil {
 		for _, c := range t.capture.take() {
@@ -262,6 +387,17 @@ func runDensity(ctx context.Context, cfg *Config, t *flintTarget) (*Density, err
 			}
 		}
 		t.capture.setCapturing(false)
+	}
+	if cgBefore != nil {
+		// The child's sandboxes are the memory cgroups that appeared.
+		for id, f := range sandboxCgroups() {
+			if _, old := cgBefore[id]; old {
+				continue
+			}
+			if kb, ok := readCgroupKB(f); ok {
+				charged = append(charged, time.Duration(kb)*time.Millisecond)
+			}
+		}
 	}
 	// Free the memory; the host's gain is a second estimate of the delta.
 	if err := t.deleteFunction(ctx, name); err != nil {
@@ -278,7 +414,7 @@ func runDensity(ctx context.Context, cfg *Config, t *flintTarget) (*Density, err
 	d.HostOverheadMiB = round3(d.HostDeltaMiB - d.FunctionAnonMiB)
 	d.IdleOverheadMiB = d.HostOverheadMiB
 	d.Method = "host: MemAvailable delta (mean of create and free) / sandboxes - function RssAnon"
-	if t.inProcess {
+	if rssBefore > 0 && rssAfter > 0 {
 		d.ServerRSSDeltaMiB = round3(float64(rssAfter-rssBefore) / sbs / 1024)
 	}
 	if len(charged) > 0 {
@@ -301,30 +437,52 @@ func runDensity(ctx context.Context, cfg *Config, t *flintTarget) (*Density, err
 	return d, nil
 }
 
-// cgroupMemoryKB reads what the process driver's memory cgroup of sandbox
-// id is charged (cgroup v1 or v2, default mount; the server's cgroup
+// cgroupPatterns find the memory cgroup usage file of the process
+// driver's sandbox ID (cgroup v1 or v2, default mount; the server's cgroup
 // parent is "flint-<data dir digest>").
+var cgroupPatterns = []string{
+	"/sys/fs/cgroup/memory/flint*/%s/memory.usage_in_bytes",
+	"/sys/fs/cgroup/flint*/%s/memory.current",
+	"/sys/fs/cgroup/unified/flint*/%s/memory.current",
+}
+
+// cgroupMemoryKB reads what the memory cgroup of sandbox id is charged.
 func cgroupMemoryKB(id string) (int64, bool) {
-	var files []string
-	for _, pat := range []string{
-		"/sys/fs/cgroup/memory/flint*/" + id + "/memory.usage_in_bytes",
-		"/sys/fs/cgroup/flint*/" + id + "/memory.current",
-		"/sys/fs/cgroup/unified/flint*/" + id + "/memory.current",
-	} {
-		m, _ := filepath.Glob(pat)
-		files = append(files, m...)
-	}
-	for _, f := range files {
-		b, err := os.ReadFile(f)
-		if err != nil {
-			continue
-		}
-		v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-		if err == nil && v > 0 {
-			return v / 1024, true
+	for _, pat := range cgroupPatterns {
+		m, _ := filepath.Glob(fmt.Sprintf(pat, id))
+		for _, f := range m {
+			if kb, ok := readCgroupKB(f); ok {
+				return kb, true
+			}
 		}
 	}
 	return 0, false
+}
+
+// sandboxCgroups lists every sandbox memory cgroup of every Flint server
+// on this host: usage file by "parent/id".
+func sandboxCgroups() map[string]string {
+	out := map[string]string{}
+	for _, pat := range cgroupPatterns {
+		m, _ := filepath.Glob(fmt.Sprintf(pat, "*"))
+		for _, f := range m {
+			dir := filepath.Dir(f)
+			out[filepath.Base(filepath.Dir(dir))+"/"+filepath.Base(dir)] = f
+		}
+	}
+	return out
+}
+
+func readCgroupKB(f string) (int64, bool) {
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return 0, false
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil || v <= 0 {
+		return 0, false
+	}
+	return v / 1024, true
 }
 
 // memAvailableMedian samples MemAvailable (kB) a few times and returns the
@@ -344,12 +502,21 @@ func memAvailableMedian() int64 {
 	return vs[len(vs)/2]
 }
 
-func selfRSSKB() int64 {
-	b, err := readStatusField("/proc/self/status", "VmRSS:")
+// serverRSSKB is the server process's resident memory (kB; 0 when it
+// runs elsewhere).
+func (t *flintTarget) serverRSSKB() int64 {
+	path := "/proc/self/status"
+	switch {
+	case t.child != nil:
+		path = fmt.Sprintf("/proc/%d/status", t.child.pid())
+	case !t.inProcess:
+		return 0
+	}
+	kb, err := readStatusField(path, "VmRSS:")
 	if err != nil {
 		return 0
 	}
-	return b
+	return kb
 }
 
 // runAsync measures asynchronous invocations: first the latency from the
@@ -362,9 +529,9 @@ func runAsync(ctx context.Context, cfg *Config, t *flintTarget) (*Async, error) 
 		return nil, err
 	}
 	// Kept until the end: the accept phase leaves a backlog that runs on.
-	hc := t.httpClient(16)
+	hc := t.httpClient(1)
 	inv := &invoker{url: invokeURL(t.base, name), hc: hc}
-	a := &Async{Concurrency: 16, AcceptWindow: cfg.AsyncDuration.Seconds()}
+	a := &Async{Concurrency: cfg.AsyncClients, AcceptWindow: cfg.AsyncDuration.Seconds()}
 	if _, err := inv.invoke(ctx, noop); err != nil { // a warm sandbox
 		return nil, err
 	}
@@ -402,22 +569,50 @@ func runAsync(ctx context.Context, cfg *Config, t *flintTarget) (*Async, error) 
 	a.StartP50, a.StartP99 = percentile(starts, 50), percentile(starts, 99)
 	a.QueuedP50 = percentile(queued, 50)
 
-	ev := func(ctx context.Context) error {
-		resp, err := inv.invoke(ctx, noop, "X-Amz-Invocation-Type", "Event")
+	// The accept phases: the configured clients first (the target row,
+	// on an empty queue), then 16 (the warm scenario's top level, and
+	// what earlier runs used) under the backlog the first one left.
+	levels := []int{a.Concurrency}
+	if a.Concurrency != 16 {
+		levels = append(levels, 16)
+	}
+	for _, c := range levels {
+		ph := acceptPhase(ctx, cfg, t, inv.url, c)
+		a.Errors += ph.Errors
+		a.Phases = append(a.Phases, ph)
+		if ph.N == 0 {
+			return a, errors.Join(startErr, fmt.Errorf("async: no event accepted from %d clients: %s", c, ph.LastError))
+		}
+	}
+	p := a.Phases[0]
+	a.AcceptN, a.AcceptRPS, a.AcceptP50, a.AcceptP99 = p.N, p.RPS, p.P50, p.P99
+	return a, startErr
+}
+
+// acceptPhase posts Event invocations of url from clients closed-loop
+// clients for cfg.AsyncDuration, each on its own keep-alive connection
+// (as in warm); an event counts once its 202 is back, which Flint sends
+// only after the backbone stored it.
+func acceptPhase(ctx context.Context, cfg *Config, t *flintTarget, url string, clients int) AsyncPhase {
+	invs := make([]*invoker, clients)
+	for i := range invs {
+		invs[i] = &invoker{url: url, hc: t.httpClient(1)}
+		defer invs[i].hc.CloseIdleConnections()
+	}
+	ev := func(ctx context.Context, client int) error {
+		resp, err := invs[client].invoke(ctx, noop, "X-Amz-Invocation-Type", "Event")
 		if err == nil && resp.status != http.StatusAccepted {
 			err = fmt.Errorf("event invoke: status %d", resp.status)
 		}
 		return err
 	}
-	r := closedLoop(ctx, a.Concurrency, cfg.AsyncDuration, 0, ev)
-	a.Errors += r.errs
-	a.AcceptN = len(r.lat)
-	a.AcceptRPS = round2(r.rps())
-	a.AcceptP50, a.AcceptP99 = percentile(r.lat, 50), percentile(r.lat, 99)
-	if a.AcceptN == 0 {
-		return a, errors.Join(startErr, fmt.Errorf("async: no event accepted: %w", r.lastErr))
+	r := closedLoop(ctx, clients, cfg.AsyncDuration, 0, ev)
+	ph := AsyncPhase{Clients: clients, N: len(r.lat), RPS: round2(r.rps()), P50: percentile(r.lat, 50),
+		P99: percentile(r.lat, 99), Errors: r.errs}
+	if r.lastErr != nil {
+		ph.LastError = r.lastErr.Error()
 	}
-	return a, startErr
+	return ph
 }
 
 // asyncStatus is the part of Flint's invocation record the bench reads.

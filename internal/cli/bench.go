@@ -22,10 +22,11 @@ func newBenchCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Benchmark Flint (warm, cold, density, async), optionally against AWS's Runtime Interface Emulator",
-		Long: `bench starts a Flint server in this process (temp data dir, 127.0.0.1:0; needs root)
-or measures the one given with --endpoint, and prints a table. --peer rie runs the
-warm and cold scenarios against AWS's Lambda Runtime Interface Emulator with the very
-same bootstrap and prints the ratios. See docs/benchmarks.md.`,
+		Long: `bench starts the default Flint server, "flint server" as its own process (this binary,
+a temp data dir, a free 127.0.0.1 port, no other flags unless --server-flag; needs root),
+or measures the one given with --endpoint, and prints its configuration and a table.
+--peer rie runs the warm and cold scenarios against AWS's Lambda Runtime Interface
+Emulator with the very same bootstrap and prints the ratios. See docs/benchmarks.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var lvl slog.Level
@@ -62,19 +63,24 @@ same bootstrap and prints the ratios. See docs/benchmarks.md.`,
 	f.BoolVar(&useEndpoint, "use-endpoint", false, "measure the server at --endpoint / $FLINT_ENDPOINT instead of starting one (implied by --endpoint)")
 	f.StringVar(&cfg.Peer, "peer", "", `also run warm and cold against a peer: "rie"`)
 	f.StringVar(&jsonPath, "json", "", "write the report as JSON to this file")
-	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "sandbox init binary for the in-process server (see flint server --sandbox-init)")
+	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "the server's --sandbox-init (default: the server's own default)")
+	f.StringArrayVar(&cfg.ServerArgs, "server-flag", nil, "an extra flag for the flint server the bench starts, e.g. --server-flag=--memory-overcommit=2 (repeatable)")
+	f.StringVar(&cfg.ServerBinary, "server-binary", "", "the flint binary started as the server (default: this one)")
+	f.BoolVar(&cfg.InProcess, "in-process", false, "run the server inside the bench's process (server.Run) instead of as flint server: needed for --profile; not the default server")
+	f.IntVar(&cfg.MultiConcurrency, "multi-concurrency", 0, "N of the multi-concurrency warm rows (PerExecutionEnvironmentMaxConcurrency; default 16, -1 to skip)")
 	f.BoolVar(&cfg.Quick, "quick", false, "a smoke run of a few seconds (numbers are not meaningful)")
 	f.IntVar(&cfg.SeqN, "n", 0, "sequential warm invocations (default 2000; --quick 30)")
 	f.DurationVar(&cfg.Duration, "duration", 0, "duration of each warm concurrency level (default 5s; --quick 300ms)")
 	f.IntVar(&cfg.ColdN, "cold-n", 0, "cold starts per target (default 50; --quick 3)")
 	f.IntVar(&cfg.DensityN, "density-n", 0, "idle sandboxes the density scenario creates (default 200; --quick 5)")
 	f.DurationVar(&cfg.AsyncDuration, "async-duration", 0, "duration of the async accept phase (default 5s; --quick 300ms)")
+	f.IntVar(&cfg.AsyncClients, "async-clients", 0, "closed-loop clients posting events in the async accept phase of the target row (default 64; a second phase runs 16)")
 	f.IntVar(&cfg.AsyncStartN, "async-n", 0, "events timed from 202 to function start (default 200; --quick 5)")
-	f.Int32Var(&cfg.MemoryMB, "memory", 0, "memory (MB) of the warm, cold and async functions (default 1769: one vCPU)")
+	f.Int32Var(&cfg.MemoryMB, "memory", 0, "memory (MB) of the warm, cold and async functions (default 1024)")
 	f.StringVar(&scenarios, "scenarios", "", "comma-separated subset of warm,cold,density,async (default all)")
-	f.StringVar(&cfg.CacheDir, "cache", "", "where the bench function and the emulator are built/installed (default $TMPDIR/flint-bench)")
-	f.StringVar(&cfg.ProfileDir, "profile", "", "write CPU, mutex and block profiles per flint scenario into this dir (in-process server)")
-	f.StringVar(&authMode, "auth", "", `authentication mode of the in-process server: "required" (the bench signs with the root key it wrote) or "dev" (default)`)
-	f.StringVar(&logLevel, "log-level", "warn", "level of the in-process server's logs on stderr")
+	f.StringVar(&cfg.CacheDir, "cache", "", "where the bench function and the emulator are built/installed (default $TMPDIR/flint-bench-cache)")
+	f.StringVar(&cfg.ProfileDir, "profile", "", "write CPU, mutex and block profiles per flint scenario into this dir (needs --in-process)")
+	f.StringVar(&authMode, "auth", "", `authentication mode of the server the bench starts: "required" (the bench signs with the root key it wrote) or "dev" (default)`)
+	f.StringVar(&logLevel, "log-level", "warn", "lowest level of the server's log records shown on stderr (the server itself logs at its default level)")
 	return cmd
 }

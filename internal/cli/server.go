@@ -84,6 +84,7 @@ func newServerCmd() *cobra.Command {
 	f.IntVar(&cfg.NATSPort, "nats-port", -1, "port of the embedded NATS server (-1: any free port)")
 	f.StringVar(&cfg.Region, "region", "us-east-1", "region in ARNs")
 	f.StringVar(&cfg.Account, "account", "000000000000", "the default account: its root key is written to DATA/credentials; in --auth dev every request acts on it")
+	f.StringVar(&cfg.MetricsTokenFile, "metrics-token-file", "", "a file holding a bearer token (16+ characters) that opens GET /metrics without a SigV4 signature, for Prometheus's credentials_file")
 	f.StringVar(&authMode, "auth", "", `"required": verify every request's SigV4 signature against the key store; "dev": accept any request as the default account's root (default dev when --listen is a loopback address; any other address needs one of them said explicitly)`)
 	f.DurationVar(&cfg.KeepAlive, "keep-alive", 5*time.Minute, "how long an idle sandbox stays warm")
 	f.DurationVar(&cfg.CodeURLTTL, "code-url-ttl", 10*time.Minute, "how long GetFunction's Code.Location and GetLayerVersion's Content.Location download links stay valid")

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/metadata"
 )
 
@@ -54,13 +55,11 @@ func checkAliasName(path, name string) error {
 		return validation(path, name, false, "Member must have length greater than or equal to 1")
 	case len(name) > 128:
 		return validation(path, name, false, "Member must have length less than or equal to 128")
-	case !allNameChars(name) || isAllDigits(name):
+	case !allNameChars(name) || lambdafn.IsDigits(name):
 		return validation(path, name, false, "Member must satisfy regular expression pattern: "+aliasNamePattern)
 	}
 	return nil
 }
-
-func isAllDigits(s string) bool { return isDigits(s, len(s)) }
 
 func allNameChars(s string) bool {
 	for i := 0; i < len(s); i++ {
@@ -73,7 +72,7 @@ func allNameChars(s string) bool {
 
 // checkVersionRef applies the FunctionVersion pattern.
 func checkVersionRef(path, v string) error {
-	if v != metadata.LatestVersion && !isAllDigits(v) || v == "" || len(v) > 1024 {
+	if v != metadata.LatestVersion && !lambdafn.IsDigits(v) || v == "" || len(v) > 1024 {
 		return validation(path, v, false, "Member must satisfy regular expression pattern: "+functionVersionPattern)
 	}
 	return nil

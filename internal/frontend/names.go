@@ -6,6 +6,7 @@ import (
 
 	"github.com/flintdev/flint/internal/auth"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/metadata"
 )
 
@@ -54,18 +55,6 @@ func validQualifier(s string) bool {
 	return true
 }
 
-func isDigits(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return true
-}
-
 // parseFunctionName accepts the forms Lambda accepts: "name",
 // "name:qualifier", "123456789012:function:name[:qualifier]" and
 // "arn:aws:lambda:region:123456789012:function:name[:qualifier]".
@@ -94,7 +83,7 @@ func (h *Handler) parseFunctionName(ctx context.Context, raw string) (functionRe
 	case 2:
 		name, qual = parts[0], parts[1]
 	case 3, 4:
-		if parts[1] != "function" || !isDigits(parts[0], 12) {
+		if parts[1] != "function" || !lambdafn.IsAccountID(parts[0]) {
 			return functionRef{}, bad
 		}
 		account, name = parts[0], parts[2]
@@ -103,7 +92,7 @@ func (h *Handler) parseFunctionName(ctx context.Context, raw string) (functionRe
 		}
 	case 7, 8:
 		if parts[0] != "arn" || !strings.HasPrefix(parts[1], "aws") || parts[2] != "lambda" ||
-			parts[5] != "function" || !isDigits(parts[4], 12) || parts[3] == "" {
+			parts[5] != "function" || !lambdafn.IsAccountID(parts[4]) || parts[3] == "" {
 			return functionRef{}, bad
 		}
 		region, account, name = parts[3], parts[4], parts[6]

@@ -8,6 +8,7 @@ import (
 
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/metadata"
 )
 
@@ -88,7 +89,7 @@ func (h *Handler) urlTarget(ctx context.Context, r *http.Request, rt route) (nam
 		q = query
 	}
 	if q != "" && q != metadata.LatestVersion {
-		if len(q) > 128 || !allNameChars(q) || isAllDigits(q) {
+		if len(q) > 128 || !allNameChars(q) || lambdafn.IsDigits(q) {
 			return "", "", validation("qualifier", q, false, "Member must satisfy regular expression pattern: "+urlQualifierPattern)
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"strings"
 
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/lambdafn"
 	"github.com/flintdev/flint/internal/metadata"
 )
 
@@ -194,7 +195,7 @@ func (h *Handler) validDeadLetterTarget(arn string) bool {
 		return false
 	}
 	parts := strings.Split(arn, ":")
-	if len(parts) < 6 || parts[0] != "arn" || !strings.HasPrefix(parts[1], "aws") || parts[3] == "" || !isDigits(parts[4], 12) {
+	if len(parts) < 6 || parts[0] != "arn" || !strings.HasPrefix(parts[1], "aws") || parts[3] == "" || !lambdafn.IsAccountID(parts[4]) {
 		return false
 	}
 	switch {

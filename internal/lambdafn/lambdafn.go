@@ -137,3 +137,19 @@ func (f *Function) Clone() *Function {
 	}
 	return &c
 }
+
+// IsAccountID reports whether s is an AWS account ID: exactly 12 digits.
+func IsAccountID(s string) bool { return len(s) == 12 && IsDigits(s) }
+
+// IsDigits reports whether s is a non-empty string of ASCII digits.
+func IsDigits(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
+}

@@ -3,6 +3,8 @@ package layers
 import (
 	"strconv"
 	"strings"
+
+	"github.com/flintdev/flint/internal/lambdafn"
 )
 
 // MaxNameLength bounds a layer name (and the LayerName path label, which
@@ -56,7 +58,7 @@ func ParseARN(s string) (a ARN, ok bool) {
 		return ARN{}, false
 	}
 	if parts[0] != "arn" || !validToken(parts[1]) || parts[2] != "lambda" || !validToken(parts[3]) ||
-		!isDigits(parts[4], 12) || parts[5] != "layer" || !ValidName(parts[6]) {
+		!lambdafn.IsAccountID(parts[4]) || parts[5] != "layer" || !ValidName(parts[6]) {
 		return ARN{}, false
 	}
 	a = ARN{Partition: parts[1], Region: parts[3], Account: parts[4], Name: parts[6]}
@@ -73,7 +75,7 @@ func ParseARN(s string) (a ARN, ok bool) {
 // parseVersion parses a layer version number: a positive decimal without
 // sign or leading zeros, at most 15 digits.
 func parseVersion(s string) (int64, bool) {
-	if s == "" || len(s) > 15 || s[0] == '0' || !isDigits(s, len(s)) {
+	if s == "" || len(s) > 15 || s[0] == '0' || !lambdafn.IsDigits(s) {
 		return 0, false
 	}
 	v, err := strconv.ParseInt(s, 10, 64)
@@ -92,18 +94,6 @@ func validToken(s string) bool {
 	for i := 0; i < len(s); i++ {
 		c := s[i]
 		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-') {
-			return false
-		}
-	}
-	return true
-}
-
-func isDigits(s string, n int) bool {
-	if len(s) != n {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
 			return false
 		}
 	}

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/lambdafn"
 )
 
 // MaxPolicyBytes is Lambda's limit on a layer version's policy document.
@@ -254,7 +255,7 @@ func ValidStatementID(s string) bool { return validSid.MatchString(s) }
 
 // ValidPrincipal reports whether s is a valid layer permission principal.
 func ValidPrincipal(s string) bool {
-	return s == "*" || isDigits(s, 12) || rootPrincipal.MatchString(s)
+	return s == "*" || lambdafn.IsAccountID(s) || rootPrincipal.MatchString(s)
 }
 
 var validOrg = regexp.MustCompile(`^o-[a-z0-9]{10,32}$`)

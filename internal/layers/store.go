@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/lambdafn"
 )
 
 // maxAttempts bounds the optimistic-concurrency retries of one write.
@@ -81,7 +82,7 @@ func (s *Store) NotFound(account, name string, n int64) error {
 
 // validKey reports whether account and name can be key tokens.
 func validKey(account, name string) bool {
-	return isDigits(account, 12) && ValidName(name)
+	return lambdafn.IsAccountID(account) && ValidName(name)
 }
 
 // Publish stores v as the next version of its layer (v.Account, v.Name)
@@ -210,7 +211,7 @@ func (s *Store) Versions(ctx context.Context, account, name string) ([]*Version,
 // All returns every live layer version of an account, by layer name, then
 // newest first.
 func (s *Store) All(ctx context.Context, account string) ([]*Version, error) {
-	if !isDigits(account, 12) {
+	if !lambdafn.IsAccountID(account) {
 		return nil, nil
 	}
 	return s.list(ctx, account+".*.*")

@@ -489,7 +489,15 @@ func (c *components) handler() (http.Handler, error) {
 	}
 	// The metrics wrapper is outermost, so refused requests are counted
 	// too.
+	token, err := readMetricsToken(c.cfg.MetricsTokenFile)
+	if err != nil {
+		return nil, err
+	}
 	return c.metrics.HTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if token != nil && r.URL.Path == metricsPath && r.Method == http.MethodGet && bearerIs(r, token) {
+			c.metrics.Handler().ServeHTTP(w, r)
+			return
+		}
 		if c.urls == nil { // a node without the frontend role
 			api.ServeHTTP(w, r)
 			return

@@ -19,7 +19,7 @@ import (
 func startDriver(ctx context.Context, cfg Config, onClose func(string, func(context.Context) error)) (sandbox.Driver, error) {
 	log, data := cfg.Logger, cfg.DataDir
 	if cfg.SandboxDriver == "microvm" {
-		return startMicroVM(ctx, cfg)
+		return startMicroVM(ctx, cfg, onClose)
 	}
 	d, err := process.New(sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log))
 	if err != nil {
@@ -39,7 +39,7 @@ func startDriver(ctx context.Context, cfg Config, onClose func(string, func(cont
 // (kernel.DefaultCacheDir: $FLINT_VM_CACHE, else ~/.cache/flint/vm; with
 // apt, the first time), shared with the tests, and builds the guest image
 // under DATA/vm/state.
-func startMicroVM(ctx context.Context, cfg Config) (sandbox.Driver, error) {
+func startMicroVM(ctx context.Context, cfg Config, onClose func(string, func(context.Context) error)) (sandbox.Driver, error) {
 	init, err := findVMInit(cfg.VMInit)
 	if err != nil {
 		return nil, err
@@ -60,6 +60,13 @@ func startMicroVM(ctx context.Context, cfg Config) (sandbox.Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("server: microvm driver: %w", err)
 	}
+	if n, err := d.RemoveStale(); err != nil {
+		cfg.Logger.Warn("removing VMM cgroups left by an earlier run", "err", err)
+	} else if n > 0 {
+		cfg.Logger.Info("removed VMM cgroups left by an earlier run", "count", n)
+	}
+	// Removes the VMMs' cgroup parent.
+	onClose("sandbox driver", func(context.Context) error { d.Close(); return nil })
 	cfg.Logger.Info("microvm sandbox driver", "kernel", k.Release, "accel", d.Accel())
 	return d, nil
 }

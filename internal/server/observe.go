@@ -1,7 +1,10 @@
 package server
 
 import (
+	"bytes"
 	"context"
+	"crypto/subtle"
+	"fmt"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -77,8 +80,32 @@ func (h observedHost) CreateSandbox(ctx context.Context, fn *metadata.Function) 
 }
 
 // metricsPath serves Prometheus metrics: server-wide, so root only when
-// signatures are required.
+// signatures are required, or to the bearer of the metrics token
+// (Config.MetricsTokenFile).
 const metricsPath = "/metrics"
+
+// readMetricsToken reads the metrics bearer token from path ("" none).
+func readMetricsToken(path string) ([]byte, error) {
+	if path == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("server: --metrics-token-file: %w", err)
+	}
+	token := bytes.TrimSpace(b)
+	if len(token) < 16 {
+		return nil, fmt.Errorf("server: --metrics-token-file %s: the token must be at least 16 characters (for example: openssl rand -hex 24 > %s)", path, path)
+	}
+	return token, nil
+}
+
+// bearerIs reports whether r carries "Authorization: Bearer <token>",
+// compared in constant time.
+func bearerIs(r *http.Request, token []byte) bool {
+	got, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	return ok && subtle.ConstantTimeCompare([]byte(got), token) == 1
+}
 
 // observeRoutes adds the observability endpoints: GET /metrics, the
 // invocation records and the web console.

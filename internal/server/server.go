@@ -100,6 +100,12 @@ type Config struct {
 	// account. "" picks ModeDev when Listen is a loopback address and
 	// refuses to start otherwise.
 	Auth auth.Mode
+	// MetricsTokenFile, when set, names a file holding a bearer token:
+	// GET /metrics with "Authorization: Bearer <token>" is then served
+	// without a SigV4 signature (Prometheus's credentials_file), even
+	// with Auth required. The file is read at start; surrounding white
+	// space is dropped; it must hold at least 16 characters.
+	MetricsTokenFile string
 	// URLDomain is the base domain of function URLs: their hosts are
 	// <url-id>.lambda-url.<Region>.<URLDomain> (default "localhost").
 	URLDomain string
@@ -170,6 +176,9 @@ func (c *Config) Validate() error {
 			return fmt.Errorf("server: %s is not a loopback address: start with --auth required (or, knowing that anyone who reaches it can run code, --auth dev)", c.Listen)
 		}
 		c.Auth = auth.ModeDev
+	}
+	if _, err := readMetricsToken(c.MetricsTokenFile); err != nil {
+		return err
 	}
 	if c.URLDomain == "" {
 		c.URLDomain = "localhost"

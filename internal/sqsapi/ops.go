@@ -207,37 +207,54 @@ func entryError(id string, err error) batchError {
 	return batchError{Id: id, SenderFault: e.Sender(), Code: e.QueryCode(), Message: e.Message}
 }
 
-func (c *call) sendMessageBatch() (any, error) {
+// eachEntry checks a batch request (its queue and entries) and runs do on
+// every entry in order. A server fault (5xx) ends the whole call with that
+// error; any other error fails its entry alone. ok holds the results of the
+// entries that succeeded, failed the others; both are non-nil.
+func eachEntry[T any](c *call, do func(queue string, e entry) (T, error)) (ok []T, failed []batchError, err error) {
 	name, err := c.queue()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := c.checkEntries(); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if _, err := c.h.cfg.Queues.GetQueue(c.ctx, c.account, name); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	res := sendBatchResult{Successful: []sendBatchEntry{}, Failed: []batchError{}}
+	ok, failed = []T{}, []batchError{}
 	for _, e := range c.in.Entries {
-		if e.MessageBody == nil {
-			res.Failed = append(res.Failed, entryError(e.Id, sqs.Errorf(sqs.MissingParameter, "The request must contain the parameter MessageBody.")))
+		r, err := do(name, e)
+		if err != nil {
+			if sqs.AsError(err).Status >= 500 {
+				return nil, nil, err
+			}
+			failed = append(failed, entryError(e.Id, err))
 			continue
 		}
-		out, err := c.h.cfg.Queues.Send(c.ctx, c.account, name, sqs.SendInput{
+		ok = append(ok, r)
+	}
+	return ok, failed, nil
+}
+
+func (c *call) sendMessageBatch() (any, error) {
+	ok, failed, err := eachEntry(c, func(queue string, e entry) (sendBatchEntry, error) {
+		if e.MessageBody == nil {
+			return sendBatchEntry{}, sqs.Errorf(sqs.MissingParameter, "The request must contain the parameter MessageBody.")
+		}
+		out, err := c.h.cfg.Queues.Send(c.ctx, c.account, queue, sqs.SendInput{
 			Body: *e.MessageBody, Attributes: e.MessageAttributes, DelaySeconds: e.DelaySeconds, SenderID: c.sender(),
 		})
 		if err != nil {
-			if sqs.AsError(err).Status >= 500 {
-				return nil, err
-			}
-			res.Failed = append(res.Failed, entryError(e.Id, err))
-			continue
+			return sendBatchEntry{}, err
 		}
-		res.Successful = append(res.Successful, sendBatchEntry{Id: e.Id, sendResult: sendResult{
-			MessageId: out.MessageID, MD5OfMessageBody: out.MD5OfMessageBody, MD5OfMessageAttributes: out.MD5OfMessageAttributes}})
+		return sendBatchEntry{Id: e.Id, sendResult: sendResult{
+			MessageId: out.MessageID, MD5OfMessageBody: out.MD5OfMessageBody, MD5OfMessageAttributes: out.MD5OfMessageAttributes}}, nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return res, nil
+	return sendBatchResult{Successful: ok, Failed: failed}, nil
 }
 
 func (c *call) receiveMessage() (any, error) {
@@ -316,28 +333,13 @@ func (c *call) deleteMessage() (any, error) {
 }
 
 func (c *call) deleteMessageBatch() (any, error) {
-	name, err := c.queue()
+	ok, failed, err := eachEntry(c, func(queue string, e entry) (idEntry, error) {
+		return idEntry{Id: e.Id}, c.h.cfg.Queues.DeleteMessage(c.ctx, c.account, queue, e.ReceiptHandle)
+	})
 	if err != nil {
 		return nil, err
 	}
-	if err := c.checkEntries(); err != nil {
-		return nil, err
-	}
-	if _, err := c.h.cfg.Queues.GetQueue(c.ctx, c.account, name); err != nil {
-		return nil, err
-	}
-	res := deleteBatchResult{Successful: []idEntry{}, Failed: []batchError{}}
-	for _, e := range c.in.Entries {
-		if err := c.h.cfg.Queues.DeleteMessage(c.ctx, c.account, name, e.ReceiptHandle); err != nil {
-			if sqs.AsError(err).Status >= 500 {
-				return nil, err
-			}
-			res.Failed = append(res.Failed, entryError(e.Id, err))
-			continue
-		}
-		res.Successful = append(res.Successful, idEntry{Id: e.Id})
-	}
-	return res, nil
+	return deleteBatchResult{Successful: ok, Failed: failed}, nil
 }
 
 func (c *call) changeMessageVisibility() (any, error) {
@@ -355,30 +357,15 @@ func (c *call) changeMessageVisibility() (any, error) {
 }
 
 func (c *call) changeMessageVisibilityBatch() (any, error) {
-	name, err := c.queue()
-	if err != nil {
-		return nil, err
-	}
-	if err := c.checkEntries(); err != nil {
-		return nil, err
-	}
-	if _, err := c.h.cfg.Queues.GetQueue(c.ctx, c.account, name); err != nil {
-		return nil, err
-	}
-	res := visibilityBatchResult{Successful: []idEntry{}, Failed: []batchError{}}
-	for _, e := range c.in.Entries {
+	ok, failed, err := eachEntry(c, func(queue string, e entry) (idEntry, error) {
 		vis := 0
 		if e.VisibilityTimeout != nil {
 			vis = *e.VisibilityTimeout
 		}
-		if err := c.h.cfg.Queues.ChangeVisibility(c.ctx, c.account, name, e.ReceiptHandle, vis); err != nil {
-			if sqs.AsError(err).Status >= 500 {
-				return nil, err
-			}
-			res.Failed = append(res.Failed, entryError(e.Id, err))
-			continue
-		}
-		res.Successful = append(res.Successful, idEntry{Id: e.Id})
+		return idEntry{Id: e.Id}, c.h.cfg.Queues.ChangeVisibility(c.ctx, c.account, queue, e.ReceiptHandle, vis)
+	})
+	if err != nil {
+		return nil, err
 	}
-	return res, nil
+	return visibilityBatchResult{Successful: ok, Failed: failed}, nil
 }

@@ -7,6 +7,7 @@ import (
 	"bytes"
 	"os"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -15,6 +16,7 @@ import (
 type event struct {
 	SleepMs int  `json:"sleepMs"`
 	Mem     bool `json:"mem"`
+	Env     bool `json:"env"`
 }
 
 type reply struct {
@@ -22,14 +24,20 @@ type reply struct {
 	Count     int   `json:"count"`
 	RssAnonKB int64 `json:"rssAnonKB,omitempty"`
 	RssKB     int64 `json:"rssKB,omitempty"`
+	// MaxConcurrency is AWS_LAMBDA_MAX_CONCURRENCY as the runtime got it.
+	MaxConcurrency string `json:"maxConcurrency,omitempty"`
 }
 
-var count int
+// count is atomic: with AWS_LAMBDA_MAX_CONCURRENCY > 1 aws-lambda-go runs
+// handlers concurrently.
+var count atomic.Int64
 
 func handle(ev event) (reply, error) {
 	r := reply{StartNs: time.Now().UnixNano()}
-	count++
-	r.Count = count
+	r.Count = int(count.Add(1))
+	if ev.Env {
+		r.MaxConcurrency = os.Getenv("AWS_LAMBDA_MAX_CONCURRENCY")
+	}
 	if ev.SleepMs > 0 {
 		time.Sleep(time.Duration(ev.SleepMs) * time.Millisecond)
 	}

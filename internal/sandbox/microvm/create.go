@@ -24,11 +24,14 @@ import (
 // Create implements sandbox.Driver. A cold start is these steps, each
 // timed in the debug log:
 //
-//	slot     wait for a free VM slot (Config.MaxVMs)
-//	image    write the sandbox's initramfs (base + code layer)
-//	launch   start QEMU
-//	connect  connect to the channel's unix socket, open the streams
-//	start    send Start; the guest boots, mounts, starts the runtime
+//	slot       wait for a free VM slot (Config.MaxVMs)
+//	jail       take a uid and gid for the VMM (jail.go)
+//	image      write the sandbox's initramfs (base + code layer)
+//	cgroup     the VMM's cgroup: memory and pids
+//	launch     start QEMU through the jail helper, in the cgroup
+//	connect    connect to the channel's unix socket, open the streams
+//	start      send Start; the guest boots, mounts, starts the runtime
+//	cpu-limit  the VMM's CPU share (the boot ran at full speed)
 //
 // Any failure kills the VM and removes the sandbox's directory.
 func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandbox, err error) {
@@ -75,6 +78,12 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 	}); err != nil {
 		return nil, err
 	}
+	if err := step("jail", func() error {
+		s.jail, err = d.newJail()
+		return err
+	}); err != nil {
+		return nil, err
+	}
 	var ro []string
 	if err := step("image", func() error {
 		if err := os.Mkdir(s.dir, 0o700); err != nil {
@@ -89,7 +98,7 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 		// The VMM's own: the initramfs to read, the directory to make
 		// the channel's socket in.
 		for _, p := range []string{filepath.Join(s.dir, "initrd"), s.dir} {
-			if err := os.Chown(p, d.cfg.VMMUID, d.cfg.VMMGID); err != nil {
+			if err := os.Chown(p, s.jail.uid, s.jail.gid); err != nil {
 				return err
 			}
 		}
@@ -97,20 +106,37 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 	}); err != nil {
 		return nil, err
 	}
+	guestMiB := spec.MemoryMB + d.cfg.GuestOverheadMB
+	if err := step("cgroup", func() error {
+		return s.jail.cgroup(&spec, guestMiB, filepath.Join(s.dir, "initrd"))
+	}); err != nil {
+		return nil, err
+	}
 	sock := filepath.Join(s.dir, "ch.sock")
 	if err := step("launch", func() error {
+		tcg := max(0, d.tcgCacheMiB())
 		s.vm, err = qemu.Start(qemu.Config{
-			Binary: d.qemu, Kernel: d.kernel, Initrd: filepath.Join(s.dir, "initrd"), Credential: d.credential(),
-			MemoryMiB: spec.MemoryMB + d.cfg.GuestOverheadMB, CPUs: 1, Accel: d.accel, TCGCacheMiB: d.cfg.TCGCacheMiB,
+			Binary: d.qemu, Kernel: jailKernel, Initrd: jailVMDir + "/initrd", Wrap: s.jail.wrap(s.dir),
+			MemoryMiB: guestMiB, CPUs: vcpus(spec.MemoryMB), Accel: d.accel, TCGCacheMiB: tcg,
 			Cmdline: []string{"quiet", "loglevel=1", "rdinit=/init"},
 			Console: s.console, Stderr: s.console,
-			ExtraArgs: []string{
+			ExtraArgs: append([]string{
 				"-device", "virtio-serial-device",
-				"-chardev", "socket,id=flint,path=" + sock + ",server=on,wait=off",
+				"-chardev", "socket,id=flint,path=" + jailVMDir + "/ch.sock,server=on,wait=off",
 				"-device", "virtserialport,chardev=flint,name=" + vmchan.PortName,
-			},
+			}, qemuSandbox...),
 		})
-		return err
+		if err != nil {
+			return err
+		}
+		if err := s.jail.started(s.vm.Pid()); err != nil {
+			select { // the helper failed: its message is on QEMU's stderr
+			case <-s.vm.Done():
+			case <-time.After(time.Second):
+			}
+			return fmt.Errorf("%w: %s", err, strings.TrimSpace(s.console.String()))
+		}
+		return nil
 	}); err != nil {
 		return nil, err
 	}
@@ -118,6 +144,9 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 		return nil, err
 	}
 	if err := step("start", func() error { return s.start(ctx, ro) }); err != nil {
+		return nil, err
+	}
+	if err := step("cpu-limit", s.jail.limitCPU); err != nil {
 		return nil, err
 	}
 	s.srv = &http.Server{Handler: spec.RuntimeAPI, ReadHeaderTimeout: time.Minute}

@@ -12,6 +12,11 @@
 // The function's directories (/var/task, /var/runtime, /opt) travel as an
 // initramfs layer built per sandbox and appended to the driver's base
 // image; the init makes them read-only bind mounts.
+//
+// QEMU itself runs jailed, as Firecracker's jailer runs Firecracker
+// (jail.go, package jail): a uid and gid of its own per VM, namespaces and
+// a root holding only what it needs, a cgroup sized from the function's
+// memory, QEMU's own seccomp filter.
 package microvm
 
 import (
@@ -23,7 +28,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"syscall"
 	"time"
 
 	"github.com/flintdev/flint/internal/sandbox"
@@ -85,16 +89,33 @@ type Config struct {
 	Accel qemu.Accel
 	// UID and GID run the function's code in the guest (never 0).
 	UID, GID int
-	// VMMUID and VMMGID run QEMU on the host (never 0). QEMU reaches
-	// only the kernel (copied into StateDir), its sandbox's initramfs and
-	// channel socket (in a directory it owns), and /dev/kvm under KVM.
-	VMMUID, VMMGID int
+	// VMMUID and VMMGID are the first of VMMUIDs uids and gids (never
+	// 0): each QEMU runs as one of its own, in a jail (package jail)
+	// where it reaches only its binary, libraries and firmware, the
+	// kernel (copied into StateDir), its sandbox's initramfs and channel
+	// socket (in a directory it owns), and /dev/kvm under KVM.
+	VMMUID, VMMGID, VMMUIDs int
+	// JailerPath is the binary that enters the jail: "" re-executes this
+	// one (/proc/self/exe), whose main (or TestMain) must then call
+	// jail.MaybeRun first thing.
+	JailerPath string
+	// CgroupRoot is where cgroup file systems are mounted
+	// ("/sys/fs/cgroup"); CgroupParent groups the VMMs' cgroups
+	// (DefaultVMMCgroupParent).
+	CgroupRoot, CgroupParent string
+	// VMMOverheadMB is QEMU's own memory on top of the guest's RAM, the
+	// kernel and initramfs and the TCG cache (DefaultVMMOverheadMB);
+	// VMMPidsMax bounds its threads (DefaultVMMPidsMax).
+	VMMOverheadMB, VMMPidsMax int
+	// TCGCPUScale multiplies a sandbox's CPU share under TCG
+	// (DefaultTCGCPUScale).
+	TCGCPUScale int
 	// PidsMax and MaxAPIConns are per-sandbox limits.
 	PidsMax, MaxAPIConns int
 	// GuestOverheadMB is added to MemoryMB for the VM's RAM.
 	GuestOverheadMB int
 	// TCGCacheMiB sizes each guest's TCG translation cache under TCG (0:
-	// QEMU's default); see qemu.Config.
+	// DefaultTCGCacheMiB; -1: QEMU's default, 1 GiB); see qemu.Config.
 	TCGCacheMiB int
 	// MaxVMs, when > 0, bounds the VMs running at once: Create waits (as
 	// long as its ctx allows) for a running sandbox to end.
@@ -118,6 +139,27 @@ func (c *Config) setDefaults() {
 	}
 	if c.VMMGID == 0 {
 		c.VMMGID = DefaultVMMGID
+	}
+	if c.VMMUIDs == 0 {
+		c.VMMUIDs = DefaultVMMUIDs
+	}
+	if c.JailerPath == "" {
+		c.JailerPath = "/proc/self/exe"
+	}
+	if c.CgroupRoot == "" {
+		c.CgroupRoot = "/sys/fs/cgroup"
+	}
+	if c.CgroupParent == "" {
+		c.CgroupParent = DefaultVMMCgroupParent
+	}
+	if c.VMMOverheadMB == 0 {
+		c.VMMOverheadMB = DefaultVMMOverheadMB
+	}
+	if c.VMMPidsMax == 0 {
+		c.VMMPidsMax = DefaultVMMPidsMax
+	}
+	if c.TCGCPUScale == 0 {
+		c.TCGCPUScale = DefaultTCGCPUScale
 	}
 	if c.PidsMax == 0 {
 		c.PidsMax = DefaultPidsMax
@@ -152,8 +194,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("microvm: VMMUID %d and VMMGID %d must not be root", c.VMMUID, c.VMMGID)
 	case c.Accel != "" && c.Accel != qemu.TCG && c.Accel != qemu.KVM:
 		return fmt.Errorf("microvm: unknown accelerator %q", c.Accel)
-	case c.MaxVMs < 0 || c.PidsMax < 0 || c.MaxAPIConns < 0 || c.GuestOverheadMB < 0:
+	case c.MaxVMs < 0 || c.PidsMax < 0 || c.MaxAPIConns < 0 || c.GuestOverheadMB < 0 ||
+		c.VMMUIDs < 0 || c.VMMOverheadMB < 0 || c.VMMPidsMax < 0 || c.TCGCPUScale < 0 || c.TCGCacheMiB < -1:
 		return errors.New("microvm: negative limit")
+	case int64(c.VMMUID)+int64(c.VMMUIDs) > 1<<31 || int64(c.VMMGID)+int64(c.VMMUIDs) > 1<<31:
+		return fmt.Errorf("microvm: VMM uids %d+%d and gids %d+%d out of range", c.VMMUID, c.VMMUIDs, c.VMMGID, c.VMMUIDs)
 	}
 	return nil
 }
@@ -163,9 +208,13 @@ type Driver struct {
 	cfg    Config
 	qemu   string
 	base   string        // the base initramfs
-	kernel string        // the vmlinux, readable by the VMM user
+	kernel string        // the vmlinux, bound read-only into every jail
 	accel  qemu.Accel    // chosen in New
 	slots  chan struct{} // nil, or MaxVMs tokens
+	// The VMMs' jail: what they share, and the empty directory every
+	// jail's root is mounted on (in its own mount namespace).
+	vmm      *vmmBase
+	jailRoot string
 }
 
 var _ sandbox.Driver = (*Driver)(nil)
@@ -185,24 +234,17 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("microvm: QEMU not found (apt-get install qemu-system-x86): %w", err)
 	}
-	// QEMU, unprivileged, must traverse StateDir (not list it) to reach
-	// the kernel and its sandbox's directory.
-	if err := os.MkdirAll(cfg.StateDir, 0o711); err != nil {
-		return nil, fmt.Errorf("microvm: %w", err)
+	if _, err := os.Stat(cfg.JailerPath); err != nil {
+		return nil, fmt.Errorf("microvm: the VMM jail helper: %w", err)
 	}
-	if err := os.Chmod(cfg.StateDir, 0o711); err != nil {
+	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
 		return nil, fmt.Errorf("microvm: %w", err)
-	}
-	for p := filepath.Dir(cfg.StateDir); ; p = filepath.Dir(p) {
-		if fi, err := os.Stat(p); err == nil && fi.Mode().Perm()&0o001 == 0 {
-			return nil, fmt.Errorf("microvm: QEMU runs as uid %d and cannot reach StateDir %s: %s is mode %v (needs o+x)", cfg.VMMUID, cfg.StateDir, p, fi.Mode().Perm())
-		}
-		if p == filepath.Dir(p) {
-			break
-		}
 	}
 	d := &Driver{cfg: cfg, qemu: bin, base: filepath.Join(cfg.StateDir, "base.cpio"), accel: cfg.Accel,
-		kernel: filepath.Join(cfg.StateDir, "vmlinux")}
+		kernel: filepath.Join(cfg.StateDir, "vmlinux"), jailRoot: filepath.Join(cfg.StateDir, "jail-root")}
+	if err := os.Mkdir(d.jailRoot, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		return nil, fmt.Errorf("microvm: %w", err)
+	}
 	if err := buildBase(d.base, cfg); err != nil {
 		return nil, err
 	}
@@ -216,6 +258,9 @@ func New(cfg Config) (*Driver, error) {
 		} else {
 			cfg.Logger.Info("microvm: KVM unusable, guests run under TCG (slow)", "reason", why)
 		}
+	}
+	if d.vmm, err = newVMMBase(cfg, bin, d.accel); err != nil {
+		return nil, fmt.Errorf("microvm: the VMM jail: %w", err)
 	}
 	if cfg.MaxVMs > 0 {
 		d.slots = make(chan struct{}, cfg.MaxVMs)
@@ -275,16 +320,4 @@ func copyFile(dst, src string, perm os.FileMode) error {
 		return err
 	}
 	return os.Rename(tmp, dst)
-}
-
-// credential is the VMM's user, with /dev/kvm's group under KVM.
-func (d *Driver) credential() *syscall.Credential {
-	c := &syscall.Credential{Uid: uint32(d.cfg.VMMUID), Gid: uint32(d.cfg.VMMGID), Groups: []uint32{}}
-	if d.accel == qemu.KVM {
-		var st syscall.Stat_t
-		if syscall.Stat("/dev/kvm", &st) == nil {
-			c.Groups = append(c.Groups, st.Gid)
-		}
-	}
-	return c
 }

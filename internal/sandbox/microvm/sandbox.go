@@ -41,6 +41,7 @@ type Sandbox struct {
 	out     net.Conn // output stream
 	srv     *http.Server
 	console *tail
+	jail    *vmmJail // the VMM's uid and cgroup; closed once QEMU ended
 
 	done    chan struct{} // closed by monitor once exited
 	outDone chan struct{} // closed when readOutput ends
@@ -149,6 +150,9 @@ func (s *Sandbox) readControl(dec *json.Decoder) {
 // sandbox exited.
 func (s *Sandbox) monitor(slot bool) {
 	<-s.vm.Done()
+	if err := s.jail.close(); err != nil {
+		s.d.cfg.Logger.Warn("microvm: VMM cgroup", "sandbox", s.id, "err", err)
+	}
 	s.sess.Close()
 	s.srv.Close()
 	<-s.outDone
@@ -188,6 +192,9 @@ func exitDesc(ev *vmchan.Event) string {
 func (s *Sandbox) abort(slot bool) {
 	if s.vm != nil {
 		s.vm.Kill()
+	}
+	if err := s.jail.close(); err != nil {
+		s.d.cfg.Logger.Warn("microvm: VMM cgroup", "sandbox", s.id, "err", err)
 	}
 	if s.sess != nil {
 		s.sess.Close() // readOutput has not started: it starts with the runtime

@@ -147,9 +147,12 @@ func (s *suite) spec(a *api, out io.Writer, args ...string) sandbox.Spec {
 		RuntimeAPI:         a,
 		Output:             out,
 		MemoryMB:           128,
-		EphemeralStorageMB: 64,
+		EphemeralStorageMB: specTmpMB,
 	}
 }
+
+// specTmpMB is the EphemeralStorageMB of the suite's sandboxes.
+const specTmpMB = 64
 
 // create creates a sandbox and destroys it when the test ends.
 func (s *suite) create(t *testing.T, spec sandbox.Spec) sandbox.Sandbox {

@@ -8,7 +8,7 @@
 // the start of Run, so the go tool must be on PATH) inside real sandboxes
 // and checks the sandbox.Driver contract: the Runtime API and nothing else
 // of the host is reachable, /var/task is read-only and /tmp writable and
-// private, the code runs unprivileged with a clean environment and only fds
+// private and EphemeralStorageMB large, the code runs unprivileged with a clean environment and only fds
 // 0-2, the memory limit OOM-kills (and Err wraps sandbox.ErrOutOfMemory), a
 // fork bomb is stopped, Destroy kills double-forked and setsid children,
 // SyncOutput keeps ordering, creates can run concurrently, a failed
@@ -118,6 +118,7 @@ type report struct {
 	WriteTask, WriteTmp, WriteRoot, WriteEtc string
 	HostFileVisible                          bool
 	TmpEntries                               []string
+	TmpMB                                    int64
 	Unshare, UnshareUser, Mount, RawSocket   string
 	ConnectHost                              string
 	Passwd                                   string
@@ -240,6 +241,9 @@ func (s *suite) testIsolation(t *testing.T) {
 	}
 	if r.WriteTmp != "ok" {
 		t.Errorf("cannot write /tmp: %s", r.WriteTmp)
+	}
+	if r.TmpMB != specTmpMB {
+		t.Errorf("/tmp holds %d MiB, want EphemeralStorageMB = %d", r.TmpMB, specTmpMB)
 	}
 	if r.HostFileVisible {
 		t.Error("a file in the host's temp dir is visible inside")

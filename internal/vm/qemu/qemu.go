@@ -66,6 +66,10 @@ type Config struct {
 	// the supplementary groups it lists): the microVM driver's VMM runs
 	// unprivileged. Every file QEMU opens must then be reachable by it.
 	Credential *syscall.Credential
+	// Wrap, when set, may rewrite the command before it starts (the
+	// microVM driver starts QEMU through its jail, package jail); an error
+	// fails Start.
+	Wrap func(*exec.Cmd) error
 }
 
 // Validate reports a configuration error.
@@ -181,6 +185,11 @@ func Start(c Config) (*VM, error) {
 	// Go sets the parent-death signal after the credential change, which
 	// would otherwise clear it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: c.Credential}
+	if c.Wrap != nil {
+		if err := c.Wrap(cmd); err != nil {
+			return nil, fmt.Errorf("qemu: %w", err)
+		}
+	}
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("qemu: start %s: %w", bin, err)
 	}

@@ -43,6 +43,7 @@ type Report struct {
 	WriteTask, WriteTmp, WriteRoot, WriteEtc string
 	HostFileVisible                          bool
 	TmpEntries                               []string // /tmp before writing to it
+	TmpMB                                    int64    // /tmp's size (statfs)
 	Unshare, UnshareUser, Mount, RawSocket   string
 	ConnectHost                              string
 	Passwd                                   string
@@ -199,6 +200,10 @@ func report(fds []int, hostAddr, hostFile string) Report {
 		for _, e := range ents {
 			r.TmpEntries = append(r.TmpEntries, e.Name())
 		}
+	}
+	var fs unix.Statfs_t
+	if unix.Statfs("/tmp", &fs) == nil {
+		r.TmpMB = int64(fs.Blocks) * fs.Bsize >> 20
 	}
 	write := func(p string) string { return result(os.WriteFile(p, []byte("x"), 0o644)) }
 	r.WriteTask = write("/var/task/probe-write")
