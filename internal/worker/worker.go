@@ -248,8 +248,11 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 		Command:    cmd,
 		Env:        lambdaEnv(fn, rt, id, now),
 		RuntimeAPI: s.api, Output: s.out,
-		// One /next poller per slot, a few more for answers in flight.
-		RuntimeAPIConns: 2*fn.MaxConcurrency() + 2,
+		// One /next poller per slot, and room for the connections its
+		// client churns: aws-lambda-go keeps at most 2 idle, so under load
+		// nearly every answer opens a new one while closed ones are still
+		// being reaped; a refused connection makes it exit.
+		RuntimeAPIConns: 4*fn.MaxConcurrency() + 32,
 		MemoryMB:        fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,
 	}
 	t1 := time.Now()
