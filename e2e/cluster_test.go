@@ -66,25 +66,16 @@ func startCluster(t testing.TB, ids []string, extra ...string) (*natstest.Cluste
 	return nc, servers
 }
 
-// startClusterNode starts one node. On a NATS cluster seconds old, the
-// first request to a stream or bucket the node has just created can find
-// no responder while its interest spreads over the routes ("no response
-// from stream" from the key store's first write, "no responders" from the
-// code-link signer's first read): such a start is logged and tried again,
-// at most twice.
+// startClusterNode starts one node. A NATS cluster seconds old may not
+// answer a node's first requests: the server retries them (package
+// jsretry), so a start must succeed at the first try.
 func startClusterNode(t testing.TB, args ...string) *flintServer {
 	t.Helper()
-	for attempt := 1; ; attempt++ {
-		s, err := startServerErr(t, t.TempDir(), args...)
-		if err == nil {
-			return s
-		}
-		young := strings.Contains(err.Error(), "no response from stream") || strings.Contains(err.Error(), "no responders available")
-		if attempt == 3 || !young {
-			t.Fatal(err)
-		}
-		t.Logf("node start %d of %v hit a stream not yet reachable, starting it again: %v", attempt, args, err)
+	s, err := startServerErr(t, t.TempDir(), args...)
+	if err != nil {
+		t.Fatal(err)
 	}
+	return s
 }
 
 // TestClusterSpreadsAndLimits: three `flint server`s on one 3-node NATS

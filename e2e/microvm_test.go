@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/lambda"
@@ -19,7 +20,10 @@ import (
 // TestMicroVMDriver runs the aws-lambda-go function through
 // flint server --sandbox-driver microvm: a cold start boots a VM, a warm
 // invocation reuses it, the AWS CLI invokes it, and a runtime that exits
-// is Runtime.ExitError as with the process driver. It needs QEMU and the
+// is Runtime.ExitError as with the process driver; the cluster view names
+// the host's driver; the Python and Node functions of
+// TestPythonAndNodeRuntimes give the same results in microVMs (cold
+// starts restored from snapshots). It needs QEMU and the
 // guest kernel, and runs with FLINT_TEST_MICROVM=1 (boots take seconds
 // under TCG).
 func TestMicroVMDriver(t *testing.T) {
@@ -68,5 +72,40 @@ func TestMicroVMDriver(t *testing.T) {
 	}
 	if !strings.Contains(s.log(), "driver=microvm") {
 		t.Error("the server log does not name the microvm driver")
+	}
+	var v struct {
+		Hosts []struct {
+			Driver string `json:"driver"`
+		} `json:"hosts"`
+	}
+	if code, err := httpGetJSON(s.url()+"/flint/v1/cluster", &v); err != nil || code != 200 || len(v.Hosts) != 1 || v.Hosts[0].Driver != "microvm" {
+		t.Errorf("GET /flint/v1/cluster: %d %v %+v: want the host's driver, microvm", code, err, v.Hosts)
+	}
+	c.DeleteFunction(ctxT(t, 30*time.Second), &lambda.DeleteFunctionInput{FunctionName: aws.String("vm-hello")})
+
+	// The same Python and Node functions as under the process driver,
+	// cold-started from snapshots of booted guests.
+	t.Run("python-node", func(t *testing.T) { checkPythonAndNode(t, c) })
+	if !strings.Contains(s.log(), "snapshot saved") {
+		t.Error("the server log shows no snapshot saved")
+	}
+
+	// The Python function through the AWS CLI, end to end.
+	dir := t.TempDir()
+	zip := filepath.Join(dir, "fn.zip")
+	if err := os.WriteFile(zip, zipTestdata(t, "python"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	python := offeredRuntime(t, c, "python3.")
+	if _, stderr, err := s.awsCLI(t, "lambda", "create-function", "--function-name", "vm-py", "--runtime", python,
+		"--handler", "handler.handler", "--role", "arn:aws:iam::000000000000:role/x", "--zip-file", "fileb://"+zip); err != nil {
+		t.Fatalf("aws lambda create-function: %v\n%s", err, stderr)
+	}
+	resp := filepath.Join(dir, "out.json")
+	stdout, stderr, err = s.awsCLI(t, "lambda", "invoke", "--function-name", "vm-py",
+		"--cli-binary-format", "raw-in-base64-out", "--payload", `{"name":"cli"}`, resp)
+	body, _ := os.ReadFile(resp)
+	if err != nil || !strings.Contains(stdout, `"StatusCode": 200`) || !strings.Contains(string(body), `"hello": "cli"`) {
+		t.Errorf("aws lambda invoke (python): %v\n%s\n%s\nresponse %s", err, stdout, stderr, body)
 	}
 }

@@ -39,7 +39,14 @@ func offeredRuntime(t *testing.T, c *lambda.Client, prefix string) string {
 
 func TestPythonAndNodeRuntimes(t *testing.T) {
 	s := startServer(t, t.TempDir())
-	c := s.lambda()
+	checkPythonAndNode(t, s.lambda())
+}
+
+// checkPythonAndNode runs the Python and Node test functions on the
+// server c talks to (TestMicroVMDriver runs them in microVMs): cold and
+// warm invocations, the context, the log tail, a handler error. Each
+// function is deleted after its case (its idle sandbox with it).
+func checkPythonAndNode(t *testing.T, c *lambda.Client) {
 	python := offeredRuntime(t, c, "python3.")
 	node := offeredRuntime(t, c, "nodejs")
 
@@ -62,6 +69,7 @@ func TestPythonAndNodeRuntimes(t *testing.T) {
 			}); err != nil {
 				t.Fatal(err)
 			}
+			defer c.DeleteFunction(ctxT(t, 30*time.Second), &lambda.DeleteFunctionInput{FunctionName: aws.String(tc.name)})
 			out := invoke(t, c, tc.name, map[string]any{"name": "flint"}, true)
 			if out.FunctionError != nil {
 				t.Fatalf("%s: %s", *out.FunctionError, out.Payload)

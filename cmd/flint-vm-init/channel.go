@@ -54,15 +54,19 @@ func (c *control) send(ev vmchan.Event) {
 	_ = c.enc.Encode(ev)
 }
 
-// serve runs one sandbox: it accepts the host's streams, starts the
-// runtime on Start, and returns once the runtime's exit is reported.
+// serve runs one sandbox: the handshake, then it accepts the host's
+// streams, unpacks the function's files and starts the runtime on Start,
+// and returns once the runtime's exit is reported.
 func serve(port *os.File) error {
+	if err := handshake(port); err != nil {
+		return err
+	}
 	sess, err := yamux.Server(port, vmchan.Config())
 	if err != nil {
 		return err
 	}
-	var ctlStream, outStream net.Conn
-	for ctlStream == nil || outStream == nil {
+	var ctlStream, outStream, filesStream net.Conn
+	for ctlStream == nil || outStream == nil || filesStream == nil {
 		s, err := sess.Accept()
 		if err != nil {
 			return fmt.Errorf("accept the host's streams: %w", err)
@@ -76,6 +80,8 @@ func serve(port *os.File) error {
 			ctlStream = s
 		case vmchan.TagOutput:
 			outStream = s
+		case vmchan.TagFiles:
+			filesStream = s
 		default:
 			return fmt.Errorf("unknown stream tag %q", tag[0])
 		}
@@ -86,7 +92,12 @@ func serve(port *os.File) error {
 	if err := dec.Decode(&start); err != nil {
 		return fmt.Errorf("read Start: %w", err)
 	}
-	rt, err := startRuntime(start, sess, outStream)
+	err = unpackFiles(filesStream, start.ReadOnly)
+	filesStream.Close()
+	var rt *runtime
+	if err == nil {
+		rt, err = startRuntime(start, sess, outStream)
+	}
 	if err != nil {
 		ctl.send(vmchan.Event{Type: "error", Error: err.Error()})
 		time.Sleep(time.Second) // let the host read it before the reboot

@@ -10,9 +10,12 @@
 // (127.0.0.1:9001 in the guest) to the host over the channel, streams the
 // runtime's output back, and reports its exit.
 //
-// Boot steps, in order: console, mounts, modules, loopback, cgroup,
-// channel, then per Start: tmp, read-only mounts, Runtime API listener,
-// runtime.
+// Boot steps, in order: console, mounts, modules, the read-only root image
+// (the first virtio disk) as the root, loopback, cgroup, channel, then the
+// handshake (the host's clock and RNG seed: a guest may be restored from a
+// snapshot taken here, see vmchan), and on Start: the function's files
+// (over the channel, into read-only tmpfs mounts), /tmp, Runtime API
+// listener, runtime.
 //
 // The same binary, started with the argument ExecArg, is the runtime's
 // launcher: it drops every capability from the bounding set, takes the
@@ -65,6 +68,9 @@ func run() error {
 		return err
 	}
 	if err := guest.LoadModules(strings.Fields(string(b))); err != nil {
+		return err
+	}
+	if err := switchRoot(10 * time.Second); err != nil {
 		return err
 	}
 	if err := guest.LoopbackUp(); err != nil {

@@ -50,22 +50,6 @@ func startRuntime(s vmchan.Start, sess *yamux.Session, outStream io.WriteCloser)
 		fmt.Sprintf("mode=1777,size=%dm", max(s.TmpMB, 1))); err != nil {
 		return nil, fmt.Errorf("size /tmp: %w", err)
 	}
-	for _, d := range s.ReadOnly {
-		if err := unix.Mount(d, d, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-			return nil, fmt.Errorf("bind %s: %w", d, err)
-		}
-		if err := unix.Mount("", d, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-			return nil, fmt.Errorf("make %s read-only: %w", d, err)
-		}
-	}
-	// The initramfs's root belongs to root but is world-writable: close
-	// it, then make it read-only where the kernel allows.
-	if err := os.Chmod("/", 0o755); err != nil {
-		return nil, err
-	}
-	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-		fmt.Printf("flint-vm-init: root stays writable for root: %v\n", err)
-	}
 	if err := os.Mkdir(cgroupDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -103,8 +87,10 @@ func startRuntime(s vmchan.Start, sess *yamux.Session, outStream io.WriteCloser)
 	}
 	defer null.Close()
 	env := append(append([]string(nil), s.Env...), "AWS_LAMBDA_RUNTIME_API=127.0.0.1:"+strconv.Itoa(vmchan.RuntimeAPIPort))
-	args := append([]string{"/init", ExecArg, strconv.Itoa(s.UID), strconv.Itoa(s.GID)}, s.Command...)
-	p, err := os.StartProcess("/init", args, &os.ProcAttr{
+	args := append([]string{"flint-vm-init", ExecArg, strconv.Itoa(s.UID), strconv.Itoa(s.GID)}, s.Command...)
+	// The init lives in the initramfs, no longer reachable by a path
+	// after switchRoot.
+	p, err := os.StartProcess("/proc/self/exe", args, &os.ProcAttr{
 		Dir: s.Dir, Env: env, Files: []*os.File{null, w, w},
 		Sys: &syscall.SysProcAttr{Setsid: true, UseCgroupFD: true, CgroupFD: int(cg.Fd())},
 	})

@@ -77,6 +77,7 @@ func newRoot(stdout, stderr io.Writer) *cobra.Command {
 		newClusterCmd(g),
 		newTopCmd(g),
 		newKeysCmd(g),
+		newMicroVMCmd(),
 	)
 	return root
 }

@@ -56,7 +56,7 @@ func newClusterCmd(g *globals) *cobra.Command {
 // printCluster prints v as a table of hosts and a line about the backbone.
 func printCluster(w io.Writer, v server.ClusterView, now time.Time) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "HOST\tROLES\tMEMORY MB\tRESERVED MB\tSANDBOXES\tLAST HEARTBEAT\tWORKER ADDR")
+	fmt.Fprintln(tw, "HOST\tROLES\tDRIVER\tMEMORY MB\tRESERVED MB\tSANDBOXES\tPROVISIONED\tLAST HEARTBEAT\tWORKER ADDR")
 	for _, h := range v.Hosts {
 		addr := h.Addr
 		if addr == "" {
@@ -66,8 +66,12 @@ func printCluster(w io.Writer, v server.ClusterView, now time.Time) error {
 		if h.Draining {
 			roles += " (draining)"
 		}
+		driver := h.Driver
+		if driver == "" {
+			driver = "-"
+		}
 		age := now.Sub(h.LastHeartbeat).Round(100 * time.Millisecond)
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s ago\t%s\n", h.ID, roles, h.MemoryMB, h.ReservedMB, h.Sandboxes, age, addr)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%d\t%s ago\t%s\n", h.ID, roles, driver, h.MemoryMB, h.ReservedMB, h.Sandboxes, h.Provisioned, age, addr)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

@@ -24,7 +24,6 @@ import (
 	"bytes"
 	"context"
 	"crypto/hmac"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/xml"
@@ -38,6 +37,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/flintdev/flint/internal/secrets"
 )
 
 // PathPrefix is the path under which links are served; mount Handler on it.
@@ -49,10 +50,10 @@ const DefaultTTL = 10 * time.Minute
 // maxTTL bounds the lifetime a link may claim (S3's 7 days).
 const maxTTL = 7 * 24 * time.Hour
 
-// SecretsBucket is the KV bucket holding the signing key (and, later,
-// other cluster-wide secrets); signingKey is the key's name in it.
+// SecretsBucket is the KV bucket holding the signing key (package
+// secrets); signingKey is the key's name in it.
 const (
-	SecretsBucket = "flint-secrets"
+	SecretsBucket = secrets.Bucket
 	signingKey    = "code-url-hmac"
 )
 
@@ -121,45 +122,20 @@ func New(ctx context.Context, cfg Config) (*Signer, error) {
 	if cfg.IsNotFound == nil {
 		cfg.IsNotFound = func(error) bool { return false }
 	}
-	key, err := loadKey(ctx, cfg.JS, cfg.Replicas)
+	key, err := loadKey(ctx, cfg.JS, cfg.Replicas, cfg.Logger)
 	if err != nil {
 		return nil, err
 	}
 	return &Signer{cfg: cfg, key: key}, nil
 }
 
-// loadKey reads the signing key, creating it if absent; of servers racing
-// to create it, the first write wins and the others read it.
-func loadKey(ctx context.Context, js jetstream.JetStream, replicas int) ([]byte, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-		Bucket:      SecretsBucket,
-		Description: "Flint cluster-wide secrets",
-		History:     1,
-		Storage:     jetstream.FileStorage,
-		Replicas:    max(1, replicas),
-	})
+// loadKey reads the signing key, creating it if absent.
+func loadKey(ctx context.Context, js jetstream.JetStream, replicas int, log *slog.Logger) ([]byte, error) {
+	key, err := secrets.Load(ctx, js, replicas, signingKey, log)
 	if err != nil {
-		return nil, fmt.Errorf("codeurl: open bucket %s: %w", SecretsBucket, err)
+		return nil, fmt.Errorf("codeurl: signing key: %w", err)
 	}
-	for range 3 {
-		e, err := kv.Get(ctx, signingKey)
-		if err == nil && len(e.Value()) >= 32 {
-			return e.Value(), nil
-		}
-		if err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) && !errors.Is(err, jetstream.ErrKeyDeleted) {
-			return nil, fmt.Errorf("codeurl: read signing key: %w", err)
-		}
-		fresh := make([]byte, 32)
-		if _, err := rand.Read(fresh); err != nil {
-			return nil, fmt.Errorf("codeurl: new signing key: %w", err)
-		}
-		if _, err := kv.Create(ctx, signingKey, fresh); err == nil {
-			return fresh, nil
-		} else if !errors.Is(err, jetstream.ErrKeyExists) {
-			return nil, fmt.Errorf("codeurl: store signing key: %w", err)
-		}
-	}
-	return nil, errors.New("codeurl: signing key neither readable nor creatable")
+	return key, nil
 }
 
 // sign is the hex HMAC of one link's parts.

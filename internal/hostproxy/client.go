@@ -3,6 +3,7 @@ package hostproxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +27,13 @@ type ClientConfig struct {
 	// Owner names this node: the remote host destroys the sandboxes of an
 	// owner it no longer sees alive.
 	Owner string
+	// Key is the cluster key (at least MinKeySize bytes, required): its
+	// token goes with every request (auth.go).
+	Key []byte
+	// TLS, when set, makes the client speak HTTPS to the host, verifying
+	// its certificate with this configuration (RootCAs: the cluster's
+	// CA). The host must serve TLS on its worker port.
+	TLS *tls.Config
 	// Transport, when set, replaces the default HTTP transport (tests).
 	Transport http.RoundTripper
 }
@@ -33,9 +41,10 @@ type ClientConfig struct {
 // Client is a remote worker host as a workermanager.Host. Safe for
 // concurrent use.
 type Client struct {
-	cfg  ClientConfig
-	base string
-	hc   *http.Client
+	cfg   ClientConfig
+	base  string
+	token string // of cfg.Key
+	hc    *http.Client
 	// gone is canceled by Gone: in-flight calls end, later ones fail.
 	gone   context.Context
 	goneFn context.CancelFunc
@@ -49,6 +58,10 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.Addr == "" {
 		return nil, fmt.Errorf("hostproxy: host %s advertises no address", cfg.HostID)
 	}
+	token, err := Token(cfg.Key)
+	if err != nil {
+		return nil, err
+	}
 	rt := cfg.Transport
 	if rt == nil {
 		rt = &http.Transport{
@@ -57,11 +70,16 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 			MaxIdleConnsPerHost: 1024,
 			IdleConnTimeout:     90 * time.Second,
 			DisableCompression:  true,
+			TLSClientConfig:     cfg.TLS,
 		}
+	}
+	scheme := "http://"
+	if cfg.TLS != nil {
+		scheme = "https://"
 	}
 	gone, goneFn := context.WithCancel(context.Background())
 	return &Client{
-		cfg: cfg, base: "http://" + cfg.Addr + prefix,
+		cfg: cfg, base: scheme + cfg.Addr + prefix, token: token,
 		hc:   &http.Client{Transport: rt},
 		gone: gone, goneFn: goneFn,
 	}, nil
@@ -95,6 +113,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, hdr h
 	if c.cfg.Owner != "" {
 		req.Header.Set(hdrOwner, c.cfg.Owner)
 	}
+	req.Header.Set("Authorization", "Bearer "+c.token)
 	resp, err := c.hc.Do(req)
 	if err != nil {
 		stop()
@@ -130,8 +149,13 @@ func (c *Client) remoteError(resp *http.Response, what string) error {
 	if json.Unmarshal(data, &eb) != nil || eb.Message == "" {
 		eb.Message = resp.Status
 	}
-	if eb.Kind == kindFull {
+	switch eb.Kind {
+	case kindFull:
 		return fmt.Errorf("%s on host %s: %s: %w", what, c.cfg.HostID, eb.Message, workermanager.ErrHostFull)
+	case kindUnauthorized:
+		// Another cluster's key (a misconfiguration): place elsewhere.
+		return fmt.Errorf("%s on host %s: refused this node's worker port token (do the nodes share one cluster key?): %w",
+			what, c.cfg.HostID, workermanager.ErrHostUnreachable)
 	}
 	return fmt.Errorf("%s on host %s: %s", what, c.cfg.HostID, eb.Message)
 }

@@ -3,10 +3,15 @@ package hostproxy
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"net/http/httptest"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -106,7 +111,7 @@ func (s *echoSandbox) Destroy(ctx context.Context) error {
 
 func serve(t *testing.T, h *echoHost, alive func(string) bool) (*Server, string) {
 	t.Helper()
-	srv, err := NewServer(ServerConfig{Host: h, OwnerAlive: alive, OrphanCheck: 20 * time.Millisecond})
+	srv, err := NewServer(ServerConfig{Host: h, Key: testKey, OwnerAlive: alive, OrphanCheck: 20 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -118,9 +123,12 @@ func serve(t *testing.T, h *echoHost, alive func(string) bool) (*Server, string)
 	return srv, hs.Listener.Addr().String()
 }
 
+// testKey is the cluster key of the tests' servers and clients.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
 func client(t *testing.T, addr, owner string) *Client {
 	t.Helper()
-	c, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: owner})
+	c, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: owner, Key: testKey})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,5 +253,96 @@ func TestOrphansReaped(t *testing.T) {
 			t.Fatalf("served %d, host holds %d, want 1 (a's) after b died", srv.Sandboxes(), h.live())
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestWorkerPortToken: the worker port serves only requests carrying the
+// cluster's token. A request without one, or a node with another key, is
+// refused (401) before anything runs, and the client tells its manager to
+// place elsewhere.
+func TestWorkerPortToken(t *testing.T) {
+	h := newEchoHost(10)
+	_, addr := serve(t, h, nil)
+	for _, auth := range []string{"", "Bearer ", "Bearer nottherighttoken", "Basic ZmxpbnQ6ZmxpbnQ="} {
+		req, _ := http.NewRequest("POST", "http://"+addr+prefix+"/sandboxes", strings.NewReader(`{"account":"000000000000","name":"f","version":"$LATEST","memorySize":128}`))
+		if auth != "" {
+			req.Header.Set("Authorization", auth)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusUnauthorized || !strings.Contains(string(body), `"unauthorized"`) {
+			t.Errorf("Authorization %q: %d %s, want 401 unauthorized", auth, resp.StatusCode, body)
+		}
+	}
+	other, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: "front/1", Key: []byte("another cluster's key, 32 bytes!")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := other.CreateSandbox(context.Background(), fn); !errors.Is(err, workermanager.ErrHostUnreachable) {
+		t.Fatalf("CreateSandbox with another key: %v, want ErrHostUnreachable", err)
+	}
+	h.mu.Lock()
+	n := len(h.sandboxes)
+	h.mu.Unlock()
+	if n != 0 {
+		t.Fatalf("%d sandboxes created by refused requests", n)
+	}
+	// The right key works.
+	sb, err := client(t, addr, "front/1").CreateSandbox(context.Background(), fn)
+	if err != nil {
+		t.Fatalf("CreateSandbox with the cluster key: %v", err)
+	}
+	sb.Destroy(context.Background())
+	if _, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Key: []byte("short")}); err == nil {
+		t.Fatal("NewClient accepted a 5-byte key")
+	}
+	if _, err := NewServer(ServerConfig{Host: h}); err == nil {
+		t.Fatal("NewServer accepted no key")
+	}
+}
+
+// TestTLS: with ClientConfig.TLS the client speaks HTTPS and checks the
+// host's certificate; a client that does not trust it cannot reach it.
+func TestTLS(t *testing.T) {
+	h := newEchoHost(10)
+	srv, err := NewServer(ServerConfig{Host: h, Key: testKey})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.StartTLS()
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close(context.Background())
+	})
+	addr := hs.Listener.Addr().String()
+	pool := x509.NewCertPool()
+	pool.AddCert(hs.Certificate())
+	c, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: "front/1", Key: testKey, TLS: &tls.Config{RootCAs: pool}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := c.CreateSandbox(context.Background(), fn)
+	if err != nil {
+		t.Fatalf("CreateSandbox over TLS: %v", err)
+	}
+	res, err := sb.Invoke(context.Background(), invocation.Request{RequestID: "r1", Payload: []byte(`"hi"`)})
+	if err != nil || string(res.Payload) == "" {
+		t.Fatalf("Invoke over TLS: %+v %v", res, err)
+	}
+	sb.Destroy(context.Background())
+	untrusting, err := NewClient(ClientConfig{HostID: "h1", Addr: addr, Owner: "front/1", Key: testKey, TLS: &tls.Config{RootCAs: x509.NewCertPool()}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := untrusting.CreateSandbox(context.Background(), fn); err == nil {
+		t.Fatal("a client that does not trust the host's certificate created a sandbox")
+	}
+	if _, err := client(t, addr, "front/1").CreateSandbox(context.Background(), fn); err == nil {
+		t.Fatal("a plain HTTP client created a sandbox on a TLS worker port")
 	}
 }

@@ -24,6 +24,9 @@ const DefaultOrphanCheck = 2 * time.Second
 type ServerConfig struct {
 	// Host is the worker served (required).
 	Host workermanager.Host
+	// Key is the cluster key (at least MinKeySize bytes, required): only
+	// requests carrying its token (auth.go) are served.
+	Key []byte
 	// OwnerAlive reports whether the node that created a sandbox is still
 	// live; the sandboxes of an owner found dead on two checks in a row
 	// are destroyed. Nil: sandboxes live until their owner destroys them.
@@ -41,6 +44,9 @@ func (c ServerConfig) Validate() error {
 	if c.Host == nil {
 		return errors.New("hostproxy: ServerConfig.Host is required")
 	}
+	if _, err := Token(c.Key); err != nil {
+		return err
+	}
 	if c.OrphanCheck < 0 || c.DestroyTimeout < 0 {
 		return errors.New("hostproxy: negative interval")
 	}
@@ -50,8 +56,9 @@ func (c ServerConfig) Validate() error {
 // Server serves one worker host over HTTP. Create it with NewServer; its
 // methods are safe for concurrent use.
 type Server struct {
-	cfg ServerConfig
-	log *slog.Logger
+	cfg   ServerConfig
+	log   *slog.Logger
+	token string // of cfg.Key
 
 	mu        sync.Mutex // guards sandboxes, suspects and closed
 	sandboxes map[string]*served
@@ -82,8 +89,9 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	token, _ := Token(cfg.Key) // checked by Validate
 	s := &Server{
-		cfg: cfg, log: cfg.Logger,
+		cfg: cfg, log: cfg.Logger, token: token,
 		sandboxes: make(map[string]*served), suspects: make(map[string]bool),
 		stop: make(chan struct{}), done: make(chan struct{}),
 	}
@@ -98,7 +106,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/init", s.init)
 	mux.HandleFunc("POST "+prefix+"/sandboxes/{id}/invoke", s.invoke)
 	mux.HandleFunc("DELETE "+prefix+"/sandboxes/{id}", s.destroy)
-	return mux
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !authorized(r, s.token) {
+			s.log.Warn("worker port request without the cluster's token refused", "remote", r.RemoteAddr, "method", r.Method, "path", r.URL.Path)
+			writeError(w, http.StatusUnauthorized, kindUnauthorized, "this node's worker port needs the cluster's token (every node must share the cluster key)")
+			return
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // Sandboxes is the number of sandboxes the server holds for other nodes.

@@ -20,6 +20,10 @@
 //	                               → 200, body: 4-byte big-endian length n, n bytes of resultMeta (JSON), the payload
 //	DELETE /sandboxes/{id}         → 204
 //
+// Every request carries the cluster's worker port token
+// ("Authorization: Bearer <token>", auth.go); without it the answer is 401
+// with kind "unauthorized".
+//
 // Errors answer a non-2xx status with {"kind","message"}; kind "full" maps
 // to workermanager.ErrHostFull, "closed" and "unknown" are plain errors.
 // A client that cannot reach the host at all returns errors wrapping

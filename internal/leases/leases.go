@@ -35,6 +35,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flintdev/flint/internal/concurrency"
+	"github.com/flintdev/flint/internal/jsretry"
 )
 
 // Bucket is the KV bucket of the leases.
@@ -78,24 +79,15 @@ func New(ctx context.Context, cfg Config) (*Table, error) {
 		Replicas:    max(cfg.Replicas, 1),
 	}
 	// A cluster seconds old may not answer the first request (its meta
-	// leader is still settling): each attempt gets a few seconds, until
-	// ctx ends.
+	// leader is still settling): retried, each attempt bounded.
 	var kv jetstream.KeyValue
-	var err error
-	for {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		kv, err = cfg.JS.CreateOrUpdateKeyValue(actx, kvc)
-		cancel()
-		if err == nil {
-			break
-		}
-		if ctx.Err() != nil {
-			return nil, fmt.Errorf("leases: bucket %s: %w", Bucket, err)
-		}
-		cfg.Logger.Warn("lease bucket not ready, trying again", "bucket", Bucket, "err", err)
-		if err := sleep(ctx, 200*time.Millisecond); err != nil {
-			return nil, fmt.Errorf("leases: bucket %s: %w", Bucket, err)
-		}
+	err := jsretry.Do(ctx, cfg.Logger, "bucket "+Bucket, func(ctx context.Context) error {
+		var err error
+		kv, err = cfg.JS.CreateOrUpdateKeyValue(ctx, kvc)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("leases: bucket %s: %w", Bucket, err)
 	}
 	return &Table{kv: kv, now: cfg.Clock, log: cfg.Logger}, nil
 }

@@ -73,12 +73,11 @@ func (s *Store) GetAlias(ctx context.Context, account, function, alias string) (
 	if !validKeyPart(account) || !validKeyPart(function) || !validKeyPart(alias) {
 		return nil, s.aliasNotFound(account, function, alias)
 	}
-	if e, ok := s.cache.lookup(cacheKey{account: account, name: function, alias: true, q: alias}); ok {
-		if e.alias == nil {
-			return nil, s.aliasNotFound(account, function, alias)
-		}
+	if e, ok := s.cache.lookup(cacheKey{account: account, name: function, alias: true, q: alias}); ok && e.alias != nil {
 		return e.alias.clone(), nil
 	}
+	// Absent from the cache: the KV answers before a 404 (another node
+	// may have just created the alias; see Get).
 	e, err := s.kv.Get(ctx, aliasKey(account, function, alias))
 	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
 		return nil, s.aliasNotFound(account, function, alias)
@@ -91,6 +90,7 @@ func (s *Store) GetAlias(ctx context.Context, account, function, alias string) (
 		return nil, fmt.Errorf("metadata: decode %s: %w", e.Key(), err)
 	}
 	a.KVRevision = e.Revision()
+	s.rememberEntry(e)
 	return &a, nil
 }
 

@@ -32,7 +32,10 @@ import (
 // initial replay (the watcher's nil marker) until the watch is known to
 // have failed (connection lost, subscription closed, Close). Otherwise
 // every read goes to the KV, exactly as without the cache. While current,
-// a key missing from the map does not exist.
+// a key missing from the map (or a tombstone) is still asked of the KV by
+// the store before it answers "not found": the watch may lag another
+// node's create, and a 404 for a function that node has just confirmed
+// would be wrong.
 //
 // Cached values are never handed out: readers get copies (Function.clone,
 // Alias.clone), since callers change what they get.

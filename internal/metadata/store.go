@@ -46,9 +46,12 @@ const maxModifyAttempts = 16
 // Reads of function versions and aliases (Get, GetAlias, Resolve and the
 // listings built on them) are answered from an in-memory cache kept
 // current by a KV watch (cache.go, watch.go): a write of this process is
-// visible to its reads as soon as the write returns; a write of another
+// visible to its reads as soon as the write returns; a change of another
 // process sharing the bucket once the watch delivers it (normally well
-// under a millisecond later). Until the watch has replayed the bucket, and
+// under a millisecond later), except that a version or alias the cache
+// does not hold is always asked of the KV before the answer is "not
+// found", so what another node has just created is readable here at once.
+// Until the watch has replayed the bucket, and
 // whenever it is known to be broken, reads go to the KV. Every returned
 // value is the caller's own copy. Close stops the watch.
 type Store struct {
@@ -221,12 +224,13 @@ func (s *Store) Get(ctx context.Context, account, name, version string) (*Functi
 		return nil, err
 	}
 	if k, ok := versionCacheKey(account, name, version); ok {
-		if e, ok := s.cache.lookup(k); ok {
-			if e.fn == nil {
-				return nil, s.notFound(account, name, version)
-			}
+		if e, ok := s.cache.lookup(k); ok && e.fn != nil {
 			return e.fn.Clone(), nil
 		}
+		// Absent from the cache may only mean that this node's watch has
+		// not yet delivered a version another node just stored: the KV
+		// answers before a 404, so a function is readable on every node
+		// as soon as the node that created it answered.
 	}
 	return s.getKV(ctx, account, name, version)
 }
@@ -240,6 +244,7 @@ func (s *Store) getKV(ctx context.Context, account, name, version string) (*Func
 	if err != nil {
 		return nil, fmt.Errorf("metadata: get %s: %w", s.arn(account, name, version), err)
 	}
+	s.rememberEntry(e)
 	return decode(e)
 }
 

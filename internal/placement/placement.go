@@ -108,6 +108,25 @@ type HostStatus struct {
 	// what isolation its sandboxes get. Placement records it; it does not
 	// choose by it yet.
 	Driver string `json:"driver,omitempty"`
+	// Provisioned is this node's part of the cluster's provisioned
+	// concurrency, by sandbox key (lambdafn.Function.SandboxKey): what its
+	// Worker Manager keeps, so that any frontend can report the cluster's
+	// total (docs/cluster.md).
+	Provisioned map[string]ProvisionedShare `json:"provisioned,omitempty"`
+}
+
+// ProvisionedShare is one node's share of a provisioned concurrency
+// config and its progress.
+type ProvisionedShare struct {
+	// Requested is the node's share of the config's sandboxes.
+	Requested int `json:"requested"`
+	// Allocated sandboxes are created and initialised; Available ones are
+	// allocated and idle.
+	Allocated int `json:"allocated"`
+	Available int `json:"available"`
+	// Failed is the reason the node's provisioning failed, "" while it
+	// has not.
+	Failed string `json:"failed,omitempty"`
 }
 
 // IsWorker reports whether the host runs sandboxes.

@@ -1,13 +1,17 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -15,9 +19,11 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flintdev/flint/internal/hostproxy"
 	"github.com/flintdev/flint/internal/placement"
+	"github.com/flintdev/flint/internal/secrets"
 	"github.com/flintdev/flint/internal/workermanager"
 )
 
@@ -98,6 +104,8 @@ func checkHostIDFree(nc *nats.Conn, hostID, instance string, wait time.Duration)
 type hostSet struct {
 	self      string
 	owner     string             // this node's host id and instance, as remote hosts see it
+	key       []byte             // the cluster key (worker port token)
+	tls       *tls.Config        // nil: the worker ports speak plain HTTP
 	local     workermanager.Host // nil without the worker role
 	placement *placement.Service
 	log       *slog.Logger
@@ -128,7 +136,7 @@ func (hs *hostSet) lookup(id string) (workermanager.Host, bool) {
 		}
 		r.client.Gone() // the host restarted: its old sandboxes are gone
 	}
-	c, err := hostproxy.NewClient(hostproxy.ClientConfig{HostID: id, Addr: info.Addr, Owner: hs.owner})
+	c, err := hostproxy.NewClient(hostproxy.ClientConfig{HostID: id, Addr: info.Addr, Owner: hs.owner, Key: hs.key, TLS: hs.tls})
 	if err != nil {
 		hs.log.Warn("worker host unusable", "host", id, "err", err)
 		return nil, false
@@ -228,4 +236,65 @@ func workerListenAddr(cfg *Config) string {
 		host = "127.0.0.1"
 	}
 	return net.JoinHostPort(host, "0")
+}
+
+// workerPortKey names the cluster key in the secrets bucket.
+const workerPortKey = "worker-port-key"
+
+// loadClusterKey is the key of the worker ports: --cluster-secret-file's
+// content, or the one the backbone keeps for the cluster (made by the
+// first node that needs it).
+func loadClusterKey(ctx context.Context, cfg *Config, js jetstream.JetStream, replicas int, log *slog.Logger) ([]byte, error) {
+	if cfg.ClusterSecretFile == "" {
+		key, err := secrets.Load(ctx, js, replicas, workerPortKey, log)
+		if err != nil {
+			return nil, fmt.Errorf("server: cluster key: %w", err)
+		}
+		return key, nil
+	}
+	key, err := os.ReadFile(cfg.ClusterSecretFile)
+	if err != nil {
+		return nil, fmt.Errorf("server: --cluster-secret-file: %w", err)
+	}
+	key = bytes.TrimSpace(key)
+	if len(key) < hostproxy.MinKeySize {
+		return nil, fmt.Errorf("server: --cluster-secret-file %s holds %d bytes; the cluster key needs at least %d (e.g. openssl rand -hex 32 > %s)",
+			cfg.ClusterSecretFile, len(key), hostproxy.MinKeySize, cfg.ClusterSecretFile)
+	}
+	return key, nil
+}
+
+// countSet counts the non-empty strings.
+func countSet(ss ...string) int {
+	n := 0
+	for _, s := range ss {
+		if s != "" {
+			n++
+		}
+	}
+	return n
+}
+
+// workerTLS loads the worker port's TLS settings: what this node's worker
+// serves, and what its clients check the other workers with. Both nil
+// without --worker-tls-*.
+func workerTLS(cfg *Config) (serve, dial *tls.Config, err error) {
+	if cfg.WorkerTLSCert == "" {
+		return nil, nil, nil
+	}
+	cert, err := tls.LoadX509KeyPair(cfg.WorkerTLSCert, cfg.WorkerTLSKey)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: --worker-tls-cert/--worker-tls-key: %w", err)
+	}
+	pem, err := os.ReadFile(cfg.WorkerTLSCA)
+	if err != nil {
+		return nil, nil, fmt.Errorf("server: --worker-tls-ca: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, nil, fmt.Errorf("server: --worker-tls-ca %s holds no PEM certificate", cfg.WorkerTLSCA)
+	}
+	serve = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+	dial = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	return serve, dial, nil
 }

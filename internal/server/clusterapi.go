@@ -27,6 +27,13 @@ type ClusterHost struct {
 	LastHeartbeat time.Time `json:"lastHeartbeat"`
 	Addr          string    `json:"addr,omitempty"`
 	Draining      bool      `json:"draining,omitempty"`
+	// Driver is the host's sandbox driver ("process", "microvm"), from its
+	// heartbeats; "" for hosts that run no worker.
+	Driver string `json:"driver,omitempty"`
+	// Provisioned counts the provisioned sandboxes the node keeps ready
+	// (as a frontend, on any worker) for its shares of the cluster's
+	// provisioned concurrency.
+	Provisioned int `json:"provisioned,omitempty"`
 }
 
 // BackboneView is this node's connection to NATS.
@@ -49,9 +56,15 @@ func (c *components) clusterHandler(w http.ResponseWriter, r *http.Request) {
 		if !h.Shared {
 			sandboxes = h.Reservations
 		}
+		provisioned := 0
+		for _, sh := range h.Provisioned {
+			provisioned += sh.Allocated
+		}
 		v.Hosts = append(v.Hosts, ClusterHost{
 			ID: h.HostID, Roles: h.Roles, MemoryMB: h.MemoryMB, ReservedMB: h.ReservedMB,
 			Sandboxes: sandboxes, LastHeartbeat: h.LastSeen.UTC(), Addr: h.Addr, Draining: h.Draining,
+			Driver:      h.Driver,
+			Provisioned: provisioned,
 		})
 	}
 	nc := c.bb.Conn()

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"crypto/sha256"
+	"crypto/tls"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,7 +11,10 @@ import (
 	"net/http"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/flintdev/flint/internal/asyncq"
 	"github.com/flintdev/flint/internal/auth"
@@ -24,6 +28,7 @@ import (
 	"github.com/flintdev/flint/internal/frontend"
 	"github.com/flintdev/flint/internal/funcurl"
 	"github.com/flintdev/flint/internal/hostproxy"
+	"github.com/flintdev/flint/internal/jsretry"
 	"github.com/flintdev/flint/internal/lambdaerr"
 	"github.com/flintdev/flint/internal/layers"
 	"github.com/flintdev/flint/internal/leases"
@@ -56,10 +61,19 @@ type components struct {
 	worker    *worker.Worker
 	placement *placement.Service
 	hostProxy *hostproxy.Server // nil unless clustered with the worker role
-	manager   *workermanager.Manager
-	async     *asyncq.Service
-	frontend  *frontend.Handler
-	metrics   *metrics.Metrics
+	// provisioning keeps this node's share of the cluster's provisioned
+	// concurrency (clustered frontends only; read by the heartbeats).
+	provisioning atomic.Pointer[clusterProvisioning]
+	// clusterKey authenticates this node to the other nodes' worker ports
+	// and them to its own.
+	clusterKey []byte
+	// workerServeTLS and workerDialTLS are the worker port's TLS
+	// (--worker-tls-*), nil without.
+	workerServeTLS, workerDialTLS *tls.Config
+	manager                       *workermanager.Manager
+	async                         *asyncq.Service
+	frontend                      *frontend.Handler
+	metrics                       *metrics.Metrics
 	// observed is the manager as the frontend and async service call
 	// it: invocations counted and recorded.
 	observed     *observedManager
@@ -120,7 +134,15 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, err
 	}
 	c.onClose("backbone", func(context.Context) error { c.bb.Close(); return nil })
-	js := c.bb.JetStream()
+	// A NATS cluster seconds old (or electing a meta leader) may not
+	// answer the first requests: the stores are opened through a
+	// JetStream that retries such failures until the start is done.
+	if err := jsretry.WaitReady(ctx, c.bb.JetStream(), log.With("component", "backbone")); err != nil {
+		return nil, fmt.Errorf("server: backbone: %w", err)
+	}
+	startJS := jsretry.Starting(c.bb.JetStream(), log.With("component", "backbone"))
+	defer startJS.Settle()
+	var js jetstream.JetStream = startJS
 	replicas := c.bb.Replicas()
 	lim := c.bb.Limits()
 	log.Info("backbone storage", "maxStoreBytes", lim.MaxStore, "reserveBytes", lim.Reserve, "replicas", replicas)
@@ -136,7 +158,13 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	}
 	c.onClose("key store", c.keys.Close)
 	credPath := filepath.Join(data, "credentials")
-	root, created, err := c.keys.EnsureRoot(ctx, credPath, cfg.Account)
+	var root auth.Key
+	var created bool
+	err = jsretry.Do(ctx, log, "root key", func(ctx context.Context) error {
+		var err error
+		root, created, err = c.keys.EnsureRoot(ctx, credPath, cfg.Account)
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("server: root key: %w", err)
 	}
@@ -174,6 +202,17 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		return nil, fmt.Errorf("server: runtimes: %w", err)
 	}
 	hostID, instance := cfg.HostID, newInstance()
+	// Placement hears the heartbeats from here on: by the end of the host
+	// id check below, a cluster node knows every live host before it
+	// serves its first request.
+	if c.placement, err = placement.New(placement.Config{Logger: log.With("component", "placement")}); err != nil {
+		return nil, fmt.Errorf("server: placement: %w", err)
+	}
+	stopSub, err := c.placement.Subscribe(c.bb.Conn())
+	if err != nil {
+		return nil, fmt.Errorf("server: placement heartbeats: %w", err)
+	}
+	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	if cfg.clustered() {
 		// A second live node with this id would make placement send one
 		// host's sandboxes to the other: refuse before heartbeating.
@@ -187,6 +226,15 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		c.cgroupParent = sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log).CgroupParent
 	}
 
+	// Every node loads the cluster key, the embedded one too: other
+	// servers may join its NATS with --nats-url, and it then reaches
+	// their workers.
+	if c.clusterKey, err = loadClusterKey(ctx, &cfg, js, replicas, log); err != nil {
+		return nil, err
+	}
+	if c.workerServeTLS, c.workerDialTLS, err = workerTLS(&cfg); err != nil {
+		return nil, err
+	}
 	var workerAddr string
 	if cfg.has(placement.RoleWorker) {
 		if workerAddr, err = c.startWorker(ctx, hostID); err != nil {
@@ -194,14 +242,6 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		}
 	}
 
-	if c.placement, err = placement.New(placement.Config{Logger: log.With("component", "placement")}); err != nil {
-		return nil, fmt.Errorf("server: placement: %w", err)
-	}
-	stopSub, err := c.placement.Subscribe(c.bb.Conn())
-	if err != nil {
-		return nil, fmt.Errorf("server: placement heartbeats: %w", err)
-	}
-	c.onClose("placement heartbeat subscription", func(context.Context) error { stopSub(); return nil })
 	status := func() placement.HostStatus {
 		hs := placement.HostStatus{HostID: hostID, Roles: cfg.Roles, Instance: instance, Addr: workerAddr, Shared: cfg.clustered()}
 		if c.worker != nil {
@@ -209,6 +249,9 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 			st := c.worker.Status()
 			hs.MemoryMB, hs.MaxSandboxes, hs.CachedCode = st.MemoryMB, st.MaxSandboxes, st.CachedCode
 			hs.Sandboxes, hs.UsedMB = st.Sandboxes, st.MemoryUsedMB
+		}
+		if cp := c.provisioning.Load(); cp != nil {
+			hs.Provisioned = cp.report()
 		}
 		return hs
 	}
@@ -228,7 +271,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 	c.onClose("heartbeats", func(context.Context) error { stopBeats(); return nil })
 
 	hosts := &hostSet{
-		self: hostID, owner: hostID + "/" + instance, placement: c.placement,
+		self: hostID, owner: hostID + "/" + instance, key: c.clusterKey, tls: c.workerDialTLS, placement: c.placement,
 		log: log.With("component", "hosts"), remotes: map[string]*remote{},
 	}
 	if c.worker != nil {
@@ -261,14 +304,37 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		stopSync := hosts.start(c.manager)
 		c.onClose("host sync", func(context.Context) error { stopSync(); return nil })
 	}
+	// In a cluster the frontends split each provisioned concurrency config
+	// among themselves (provisioned.go); alone, the frontend hands it to
+	// its manager directly.
+	var concurrencyControl frontend.ConcurrencyController
+	if cfg.clustered() && cfg.has(placement.RoleFrontend) {
+		var cp *clusterProvisioning
+		err := jsretry.Do(ctx, log, "provisioned concurrency watch", func(context.Context) error {
+			var err error
+			cp, err = startProvisioning(hostID, c.functions, c.manager, c.placement, log.With("component", "provisioning"), placement.DefaultHeartbeatInterval)
+			return err
+		})
+		if err != nil {
+			return nil, fmt.Errorf("server: %w", err)
+		}
+		c.provisioning.Store(cp)
+		c.onClose("provisioned concurrency", func(context.Context) error { cp.stop(); return nil })
+		concurrencyControl = cp
+	}
 	// Reserved concurrency reaches this node's manager through the store,
 	// whichever node's API set it.
-	stopWatch, err := c.functions.WatchReservedConcurrency(func(account, name string, n int, set bool) {
-		if set {
-			c.manager.SetReservedConcurrency(account, name, n)
-		} else {
-			c.manager.ClearReservedConcurrency(account, name)
-		}
+	var stopWatch func()
+	err = jsretry.Do(ctx, log, "reserved concurrency watch", func(context.Context) error {
+		var err error
+		stopWatch, err = c.functions.WatchReservedConcurrency(func(account, name string, n int, set bool) {
+			if set {
+				c.manager.SetReservedConcurrency(account, name, n)
+			} else {
+				c.manager.ClearReservedConcurrency(account, name)
+			}
+		})
+		return err
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: %w", err)
@@ -352,6 +418,7 @@ func start(ctx context.Context, cfg Config) (_ *components, err error) {
 		Functions:   c.functions,
 		Code:        c.code,
 		Invoker:     c.observed,
+		Concurrency: concurrencyControl,
 		Async:       c.async,
 		Runtimes:    c.runtimes,
 		Logs:        c.logs,

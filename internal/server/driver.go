@@ -10,7 +10,6 @@ import (
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/microvm"
 	"github.com/flintdev/flint/internal/sandbox/process"
-	"github.com/flintdev/flint/internal/vm/kernel"
 )
 
 // startDriver builds the sandbox driver cfg.SandboxDriver names and
@@ -35,27 +34,33 @@ func startDriver(ctx context.Context, cfg Config, onClose func(string, func(cont
 	return d, nil
 }
 
-// startMicroVM gets the guest kernel into the machine's VM cache
-// (kernel.DefaultCacheDir: $FLINT_VM_CACHE, else ~/.cache/flint/vm; with
-// apt, the first time), shared with the tests, and builds the guest image
-// under DATA/vm/state.
+// startMicroVM runs the microVM setup step (microvm.Setup, idempotent:
+// the guest kernel into the machine's VM cache with apt the first time,
+// the guest image under DATA/vm/image) and starts the driver, with its
+// sandboxes' directories under DATA/vm/state. It fails, saying what is
+// missing, when QEMU, the kernel, mkfs.ext4 or flint-vm-init cannot be had.
 func startMicroVM(ctx context.Context, cfg Config, onClose func(string, func(context.Context) error)) (sandbox.Driver, error) {
 	init, err := findVMInit(cfg.VMInit)
 	if err != nil {
 		return nil, err
 	}
-	k, err := kernel.Fetch(ctx, kernel.Config{CacheDir: kernel.DefaultCacheDir(), Logger: cfg.Logger})
+	data, err := filepath.Abs(cfg.DataDir)
 	if err != nil {
-		return nil, fmt.Errorf("server: microvm driver: the guest kernel (Debian's linux-image-cloud-amd64, via apt-get): %w", err)
+		return nil, fmt.Errorf("server: microvm driver: %w", err)
 	}
-	state := filepath.Join(cfg.DataDir, "vm", "state")
+	res, err := microvm.Setup(ctx, microvm.SetupConfig{DataDir: data, InitPath: init, Logger: cfg.Logger})
+	if err != nil {
+		return nil, fmt.Errorf("server: microvm driver: %w", err)
+	}
+	state := filepath.Join(data, microvm.StateSubdir)
 	// Sandboxes of an earlier run died with it (QEMU has the parent-death
 	// signal): only their files are left.
 	if err := os.RemoveAll(state); err != nil {
 		return nil, fmt.Errorf("server: microvm driver: %w", err)
 	}
 	d, err := microvm.New(microvm.Config{
-		Kernel: k, InitPath: init, StateDir: state, Logger: cfg.Logger.With("component", "sandbox"),
+		Kernel: res.Kernel, InitPath: init, QEMU: res.QEMU, StateDir: state, ImageDir: res.ImageDir,
+		Logger: cfg.Logger.With("component", "sandbox"),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("server: microvm driver: %w", err)
@@ -67,16 +72,24 @@ func startMicroVM(ctx context.Context, cfg Config, onClose func(string, func(con
 	}
 	// Removes the VMMs' cgroup parent.
 	onClose("sandbox driver", func(context.Context) error { d.Close(); return nil })
-	cfg.Logger.Info("microvm sandbox driver", "kernel", k.Release, "accel", d.Accel())
+	cfg.Logger.Info("microvm sandbox driver", "kernel", res.Kernel.Release, "accel", d.Accel())
 	return d, nil
 }
 
-// findVMInit resolves the flint-vm-init binary: path when given, else
-// next to this executable, else on PATH.
 func findVMInit(path string) (string, error) {
+	p, err := FindVMInit(path)
+	if err != nil {
+		return "", fmt.Errorf("server: %w", err)
+	}
+	return p, nil
+}
+
+// FindVMInit resolves the flint-vm-init binary: path when given, else
+// next to this executable, else on PATH.
+func FindVMInit(path string) (string, error) {
 	if path != "" {
 		if _, err := os.Stat(path); err != nil {
-			return "", fmt.Errorf("server: --vm-init: %w", err)
+			return "", fmt.Errorf("--vm-init: %w", err)
 		}
 		return path, nil
 	}
@@ -88,7 +101,7 @@ func findVMInit(path string) (string, error) {
 	}
 	p, err := exec.LookPath("flint-vm-init")
 	if err != nil {
-		return "", fmt.Errorf("server: the microvm driver needs flint-vm-init (CGO_ENABLED=0 go build ./cmd/flint-vm-init; put it next to flint or give --vm-init): %w", err)
+		return "", fmt.Errorf("the microvm driver needs flint-vm-init (CGO_ENABLED=0 go build ./cmd/flint-vm-init; put it next to flint or give --vm-init): %w", err)
 	}
 	return p, nil
 }

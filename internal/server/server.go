@@ -51,6 +51,15 @@ type Config struct {
 	// (default: the address WorkerListen bound, with the host id as host
 	// when it bound every interface).
 	WorkerAdvertise string
+	// ClusterSecretFile holds the cluster key every node's worker port
+	// requires (at least 16 bytes; every node the same file). Empty: the
+	// key in the backbone's flint-secrets bucket, made by the first node.
+	ClusterSecretFile string
+	// WorkerTLSCert and WorkerTLSKey (PEM files) make the worker port
+	// serve TLS; WorkerTLSCA (PEM) is the CA the other nodes' worker
+	// certificates are checked against. All three or none; every node of
+	// a cluster alike.
+	WorkerTLSCert, WorkerTLSKey, WorkerTLSCA string
 	// MemoryOvercommit multiplies the memory the worker offers to
 	// sandboxes (HostMemoryMB): a sandbox rarely uses its whole
 	// MemorySize (default 1: no overcommit).
@@ -217,6 +226,9 @@ func (c *Config) Validate() error {
 	}
 	if len(c.HostID) > 128 || strings.ContainsAny(c.HostID, " \t\n/") {
 		return fmt.Errorf("server: host id %q: want at most 128 characters, no spaces or slashes", c.HostID)
+	}
+	if n := countSet(c.WorkerTLSCert, c.WorkerTLSKey, c.WorkerTLSCA); n != 0 && n != 3 {
+		return errors.New("server: --worker-tls-cert, --worker-tls-key and --worker-tls-ca go together: set all three (the same CA on every node) or none")
 	}
 	roles, err := parseRoles(c.Roles)
 	if err != nil {

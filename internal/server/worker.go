@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net"
@@ -50,6 +51,7 @@ func (c *components) startWorker(ctx context.Context, hostID string) (addr strin
 	}
 	if c.hostProxy, err = hostproxy.NewServer(hostproxy.ServerConfig{
 		Host: workerHost{c.worker},
+		Key:  c.clusterKey,
 		OwnerAlive: func(owner string) bool {
 			if c.placement == nil {
 				return true
@@ -65,6 +67,9 @@ func (c *components) startWorker(ctx context.Context, hostID string) (addr strin
 		c.hostProxy.Close(ctx)
 		return "", fmt.Errorf("server: worker listener: %w", err)
 	}
+	if c.workerServeTLS != nil {
+		ln = tls.NewListener(ln, c.workerServeTLS)
+	}
 	hs := &http.Server{Handler: c.hostProxy.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go hs.Serve(ln)
 	c.onClose("worker for other nodes", func(ctx context.Context) error {
@@ -72,7 +77,7 @@ func (c *components) startWorker(ctx context.Context, hostID string) (addr strin
 		return c.hostProxy.Close(ctx)
 	})
 	addr = advertise(&cfg, ln.Addr())
-	log.Info("worker serving other nodes", "listen", ln.Addr().String(), "advertise", addr)
+	log.Info("worker serving other nodes", "listen", ln.Addr().String(), "advertise", addr, "tls", c.workerServeTLS != nil)
 	return addr, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"github.com/flintdev/flint/internal/concurrency"
 	"github.com/flintdev/flint/internal/invocation"
 	"github.com/flintdev/flint/internal/lambdaerr"
+	"github.com/flintdev/flint/internal/polltest"
 )
 
 func hostListed(w *world, id string) bool {
@@ -124,6 +125,35 @@ func TestForgetHost(t *testing.T) {
 	}
 	if w.place.outstanding() != 1 || len(w.hosts["host-0"].created) != 1 || w.hosts["host-0"].created[0].destroyed.Load() != 1 {
 		t.Fatalf("outstanding %d, host-0's sandbox destroyed %d times", w.place.outstanding(), w.hosts["host-0"].created[0].destroyed.Load())
+	}
+}
+
+// TestForgetHostReprovisions: provisioned sandboxes lost with their host
+// are made again on the hosts that remain.
+func TestForgetHostReprovisions(t *testing.T) {
+	w := newWorld(t, worldConfig{hostMemoryMB: []int{4096, 4096}})
+	w.initErr = func(*fakeSandbox) error { return nil }
+	fn := testFunction("prov")
+	fn.Version = "1"
+	if err := w.m.SetProvisionedConcurrency(fn, 2); err != nil {
+		t.Fatal(err)
+	}
+	ready := func() bool {
+		st, ok := w.m.ProvisionedConcurrency(fn)
+		return ok && st.Status == concurrency.StatusReady && st.Allocated == 2
+	}
+	polltest.Until(t, 10*time.Second, "provisioned sandboxes ready", ready)
+	lost := "host-0"
+	if len(w.hosts[lost].created) == 0 {
+		lost = "host-1"
+	}
+	other := map[string]string{"host-0": "host-1", "host-1": "host-0"}[lost]
+	before := len(w.hosts[other].created)
+	w.svc.Drop(lost)
+	w.m.ForgetHost(context.Background(), lost)
+	polltest.Until(t, 10*time.Second, "the provisioned sandboxes made again on the other host", ready)
+	if got := len(w.hosts[other].created) - before; got != len(w.hosts[lost].created) {
+		t.Fatalf("%s got %d new sandboxes, want the %d lost with %s", other, got, len(w.hosts[lost].created), lost)
 	}
 }
 

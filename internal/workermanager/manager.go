@@ -550,6 +550,7 @@ func (m *Manager) hostUnreachable(hostID string, err error) {
 // invocation (whose call to the lost host fails) and are not reused.
 func (m *Manager) ForgetHost(ctx context.Context, hostID string) {
 	var victims []*entry
+	reprovision := map[string]bool{} // keys that lost provisioned sandboxes
 	m.mu.Lock()
 	for _, p := range m.pools {
 		kept := p.idle[:0]
@@ -557,6 +558,9 @@ func (m *Manager) ForgetHost(ctx context.Context, hostID string) {
 			if e.res.HostID == hostID {
 				e.state = stateDestroying
 				victims = append(victims, e)
+				if e.provisioned {
+					reprovision[p.key] = true
+				}
 			} else {
 				kept = append(kept, e)
 			}
@@ -571,6 +575,10 @@ func (m *Manager) ForgetHost(ctx context.Context, hostID string) {
 	}
 	if len(victims) > 0 {
 		m.log.Warn("forgot the sandboxes of a lost host", "host", hostID, "sandboxes", len(victims))
+	}
+	// Provisioned sandboxes lost with the host are made again elsewhere.
+	for key := range reprovision {
+		m.reprovision(key)
 	}
 }
 

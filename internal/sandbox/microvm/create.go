@@ -17,7 +17,6 @@ import (
 	"golang.org/x/net/netutil"
 
 	"github.com/flintdev/flint/internal/sandbox"
-	"github.com/flintdev/flint/internal/vm/qemu"
 	"github.com/flintdev/flint/internal/vm/vmchan"
 )
 
@@ -26,11 +25,14 @@ import (
 //
 //	slot       wait for a free VM slot (Config.MaxVMs)
 //	jail       take a uid and gid for the VMM (jail.go)
-//	image      write the sandbox's initramfs (base + code layer)
+//	dir        make the sandbox's directory (the VMM's)
 //	cgroup     the VMM's cgroup: memory and pids
-//	launch     start QEMU through the jail helper, in the cgroup
-//	connect    connect to the channel's unix socket, open the streams
-//	start      send Start; the guest boots, mounts, starts the runtime
+//	launch     restore QEMU from the snapshot of the sandbox's kind, or
+//	           boot it (snapshot.go), through the jail helper, in the
+//	           cgroup; the handshake (clock, RNG seed)
+//	connect    yamux on the channel, open the streams
+//	files      send Start and the function's directories
+//	start      wait for the guest to start the runtime
 //	cpu-limit  the VMM's CPU share (the boot ran at full speed)
 //
 // Any failure kills the VM and removes the sandbox's directory.
@@ -84,66 +86,54 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 	}); err != nil {
 		return nil, err
 	}
-	var ro []string
-	if err := step("image", func() error {
+	if err := step("dir", func() error {
 		if err := os.Mkdir(s.dir, 0o700); err != nil {
 			return err
 		}
-		ro, err = writeInitrd(filepath.Join(s.dir, "initrd"), d.base, map[string]string{
-			"/var/task": spec.CodeDir, "/var/runtime": spec.RuntimeDir, "/opt": spec.OptDir,
-		})
-		if err != nil {
-			return err
-		}
-		// The VMM's own: the initramfs to read, the directory to make
-		// the channel's socket in.
-		for _, p := range []string{filepath.Join(s.dir, "initrd"), s.dir} {
-			if err := os.Chown(p, s.jail.uid, s.jail.gid); err != nil {
-				return err
-			}
-		}
-		return nil
+		// The VMM's own: it makes the channel's socket there.
+		return os.Chown(s.dir, s.jail.uid, s.jail.gid)
 	}); err != nil {
 		return nil, err
 	}
-	guestMiB := spec.MemoryMB + d.cfg.GuestOverheadMB
 	if err := step("cgroup", func() error {
-		return s.jail.cgroup(&spec, guestMiB, filepath.Join(s.dir, "initrd"))
+		return s.jail.cgroup(&spec, spec.MemoryMB+d.cfg.GuestOverheadMB, d.img.initrd)
 	}); err != nil {
 		return nil, err
 	}
-	sock := filepath.Join(s.dir, "ch.sock")
-	if err := step("launch", func() error {
-		tcg := max(0, d.tcgCacheMiB())
-		s.vm, err = qemu.Start(qemu.Config{
-			Binary: d.qemu, Kernel: jailKernel, Initrd: jailVMDir + "/initrd", Wrap: s.jail.wrap(s.dir),
-			MemoryMiB: guestMiB, CPUs: vcpus(spec.MemoryMB), Accel: d.accel, TCGCacheMiB: tcg,
-			Cmdline: []string{"quiet", "loglevel=1", "rdinit=/init"},
-			Console: s.console, Stderr: s.console,
-			ExtraArgs: append([]string{
-				"-device", "virtio-serial-device",
-				"-chardev", "socket,id=flint,path=" + jailVMDir + "/ch.sock,server=on,wait=off",
-				"-device", "virtserialport,chardev=flint,name=" + vmchan.PortName,
-			}, qemuSandbox...),
-		})
-		if err != nil {
+	var conn net.Conn
+	if err := step("launch", func() (err error) {
+		conn, err = d.launch(ctx, s, log)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	if err := step("connect", func() error { return s.connect(conn) }); err != nil {
+		return nil, err
+	}
+	dirs := map[string]string{"/var/task": spec.CodeDir, "/var/runtime": spec.RuntimeDir, "/opt": spec.OptDir}
+	sent := make(chan error, 1) // the files stream's end
+	if err := step("files", func() error {
+		// Start first: the guest reads it before the files. The files
+		// go on while the guest unpacks them; a guest that fails stops
+		// reading and says why on the control stream.
+		if err := s.sendStart(readOnlyDirs(dirs)); err != nil {
 			return err
 		}
-		if err := s.jail.started(s.vm.Pid()); err != nil {
-			select { // the helper failed: its message is on QEMU's stderr
-			case <-s.vm.Done():
-			case <-time.After(time.Second):
+		go func() {
+			err := writeFiles(s.files, dirs)
+			if cerr := s.files.Close(); err == nil {
+				err = cerr
 			}
-			return fmt.Errorf("%w: %s", err, strings.TrimSpace(s.console.String()))
-		}
+			if err != nil {
+				err = fmt.Errorf("send the function's files: %w", err)
+			}
+			sent <- err
+		}()
 		return nil
 	}); err != nil {
 		return nil, err
 	}
-	if err := step("connect", func() error { return s.connect(ctx, sock) }); err != nil {
-		return nil, err
-	}
-	if err := step("start", func() error { return s.start(ctx, ro) }); err != nil {
+	if err := step("start", func() error { return s.started(ctx, sent) }); err != nil {
 		return nil, err
 	}
 	if err := step("cpu-limit", s.jail.limitCPU); err != nil {
@@ -155,24 +145,9 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 	return s, nil
 }
 
-// connect dials the channel's socket (QEMU creates it at start-up) and
-// opens the control and output streams.
-func (s *Sandbox) connect(ctx context.Context, sock string) error {
-	var conn net.Conn
-	for {
-		var err error
-		conn, err = net.Dial("unix", sock)
-		if err == nil {
-			break
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-s.vm.Done():
-			return fmt.Errorf("QEMU exited: %s", s.console.String())
-		case <-time.After(5 * time.Millisecond):
-		}
-	}
+// connect starts yamux on the channel's connection (after the
+// handshake) and opens the control, output and files streams.
+func (s *Sandbox) connect(conn net.Conn) error {
 	sess, err := yamux.Client(conn, vmchan.Config())
 	if err != nil {
 		conn.Close()
@@ -193,12 +168,15 @@ func (s *Sandbox) connect(ctx context.Context, sock string) error {
 	if s.ctl, err = open(vmchan.TagControl); err != nil {
 		return err
 	}
-	s.out, err = open(vmchan.TagOutput)
+	if s.out, err = open(vmchan.TagOutput); err != nil {
+		return err
+	}
+	s.files, err = open(vmchan.TagFiles)
 	return err
 }
 
-// start sends Start and waits for the guest's answer.
-func (s *Sandbox) start(ctx context.Context, ro []string) error {
+// sendStart sends Start, with ro the directories the files stream fills.
+func (s *Sandbox) sendStart(ro []string) error {
 	tmp := s.spec.EphemeralStorageMB
 	if tmp == 0 {
 		tmp = DefaultEphemeralStorageMB
@@ -211,9 +189,12 @@ func (s *Sandbox) start(ctx context.Context, ro []string) error {
 	if st.Env == nil {
 		st.Env = []string{}
 	}
-	if err := json.NewEncoder(s.ctl).Encode(st); err != nil {
-		return err
-	}
+	return json.NewEncoder(s.ctl).Encode(st)
+}
+
+// started waits for the guest's answer to Start; sent yields the end of
+// the files stream (an error there fails the start).
+func (s *Sandbox) started(ctx context.Context, sent <-chan error) error {
 	events := make(chan vmchan.Event, 1)
 	dec := json.NewDecoder(bufio.NewReader(s.ctl))
 	go func() {
@@ -223,21 +204,33 @@ func (s *Sandbox) start(ctx context.Context, ro []string) error {
 		}
 		events <- ev
 	}()
-	select {
-	case ev := <-events:
-		switch ev.Type {
-		case "started":
-			go s.readOutput()
-			go s.readControl(dec)
-			return nil
-		case "error":
-			return errors.New(ev.Error)
-		default:
-			return fmt.Errorf("unexpected first event %q from the guest", ev.Type)
+	for {
+		select {
+		case err := <-sent:
+			if err != nil {
+				return err
+			}
+			sent = nil
+			continue
+		case ev := <-events:
+			return s.startEvent(ev, dec)
+		case <-s.vm.Done():
+			return fmt.Errorf("the VM stopped while starting: %s", strings.TrimSpace(s.console.String()))
+		case <-ctx.Done():
+			return ctx.Err()
 		}
-	case <-s.vm.Done():
-		return fmt.Errorf("the VM stopped while starting: %s", strings.TrimSpace(s.console.String()))
-	case <-ctx.Done():
-		return ctx.Err()
 	}
+}
+
+// startEvent handles the guest's answer to Start.
+func (s *Sandbox) startEvent(ev vmchan.Event, dec *json.Decoder) error {
+	switch ev.Type {
+	case "started":
+		go s.readOutput()
+		go s.readControl(dec)
+		return nil
+	case "error":
+		return errors.New(ev.Error)
+	}
+	return fmt.Errorf("unexpected first event %q from the guest", ev.Type)
 }

@@ -9,9 +9,11 @@
 // 127.0.0.1:9001 in the guest are carried over it to Spec.RuntimeAPI, served
 // on the host, and the runtime's output comes back over it.
 //
-// The function's directories (/var/task, /var/runtime, /opt) travel as an
-// initramfs layer built per sandbox and appended to the driver's base
-// image; the init makes them read-only bind mounts.
+// Every guest boots the same image (image.go): a small initramfs with the
+// init, and a read-only root image with the programs and runtimes
+// (rootfs.go). The function's directories (/var/task, /var/runtime, /opt)
+// travel over the channel after boot; the init makes them read-only.
+// Cold starts restore a snapshot of a booted, idle guest (snapshot.go).
 //
 // QEMU itself runs jailed, as Firecracker's jailer runs Firecracker
 // (jail.go, package jail): a uid and gid of its own per VM, namespaces and
@@ -22,7 +24,6 @@ package microvm
 import (
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -58,6 +59,9 @@ const (
 	// DefaultEphemeralStorageMB sizes /tmp when Spec.EphemeralStorageMB
 	// is 0 (Lambda's default).
 	DefaultEphemeralStorageMB = 512
+	// DefaultRestoreTimeout bounds a snapshot restore (QEMU start to the
+	// guest's Ack) before Create falls back to a full boot.
+	DefaultRestoreTimeout = 20 * time.Second
 )
 
 // DefaultHostPrograms are copied from the host into every guest, with
@@ -65,12 +69,12 @@ const (
 var DefaultHostPrograms = []string{
 	"/bin/sh", "/bin/sleep", "/bin/cat", "/bin/grep", "/bin/true", "/bin/false",
 	"/usr/bin/env", "/bin/ls", "/usr/bin/uname", "/usr/bin/setsid", "/usr/bin/head",
-	"/usr/bin/tr", "/usr/bin/wc",
+	"/usr/bin/tr", "/usr/bin/wc", "/bin/date", "/usr/bin/od",
 }
 
-// guestModules are what the init loads: the virtio-mmio transport and the
-// console (virtio-serial) driver.
-var guestModules = []string{"virtio_mmio", "virtio_console"}
+// guestModules are what the init loads: the virtio-mmio transport, the
+// console (virtio-serial) driver and the block driver (the root image).
+var guestModules = []string{"virtio_mmio", "virtio_console", "virtio_blk"}
 
 // Config configures the driver.
 type Config struct {
@@ -81,9 +85,28 @@ type Config struct {
 	// InitPath is the static flint-vm-init binary, PID 1 of every guest.
 	// Required.
 	InitPath string
-	// StateDir holds the base image and one directory per sandbox (its
-	// initramfs and channel socket). Required, absolute.
+	// StateDir holds one directory per sandbox (its channel socket).
+	// Required, absolute.
 	StateDir string
+	// ImageDir holds the guest image (kernel copy, initramfs, root image)
+	// and the snapshots; it outlives the driver, and drivers with the same
+	// configuration may share it (they build it once, under a lock).
+	// Default: StateDir/image.
+	ImageDir string
+	// Runtimes are host interpreters put into the root image with their
+	// libraries (nil: DefaultRuntimes; missing ones are skipped).
+	Runtimes []string
+	// NoSnapshots makes every cold start a full boot.
+	NoSnapshots bool
+	// Warmups are programs, by the interpreter a sandbox's Command starts
+	// with, that a booted guest runs once before its snapshot is saved:
+	// the interpreter's files are then in the snapshot's page cache, and
+	// its sandboxes get a snapshot of their own, per VM size (nil:
+	// DefaultWarmups; an empty map: one snapshot per VM size for all).
+	Warmups map[string][]string
+	// RestoreTimeout bounds a snapshot restore before the fallback to a
+	// full boot (0: DefaultRestoreTimeout).
+	RestoreTimeout time.Duration
 	// Accel is the accelerator; "" probes KVM once in New and falls back
 	// to TCG.
 	Accel qemu.Accel
@@ -173,6 +196,18 @@ func (c *Config) setDefaults() {
 	if c.HostPrograms == nil {
 		c.HostPrograms = DefaultHostPrograms
 	}
+	if c.Runtimes == nil {
+		c.Runtimes = DefaultRuntimes
+	}
+	if c.Warmups == nil {
+		c.Warmups = DefaultWarmups
+	}
+	if c.ImageDir == "" && c.StateDir != "" {
+		c.ImageDir = filepath.Join(c.StateDir, "image")
+	}
+	if c.RestoreTimeout == 0 {
+		c.RestoreTimeout = DefaultRestoreTimeout
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -188,13 +223,15 @@ func (c Config) Validate() error {
 		return errors.New("microvm: InitPath (the flint-vm-init binary) is required")
 	case c.StateDir == "" || !filepath.IsAbs(c.StateDir):
 		return fmt.Errorf("microvm: StateDir %q must be an absolute path", c.StateDir)
+	case !filepath.IsAbs(c.ImageDir):
+		return fmt.Errorf("microvm: ImageDir %q must be an absolute path", c.ImageDir)
 	case c.UID <= 0 || c.GID <= 0:
 		return fmt.Errorf("microvm: UID %d and GID %d must not be root", c.UID, c.GID)
 	case c.VMMUID <= 0 || c.VMMGID <= 0:
 		return fmt.Errorf("microvm: VMMUID %d and VMMGID %d must not be root", c.VMMUID, c.VMMGID)
 	case c.Accel != "" && c.Accel != qemu.TCG && c.Accel != qemu.KVM:
 		return fmt.Errorf("microvm: unknown accelerator %q", c.Accel)
-	case c.MaxVMs < 0 || c.PidsMax < 0 || c.MaxAPIConns < 0 || c.GuestOverheadMB < 0 ||
+	case c.MaxVMs < 0 || c.PidsMax < 0 || c.MaxAPIConns < 0 || c.GuestOverheadMB < 0 || c.RestoreTimeout < 0 ||
 		c.VMMUIDs < 0 || c.VMMOverheadMB < 0 || c.VMMPidsMax < 0 || c.TCGCPUScale < 0 || c.TCGCacheMiB < -1:
 		return errors.New("microvm: negative limit")
 	case int64(c.VMMUID)+int64(c.VMMUIDs) > 1<<31 || int64(c.VMMGID)+int64(c.VMMUIDs) > 1<<31:
@@ -205,12 +242,12 @@ func (c Config) Validate() error {
 
 // Driver creates microVM sandboxes. It is safe for concurrent use.
 type Driver struct {
-	cfg    Config
-	qemu   string
-	base   string        // the base initramfs
-	kernel string        // the vmlinux, bound read-only into every jail
-	accel  qemu.Accel    // chosen in New
-	slots  chan struct{} // nil, or MaxVMs tokens
+	cfg   Config
+	qemu  string
+	img   *guestImage
+	snaps *snapshotStore // nil with NoSnapshots
+	accel qemu.Accel     // chosen in New
+	slots chan struct{}  // nil, or MaxVMs tokens
 	// The VMMs' jail: what they share, and the empty directory every
 	// jail's root is mounted on (in its own mount namespace).
 	vmm      *vmmBase
@@ -219,8 +256,9 @@ type Driver struct {
 
 var _ sandbox.Driver = (*Driver)(nil)
 
-// New checks QEMU, builds the base guest image into StateDir and chooses
-// the accelerator (a KVM probe boot unless cfg.Accel says).
+// New checks QEMU, chooses the accelerator (a KVM probe boot unless
+// cfg.Accel says) and brings the guest image in ImageDir up to date
+// (building the root image takes seconds the first time: see Setup).
 func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -237,19 +275,16 @@ func New(cfg Config) (*Driver, error) {
 	if _, err := os.Stat(cfg.JailerPath); err != nil {
 		return nil, fmt.Errorf("microvm: the VMM jail helper: %w", err)
 	}
-	if err := os.MkdirAll(cfg.StateDir, 0o700); err != nil {
-		return nil, fmt.Errorf("microvm: %w", err)
+	// QEMU reaches the image and its sandbox's directory through its
+	// jail's binds: the directories stay root's.
+	for _, dir := range []string{cfg.StateDir, cfg.ImageDir} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			return nil, fmt.Errorf("microvm: %w", err)
+		}
 	}
-	d := &Driver{cfg: cfg, qemu: bin, base: filepath.Join(cfg.StateDir, "base.cpio"), accel: cfg.Accel,
-		kernel: filepath.Join(cfg.StateDir, "vmlinux"), jailRoot: filepath.Join(cfg.StateDir, "jail-root")}
+	d := &Driver{cfg: cfg, qemu: bin, accel: cfg.Accel, jailRoot: filepath.Join(cfg.StateDir, "jail-root")}
 	if err := os.Mkdir(d.jailRoot, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("microvm: %w", err)
-	}
-	if err := buildBase(d.base, cfg); err != nil {
-		return nil, err
-	}
-	if err := copyFile(d.kernel, cfg.Kernel.Vmlinux, 0o644); err != nil {
-		return nil, fmt.Errorf("microvm: guest kernel: %w", err)
 	}
 	if d.accel == "" {
 		d.accel = qemu.TCG
@@ -257,6 +292,16 @@ func New(cfg Config) (*Driver, error) {
 			d.accel = qemu.KVM
 		} else {
 			cfg.Logger.Info("microvm: KVM unusable, guests run under TCG (slow)", "reason", why)
+		}
+	}
+	t0 := time.Now()
+	if d.img, err = buildImage(cfg, bin, d.accel); err != nil {
+		return nil, err
+	}
+	cfg.Logger.Debug("microvm guest image ready", "dir", cfg.ImageDir, "digest", d.img.digest, "took", time.Since(t0))
+	if !cfg.NoSnapshots {
+		if d.snaps, err = newSnapshotStore(filepath.Join(cfg.ImageDir, "snapshots"), d.img.digest); err != nil {
+			return nil, fmt.Errorf("microvm: snapshots: %w", err)
 		}
 	}
 	if d.vmm, err = newVMMBase(cfg, bin, d.accel); err != nil {
@@ -295,29 +340,3 @@ func (d *Driver) validateSpec(spec *sandbox.Spec) error {
 
 // KernelRelease is the guest kernel's release (uname -r in the guest).
 func (d *Driver) KernelRelease() string { return d.cfg.Kernel.Release }
-
-// copyFile copies src to dst (replacing it) with mode perm.
-func copyFile(dst, src string, perm os.FileMode) error {
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	tmp := dst + ".tmp"
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, perm)
-	if err != nil {
-		return err
-	}
-	_, err = io.Copy(out, in)
-	if cerr := out.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Chmod(tmp, perm)
-	}
-	if err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	return os.Rename(tmp, dst)
-}

@@ -58,6 +58,8 @@ var qemuSandbox = []string{"-sandbox", "on,obsolete=deny,elevateprivileges=deny,
 // Paths in the jail.
 const (
 	jailKernel = "/vmlinux"
+	jailInitrd = "/initrd"     // the guest image's initramfs
+	jailRootfs = "/guest.ext4" // the guest's read-only root image
 	jailVMDir  = "/vm"
 )
 
@@ -190,7 +192,7 @@ func (d *Driver) tcgCacheMiB() int {
 // VMMOverheadMB.
 func (d *Driver) vmmMemoryMiB(guestMiB int, initrd string) (int64, error) {
 	var size int64
-	for _, f := range []string{d.kernel, initrd} {
+	for _, f := range []string{d.img.kernel, initrd} {
 		fi, err := os.Stat(f)
 		if err != nil {
 			return 0, err
@@ -232,7 +234,9 @@ func (j *vmmJail) wrap(sbDir string) func(*exec.Cmd) error {
 		d := j.d
 		spec := d.vmm.tree
 		spec.Binds = append(append([]jail.Bind(nil), spec.Binds...),
-			jail.Bind{Src: d.kernel, Dst: jailKernel},
+			jail.Bind{Src: d.img.kernel, Dst: jailKernel},
+			jail.Bind{Src: d.img.initrd, Dst: jailInitrd},
+			jail.Bind{Src: d.img.rootfs, Dst: jailRootfs},
 			jail.Bind{Src: sbDir, Dst: jailVMDir, Writable: true})
 		spec.Devices = d.vmm.devices
 		spec.Root = d.jailRoot
@@ -242,6 +246,15 @@ func (j *vmmJail) wrap(sbDir string) func(*exec.Cmd) error {
 		var err error
 		j.j, err = jail.Prepare(cmd, d.cfg.JailerPath, spec)
 		return err
+	}
+}
+
+// restart forgets a helper whose QEMU has ended (a failed snapshot
+// restore), so that wrap can prepare the next one.
+func (j *vmmJail) restart() {
+	if j.j != nil {
+		j.j.Close()
+		j.j = nil
 	}
 }
 

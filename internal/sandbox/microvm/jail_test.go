@@ -198,13 +198,15 @@ func TestVMMJail(t *testing.T) {
 			case !strings.HasPrefix(opts, "ro,nosuid,nodev"):
 				t.Errorf("%s: %s mounted %s, want ro,nosuid,nodev", v.sb.ID(), p, opts)
 			}
-			if !(p == "/" || p == "/dev" || p == "/vm" || p == "/vmlinux" || p == "/usr/share/qemu" ||
+			if !(p == "/" || p == "/dev" || p == "/vm" || p == "/vmlinux" || p == "/initrd" || p == "/guest.ext4" || p == "/usr/share/qemu" ||
 				strings.HasPrefix(p, "/usr/lib/") || strings.HasPrefix(p, "/usr/bin/qemu-system-") || strings.HasPrefix(p, "/lib")) {
 				t.Errorf("%s: unexpected mount %s in QEMU's jail", v.sb.ID(), p)
 			}
 		}
-		if !slices.Contains(points, "/vmlinux") || !slices.Contains(points, "/vm") {
-			t.Errorf("%s: QEMU's mounts %v lack /vmlinux or /vm", v.sb.ID(), points)
+		for _, p := range []string{"/vmlinux", "/initrd", "/guest.ext4", "/vm"} {
+			if !slices.Contains(points, p) {
+				t.Errorf("%s: QEMU's mounts %v lack %s", v.sb.ID(), points, p)
+			}
 		}
 
 		// Its cgroup.

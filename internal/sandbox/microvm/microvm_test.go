@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -22,11 +23,6 @@ import (
 	"github.com/flintdev/flint/internal/vm/qemu"
 	"github.com/flintdev/flint/internal/vm/vmtest"
 )
-
-func TestMain(m *testing.M) {
-	jail.MaybeRun() // the driver re-executes this binary to jail QEMU
-	os.Exit(m.Run())
-}
 
 // newDriver builds the guest init and a driver that runs one VM at a time
 // (the development machine is shared and has two cores). It skips when
@@ -50,7 +46,8 @@ func newDriverWith(t testing.TB, mod func(*microvm.Config)) *microvm.Driver {
 	dir := t.TempDir()
 	init := filepath.Join(dir, "flint-vm-init")
 	gobuildtest.Build(t, "github.com/flintdev/flint/cmd/flint-vm-init", init)
-	cfg := microvm.Config{Kernel: k, InitPath: init, StateDir: filepath.Join(dir, "state"), MaxVMs: 1}
+	cfg := microvm.Config{Kernel: k, InitPath: init, StateDir: filepath.Join(dir, "state"), MaxVMs: 1,
+		ImageDir: sharedImageDir(t)}
 	if mod != nil {
 		mod(&cfg)
 	}
@@ -61,6 +58,35 @@ func newDriverWith(t testing.TB, mod func(*microvm.Config)) *microvm.Driver {
 	t.Cleanup(d.Close)
 	t.Logf("guest kernel %s, accelerator %s", k.Release, d.Accel())
 	return d
+}
+
+var imageDir struct {
+	once sync.Once
+	dir  string
+	err  error
+}
+
+// sharedImageDir is the guest image directory every driver of this test
+// binary shares: the root image is built once, and a snapshot saved by one
+// test's first boot serves the cold starts of the next tests (so that the
+// conformance suite runs on restored guests). TestMain removes it.
+func sharedImageDir(t testing.TB) string {
+	imageDir.once.Do(func() {
+		imageDir.dir, imageDir.err = os.MkdirTemp("", "flint-microvm-image-")
+	})
+	if imageDir.err != nil {
+		t.Fatal(imageDir.err)
+	}
+	return filepath.Join(imageDir.dir, "image")
+}
+
+func TestMain(m *testing.M) {
+	jail.MaybeRun() // the driver re-executes this binary to jail QEMU
+	code := m.Run()
+	if imageDir.dir != "" {
+		os.RemoveAll(imageDir.dir)
+	}
+	os.Exit(code)
 }
 
 // TestGuestKernel: the runtime runs on the guest's own kernel, with the

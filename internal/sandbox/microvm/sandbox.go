@@ -39,9 +39,12 @@ type Sandbox struct {
 	sess    *yamux.Session
 	ctl     net.Conn // control stream
 	out     net.Conn // output stream
+	files   net.Conn // files stream (closed once sent)
 	srv     *http.Server
 	console *tail
 	jail    *vmmJail // the VMM's uid and cgroup; closed once QEMU ended
+	// restored: the VM was restored from a snapshot, not booted.
+	restored bool
 
 	done    chan struct{} // closed by monitor once exited
 	outDone chan struct{} // closed when readOutput ends
@@ -69,6 +72,10 @@ func (s *Sandbox) ID() string { return s.id }
 
 // Pid is the QEMU process's id on the host.
 func (s *Sandbox) Pid() int { return s.vm.Pid() }
+
+// Restored reports whether the sandbox's VM was restored from a
+// snapshot (rather than booted).
+func (s *Sandbox) Restored() bool { return s.restored }
 
 // Done implements sandbox.Sandbox.
 func (s *Sandbox) Done() <-chan struct{} { return s.done }
@@ -318,6 +325,12 @@ func (t *tail) Write(p []byte) (int, error) {
 		t.buf = append([]byte(nil), t.buf[len(t.buf)-t.max:]...)
 	}
 	return len(p), nil
+}
+
+func (t *tail) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = nil
 }
 
 func (t *tail) String() string {

@@ -66,6 +66,9 @@ type Config struct {
 	// the supplementary groups it lists): the microVM driver's VMM runs
 	// unprivileged. Every file QEMU opens must then be reachable by it.
 	Credential *syscall.Credential
+	// ExtraFiles are passed to QEMU as fds 3 and up (through Wrap's
+	// helper too, package jail): a snapshot for "-incoming fd:3".
+	ExtraFiles []*os.File
 	// Wrap, when set, may rewrite the command before it starts (the
 	// microVM driver starts QEMU through its jail, package jail); an error
 	// fails Start.
@@ -185,6 +188,7 @@ func Start(c Config) (*VM, error) {
 	// Go sets the parent-death signal after the credential change, which
 	// would otherwise clear it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Credential: c.Credential}
+	cmd.ExtraFiles = c.ExtraFiles
 	if c.Wrap != nil {
 		if err := c.Wrap(cmd); err != nil {
 			return nil, fmt.Errorf("qemu: %w", err)

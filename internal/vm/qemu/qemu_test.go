@@ -53,3 +53,15 @@ func TestHostTSCkHz(t *testing.T) {
 		t.Errorf("HostTSCkHz = %d, not a CPU clock", khz)
 	}
 }
+
+func TestRestoreArgs(t *testing.T) {
+	if got := RestoreArgs(3); len(got) != 2 || got[0] != "-incoming" || got[1] != "fd:3" {
+		t.Errorf("RestoreArgs(3) = %q", got)
+	}
+}
+
+func TestOptValue(t *testing.T) {
+	if got := OptValue("/a,b=c/x"); got != "/a,,b=c/x" {
+		t.Errorf("OptValue = %q", got)
+	}
+}

@@ -10,9 +10,13 @@
 //	host opens  output    guest → host frames (FrameData, FrameSync): the
 //	                      runtime's stdout and stderr, merged as written,
 //	                      and the acknowledgements of Sync requests.
+//	host opens  files     host → guest: a tar archive of the function's
+//	                      directories (code, runtime client, layers).
 //	guest opens one stream per TCP connection a process in the guest makes
 //	            to the Runtime API (127.0.0.1:RuntimeAPIPort there); the
 //	            host serves HTTP on it.
+//
+// Before yamux, the raw port carries the handshake (hello.go).
 //
 // Each host-opened stream starts with one tag byte (TagControl,
 // TagOutput) so that the guest can tell them apart whatever order yamux
@@ -41,6 +45,10 @@ const RuntimeAPIPort = 9001
 const (
 	TagControl byte = 'C'
 	TagOutput  byte = 'O'
+	// TagFiles: a tar archive of the function's directories (entries
+	// under the Start's ReadOnly directories, without the leading "/"),
+	// which the guest unpacks before starting the runtime.
+	TagFiles byte = 'F'
 )
 
 // Start asks the guest to start the runtime.

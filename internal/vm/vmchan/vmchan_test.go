@@ -64,3 +64,65 @@ func FuzzReadFrame(f *testing.F) {
 		}
 	})
 }
+
+func TestHelloRoundTrip(t *testing.T) {
+	h := Hello{UnixNano: 1234567890123}
+	copy(h.Seed[:], "seed bytes")
+	b := h.Marshal()
+	if len(b) != HelloSize {
+		t.Fatalf("marshalled %d bytes, want %d", len(b), HelloSize)
+	}
+	got, err := ParseHello(b)
+	if err != nil || got != h {
+		t.Fatalf("ParseHello = %+v, %v", got, err)
+	}
+	b[0] = 'X'
+	if _, err := ParseHello(b); err == nil {
+		t.Error("ParseHello accepted a bad magic")
+	}
+	if _, err := ParseHello(b[:10]); err == nil {
+		t.Error("ParseHello accepted a short message")
+	}
+}
+
+func FuzzParseHello(f *testing.F) {
+	f.Add(Hello{UnixNano: 1}.Marshal())
+	f.Fuzz(func(t *testing.T, b []byte) {
+		h, err := ParseHello(b)
+		if err == nil && string(h.Marshal()) != string(b) {
+			t.Fatalf("round trip differs")
+		}
+	})
+}
+
+func TestReadHostMessage(t *testing.T) {
+	var b bytes.Buffer
+	h := Hello{UnixNano: 7}
+	b.Write(h.Marshal())
+	w := Warm{Argv: []string{"/usr/bin/node", "-e", "0"}, UID: 993, GID: 990}
+	wb, err := w.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.Write(wb)
+	b.WriteString("JUNK")
+	if m, err := ReadHostMessage(&b); err != nil || m != any(h) {
+		t.Fatalf("first message %v %v, want the hello", m, err)
+	}
+	m, err := ReadHostMessage(&b)
+	if got, ok := m.(Warm); err != nil || !ok || len(got.Argv) != 3 || got.UID != 993 {
+		t.Fatalf("second message %v %v, want the warm-up", m, err)
+	}
+	if _, err := ReadHostMessage(&b); err == nil {
+		t.Error("junk accepted")
+	}
+}
+
+func FuzzReadHostMessage(f *testing.F) {
+	f.Add(Hello{UnixNano: 1}.Marshal())
+	wb, _ := Warm{Argv: []string{"x"}}.Marshal()
+	f.Add(wb)
+	f.Fuzz(func(t *testing.T, b []byte) {
+		_, _ = ReadHostMessage(bytes.NewReader(b))
+	})
+}
