@@ -70,6 +70,8 @@ type functionConfiguration struct {
 	LoggingConfig              loggingConfig     `json:"LoggingConfig"`
 	DeadLetterConfig           *deadLetter       `json:"DeadLetterConfig,omitempty"`
 	Layers                     []layerOut        `json:"Layers,omitempty"`
+	// CapacityProviderConfig is absent for a function without one.
+	CapacityProviderConfig *capacityProviderConfig `json:"CapacityProviderConfig,omitempty"`
 }
 
 // lastModifiedLayout is Lambda's LastModified format; the zone is always
@@ -112,6 +114,7 @@ func (h *Handler) configuration(f *metadata.Function) functionConfiguration {
 		c.Environment = &environment{Variables: f.Environment}
 	}
 	c.Layers = layersOut(f.Layers)
+	c.CapacityProviderConfig = capacityProviderOut(f)
 	if f.DeadLetterTargetArn != "" {
 		c.DeadLetterConfig = &deadLetter{TargetArn: f.DeadLetterTargetArn}
 	}

@@ -26,6 +26,9 @@ type configInput struct {
 	EphemeralStorage *ephemeralStorage `json:"EphemeralStorage"`
 	TracingConfig    *tracingConfig    `json:"TracingConfig"`
 	LoggingConfig    *loggingConfig    `json:"LoggingConfig"`
+	// CapacityProviderConfig (Lambda Managed Instances) sets how many
+	// invocations one sandbox serves at once (capacity.go).
+	CapacityProviderConfig *capacityProviderConfig `json:"CapacityProviderConfig"`
 
 	// Layers are layer version ARNs (functionlayers.go): nil when not
 	// given, empty to remove every layer.
@@ -170,6 +173,14 @@ func (h *Handler) applyConfig(f *metadata.Function, in *configInput) error {
 		if len(in.Environment.Variables) > 0 {
 			g.Environment = in.Environment.Variables
 		}
+	}
+	if in.CapacityProviderConfig != nil {
+		if err := applyCapacityProvider(&g, in.CapacityProviderConfig); err != nil {
+			return err
+		}
+	}
+	if err := checkMultiConcurrency(&g); err != nil {
+		return err
 	}
 	*f = g
 	return nil

@@ -35,6 +35,12 @@ type Function struct {
 	// asynchronous events go (a Flint queue "arn:aws:sqs:..." or a
 	// function ARN), "" for none.
 	DeadLetterTargetArn string `json:"deadLetterTargetArn,omitempty"`
+	// CapacityProvider is CapacityProviderConfig's
+	// LambdaManagedInstancesCapacityProviderConfig, nil for none. Flint
+	// runs every function on its own hosts; what it takes from the
+	// setting is PerExecutionEnvironmentMaxConcurrency (see
+	// MaxConcurrency).
+	CapacityProvider *CapacityProvider `json:"capacityProvider,omitempty"`
 
 	// CodeSha256 is the base64 (standard encoding) SHA-256 of the zip, as
 	// Lambda reports it. CodeDigest is the same digest in lowercase hex, the
@@ -75,6 +81,28 @@ type Function struct {
 	KVRevision uint64 `json:"-"`
 }
 
+// CapacityProvider is Lambda Managed Instances' capacity provider
+// configuration of a function, as given.
+type CapacityProvider struct {
+	Arn string `json:"arn"`
+	// MemoryGiBPerVCPU is ExecutionEnvironmentMemoryGiBPerVCpu (0: not
+	// given); stored and returned, not used by Flint.
+	MemoryGiBPerVCPU float64 `json:"memoryGiBPerVCpu,omitempty"`
+	// PerEnvMaxConcurrency is PerExecutionEnvironmentMaxConcurrency
+	// (1..1600, 0: not given).
+	PerEnvMaxConcurrency int `json:"perExecutionEnvironmentMaxConcurrency,omitempty"`
+}
+
+// MaxConcurrency is how many invocations one sandbox of f serves at once:
+// PerExecutionEnvironmentMaxConcurrency when set, else 1 (Lambda's
+// default, one event at a time).
+func (f *Function) MaxConcurrency() int {
+	if f.CapacityProvider != nil && f.CapacityProvider.PerEnvMaxConcurrency > 1 {
+		return f.CapacityProvider.PerEnvMaxConcurrency
+	}
+	return 1
+}
+
 // ARN is the function's unqualified ARN.
 func (f *Function) ARN() string {
 	return "arn:aws:lambda:" + f.Region + ":" + f.Account + ":function:" + f.Name
@@ -103,6 +131,10 @@ func (f *Function) Clone() *Function {
 		c.Environment = maps.Clone(f.Environment)
 	}
 	c.Layers = slices.Clone(f.Layers)
+	if f.CapacityProvider != nil {
+		cp := *f.CapacityProvider
+		c.CapacityProvider = &cp
+	}
 	return &c
 }
 

@@ -8,3 +8,6 @@ const LatestVersion = lambdafn.LatestVersion
 // Function is one function version's configuration as Flint stores it (the
 // shared vocabulary type; see package lambdafn).
 type Function = lambdafn.Function
+
+// CapacityProvider is a function's Lambda Managed Instances configuration.
+type CapacityProvider = lambdafn.CapacityProvider

@@ -139,7 +139,13 @@ func NewWriter(sink Sink, log *slog.Logger) *Writer {
 // Write stores r for the account's function. A failure is logged: a lost
 // record never fails the invocation.
 func (w *Writer) Write(account, function string, r *Record) {
-	data, err := json.Marshal(r)
+	var data []byte
+	var err error
+	if r.encodable() {
+		data = r.appendJSON(make([]byte, 0, 320))
+	} else {
+		data, err = json.Marshal(r)
+	}
 	if err == nil {
 		// The log store queues the record; it blocks only when its queue
 		// is full, and then for a bounded time (logstore.Config.StallWait).

@@ -32,24 +32,30 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "NotFound", "unknown path "+strconv.Quote(r.URL.Path))
 		return
 	}
-	parts := strings.Split(rest, "/")
+	// rest is "invocation/next", "invocation/{id}/response|error" or
+	// "init/error"; cut without allocating (two requests per invocation).
+	first, tail, _ := strings.Cut(rest, "/")
+	id, last, three := strings.Cut(tail, "/")
+	if !three {
+		id, last = "", tail
+	}
 	switch {
-	case len(parts) == 2 && parts[0] == "invocation" && parts[1] == "next":
+	case first == "invocation" && !three && last == "next":
 		if !allow(w, r, http.MethodGet) {
 			return
 		}
 		s.serveNext(w, r)
-	case len(parts) == 3 && parts[0] == "invocation" && parts[1] != "" && parts[2] == "response":
+	case first == "invocation" && three && id != "" && last == "response":
 		if !allow(w, r, http.MethodPost) {
 			return
 		}
-		s.serveResponse(w, r, parts[1])
-	case len(parts) == 3 && parts[0] == "invocation" && parts[1] != "" && parts[2] == "error":
+		s.serveResponse(w, r, id)
+	case first == "invocation" && three && id != "" && last == "error":
 		if !allow(w, r, http.MethodPost) {
 			return
 		}
-		s.serveError(w, r, parts[1])
-	case len(parts) == 2 && parts[0] == "init" && parts[1] == "error":
+		s.serveError(w, r, id)
+	case first == "init" && !three && last == "error":
 		if !allow(w, r, http.MethodPost) {
 			return
 		}
@@ -98,7 +104,7 @@ func (s *Server) serveNext(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveResponse(w http.ResponseWriter, r *http.Request, id string) {
 	p := s.currentPending(id)
 	if p == nil {
-		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		s.rejectAnswer(w, r, id)
 		return
 	}
 	if p.stream != nil {
@@ -199,7 +205,7 @@ func (s *Server) streamResponse(w http.ResponseWriter, r *http.Request, p *pendi
 
 func (s *Server) serveError(w http.ResponseWriter, r *http.Request, id string) {
 	if !s.isCurrent(id) {
-		writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
+		s.rejectAnswer(w, r, id)
 		return
 	}
 	body, _ := io.ReadAll(io.LimitReader(r.Body, s.cfg.MaxResponseBytes))
@@ -209,6 +215,19 @@ func (s *Server) serveError(w http.ResponseWriter, r *http.Request, id string) {
 		return
 	}
 	writeAccepted(w)
+}
+
+// rejectAnswer answers a /response or /error for an invocation the runtime
+// does not hold: 400, unless it is the late answer of a timed-out
+// invocation in a multi-concurrent sandbox (Server.late), accepted and
+// dropped.
+func (s *Server) rejectAnswer(w http.ResponseWriter, r *http.Request, id string) {
+	if s.lateAnswer(id) {
+		_, _ = io.Copy(io.Discard, io.LimitReader(r.Body, s.cfg.MaxStreamBytes))
+		writeAccepted(w)
+		return
+	}
+	writeError(w, http.StatusBadRequest, "InvalidRequestID", "Invalid request ID")
 }
 
 func (s *Server) serveInitError(w http.ResponseWriter, r *http.Request) {

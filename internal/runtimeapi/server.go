@@ -11,7 +11,10 @@
 //	               └──── ctx done / Close ────────────┴──► abandoned (late posts get 400)
 //
 // Only one invocation is in the Server at a time, as in Lambda: a sandbox
-// runs one event at a time.
+// runs one event at a time — unless Config.MaxConcurrency is above 1 (Lambda
+// Managed Instances): then up to that many are, each answered on its own
+// request-id route, and an invocation abandoned after delivery (timed out)
+// leaves the others running.
 package runtimeapi
 
 import (
@@ -20,6 +23,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -46,7 +50,7 @@ const (
 
 // Errors returned by Dispatch.
 var (
-	ErrBusy   = errors.New("runtimeapi: an invocation is already in progress")
+	ErrBusy   = errors.New("runtimeapi: every invocation slot is in use")
 	ErrClosed = errors.New("runtimeapi: server closed")
 	// ErrUndelivered is wrapped (besides the cause) when Dispatch gave up
 	// before the runtime took the event: the function never saw it, so it
@@ -69,10 +73,18 @@ type Config struct {
 	// MaxStreamBytes limits a response streamed to a DispatchStream
 	// caller (0: DefaultMaxStreamBytes).
 	MaxStreamBytes int64
+	// MaxConcurrency is how many invocations may be in the Server at once
+	// (0: 1, Lambda's default). Above 1 (Lambda Managed Instances'
+	// PerExecutionEnvironmentMaxConcurrency) the runtime runs several
+	// /next pollers and takes up to that many events at once.
+	MaxConcurrency int
 }
 
 // Validate reports whether cfg is usable.
 func (c Config) Validate() error {
+	if c.MaxConcurrency < 0 {
+		return fmt.Errorf("runtimeapi: MaxConcurrency %d < 0", c.MaxConcurrency)
+	}
 	if c.MaxResponseBytes < 0 || c.MaxStreamBytes < 0 {
 		return fmt.Errorf("runtimeapi: MaxResponseBytes %d or MaxStreamBytes %d < 0", c.MaxResponseBytes, c.MaxStreamBytes)
 	}
@@ -150,7 +162,7 @@ func (g *guardedStream) close() {
 type Server struct {
 	cfg    Config
 	log    *slog.Logger
-	queue  chan *pending // capacity 1: the invocation waiting for /next
+	kick   chan struct{} // capacity 1: wakes a /next waiter when queue is not empty
 	ready  chan struct{} // closed at the first /next
 	initF  chan struct{} // closed when /init/error was posted
 	closed chan struct{} // closed by Close
@@ -159,12 +171,22 @@ type Server struct {
 
 	mu sync.Mutex
 	// guarded by mu:
-	busy     bool     // a Dispatch is in progress
-	current  *pending // delivered to the runtime, awaiting its answer
+	inflight int                 // Dispatches in progress, at most cfg.MaxConcurrency
+	queue    []*pending          // dispatched, not yet taken by a /next
+	current  map[string]*pending // delivered to the runtime, awaiting its answer
+	// late holds the ids of invocations abandoned after delivery (timed
+	// out) when MaxConcurrency > 1: the runtime goes on running them, and
+	// its late answer is accepted (202) and dropped, since aws-lambda-go
+	// exits on any other status and would take the sandbox's other
+	// invocations with it. At most maxLate ids are kept.
+	late     map[string]struct{}
 	initErr  *ErrorDoc
 	readyAt  time.Time
 	initBody []byte
 }
+
+// maxLate bounds Server.late.
+const maxLate = 4096
 
 // New returns a Server, applying defaults to the zero fields of cfg
 // (Validate reports what defaults cannot fix).
@@ -181,13 +203,17 @@ func New(cfg Config) *Server {
 	if cfg.MaxStreamBytes <= 0 {
 		cfg.MaxStreamBytes = DefaultMaxStreamBytes
 	}
+	if cfg.MaxConcurrency <= 0 {
+		cfg.MaxConcurrency = 1
+	}
 	return &Server{
-		cfg:    cfg,
-		log:    cfg.Logger,
-		queue:  make(chan *pending, 1),
-		ready:  make(chan struct{}),
-		initF:  make(chan struct{}),
-		closed: make(chan struct{}),
+		cfg:     cfg,
+		log:     cfg.Logger,
+		kick:    make(chan struct{}, 1),
+		ready:   make(chan struct{}),
+		initF:   make(chan struct{}),
+		closed:  make(chan struct{}),
+		current: make(map[string]*pending, cfg.MaxConcurrency),
 	}
 }
 
@@ -242,8 +268,9 @@ func (s *Server) DispatchStream(ctx context.Context, req invocation.Request, dea
 
 func (s *Server) dispatch(ctx context.Context, req invocation.Request, deadline time.Time, stream *guardedStream) (Outcome, error) {
 	defer stream.close()
+	p := &pending{req: req, deadline: deadline, done: make(chan Outcome, 1), stream: stream}
 	s.mu.Lock()
-	if s.busy {
+	if s.inflight >= s.cfg.MaxConcurrency {
 		s.mu.Unlock()
 		return Outcome{}, fmt.Errorf("dispatch %s: %w", req.RequestID, ErrBusy)
 	}
@@ -253,23 +280,22 @@ func (s *Server) dispatch(ctx context.Context, req invocation.Request, deadline 
 		return Outcome{}, fmt.Errorf("dispatch %s: %w (%w)", req.RequestID, ErrClosed, ErrUndelivered)
 	default:
 	}
-	s.busy = true
+	s.inflight++
+	s.queue = append(s.queue, p)
 	s.mu.Unlock()
-
-	p := &pending{req: req, deadline: deadline, done: make(chan Outcome, 1), stream: stream}
-	s.queue <- p // never blocks: busy guarantees the queue is empty
+	signal(s.kick)
 
 	var err error
 	select {
 	case out := <-p.done:
-		s.finish(p)
+		s.finish(p, false)
 		return out, nil
 	case <-ctx.Done():
 		err = context.Cause(ctx)
 	case <-s.closed:
 		err = ErrClosed
 	}
-	queued := s.finish(p)
+	queued := s.finish(p, true)
 	// The runtime may have answered at the same moment.
 	select {
 	case out := <-p.done:
@@ -282,26 +308,39 @@ func (s *Server) dispatch(ctx context.Context, req invocation.Request, deadline 
 	return Outcome{}, fmt.Errorf("dispatch %s: %w", req.RequestID, err)
 }
 
-// finish abandons p if it is still queued or delivered and frees the
-// Server for the next Dispatch. It reports whether p was still queued
-// (never delivered).
-func (s *Server) finish(p *pending) (queued bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
+// signal wakes the receiver of a cap-1 channel without blocking.
+func signal(ch chan struct{}) {
 	select {
-	case q := <-s.queue:
-		if q != p { // cannot happen: only one Dispatch at a time
-			s.queue <- q
-		} else {
-			queued = true
-		}
+	case ch <- struct{}{}:
 	default:
 	}
-	if s.current == p {
-		s.current = nil
+}
+
+// finish takes p out of the Server (abandoned: it may still be queued or
+// delivered) and frees its slot. It reports whether p was still queued
+// (never delivered).
+func (s *Server) finish(p *pending, abandoned bool) (queued bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight--
+	if !abandoned {
+		return false
 	}
-	s.busy = false
-	return queued
+	if i := slices.Index(s.queue, p); i >= 0 {
+		s.queue = slices.Delete(s.queue, i, i+1)
+		return true
+	}
+	id := p.req.RequestID
+	if s.current[id] == p {
+		delete(s.current, id)
+		if s.cfg.MaxConcurrency > 1 && len(s.late) < maxLate {
+			if s.late == nil {
+				s.late = make(map[string]struct{})
+			}
+			s.late[id] = struct{}{}
+		}
+	}
+	return false
 }
 
 // next waits for an invocation for the runtime. It returns nil when ctx
@@ -313,48 +352,67 @@ func (s *Server) next(ctx context.Context) *pending {
 		s.mu.Unlock()
 		close(s.ready)
 	})
-	select {
-	case p := <-s.queue:
+	for {
 		s.mu.Lock()
-		s.current = p
+		if len(s.queue) > 0 {
+			p := s.queue[0]
+			s.queue[0] = nil
+			s.queue = s.queue[1:]
+			s.current[p.req.RequestID] = p
+			more := len(s.queue) > 0
+			s.mu.Unlock()
+			if more { // pass the wake-up on to another poller
+				signal(s.kick)
+			}
+			return p
+		}
 		s.mu.Unlock()
-		return p
-	case <-ctx.Done():
-		return nil
-	case <-s.closed:
-		return nil
+		select {
+		case <-s.kick:
+		case <-ctx.Done():
+			return nil
+		case <-s.closed:
+			return nil
+		}
 	}
 }
 
 // complete delivers out for the invocation id. It reports false when id is
-// not the invocation the runtime currently holds.
+// not an invocation the runtime currently holds.
 func (s *Server) complete(id string, out Outcome) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	p := s.current
-	if p == nil || p.req.RequestID != id {
+	p := s.current[id]
+	if p == nil {
 		return false
 	}
-	s.current = nil
+	delete(s.current, id)
 	p.done <- out
 	return true
 }
 
-// currentPending returns the invocation the runtime holds if its id is id.
+// currentPending returns the invocation id if the runtime holds it.
 func (s *Server) currentPending(id string) *pending {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if s.current != nil && s.current.req.RequestID == id {
-		return s.current
-	}
-	return nil
+	return s.current[id]
 }
 
-// isCurrent reports whether id is the invocation the runtime holds.
+// isCurrent reports whether the runtime holds the invocation id.
 func (s *Server) isCurrent(id string) bool {
+	return s.currentPending(id) != nil
+}
+
+// lateAnswer reports (once) whether id is an invocation abandoned after
+// delivery whose late answer is to be accepted and dropped.
+func (s *Server) lateAnswer(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.current != nil && s.current.req.RequestID == id
+	if _, ok := s.late[id]; ok {
+		delete(s.late, id)
+		return true
+	}
+	return false
 }
 
 func (s *Server) setInitError(doc *ErrorDoc, body []byte) {

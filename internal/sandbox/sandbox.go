@@ -112,6 +112,11 @@ type Spec struct {
 	// the address the driver puts in AWS_LAMBDA_RUNTIME_API (host:port,
 	// as Lambda's runtimes expect). Nothing else of the host is reachable.
 	RuntimeAPI http.Handler
+	// RuntimeAPIConns is how many Runtime API connections the runtime
+	// may hold at once beyond the driver's own bound: a runtime serving N
+	// invocations at once (AWS_LAMBDA_MAX_CONCURRENCY) polls /next on N
+	// connections. 0: the driver's bound alone.
+	RuntimeAPIConns int
 	// Output receives the runtime's stdout and stderr, merged, as written.
 	// Writes to it come from one goroutine at a time.
 	Output io.Writer

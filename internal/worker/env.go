@@ -17,7 +17,7 @@ var reservedEnv = map[string]bool{
 	"AWS_LAMBDA_FUNCTION_VERSION": true, "AWS_LAMBDA_INITIALIZATION_TYPE": true,
 	"AWS_LAMBDA_LOG_GROUP_NAME": true, "AWS_LAMBDA_LOG_STREAM_NAME": true, "AWS_ACCESS_KEY": true,
 	"AWS_ACCESS_KEY_ID": true, "AWS_SECRET_ACCESS_KEY": true, "AWS_SESSION_TOKEN": true,
-	"AWS_LAMBDA_RUNTIME_API": true, "LAMBDA_TASK_ROOT": true, "LAMBDA_RUNTIME_DIR": true, "TZ": true,
+	"AWS_LAMBDA_RUNTIME_API": true, "AWS_LAMBDA_MAX_CONCURRENCY": true, "LAMBDA_TASK_ROOT": true, "LAMBDA_RUNTIME_DIR": true, "TZ": true,
 }
 
 // lambdaEnv is the runtime's complete environment: Lambda's defaults,
@@ -65,6 +65,11 @@ func lambdaEnv(fn *lambdafn.Function, rt runtimes.Runtime, sandboxID string, now
 		"LAMBDA_TASK_ROOT":                "/var/task",
 		"LAMBDA_RUNTIME_DIR":              "/var/runtime",
 		"TZ":                              ":UTC",
+	}
+	if n := fn.MaxConcurrency(); n > 1 {
+		// Lambda Managed Instances: the runtime serves n events at once
+		// (aws-lambda-go runs n /next pollers).
+		reserved["AWS_LAMBDA_MAX_CONCURRENCY"] = strconv.Itoa(n)
 	}
 	for k, v := range reserved {
 		env[k] = v

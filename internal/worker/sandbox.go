@@ -31,21 +31,26 @@ var (
 )
 
 // Sandbox is one sandbox of a Worker, serving one function version, one
-// invocation at a time. Its life:
+// invocation at a time — or up to slots at once for a function with
+// PerExecutionEnvironmentMaxConcurrency above 1 (Lambda Managed Instances,
+// docs/multi-concurrency.md). Its life:
 //
 //	CreateSandbox ──► initialising ──(first /next)──► ready ◄──► invoking
 //	                      │ init error / exit / InitTimeout      │ timeout, exit, OOM,
 //	                      ▼                                      ▼ caller gone
 //	                  unhealthy (first Invoke reports it) ──► destroyed
 //
-// Methods are safe for concurrent use; Invoke refuses a second concurrent
-// call with ErrBusy.
+// Methods are safe for concurrent use; Invoke refuses a call beyond slots
+// concurrent ones with ErrBusy.
 type Sandbox struct {
-	w         *Worker
-	fn        *lambdafn.Function // private copy
-	id        string
-	api       *runtimeapi.Server
-	sb        sandbox.Sandbox // set before the Sandbox is shared
+	w   *Worker
+	fn  *lambdafn.Function // private copy
+	id  string
+	api *runtimeapi.Server
+	sb  sandbox.Sandbox // set before the Sandbox is shared
+	// exited is canceled when the runtime exits (sb.Done); set with sb.
+	// Invocations watch it with context.AfterFunc, not a goroutine each.
+	exited    context.Context
 	out       *logBuffer
 	log       *slog.Logger
 	createdAt time.Time
@@ -61,11 +66,14 @@ type Sandbox struct {
 	gone     chan struct{} // closed by the first Destroy
 	goneOnce sync.Once
 
-	invokeMu sync.Mutex // held by the running Invoke (TryLock)
-	invoked  bool       // guarded by invokeMu: the cold invocation happened
+	// slots is how many invocations may run at once (1, or the
+	// function's PerExecutionEnvironmentMaxConcurrency).
+	slots int
 
-	mu      sync.Mutex
-	healthy bool // guarded by mu
+	mu       sync.Mutex
+	healthy  bool // guarded by mu
+	inflight int  // guarded by mu: Invoke and Init calls running
+	invoked  bool // guarded by mu: the cold invocation (or Init) was claimed
 }
 
 // failure is an invocation outcome produced by the platform, not the
@@ -74,6 +82,7 @@ type failure struct {
 	errorType string
 	payload   []byte // the error document
 	logLine   string // written to the log before END ("" when the runtime logged it)
+	keep      bool   // the sandbox lives on (a timeout in a multi-concurrent sandbox)
 }
 
 func platformFailure(errorType, message, logLine string) *failure {
@@ -227,44 +236,77 @@ func (s *Sandbox) InvokeStream(ctx context.Context, req invocation.Request, stre
 	return s.invoke(ctx, req, stream)
 }
 
+// claim takes an invocation slot; cold reports that the call is the
+// sandbox's first (it reports the init). ok is false when every slot is
+// taken.
+func (s *Sandbox) claim() (cold, ok bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.inflight >= s.slots {
+		return false, false
+	}
+	s.inflight++
+	cold, s.invoked = !s.invoked, true
+	return cold, true
+}
+
+// endSlot gives back a slot taken by claim; unclaimCold also hands the
+// cold invocation on to the next call (the first one gave up waiting for
+// init).
+func (s *Sandbox) endSlot(unclaimCold bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inflight--
+	if unclaimCold {
+		s.invoked = false
+	}
+}
+
 func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
-	if !s.invokeMu.TryLock() {
+	cold, ok := s.claim()
+	if !ok {
 		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w", req.RequestID, s.id, ErrBusy)
 	}
-	defer s.invokeMu.Unlock()
+	unclaim := false
+	defer func() { s.endSlot(unclaim) }()
 	// A sandbox whose runtime died during init is reported by the cold
 	// invocation below (initFail), not refused here.
-	if s.invoked && !s.Healthy() {
+	if !cold && !s.Healthy() {
 		s.kill("invoked while unhealthy") // frees its capacity; idempotent
 		return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: %w (%w)", req.RequestID, s.id, ErrUnhealthy, invocation.ErrNotDelivered)
 	}
 	if req.TraceID == "" {
 		req.TraceID = newTraceID(s.w.cfg.Clock())
 	}
-	log := s.log.With("request_id", req.RequestID)
 	res := invocation.Result{RequestID: req.RequestID, ExecutedVersion: s.fn.Version, SandboxID: s.id}
 	if res.ExecutedVersion == "" {
 		res.ExecutedVersion = lambdafn.LatestVersion
 	}
-	if !s.invoked {
-		select {
-		case <-s.initDone:
-		case <-ctx.Done():
-			return invocation.Result{}, fmt.Errorf("invoke %s: waiting for init of sandbox %s: %w", req.RequestID, s.id, ctx.Err())
-		}
-		s.invoked = true
+	// Every call waits for init: in a multi-concurrent sandbox others may
+	// join the cold one while the runtime still initialises.
+	select {
+	case <-s.initDone:
+	case <-ctx.Done():
+		unclaim = cold
+		return invocation.Result{}, fmt.Errorf("invoke %s: waiting for init of sandbox %s: %w", req.RequestID, s.id, ctx.Err())
+	}
+	if cold {
 		res.ColdStart, res.InitDuration = true, s.initDur
 		res.Cold = &invocation.ColdSteps{CodeFetch: s.codeFetch, SandboxCreate: s.sandboxCreate,
 			RuntimeInit: max(s.initDur-s.sandboxCreate, 0)}
 	}
 	f := &frame{}
-	if res.ColdStart && s.initFail != nil {
+	if s.initFail != nil {
+		if !cold { // the cold invocation reports the failure
+			s.kill("init failed")
+			return invocation.Result{}, fmt.Errorf("invoke %s on sandbox %s: init failed: %w (%w)", req.RequestID, s.id, ErrUnhealthy, invocation.ErrNotDelivered)
+		}
 		fail := s.initFail(req.RequestID)
 		s.syncOutput()
 		f.output(s.out.take())
 		f.start(req.RequestID, res.ExecutedVersion)
 		s.finishFailed(f, &res, fail, 0)
-		log.Info("init failed", "error_type", fail.errorType)
+		s.logFor(req.RequestID).Info("init failed", "error_type", fail.errorType)
 		return res, nil
 	}
 
@@ -281,14 +323,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 	start := s.w.cfg.Clock()
 	exitCtx, cancelExit := context.WithCancelCause(ctx)
 	dctx, cancelDeadline := context.WithTimeoutCause(exitCtx, timeout, errTimedOut)
-	stop := make(chan struct{})
-	go func() {
-		select {
-		case <-s.sb.Done():
-			cancelExit(errRuntimeExited)
-		case <-stop:
-		}
-	}()
+	stopWatch := context.AfterFunc(s.exited, func() { cancelExit(errRuntimeExited) })
 	var out runtimeapi.Outcome
 	var err error
 	if stream != nil {
@@ -296,7 +331,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 	} else {
 		out, err = s.api.Dispatch(dctx, req, start.Add(timeout))
 	}
-	close(stop)
+	stopWatch()
 	cancelDeadline()
 	cancelExit(nil)
 	res.Duration = s.w.cfg.Clock().Sub(start)
@@ -312,6 +347,10 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		msg := fmt.Sprintf("Task timed out after %s seconds", seconds(timeout))
 		fail = platformFailure(ErrorTypeTimedOut, "RequestId: "+req.RequestID+" Error: "+msg,
 			timestamp(s.w.cfg.Clock())+" "+req.RequestID+" "+msg)
+		// A multi-concurrent sandbox keeps running, as Lambda Managed
+		// Instances do: the timeout ends this invocation only (the
+		// runtime's late answer is dropped, runtimeapi.Server.late).
+		fail.keep = s.slots > 1
 	case errors.Is(err, errRuntimeExited) && errors.Is(err, runtimeapi.ErrUndelivered):
 		// The runtime died (e.g. right after its previous answer) before
 		// taking this event: the function never saw it.
@@ -327,7 +366,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		s.syncOutput()
 		f.output(s.out.take())
 		s.finishFailed(f, &res, fail, res.Duration)
-		log.Info("invocation failed", "error_type", fail.errorType)
+		s.logFor(req.RequestID).Info("invocation failed", "error_type", fail.errorType)
 		return res, nil
 	}
 	s.syncOutput()
@@ -341,14 +380,16 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 }
 
 // finishFailed completes res for a platform failure and destroys the
-// sandbox.
+// sandbox (unless fail.keep).
 func (s *Sandbox) finishFailed(f *frame, res *invocation.Result, fail *failure, dur time.Duration) {
 	if fail.logLine != "" {
 		f.line("%s", fail.logLine)
 	}
 	f.end(res.RequestID)
 	maxMem := s.maxMemory()
-	s.kill(fail.errorType)
+	if !fail.keep {
+		s.kill(fail.errorType)
+	}
 	res.MemoryUsedBytes = maxMem
 	f.report(res.RequestID, dur, s.fn.MemorySize, maxMem, res.InitDuration)
 	res.Payload, res.FunctionError, res.ErrorType = fail.payload, invocation.ErrorUnhandled, fail.errorType
@@ -391,6 +432,12 @@ func (s *Sandbox) appendLog(requestID string, data []byte) {
 	}()
 }
 
+// logFor is the sandbox's logger with the request ID, built only when
+// something is logged.
+func (s *Sandbox) logFor(requestID string) *slog.Logger {
+	return s.log.With("request_id", requestID)
+}
+
 // newTraceID makes an X-Ray style trace header for an invocation that came
 // without one, as Lambda always passes one to the runtime.
 func newTraceID(now time.Time) string {
@@ -405,23 +452,25 @@ func newTraceID(now time.Time) string {
 // still precedes its START line). An init failure destroys the sandbox and
 // comes back as the error. Init after the first invocation is a no-op.
 func (s *Sandbox) Init(ctx context.Context) error {
-	if !s.invokeMu.TryLock() {
+	cold, ok := s.claim()
+	if !ok {
 		return fmt.Errorf("init sandbox %s: %w", s.id, ErrBusy)
 	}
-	defer s.invokeMu.Unlock()
-	if s.invoked {
+	if !cold {
+		s.endSlot(false)
 		return nil
 	}
 	select {
 	case <-s.initDone:
 	case <-ctx.Done():
+		s.endSlot(true)
 		return fmt.Errorf("init sandbox %s: %w", s.id, ctx.Err())
 	}
+	s.endSlot(false)
 	if s.initFail != nil {
 		fail := s.initFail("")
 		s.kill("init failed")
 		return fmt.Errorf("init sandbox %s: %s: %s", s.id, fail.errorType, fail.payload)
 	}
-	s.invoked = true
 	return nil
 }

@@ -226,7 +226,9 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 	}
 	s := &Sandbox{
 		w: w, fn: fn, id: id, createdAt: now, healthy: true,
-		api:      runtimeapi.New(runtimeapi.Config{FunctionARN: arn, Logger: w.log, Clock: w.cfg.Clock}),
+		api: runtimeapi.New(runtimeapi.Config{FunctionARN: arn, Logger: w.log, Clock: w.cfg.Clock,
+			MaxConcurrency: fn.MaxConcurrency()}),
+		slots:    fn.MaxConcurrency(),
 		out:      newLogBuffer(),
 		initDone: make(chan struct{}),
 		gone:     make(chan struct{}),
@@ -236,7 +238,7 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 	if fail != nil {
 		// Nothing to start: the cold invocation reports the failure
 		// (Runtime.InvalidEntrypoint), as Lambda's does.
-		s.sb, s.initFail = newUnstarted(id), fail
+		s.sb, s.initFail, s.exited = newUnstarted(id), fail, context.Background()
 		close(s.initDone)
 		s.log.Info("function has no valid entrypoint", "command", cmd[0])
 		return s, nil
@@ -246,7 +248,12 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 		Command:    cmd,
 		Env:        lambdaEnv(fn, rt, id, now),
 		RuntimeAPI: s.api, Output: s.out,
-		MemoryMB: fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,
+		// One /next poller per slot, and room for the connections its
+		// client churns: aws-lambda-go keeps at most 2 idle, so under load
+		// nearly every answer opens a new one while closed ones are still
+		// being reaped; a refused connection makes it exit.
+		RuntimeAPIConns: 4*fn.MaxConcurrency() + 32,
+		MemoryMB:        fn.MemorySize, EphemeralStorageMB: fn.EphemeralMB,
 	}
 	t1 := time.Now()
 	sb, err := w.cfg.Driver.Create(ctx, spec)
@@ -255,6 +262,9 @@ func (w *Worker) create(ctx context.Context, id string, fn *lambdafn.Function, r
 		return nil, err
 	}
 	s.sb = sb
+	exited, exit := context.WithCancel(context.Background())
+	s.exited = exited
+	go func() { <-sb.Done(); exit() }() // ends with the runtime
 	s.codeFetch, s.sandboxCreate = codeFetch, time.Since(t1)
 	go s.watchInit(w.cfg.InitTimeout)
 	s.log.Debug("sandbox created", "runtime", fn.Runtime)

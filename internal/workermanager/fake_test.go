@@ -226,7 +226,8 @@ func (h *fakeHost) CreateSandbox(ctx context.Context, fn *lambdafn.Function) (Sa
 			return nil, err
 		}
 	}
-	sb := &fakeSandbox{w: h.w, id: fmt.Sprintf("sb-%d", h.w.sandboxSeq.Add(1)), key: fn.SandboxKey(), version: fn.Version}
+	sb := &fakeSandbox{w: h.w, id: fmt.Sprintf("sb-%d", h.w.sandboxSeq.Add(1)), key: fn.SandboxKey(), version: fn.Version,
+		slots: int32(fn.MaxConcurrency())}
 	sb.healthy.Store(true)
 	h.mu.Lock()
 	h.created = append(h.created, sb)
@@ -258,6 +259,7 @@ type fakeSandbox struct {
 	id      string
 	key     string
 	version string
+	slots   int32 // invocations it may run at once
 
 	healthy   atomic.Bool
 	inFlight  atomic.Int32
@@ -274,7 +276,7 @@ func (s *fakeSandbox) Invoke(ctx context.Context, req invocation.Request) (invoc
 	if s.destroyed.Load() > 0 {
 		s.w.violation("sandbox %s invoked after Destroy", s.id)
 	}
-	if n := s.inFlight.Add(1); n > 1 {
+	if n := s.inFlight.Add(1); n > s.slots {
 		s.w.violation("sandbox %s runs %d invocations at once", s.id, n)
 	}
 	defer s.inFlight.Add(-1)

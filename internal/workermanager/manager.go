@@ -79,6 +79,19 @@ type entry struct {
 	provisioned bool
 	idleSince   time.Time // when it last became idle
 	uses        int       // invocations finished
+	// slots is how many invocations the sandbox serves at once (1, or the
+	// function's PerExecutionEnvironmentMaxConcurrency); inflight counts
+	// those running (busy while > 0). A multi-slot entry with a free slot
+	// is in pool.open (inOpen) while creating or busy; sick (an invocation
+	// found it unhealthy) keeps it out: it is destroyed when the last one
+	// ends.
+	slots, inflight int
+	inOpen, sick    bool
+	// ready, for a multi-slot entry created by an invocation, is closed
+	// when its creation ended (others may join it meanwhile); createErr
+	// is then set if it failed. Both are written once, under mu.
+	ready     chan struct{}
+	createErr error
 	// placed is how long placement took; written with sb and res.
 	placed time.Duration
 }
@@ -91,6 +104,34 @@ type pool struct {
 	idle []*entry
 	// busy holds the creating and busy sandboxes.
 	busy map[*entry]struct{}
+	// open holds the creating and busy multi-slot sandboxes with a free
+	// slot, which an invocation joins before claiming an idle one.
+	open []*entry
+}
+
+// removeOpen takes e out of p.open (mu held).
+func (p *pool) removeOpen(e *entry) {
+	if !e.inOpen {
+		return
+	}
+	e.inOpen = false
+	for i, o := range p.open {
+		if o == e {
+			last := len(p.open) - 1
+			p.open[i] = p.open[last]
+			p.open[last] = nil
+			p.open = p.open[:last]
+			return
+		}
+	}
+}
+
+// addOpen puts e in p.open (mu held).
+func (p *pool) addOpen(e *entry) {
+	if !e.inOpen {
+		e.inOpen = true
+		p.open = append(p.open, e)
+	}
 }
 
 // Manager is the Worker Manager. Create it with New; all methods are safe
@@ -274,19 +315,37 @@ const maxDeliveries = 3
 // idle), as Lambda starts a new execution environment: the caller never
 // sees the dead runtime (nothing was streamed to it either).
 func (m *Manager) run(ctx context.Context, fn *lambdafn.Function, req invocation.Request, stream invocation.Stream) (invocation.Result, error) {
-	log := m.log.With("function", fn.Name, "version", fn.Version, "requestId", req.RequestID)
+	log := &invocationLog{base: m.log, fn: fn, requestID: req.RequestID}
 	for attempt := 1; ; attempt++ {
 		res, err := m.runOnce(ctx, fn, req, stream, log)
 		retry := errors.Is(err, invocation.ErrNotDelivered) || errors.Is(err, ErrHostUnreachable)
 		if err == nil || !retry || attempt == maxDeliveries {
 			return res, err
 		}
-		log.Info("event not delivered, trying another sandbox", "attempt", attempt, "err", err)
+		log.get().Info("event not delivered, trying another sandbox", "attempt", attempt, "err", err)
 	}
 }
 
+// invocationLog is the logger of one invocation (function, version,
+// request ID), built the first time something is logged: a warm
+// invocation usually logs nothing, and slog's With formats its attributes
+// at once. Used by the invocation's goroutine only.
+type invocationLog struct {
+	base      *slog.Logger
+	fn        *lambdafn.Function
+	requestID string
+	l         *slog.Logger
+}
+
+func (l *invocationLog) get() *slog.Logger {
+	if l.l == nil {
+		l.l = l.base.With("function", l.fn.Name, "version", l.fn.Version, "requestId", l.requestID)
+	}
+	return l.l
+}
+
 // runOnce runs the invocation on one sandbox.
-func (m *Manager) runOnce(ctx context.Context, fn *lambdafn.Function, req invocation.Request, stream invocation.Stream, log *slog.Logger) (invocation.Result, error) {
+func (m *Manager) runOnce(ctx context.Context, fn *lambdafn.Function, req invocation.Request, stream invocation.Stream, log *invocationLog) (invocation.Result, error) {
 	e, cold, err := m.acquire(ctx, fn, log)
 	if err != nil {
 		return invocation.Result{}, err
@@ -310,7 +369,7 @@ func (m *Manager) runOnce(ctx context.Context, fn *lambdafn.Function, req invoca
 	healthy := err == nil && e.sb.Healthy()
 	if err != nil {
 		err = fmt.Errorf("invoke %s in sandbox %s: %w", fn.Name, e.sb.ID(), err)
-		log.Warn("sandbox invoke failed", "sandbox", e.sb.ID(), "err", err)
+		log.get().Warn("sandbox invoke failed", "sandbox", e.sb.ID(), "err", err)
 	}
 	m.finish(e, healthy, log)
 	if err != nil {
@@ -344,7 +403,7 @@ func (m *Manager) backstop(fn *lambdafn.Function) time.Duration {
 
 // acquire returns a busy sandbox for fn, claiming an idle one or creating
 // one; cold reports a creation.
-func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.Logger) (e *entry, cold bool, err error) {
+func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *invocationLog) (e *entry, cold bool, err error) {
 	key := fn.SandboxKey()
 	m.mu.Lock()
 	if m.closed {
@@ -356,11 +415,38 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 		p = newPool(fn)
 		m.pools[key] = p
 	}
+	// A multi-slot sandbox with a free slot first (even one still being
+	// created: its runtime then serves this invocation too).
+	for len(p.open) > 0 {
+		e = p.open[len(p.open)-1]
+		if e.sick || e.retired {
+			p.removeOpen(e)
+			continue
+		}
+		e.inflight++
+		if e.inflight >= e.slots {
+			p.removeOpen(e)
+		}
+		m.invocations++
+		ready := e.ready
+		m.mu.Unlock()
+		if ready != nil {
+			<-ready // creation is bounded by CreateTimeout
+			if e.createErr != nil {
+				return nil, false, e.createErr
+			}
+		}
+		return e, false, nil
+	}
 	if n := len(p.idle); n > 0 {
 		e = p.idle[n-1]
 		p.idle[n-1] = nil
 		p.idle = p.idle[:n-1]
 		e.state = stateBusy
+		e.inflight = 1
+		if e.slots > 1 {
+			p.addOpen(e)
+		}
 		p.busy[e] = struct{}{}
 		m.invocations++
 		m.mu.Unlock()
@@ -377,14 +463,18 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 		p = newPool(fn)
 		m.pools[key] = p
 	}
-	e = &entry{pool: p, state: stateCreating}
+	e = &entry{pool: p, state: stateCreating, slots: fn.MaxConcurrency(), inflight: 1}
+	if e.slots > 1 {
+		e.ready = make(chan struct{})
+		p.addOpen(e)
+	}
 	p.busy[e] = struct{}{}
 	m.mu.Unlock()
 
 	start := m.cfg.Clock.Now()
 	sb, res, placed, err := m.placeAndCreate(ctx, fn)
 	if err != nil {
-		m.forget(e)
+		m.forget(e, err)
 		return nil, false, err
 	}
 
@@ -394,8 +484,11 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *slog.
 	m.invocations++
 	m.coldStarts++
 	retired := e.retired
+	if e.ready != nil {
+		close(e.ready)
+	}
 	m.mu.Unlock()
-	log.Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
+	log.get().Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
 		"took", m.cfg.Clock.Now().Sub(start), "retired", retired)
 	return e, true, nil
 }
@@ -494,21 +587,44 @@ func newPool(fn *lambdafn.Function) *pool {
 		busy: make(map[*entry]struct{})}
 }
 
-// forget drops a creating entry whose creation failed.
-func (m *Manager) forget(e *entry) {
+// forget drops a creating entry whose creation failed with err; the
+// invocations that joined it (multi-slot) fail with err too.
+func (m *Manager) forget(e *entry, err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	delete(e.pool.busy, e)
+	e.pool.removeOpen(e)
 	e.state = stateDestroyed
+	if e.ready != nil {
+		e.createErr = err
+		close(e.ready)
+	}
 	m.dropIfEmptyLocked(e.pool)
 }
 
 // finish ends a busy sandbox's invocation: back to idle, or destroyed.
-func (m *Manager) finish(e *entry, healthy bool, log *slog.Logger) {
+func (m *Manager) finish(e *entry, healthy bool, log *invocationLog) {
 	m.mu.Lock()
 	p := e.pool
-	delete(p.busy, e)
 	e.uses++
+	e.inflight--
+	if e.slots > 1 {
+		// A multi-slot sandbox: it stays busy while invocations run in
+		// it, and takes new ones while healthy.
+		e.sick = e.sick || !healthy
+		if e.sick || e.retired || m.closed {
+			p.removeOpen(e)
+		} else if e.inflight > 0 {
+			p.addOpen(e)
+		}
+		if e.inflight > 0 {
+			m.mu.Unlock()
+			return
+		}
+		p.removeOpen(e)
+		healthy = !e.sick
+	}
+	delete(p.busy, e)
 	if healthy && !e.retired && !m.closed {
 		e.state = stateIdle
 		e.idleSince = m.cfg.Clock.Now()
@@ -531,7 +647,7 @@ func (m *Manager) finish(e *entry, healthy bool, log *slog.Logger) {
 	ctx, cancel := context.WithTimeout(context.Background(), m.cfg.DestroyTimeout)
 	defer cancel()
 	if err := m.destroy(ctx, e, why); err != nil {
-		log.Warn("destroy sandbox", "err", err)
+		log.get().Warn("destroy sandbox", "err", err)
 	}
 	if replace {
 		m.reprovision(p.key)

@@ -161,7 +161,7 @@ func (m *Manager) reprovision(key string) {
 	missing := pv.requested - m.countProvisionedLocked(p, true)
 	start := min(missing, m.cfg.ProvisionParallelism-pv.creating)
 	for range max(start, 0) {
-		e := &entry{pool: p, state: stateCreating, provisioned: true}
+		e := &entry{pool: p, state: stateCreating, provisioned: true, slots: pv.fn.MaxConcurrency()}
 		p.busy[e] = struct{}{}
 		pv.creating++
 		m.bg.Add(1)
@@ -184,7 +184,7 @@ func (m *Manager) provisionOne(pv *provision, e *entry) {
 			pv.failed = err.Error()
 		}
 		m.mu.Unlock()
-		m.forget(e)
+		m.forget(e, err)
 		return
 	}
 

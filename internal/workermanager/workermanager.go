@@ -3,7 +3,10 @@
 // idle sandbox of the same function version and configuration (the same
 // lambdafn.Function.SandboxKey), or, when there is none, asks the Placement
 // Service for a host and has that host create a new sandbox (a cold start).
-// A sandbox runs one invocation at a time.
+// A sandbox runs one invocation at a time, or up to the function's
+// PerExecutionEnvironmentMaxConcurrency (Lambda Managed Instances): such a
+// sandbox takes invocations until its slots are full, and only then does
+// an invocation claim an idle one or create a new one.
 //
 // Idle sandboxes are kept warm for Config.KeepAlive and then destroyed by a
 // reaper goroutine; Retire destroys every sandbox of a deleted function
@@ -44,8 +47,9 @@ type Host interface {
 }
 
 // Sandbox is one sandbox on a host, created for exactly one fn.SandboxKey().
-// The manager calls Invoke on a sandbox from one goroutine at a time; the
-// other methods may be called concurrently with Invoke.
+// The manager runs at most fn.MaxConcurrency() Invoke calls on a sandbox at
+// once (one, unless the function sets PerExecutionEnvironmentMaxConcurrency);
+// the other methods may be called concurrently with Invoke.
 type Sandbox interface {
 	ID() string
 	// Invoke runs one invocation; the first Invoke on a new sandbox includes

@@ -149,7 +149,7 @@ func (d *Driver) Create(ctx context.Context, spec sandbox.Spec) (_ sandbox.Sandb
 		return nil, err
 	}
 	s.srv = &http.Server{Handler: spec.RuntimeAPI, ReadHeaderTimeout: time.Minute}
-	go s.srv.Serve(netutil.LimitListener(s.sess, d.cfg.MaxAPIConns))
+	go s.srv.Serve(netutil.LimitListener(s.sess, max(d.cfg.MaxAPIConns, spec.RuntimeAPIConns)))
 	go s.monitor(slot)
 	return s, nil
 }

@@ -447,7 +447,7 @@ func (c *creation) waitInit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("runtime API listener: %w", err)
 	}
-	c.s.ln = newLimitListener(ln, c.d.cfg.MaxAPIConns)
+	c.s.ln = newLimitListener(ln, max(c.d.cfg.MaxAPIConns, c.spec.RuntimeAPIConns))
 	return nil
 }
 
