@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-lambda-go/lambda"
@@ -29,8 +30,9 @@ var instance = func() string {
 }()
 
 // invocations counts the invocations this process served: a warm sandbox
-// reports 2, 3, ... on later calls.
-var invocations int
+// reports 2, 3, ... on later calls (atomic: a multi-concurrent sandbox runs
+// several handlers at once).
+var invocations atomic.Int64
 
 type event struct {
 	Action string `json:"action"`
@@ -59,14 +61,14 @@ type reply struct {
 }
 
 func handle(ctx context.Context, ev event) (r reply, err error) {
-	invocations++
+	served := invocations.Add(1)
 	start := time.Now()
 	lc, _ := lambdacontext.FromContext(ctx)
 	dl, _ := ctx.Deadline()
 	r = reply{
 		RequestID:    lc.AwsRequestID,
 		FunctionArn:  lc.InvokedFunctionArn,
-		Invocations:  invocations,
+		Invocations:  int(served),
 		Pid:          os.Getpid(),
 		RemainingMs:  time.Until(dl).Milliseconds(),
 		Version:      os.Getenv("VERSION_MARK"),
