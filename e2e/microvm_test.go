@@ -90,22 +90,30 @@ func TestMicroVMDriver(t *testing.T) {
 		t.Error("the server log shows no snapshot saved")
 	}
 
-	// The Python function through the AWS CLI, end to end.
+	// The Python and Node functions through the AWS CLI, end to end.
 	dir := t.TempDir()
-	zip := filepath.Join(dir, "fn.zip")
-	if err := os.WriteFile(zip, zipTestdata(t, "python"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	python := offeredRuntime(t, c, "python3.")
-	if _, stderr, err := s.awsCLI(t, "lambda", "create-function", "--function-name", "vm-py", "--runtime", python,
-		"--handler", "handler.handler", "--role", "arn:aws:iam::000000000000:role/x", "--zip-file", "fileb://"+zip); err != nil {
-		t.Fatalf("aws lambda create-function: %v\n%s", err, stderr)
-	}
-	resp := filepath.Join(dir, "out.json")
-	stdout, stderr, err = s.awsCLI(t, "lambda", "invoke", "--function-name", "vm-py",
-		"--cli-binary-format", "raw-in-base64-out", "--payload", `{"name":"cli"}`, resp)
-	body, _ := os.ReadFile(resp)
-	if err != nil || !strings.Contains(stdout, `"StatusCode": 200`) || !strings.Contains(string(body), `"hello": "cli"`) {
-		t.Errorf("aws lambda invoke (python): %v\n%s\n%s\nresponse %s", err, stdout, stderr, body)
+	for _, rt := range []struct{ name, prefix, handler, dir string }{
+		{"vm-py", "python3.", "handler.handler", "python"},
+		{"vm-node", "nodejs", "index.handler", "node"},
+	} {
+		zip := filepath.Join(dir, rt.name+".zip")
+		if err := os.WriteFile(zip, zipTestdata(t, rt.dir), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, stderr, err := s.awsCLI(t, "lambda", "create-function", "--function-name", rt.name, "--runtime", offeredRuntime(t, c, rt.prefix),
+			"--handler", rt.handler, "--role", "arn:aws:iam::000000000000:role/x", "--zip-file", "fileb://"+zip); err != nil {
+			t.Fatalf("aws lambda create-function (%s): %v\n%s", rt.dir, err, stderr)
+		}
+		resp := filepath.Join(dir, rt.name+".json")
+		stdout, stderr, err := s.awsCLI(t, "lambda", "invoke", "--function-name", rt.name,
+			"--cli-binary-format", "raw-in-base64-out", "--payload", `{"name":"cli"}`, resp)
+		body, _ := os.ReadFile(resp)
+		var r struct {
+			Hello   string `json:"hello"`
+			Runtime string `json:"runtime"`
+		}
+		if err != nil || !strings.Contains(stdout, `"StatusCode": 200`) || json.Unmarshal(body, &r) != nil || r.Hello != "cli" || r.Runtime != rt.dir {
+			t.Errorf("aws lambda invoke (%s): %v\n%s\n%s\nresponse %s", rt.dir, err, stdout, stderr, body)
+		}
 	}
 }
