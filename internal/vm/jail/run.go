@@ -13,6 +13,8 @@ import (
 	"syscall"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintdev/flint/internal/privdrop"
 )
 
 // MaybeRun runs the jail helper (and never returns) when this process was
@@ -78,15 +80,12 @@ func run() {
 		}
 	}
 	step = "drop privileges"
-	if err := dropPrivileges(s.UID, s.GID); err != nil {
+	if err := privdrop.Drop(s.UID, s.GID); err != nil {
 		fail(err)
 	}
-	// The credential change cleared the parent-death signal; set it again,
-	// then make sure the caller did not die meanwhile (its end of the
+	// Drop re-armed the parent-death signal the credential change
+	// cleared; make sure the caller did not die meanwhile (its end of the
 	// pipe would be closed).
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		fail(err)
-	}
 	fds := []unix.PollFd{{Fd: helperFD, Events: unix.POLLIN}}
 	if _, err := unix.Poll(fds, 0); err != nil || fds[0].Revents&(unix.POLLHUP|unix.POLLERR) != 0 {
 		os.Exit(125)
@@ -221,37 +220,4 @@ func makeDev(dev string, s *Spec) error {
 		}
 	}
 	return unix.Mount("", dev, "", unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, "size=4k,nr_inodes=16,mode=0755")
-}
-
-// dropPrivileges empties the capability bounding set, switches this thread
-// to uid/gid with no supplementary groups (which clears the remaining
-// capabilities) and sets no_new_privs.
-func dropPrivileges(uid, gid int) error {
-	for c := 0; c <= 63; c++ {
-		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(c), 0, 0, 0)
-		if errors.Is(err, unix.EINVAL) {
-			break // past CAP_LAST_CAP
-		}
-		if err != nil {
-			return fmt.Errorf("drop capability %d: %w", c, err)
-		}
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
-	// Raw system calls change this thread only (Go's wrappers change every
-	// thread): this thread execs, and execve ends the others.
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
-		return fmt.Errorf("setgroups: %w", e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
-		return fmt.Errorf("setresgid %d: %w", gid, e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
-		return fmt.Errorf("setresuid %d: %w", uid, e)
-	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
-	return nil
 }

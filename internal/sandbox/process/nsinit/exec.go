@@ -11,6 +11,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/flintdev/flint/internal/privdrop"
 )
 
 // execRuntime drops every privilege and replaces the init with the
@@ -28,7 +30,7 @@ func (r *runner) execRuntime() error {
 			return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: c.NoFile, Max: c.NoFile})
 		}},
 		{"chdir", func() error { return unix.Chdir("/var/task") }},
-		{"drop-privileges", func() error { return dropPrivileges(c.UID, c.GID) }},
+		{"drop-privileges", func() error { return privdrop.Drop(c.UID, c.GID) }},
 		{"seccomp", func() error { return loadSeccomp(c.Seccomp) }},
 	}
 	r.timings = r.timings[:0]
@@ -56,51 +58,6 @@ func (r *runner) execRuntime() error {
 	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
 	err := syscall.Exec(path, cl.Command, cl.Env)
 	return fmt.Errorf("exec %s: %w", path, err)
-}
-
-// dropPrivileges empties the capability bounding set, switches to uid/gid
-// with no supplementary groups (which clears the remaining capabilities),
-// and sets no_new_privs so nothing executed later can regain any.
-func dropPrivileges(uid, gid int) error {
-	for capNum := 0; capNum <= 63; capNum++ {
-		err := unix.Prctl(unix.PR_CAPBSET_DROP, uintptr(capNum), 0, 0, 0)
-		if errors.Is(err, unix.EINVAL) {
-			break // past CAP_LAST_CAP
-		}
-		if err != nil {
-			return fmt.Errorf("drop capability %d from bounding set: %w", capNum, err)
-		}
-	}
-	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && !errors.Is(err, unix.EINVAL) {
-		return fmt.Errorf("clear ambient capabilities: %w", err)
-	}
-	// Raw system calls change the credentials of this thread only (Go's
-	// wrappers stop the world to change every thread's): this thread is
-	// the one that execs, and execve ends all the others, which only ever
-	// run Go runtime code.
-	if _, _, e := unix.RawSyscall(unix.SYS_SETGROUPS, 0, 0, 0); e != 0 {
-		return fmt.Errorf("setgroups: %w", e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESGID, uintptr(gid), uintptr(gid), uintptr(gid)); e != 0 {
-		return fmt.Errorf("setresgid %d: %w", gid, e)
-	}
-	if _, _, e := unix.RawSyscall(unix.SYS_SETRESUID, uintptr(uid), uintptr(uid), uintptr(uid)); e != 0 {
-		return fmt.Errorf("setresuid %d: %w", uid, e)
-	}
-	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
-	var data [2]unix.CapUserData
-	if err := unix.Capset(&hdr, &data[0]); err != nil {
-		return fmt.Errorf("clear capabilities: %w", err)
-	}
-	if err := unix.Prctl(unix.PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0); err != nil {
-		return fmt.Errorf("no_new_privs: %w", err)
-	}
-	// A credential change clears the parent-death signal; restore it so
-	// the sandbox dies with the host process.
-	if err := unix.Prctl(unix.PR_SET_PDEATHSIG, uintptr(unix.SIGKILL), 0, 0, 0); err != nil {
-		return fmt.Errorf("pdeathsig: %w", err)
-	}
-	return nil
 }
 
 // loadSeccomp installs prog on the calling thread, which then execs.
