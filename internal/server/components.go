@@ -560,9 +560,10 @@ func (c *components) handler() (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	scrape := c.metrics.Handler() // built once, not per scrape
 	return c.metrics.HTTP(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if token != nil && r.URL.Path == metricsPath && r.Method == http.MethodGet && bearerIs(r, token) {
-			c.metrics.Handler().ServeHTTP(w, r)
+			scrape.ServeHTTP(w, r)
 			return
 		}
 		if c.urls == nil { // a node without the frontend role
