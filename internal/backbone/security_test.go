@@ -1,22 +1,14 @@
 package backbone
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"fmt"
-	"math/big"
-	"net"
-	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/flintdev/flint/internal/certtest"
 )
 
 // startExternal starts a JetStream server with opts' extras for a security
@@ -59,9 +51,9 @@ func TestPasswordInURL(t *testing.T) {
 // verifies clients) Flint connects over TLS; without the CA it does not.
 func TestTLS(t *testing.T) {
 	dir := t.TempDir()
-	ca, caKey := newCert(t, dir, "ca", nil, nil)
-	newCert(t, dir, "server", ca, caKey)
-	newCert(t, dir, "client", ca, caKey)
+	ca, caKey := certtest.Write(t, dir, "ca", nil, nil)
+	certtest.Write(t, dir, "server", ca, caKey)
+	certtest.Write(t, dir, "client", ca, caKey)
 	tc, err := server.GenTLSConfig(&server.TLSConfigOpts{
 		CertFile: filepath.Join(dir, "server.pem"), KeyFile: filepath.Join(dir, "server-key.pem"),
 		CaFile: filepath.Join(dir, "ca.pem"), Verify: true,
@@ -83,49 +75,4 @@ func TestTLS(t *testing.T) {
 	if st, err := b.Conn().TLSConnectionState(); err != nil || !st.HandshakeComplete {
 		t.Fatalf("not a TLS connection: %v", err)
 	}
-}
-
-// newCert writes name.pem and name-key.pem, signed by parent (self-signed
-// CA when nil), valid for 127.0.0.1.
-func newCert(t *testing.T, dir, name string, parent *x509.Certificate, parentKey *ecdsa.PrivateKey) (*x509.Certificate, *ecdsa.PrivateKey) {
-	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(time.Now().UnixNano()),
-		Subject:      pkix.Name{CommonName: name},
-		NotBefore:    time.Now().Add(-time.Hour),
-		NotAfter:     time.Now().Add(time.Hour),
-		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
-		KeyUsage:     x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth},
-	}
-	signer, signKey := tmpl, key
-	if parent == nil {
-		tmpl.IsCA, tmpl.BasicConstraintsValid = true, true
-	} else {
-		signer, signKey = parent, parentKey
-	}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, signer, &key.PublicKey, signKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	kb, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(file, typ string, b []byte) {
-		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write(name+".pem", "CERTIFICATE", der)
-	write(name+"-key.pem", "EC PRIVATE KEY", kb)
-	cert, err := x509.ParseCertificate(der)
-	if err != nil {
-		t.Fatal(fmt.Errorf("%s: %w", name, err))
-	}
-	return cert, key
 }
