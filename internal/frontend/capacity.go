@@ -26,20 +26,6 @@ type managedInstancesConfig struct {
 // capacityProviderArn is the model's pattern for CapacityProviderArn.
 var capacityProviderArn = regexp.MustCompile(`^arn:aws[a-zA-Z-]*:lambda:(eusc-)?[a-z]{2}((-gov)|(-iso([a-z]?)))?-[a-z]+-\d{1}:\d{12}:capacity-provider:[a-zA-Z0-9-_]+$`)
 
-// multiConcurrentRuntimes are the runtimes whose runtime client serves
-// several events at once when AWS_LAMBDA_MAX_CONCURRENCY is set: the
-// provided runtimes run the function's own bootstrap (aws-lambda-go ≥ 1.50
-// honours it). Flint's Python and Node runtime clients take one event at a
-// time, as Lambda's Python < 3.13 and Node < 22 runtimes, which Lambda
-// Managed Instances do not support either.
-func multiConcurrentRuntime(rt string) bool {
-	switch rt {
-	case "provided", "provided.al2", "provided.al2023":
-		return true
-	}
-	return false
-}
-
 // applyCapacityProvider validates in as Lambda's model does and sets it on
 // g (the function being configured).
 func applyCapacityProvider(g *metadata.Function, in *capacityProviderConfig) error {
@@ -81,9 +67,13 @@ func applyCapacityProvider(g *metadata.Function, in *capacityProviderConfig) err
 
 // checkMultiConcurrency refuses a multi-concurrent configuration on a
 // runtime that cannot serve it (checked on the final configuration, so a
-// runtime change is caught too).
+// runtime change is caught too). Only the provided runtimes can: they run
+// the function's own bootstrap (aws-lambda-go ≥ 1.50 honours
+// AWS_LAMBDA_MAX_CONCURRENCY). Flint's Python and Node runtime clients take
+// one event at a time, as Lambda's Python < 3.13 and Node < 22 runtimes,
+// which Lambda Managed Instances do not support either.
 func checkMultiConcurrency(g *metadata.Function) error {
-	if g.MaxConcurrency() > 1 && !multiConcurrentRuntime(g.Runtime) {
+	if g.MaxConcurrency() > 1 && !isProvidedRuntime(g.Runtime) {
 		return lambdaerr.New(lambdaerr.InvalidParameterValue,
 			"PerExecutionEnvironmentMaxConcurrency %d is not supported for runtime %s: Flint's %s runtime client handles one event at a time. Use a provided runtime (provided.al2023) with a runtime client that honours AWS_LAMBDA_MAX_CONCURRENCY, such as aws-lambda-go 1.50 or later, or set it to 1.",
 			g.MaxConcurrency(), g.Runtime, g.Runtime)
