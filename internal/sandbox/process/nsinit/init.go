@@ -96,9 +96,17 @@ func fail(step string, err error) {
 	syscall.Exit(1)
 }
 
+// msgBuf receives the host's messages (one at a time; decoding copies what
+// it keeps). A SOCK_SEQPACKET message larger than the socket's send buffer
+// (~200 KB by default) cannot be sent at all.
+var msgBuf []byte
+
 // readMsg reads one message of the host into v.
 func readMsg(v interface{ UnmarshalBinary([]byte) error }) error {
-	buf := make([]byte, 1<<20)
+	if msgBuf == nil {
+		msgBuf = make([]byte, 1<<20)
+	}
+	buf := msgBuf
 	n, err := syscall.Read(SockFD, buf)
 	if err != nil {
 		return err
