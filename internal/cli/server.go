@@ -118,6 +118,7 @@ func newServerCmd() *cobra.Command {
 	f.BoolVar(&cleanup, "cleanup", false, "remove the sandbox cgroups a killed server on --data left behind, then exit (refused while a server runs there)")
 	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "sandbox init binary (build cmd/flint-sandbox-init for faster sandbox creation; default: this binary)")
 	f.IntVar(&cfg.SandboxPool, "sandbox-pool", pool.DefaultMaxSize, "at most this many sandboxes kept prepared ahead of cold starts (the number follows the cold-start rate; 0 turns the pool off)")
+	f.BoolVar(&cfg.SandboxShareCPUs, "sandbox-share-cpus", false, "let every sandbox run on every CPU (default: a sandbox runs on one CPU per 1769 MB of memory, rounded up, the least used ones, so that runtimes size their threads to their CPU share)")
 	f.StringVar(&cfg.SandboxDriver, "sandbox-driver", "process", `"process" (namespaces, cgroups, seccomp) or "microvm" (a QEMU microVM per sandbox; needs qemu-system-x86, apt for the guest kernel, and flint-vm-init)`)
 	f.StringVar(&cfg.VMInit, "vm-init", "", "the flint-vm-init binary for --sandbox-driver microvm (default: next to this binary, then on PATH)")
 	f.BoolVar(&egress, "sandbox-egress", false, "let functions open connections to the outside world (NAT through a veth pair per sandbox, a tap device per microVM; the host, link-local and private addresses and other sandboxes stay unreachable; needs nf_tables in the kernel, sets net.ipv4.ip_forward=1)")

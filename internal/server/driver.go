@@ -21,7 +21,9 @@ func startDriver(ctx context.Context, cfg Config, onClose func(string, func(cont
 	if cfg.SandboxDriver == "microvm" {
 		return startMicroVM(ctx, cfg, onClose)
 	}
-	d, err := process.New(sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log))
+	pcfg := sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)
+	pcfg.ShareCPUs = cfg.SandboxShareCPUs
+	d, err := process.New(pcfg)
 	if err != nil {
 		return nil, fmt.Errorf("server: sandbox driver: %w", err)
 	}

@@ -100,6 +100,9 @@ type Config struct {
 	// the cold-start rate): 0 takes pool.DefaultMaxSize, a negative value
 	// turns the pool off.
 	SandboxPool int
+	// SandboxShareCPUs lets every process sandbox run on every CPU
+	// instead of on its own (process.Config.ShareCPUs).
+	SandboxShareCPUs bool
 	// SandboxDriver is "process" (the default: namespaces, cgroups,
 	// seccomp) or "microvm" (a QEMU microVM per sandbox, see
 	// docs/sandbox-microvm.md).

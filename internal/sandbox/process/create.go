@@ -74,7 +74,8 @@ type namedStep struct {
 //	wait-init     the init binds the code, mounts /tmp, pivots root
 //	serve         serve Spec.RuntimeAPI on the init's listener
 //	cpu-limit     throttle the CPU only now: the init's own setup runs at
-//	              full speed (a 128 MB function gets 7% of a CPU)
+//	              full speed (a 128 MB function gets 7% of a CPU); pin the
+//	              init (so the runtime) to its CPUs
 //	exec          let the init drop privileges and exec the runtime
 //	reset-peak    peak memory counts from here (not the init's setup)
 //
@@ -459,8 +460,29 @@ func (c *creation) serve(context.Context) error {
 	return nil
 }
 
+// cpuLimit sets the sandbox's CPU time and the CPUs it runs on (the
+// init's thread, which execs the runtime: its affinity is inherited).
 func (c *creation) cpuLimit(context.Context) error {
-	return c.s.group.SetCPU(c.d.limits(c.spec).CPUMillis)
+	millis := c.d.limits(c.spec).CPUMillis
+	if err := c.s.group.SetCPU(millis); err != nil {
+		return err
+	}
+	cs := c.d.cpus
+	if cs == nil {
+		return nil
+	}
+	idx := cs.assign(cs.cpusFor(millis))
+	if !c.s.holdCPUs(func() { cs.release(idx) }) {
+		return nil // the init is gone already: exec reports why
+	}
+	err := unix.SchedSetaffinity(c.s.cmd.Process.Pid, cs.mask(idx))
+	if errors.Is(err, syscall.ESRCH) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("set CPU affinity: %w", err)
+	}
+	return nil
 }
 
 func (c *creation) resetPeak(context.Context) error {

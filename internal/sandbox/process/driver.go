@@ -78,6 +78,11 @@ type Config struct {
 	// A driver with egress must be closed (Close removes its nftables
 	// table).
 	Egress *EgressConfig
+	// ShareCPUs lets every sandbox run on every CPU of the host. By
+	// default a sandbox runs on as many CPUs as its vCPUs round up to
+	// (MBPerVCPU), the least used at its creation (see cpus.go); its CPU
+	// time is limited by its cgroup either way.
+	ShareCPUs bool
 	// Logger receives debug lines (per-step create timings) and errors.
 	Logger *slog.Logger
 }
@@ -143,6 +148,7 @@ type Driver struct {
 	etc      map[string]string
 	rootDir  string
 	egress   *egress.Egress // nil without Config.Egress
+	cpus     *cpuSet        // nil with Config.ShareCPUs
 }
 
 var _ sandbox.Driver = (*Driver)(nil)
@@ -184,6 +190,11 @@ func New(cfg Config) (*Driver, error) {
 	d := &Driver{
 		cfg: cfg, cgroups: cg, seccomp: filter, host: host, etcBinds: etcBinds,
 		etc: etcFiles(cfg.UID, cfg.GID), rootDir: root,
+	}
+	if !cfg.ShareCPUs {
+		if d.cpus, err = newCPUSet(); err != nil {
+			return nil, fmt.Errorf("process: %w", err)
+		}
 	}
 	if cfg.Egress != nil {
 		if d.egress, err = egress.Start(*cfg.Egress, cfg.Logger); err != nil {

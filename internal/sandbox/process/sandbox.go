@@ -68,6 +68,8 @@ type Sandbox struct {
 	exitErr    error      // why the sandbox ended; set before done is closed
 	destroying bool
 	lastStats  *sandbox.Stats // usage read just before the cgroups went away
+	exited     bool           // the init was reaped
+	releaseCPU func()         // gives back the sandbox's CPUs; run once it exited
 
 	destroyOnce sync.Once
 	torn        chan struct{} // closed when teardown has finished
@@ -154,8 +156,29 @@ func (s *Sandbox) wait() {
 	err := s.exitCause(werr)
 	s.mu.Lock()
 	s.exitErr = err
+	s.exited = true
+	release := s.releaseCPU
+	s.releaseCPU = nil
 	s.mu.Unlock()
+	if release != nil {
+		release()
+	}
 	close(s.done)
+}
+
+// holdCPUs records how to give back the CPUs assigned to the sandbox once
+// it has exited; if it has already, it gives them back at once and reports
+// false.
+func (s *Sandbox) holdCPUs(release func()) bool {
+	s.mu.Lock()
+	if s.exited {
+		s.mu.Unlock()
+		release()
+		return false
+	}
+	s.releaseCPU = release
+	s.mu.Unlock()
+	return true
 }
 
 // exitCause explains the end of the sandbox: the OOM killer first (even
