@@ -7,9 +7,10 @@ import (
 )
 
 // MaybeRun runs the init (and never returns) if this process was started
-// as one (os.Args[1] == Marker); otherwise it returns at once. It is what
-// process.MaybeRunInit calls; a dedicated init binary can call it without
-// linking the host side of the driver.
+// as one (its second argument is Marker, as /proc/self/cmdline shows);
+// otherwise it returns at once. It is what process.MaybeRunInit calls; a
+// dedicated init binary can call it without linking the host side of the
+// driver.
 func MaybeRun() {
 	if isInit() {
 		Run()
