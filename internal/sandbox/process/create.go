@@ -57,12 +57,16 @@ type namedStep struct {
 //
 //	cgroup        create the cgroup(s) and set the limits
 //	channels      control socketpair and output pipe
-//	start         clone the init into new namespaces (exec of InitPath)
+//	start         clone the init into new namespaces (exec of InitPath);
+//	              on cgroup v2 directly into its cgroup (clone3 with
+//	              CLONE_INTO_CGROUP, when the kernel has it)
 //	network       (egress only) veth pair into the init's network namespace
 //	send-config   hand the init its nsinit.Config
-//	cgroup-add    move the init into the cgroup(s) (it works meanwhile;
-//	              doing this in the background gains nothing: the kernel
-//	              serialises the migration with the init's thread creation)
+//	cgroup-add    (v1, or v2 without CLONE_INTO_CGROUP) move the init into
+//	              the cgroup(s) (it works meanwhile; doing this in the
+//	              background gains nothing: the kernel serialises the
+//	              migration with the init's thread creation, and with every
+//	              fork, exec and thread creation on the host)
 //	wait-prepared the init builds the root fs (host dirs, /etc, /proc,
 //	              /dev), brings lo up, listens
 //
@@ -83,15 +87,17 @@ type namedStep struct {
 // (see pool.go). If a step fails everything done so far is undone and the
 // error names the step and the sandbox.
 func (c *creation) prepareSteps() []namedStep {
-	return []namedStep{
+	steps := []namedStep{
 		{"cgroup", c.cgroup},
 		{"channels", c.channels},
 		{"start", c.start},
 		{"network", c.network},
 		{"send-config", c.sendConfig},
-		{"cgroup-add", c.cgroupAdd},
-		{"wait-prepared", c.waitPrepared},
 	}
+	if !c.d.cloneIntoCgroup {
+		steps = append(steps, namedStep{"cgroup-add", c.cgroupAdd})
+	}
+	return append(steps, namedStep{"wait-prepared", c.waitPrepared})
 }
 
 func (c *creation) claimSteps(pooled bool) []namedStep {
@@ -244,6 +250,17 @@ func (c *creation) start(context.Context) error {
 			Cloneflags: cloneFlags,
 			Pdeathsig:  syscall.SIGKILL,
 		},
+	}
+	if c.d.cloneIntoCgroup {
+		// The init is born in its cgroup: no cgroup-add, so no migration
+		// (see Driver.cloneIntoCgroup), and it never runs outside it.
+		fd, err := c.s.group.OpenDir()
+		if err != nil {
+			return err
+		}
+		defer unix.Close(fd)
+		cmd.SysProcAttr.UseCgroupFD = true
+		cmd.SysProcAttr.CgroupFD = fd
 	}
 	if err := cmd.Start(); err != nil {
 		return err

@@ -149,6 +149,12 @@ type Driver struct {
 	rootDir  string
 	egress   *egress.Egress // nil without Config.Egress
 	cpus     *cpuSet        // nil with Config.ShareCPUs
+	// cloneIntoCgroup: the init starts in its cgroup (cgroup v2 and clone3
+	// with CLONE_INTO_CGROUP) instead of being moved there after its
+	// start. A move takes the kernel's cgroup_threadgroup_rwsem for
+	// writing, which waits for an RCU grace period while every fork, exec
+	// and thread creation on the host waits for it.
+	cloneIntoCgroup bool
 }
 
 var _ sandbox.Driver = (*Driver)(nil)
@@ -190,6 +196,7 @@ func New(cfg Config) (*Driver, error) {
 	d := &Driver{
 		cfg: cfg, cgroups: cg, seccomp: filter, host: host, etcBinds: etcBinds,
 		etc: etcFiles(cfg.UID, cfg.GID), rootDir: root,
+		cloneIntoCgroup: cg.CanCloneInto(),
 	}
 	if !cfg.ShareCPUs {
 		if d.cpus, err = newCPUSet(); err != nil {
@@ -204,7 +211,7 @@ func New(cfg Config) (*Driver, error) {
 			d.etc["resolv.conf"] = rc
 		}
 	}
-	cfg.Logger.Debug("process sandbox driver ready", "cgroup", cg.Version().String(), "state_dir", cfg.StateDir)
+	cfg.Logger.Debug("process sandbox driver ready", "cgroup", cg.Version().String(), "clone_into_cgroup", d.cloneIntoCgroup, "state_dir", cfg.StateDir)
 	return d, nil
 }
 
