@@ -76,7 +76,7 @@ var mustPass = []string{
 	"TestV2", "TestOOMKillCounted/v2", "TestStatFilesLifecycle/v2",
 	"TestCreateClosesOnFailure/v2", "TestStatsDoesNotAllocate/v2", "TestV2RootHoldingProcesses",
 	"TestConformance", "TestLimitsIdentityAndCleanup", "TestFailedCreateLeavesNothing",
-	"TestRemoveStale", "TestBrokenInit", "TestInitStartsInItsCgroup/clone-into",
+	"TestRemoveStale", "TestBrokenInit", "TestInitStartsInItsCgroup/clone-into", "TestOpenDir/v2",
 }
 
 // benchEnv names the environment variable that, when set to a -test.bench
