@@ -33,7 +33,6 @@ func (r *runner) execRuntime() error {
 		{"drop-privileges", func() error { return privdrop.Drop(c.UID, c.GID) }},
 		{"seccomp", func() error { return loadSeccomp(c.Seccomp) }},
 	}
-	r.timings = r.timings[:0]
 	for _, s := range steps {
 		if err := r.run(s.name, s.f); err != nil {
 			return err
@@ -47,7 +46,7 @@ func (r *runner) execRuntime() error {
 		return err
 	}
 	r.step = "exec"
-	// Report the timings of this phase; EOF (the socket closing on exec)
+	// Report the timings of the claim; EOF (the socket closing on exec)
 	// follows unless execve fails.
 	msg, _ := json.Marshal(Ready{Timings: r.timings})
 	if _, err := unix.Write(SockFD, msg); err != nil {

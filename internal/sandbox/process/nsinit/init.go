@@ -41,10 +41,13 @@ func Run() {
 	if err != nil {
 		fail(r.step, err)
 	}
+	// The host serves the Runtime API on the listener from here on; no
+	// runtime can connect before the claim's execve.
 	msg, _ := json.Marshal(Ready{Timings: r.timings})
-	if _, err := unix.Write(SockFD, msg); err != nil {
+	if err := unix.Sendmsg(SockFD, msg, unix.UnixRights(lnFD), nil, 0); err != nil {
 		os.Exit(3)
 	}
+	unix.Close(lnFD)
 	// A pooled sandbox waits here until it is claimed (or killed).
 	if r.claim, err = readClaim(); err != nil {
 		fail("claim", err)
@@ -53,11 +56,8 @@ func Run() {
 	if err := r.claimed(); err != nil {
 		fail(r.step, err)
 	}
-	msg, _ = json.Marshal(Ready{Timings: r.timings})
-	if err := unix.Sendmsg(SockFD, msg, unix.UnixRights(lnFD), nil, 0); err != nil {
-		os.Exit(3)
-	}
-	unix.Close(lnFD)
+	// The host sets the function's cgroup limits meanwhile; Go says they
+	// are in place (usually it is queued by now: no wait).
 	var b [1]byte
 	n, err := unix.Read(SockFD, b[:])
 	if err != nil || n != 1 || b[0] != GoByte {

@@ -12,13 +12,18 @@
 //	host                               init (this package)
 //	 │── Config ───────────────────────►│ root tmpfs, host dirs, /etc, /proc,
 //	 │   (puts the pid into cgroups)    │ /dev, hostname, lo up, listen
-//	 │◄── Ready (prepared) ─────────────│
+//	 │◄── Ready (+ listener fd) ────────│
 //	 │   ... a pooled sandbox waits     │ (no function known yet)
 //	 │── Claim ────────────────────────►│ code, /tmp, pivot_root
-//	 │◄── Ready (+ listener fd) ────────│
+//	 │   (function's cgroup limits)     │
 //	 │── Go ───────────────────────────►│ drop privileges, seccomp
 //	 │◄── Ready (timings) ──────────────│ execve
 //	 │◄── EOF (exec ok) or Ready{Error} │
+//
+// A claim is one exchange: the host sends Claim and, once the function's
+// limits are set, Go, without waiting for the init in between; the init
+// waits for Go only after its claim steps, so the host's work and the
+// init's overlap, and nothing of the function runs before both are done.
 //
 // Config carries what every sandbox of the driver shares; Claim carries
 // one function's part (its code, /tmp size, command and environment), so
@@ -96,9 +101,9 @@ type HostPath struct {
 	Link string `json:",omitempty"`
 }
 
-// Ready is the init's reply: after Config (the sandbox is prepared), after
-// Claim (with the listener's fd attached on success), and after Go
-// (timings just before execve, or an error).
+// Ready is the init's reply: after Config (the sandbox is prepared, with
+// the Runtime API listener's fd attached on success), and after Claim and
+// Go (the claim's timings just before execve, or an error).
 type Ready struct {
 	// Error is set when a step failed; Step names it.
 	Error string `json:",omitempty"`
