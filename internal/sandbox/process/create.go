@@ -65,13 +65,16 @@ type namedStep struct {
 //	              doing this in the background gains nothing: the kernel
 //	              serialises the migration with the init's thread creation)
 //	wait-prepared the init builds the root fs (host dirs, /etc, /proc,
-//	              /dev), brings lo up, listens, and sends the listener
+//	              /dev), brings lo up, listens, pivots root (detaching
+//	              the host's file system), and sends the listener
 //
 // claimSteps hand it its function and start the runtime, in one exchange
 // with the init (no step waits for it before exec):
 //
-//	send-claim    hand the init its nsinit.Claim; it binds the code,
-//	              mounts /tmp and pivots root while the host goes on
+//	send-claim    hand the init its nsinit.Claim, with the function's
+//	              directories as detached read-only mounts (open_tree); it
+//	              attaches them, mounts /tmp and makes / read-only while
+//	              the host goes on
 //	claim-cgroup  (pooled only) rename the cgroup(s) after the sandbox and
 //	              set its memory limit
 //	serve         serve Spec.RuntimeAPI on the init's listener
@@ -436,12 +439,25 @@ func (c *creation) claimCgroup(context.Context) error {
 	return c.s.group.SetMemory(c.d.limits(c.spec).MemoryBytes)
 }
 
+// sendClaim hands the init its nsinit.Claim with the function's
+// directories as detached mounts: clones of the host's (open_tree),
+// read-only, nosuid and nodev, which the init attaches in its own root
+// (the host's file system is out of its reach since it was prepared).
 func (c *creation) sendClaim(context.Context) error {
 	b, err := json.Marshal(c.d.initClaim(c.spec))
 	if err != nil {
 		return err
 	}
-	_, err = c.ctl.Write(b)
+	var fds []int
+	defer func() { closeAll(fds) }() // the init holds its own copies
+	for _, m := range claimMounts(c.spec) {
+		fd, err := detachedMount(m[0])
+		if err != nil {
+			return fmt.Errorf("%s for %s: %w", m[0], m[1], err)
+		}
+		fds = append(fds, fd)
+	}
+	_, _, err = c.ctl.WriteMsgUnix(b, unix.UnixRights(fds...), nil)
 	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
 		return nil // the init died already; exec says how
 	}
@@ -485,6 +501,22 @@ func (c *creation) cpuLimit(context.Context) error {
 
 func (c *creation) resetPeak(context.Context) error {
 	return c.s.group.ResetPeak()
+}
+
+// detachedMount clones the mount tree at host directory dir into a
+// detached one, read-only, nosuid and nodev throughout, and returns its
+// descriptor.
+func detachedMount(dir string) (int, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, fmt.Errorf("open_tree: %w", err)
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("mount_setattr: %w", err)
+	}
+	return fd, nil
 }
 
 // exec lets the init exec the runtime once its claim steps are done, and

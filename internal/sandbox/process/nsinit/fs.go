@@ -61,29 +61,26 @@ func (r *runner) buildRoot() error {
 	return nil
 }
 
-// mountCode binds the function's directories (still reachable: the host's
-// root is only detached by pivot_root, after this) and mounts its /tmp.
+// mountCode attaches the function's directories (the detached mounts the
+// host sent with the claim) and mounts its /tmp. The root is the sandbox's
+// own already (pivotRoot ran when it was prepared) and still writable.
 func (r *runner) mountCode() error {
-	c := r.claim
-	if err := bindRO(c.CodeDir, r.in("/var/task"), true); err != nil {
-		return err
-	}
-	if c.RuntimeDir != "" {
-		if err := bindRO(c.RuntimeDir, r.in("/var/runtime"), true); err != nil {
+	for i, dst := range r.claim.Mounts {
+		fd := r.mountFDs[i]
+		if err := os.MkdirAll(dst, 0o755); err != nil {
 			return err
 		}
-	}
-	if c.OptDir != "" {
-		if err := bindRO(c.OptDir, r.in("/opt"), true); err != nil {
-			return err
+		if err := unix.MoveMount(fd, "", unix.AT_FDCWD, dst, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+			return fmt.Errorf("attach %s: %w", dst, err)
 		}
+		unix.Close(fd)
 	}
-	tmp := r.in("/tmp")
-	if err := os.Mkdir(tmp, 0o755); err != nil {
+	r.mountFDs = nil
+	if err := os.Mkdir("/tmp", 0o755); err != nil {
 		return err
 	}
-	opts := "mode=1777,size=" + strconv.Itoa(c.TmpMB) + "m"
-	if err := unix.Mount("tmpfs", tmp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
+	opts := "mode=1777,size=" + strconv.Itoa(r.claim.TmpMB) + "m"
+	if err := unix.Mount("tmpfs", "/tmp", "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
 		return fmt.Errorf("mount /tmp: %w", err)
 	}
 	return nil
@@ -207,8 +204,8 @@ func (r *runner) buildDev() error {
 	return unix.Mount("", d, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, "")
 }
 
-// pivotRoot makes the new root the process's root, detaches the host's,
-// and makes the root read-only (only /tmp and /dev/shm stay writable).
+// pivotRoot makes the new root the process's root and detaches the
+// host's: from here on the init reaches nothing of the host's file system.
 func (r *runner) pivotRoot() error {
 	if err := unix.Chdir(r.cfg.Root); err != nil {
 		return err
@@ -221,9 +218,12 @@ func (r *runner) pivotRoot() error {
 	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
 		return fmt.Errorf("detach old root: %w", err)
 	}
-	if err := unix.Chdir("/"); err != nil {
-		return err
-	}
+	return unix.Chdir("/")
+}
+
+// readOnlyRoot makes the root read-only (only /tmp and /dev/shm stay
+// writable).
+func readOnlyRoot() error {
 	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
 		return fmt.Errorf("remount root read-only: %w", err)
 	}

@@ -49,7 +49,7 @@ func Run() {
 	}
 	unix.Close(lnFD)
 	// A pooled sandbox waits here until it is claimed (or killed).
-	if r.claim, err = readClaim(); err != nil {
+	if r.claim, r.mountFDs, err = readClaim(); err != nil {
 		fail("claim", err)
 	}
 	r.timings = r.timings[:0]
@@ -98,23 +98,45 @@ func readConfig() (*Config, error) {
 	return &cfg, nil
 }
 
-func readClaim() (*Claim, error) {
+// readClaim reads the Claim and the mount descriptors that come with it.
+func readClaim() (*Claim, []int, error) {
+	buf := make([]byte, 1<<20)
+	oob := make([]byte, unix.CmsgSpace(8*4))
+	n, oobn, _, _, err := unix.Recvmsg(SockFD, buf, oob, unix.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, nil, err
+	}
+	var fds []int
+	if msgs, err := unix.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for i := range msgs {
+			if got, err := unix.ParseUnixRights(&msgs[i]); err == nil {
+				fds = append(fds, got...)
+			}
+		}
+	}
+	if n == 0 {
+		return nil, nil, errors.New("control socket closed")
+	}
 	var c Claim
-	if err := readMsg(&c); err != nil {
-		return nil, err
+	if err := json.Unmarshal(buf[:n], &c); err != nil {
+		return nil, nil, err
 	}
-	if len(c.Command) == 0 || c.CodeDir == "" {
-		return nil, errors.New("refusing claim: empty command or code dir")
+	if len(c.Command) == 0 || len(c.Mounts) == 0 || c.Mounts[0] != "/var/task" {
+		return nil, nil, errors.New("refusing claim: empty command or no code")
 	}
-	return &c, nil
+	if len(fds) != len(c.Mounts) {
+		return nil, nil, fmt.Errorf("refusing claim: %d mounts, %d descriptors", len(c.Mounts), len(fds))
+	}
+	return &c, fds, nil
 }
 
 // runner runs the init's named steps and records how long each took.
 type runner struct {
-	cfg     *Config
-	claim   *Claim // nil until claimed
-	step    string
-	timings []Timing
+	cfg      *Config
+	claim    *Claim // nil until claimed
+	mountFDs []int  // the claim's mounts (Claim.Mounts)
+	step     string
+	timings  []Timing
 }
 
 func (r *runner) run(name string, f func() error) error {
@@ -165,14 +187,21 @@ func (r *runner) prepare() (int, error) {
 		fd, err = listen(r.cfg.ListenPort)
 		return err
 	})
-	return fd, err
+	if err != nil {
+		return -1, err
+	}
+	if err := r.run("pivot-root", r.pivotRoot); err != nil {
+		unix.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
-// claimed adds the function's part and detaches the host's file system.
+// claimed adds the function's part and makes the root read-only.
 func (r *runner) claimed() error {
 	return r.runAll([]step{
 		{"code", r.mountCode},
-		{"pivot-root", r.pivotRoot},
+		{"root-ro", readOnlyRoot},
 	})
 }
 
