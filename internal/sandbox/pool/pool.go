@@ -26,19 +26,20 @@
 // Refilling yields to cold starts: preparing a sandbox costs a few
 // milliseconds of CPU (and takes kernel locks a starting sandbox needs),
 // which on a small host would come out of the cold start that just
-// claimed one. So a preparation does not begin while a cold start is
-// under way:
+// claimed one. So while the pool still holds a prepared sandbox for the
+// next cold start, a preparation does not begin while one is under way:
 //
 //	under way  from Create until the sandbox's runtime has made its
 //	           second Runtime API request (its first /next, then the
 //	           answer to that invocation) and the request returned, or
 //	           Create failed, or Config.StartGrace passed
 //
-// The refiller waits while any is under way; once it has waited for
-// StartGrace it prepares at its next wake-up regardless (a cold start
-// ending, at most StartGrace later), so that under a steady stream of cold
-// starts the pool still refills. A preparation already running is not
-// interrupted.
+// An empty pool refills at once (the next cold start would find nothing,
+// and a whole creation costs it more than sharing the CPU does), so a
+// burst of cold starts still gets prepared sandboxes. The refiller waits
+// at most about StartGrace in a row: once it has waited that long it
+// prepares at its next wake-up regardless (a cold start ending, at most
+// StartGrace later). A preparation already running is not interrupted.
 package pool
 
 import (
@@ -192,6 +193,7 @@ func (p *Pool) Name() string { return p.cfg.Driver.Name() }
 func (p *Pool) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
 	pr := p.take()
 	cs := p.begin()
+	p.poke() // an empty pool refills at once
 	if spec.RuntimeAPI != nil {
 		spec.RuntimeAPI = &watchedAPI{h: spec.RuntimeAPI, cs: cs}
 	}
@@ -365,7 +367,7 @@ func (p *Pool) refill() {
 		p.discarded += uint64(len(extra))
 		need := len(p.ready) < target
 		held := false
-		if need && p.starting > 0 {
+		if need && p.starting > 0 && len(p.ready) > 0 {
 			if heldSince.IsZero() {
 				heldSince = now
 			}

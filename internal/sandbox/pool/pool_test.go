@@ -223,29 +223,35 @@ func TestCloseDestroysPrepared(t *testing.T) {
 }
 
 // TestRefillWaitsForColdStarts: after a claim the pool prepares the next
-// sandbox only once the claimed sandbox's runtime has served its first
-// invocation (two Runtime API requests), or after StartGrace when it never
-// gets that far.
+// sandbox at once only when it is empty; while it still holds one, it
+// waits until the claimed sandbox's runtime has served its first
+// invocation (two Runtime API requests), or StartGrace when it never gets
+// that far.
 func TestRefillWaitsForColdStarts(t *testing.T) {
 	if _, err := os.Stat("/bin/bash"); err != nil {
 		t.Skip("the test runtime is a bash script: no /bin/bash")
 	}
 	clk := clocktest.New(time.Unix(1e9, 0))
-	p := newPool(t, pool.Config{MaxSize: 1, IdleAfter: time.Hour, Clock: clk})
+	// Lead 20 s: one cold start (0.1/s) makes the target 2.
+	p := newPool(t, pool.Config{MaxSize: 2, Lead: 20 * time.Second, IdleAfter: time.Hour, Clock: clk})
 	polltest.Until(t, wait, "the pool to prepare a sandbox", func() bool { return p.Stats().Ready == 1 })
 
-	// A runtime that never calls the Runtime API: the refill waits for
-	// StartGrace.
+	// A runtime that never calls the Runtime API: the empty pool refills
+	// at once, then waits for StartGrace.
 	silent := create(t, p, "silent-"+strconv.Itoa(os.Getpid()))
 	if !claimed(silent) {
 		t.Fatalf("Create did not claim the prepared sandbox: %v", silent.Timings())
 	}
-	time.Sleep(300 * time.Millisecond) // the refill had time to start, were it free to
-	if st := p.Stats(); st.Prepared != 1 || st.Ready != 0 {
-		t.Fatalf("the pool refilled during a cold start: %+v", st)
+	polltest.Until(t, wait, "the empty pool to refill during the cold start", func() bool {
+		st := p.Stats()
+		return st.Target == 2 && st.Prepared == 2 && st.Ready == 1
+	})
+	time.Sleep(300 * time.Millisecond) // the refill had time to go on, were it free to
+	if st := p.Stats(); st.Prepared != 2 {
+		t.Fatalf("the pool prepared a second sandbox during a cold start: %+v", st)
 	}
 	clk.Advance(pool.DefaultStartGrace)
-	polltest.Until(t, wait, "the pool to refill after StartGrace", func() bool { return p.Stats().Ready == 1 })
+	polltest.Until(t, wait, "the pool to refill after StartGrace", func() bool { return p.Stats().Ready == 2 })
 
 	// A runtime that asks for its first invocation and answers it: the
 	// refill starts at the answer, with no StartGrace passing.
@@ -281,6 +287,6 @@ func TestRefillWaitsForColdStarts(t *testing.T) {
 	}
 	polltest.Until(t, wait, "the pool to refill after the first invocation", func() bool {
 		st := p.Stats()
-		return st.Ready == 1 && st.Prepared == 3
+		return st.Ready == 2 && st.Prepared == 4
 	})
 }
