@@ -414,22 +414,24 @@ func (s *Sandbox) syncOutput() {
 	}
 }
 
-// appendLog hands the framed log to the log store without blocking the
-// invocation; Worker.Close waits for pending appends.
+// appendLog hands the framed log to the log store. It runs on the
+// invocation's own goroutine, not one of its own: the store queues the
+// entry (group commit) and blocks only while its queue is full, for a
+// bounded time (logstore.Config.StallWait, as for the invocation record),
+// and a goroutine per invocation cost a thread wake-up each. Worker.Close
+// waits for appends in progress.
 func (s *Sandbox) appendLog(requestID string, data []byte) {
 	sink := s.w.cfg.Logs
 	if sink == nil {
 		return
 	}
 	s.w.logsWG.Add(1)
-	go func() {
-		defer s.w.logsWG.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), s.w.cfg.LogAppendTimeout)
-		defer cancel()
-		if err := sink.Append(ctx, s.fn.Account, s.fn.Name, requestID, data); err != nil {
-			s.log.Warn("append log", "request_id", requestID, "err", err)
-		}
-	}()
+	defer s.w.logsWG.Done()
+	ctx, cancel := context.WithTimeout(context.Background(), s.w.cfg.LogAppendTimeout)
+	defer cancel()
+	if err := sink.Append(ctx, s.fn.Account, s.fn.Name, requestID, data); err != nil {
+		s.log.Warn("append log", "request_id", requestID, "err", err)
+	}
 }
 
 // logFor is the sandbox's logger with the request ID, built only when

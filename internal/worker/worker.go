@@ -53,6 +53,8 @@ type CodeSource interface {
 }
 
 // LogSink stores framed invocation logs (internal/logstore.Store).
+// Append is called on the invocation's path: it must queue the entry and
+// return, blocking only for a short bounded time when it cannot.
 type LogSink interface {
 	Append(ctx context.Context, account, function, requestID string, data []byte) error
 }
