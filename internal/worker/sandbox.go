@@ -321,9 +321,11 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		timeout = 3 * time.Second
 	}
 	start := s.w.cfg.Clock()
-	exitCtx, cancelExit := context.WithCancelCause(ctx)
-	dctx, cancelDeadline := context.WithTimeoutCause(exitCtx, timeout, errTimedOut)
-	stopWatch := context.AfterFunc(s.exited, func() { cancelExit(errRuntimeExited) })
+	// One context ends the dispatch with its cause: the timeout (a timer,
+	// not a second context per invocation), the runtime's exit, or ctx.
+	dctx, cancel := context.WithCancelCause(ctx)
+	deadline := time.AfterFunc(timeout, func() { cancel(errTimedOut) })
+	stopWatch := context.AfterFunc(s.exited, func() { cancel(errRuntimeExited) })
 	var out runtimeapi.Outcome
 	var err error
 	if stream != nil {
@@ -332,8 +334,8 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		out, err = s.api.Dispatch(dctx, req, start.Add(timeout))
 	}
 	stopWatch()
-	cancelDeadline()
-	cancelExit(nil)
+	deadline.Stop()
+	cancel(nil)
 	res.Duration = s.w.cfg.Clock().Sub(start)
 
 	var fail *failure
@@ -427,9 +429,7 @@ func (s *Sandbox) appendLog(requestID string, data []byte) {
 	}
 	s.w.logsWG.Add(1)
 	defer s.w.logsWG.Done()
-	ctx, cancel := context.WithTimeout(context.Background(), s.w.cfg.LogAppendTimeout)
-	defer cancel()
-	if err := sink.Append(ctx, s.fn.Account, s.fn.Name, requestID, data); err != nil {
+	if err := sink.Append(context.Background(), s.fn.Account, s.fn.Name, requestID, data); err != nil {
 		s.log.Warn("append log", "request_id", requestID, "err", err)
 	}
 }
