@@ -400,6 +400,13 @@ func (s *Sandbox) finishFailed(f *frame, res *invocation.Result, fail *failure, 
 }
 
 func (s *Sandbox) maxMemory() uint64 {
+	if pm, ok := s.sb.(sandbox.PeakMemoryReader); ok {
+		v, err := pm.MaxMemoryBytes()
+		if err != nil {
+			return 0
+		}
+		return v
+	}
 	st, err := s.sb.Stats()
 	if err != nil {
 		return 0
