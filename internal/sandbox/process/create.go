@@ -2,7 +2,6 @@ package process
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"github.com/flintdev/flint/internal/sandbox/egress"
@@ -273,7 +272,7 @@ func (c *creation) sendConfig(context.Context) error {
 		l := c.s.link
 		cfg.Net = &nsinit.Net{Iface: egress.SandboxIface, Addr: l.Addr, PrefixLen: l.PrefixLen, Gateway: l.Gateway}
 	}
-	b, err := json.Marshal(cfg)
+	b, err := cfg.MarshalBinary()
 	if err != nil {
 		return err
 	}
@@ -343,7 +342,7 @@ func (c *creation) readReply(ctx context.Context) (r nsinit.Ready, fds []int, eo
 	if n == 0 {
 		return r, fds, true, nil
 	}
-	if err := json.Unmarshal(buf[:n], &r); err != nil {
+	if err := r.UnmarshalBinary(buf[:n]); err != nil {
 		closeAll(fds)
 		return r, nil, false, fmt.Errorf("bad reply from init: %w", err)
 	}
@@ -422,7 +421,7 @@ func (c *creation) claimCgroup(context.Context) error {
 }
 
 func (c *creation) sendClaim(context.Context) error {
-	b, err := json.Marshal(c.d.initClaim(c.spec))
+	b, err := c.d.initClaim(c.spec).MarshalBinary()
 	if err != nil {
 		return err
 	}

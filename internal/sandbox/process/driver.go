@@ -14,9 +14,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
@@ -143,7 +142,7 @@ type Driver struct {
 	cfg     Config
 	cgroups *cgroup.Manager
 	// Prepared once: the seccomp program, the host paths and /etc files.
-	seccomp  []unix.SockFilter
+	seccomp  []syscall.SockFilter
 	host     []nsinit.HostPath
 	etcBinds []string
 	etc      map[string]string
@@ -175,6 +174,11 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, fmt.Errorf("process: %w", err)
 	}
+	// The init's copy of the type (nsinit does not import x/sys/unix).
+	filter := make([]syscall.SockFilter, len(prog))
+	for i, f := range prog {
+		filter[i] = syscall.SockFilter{Code: f.Code, Jt: f.Jt, Jf: f.Jf, K: f.K}
+	}
 	host, etcBinds, err := scanHost()
 	if err != nil {
 		return nil, fmt.Errorf("process: %w", err)
@@ -184,7 +188,7 @@ func New(cfg Config) (*Driver, error) {
 		return nil, fmt.Errorf("process: state dir: %w", err)
 	}
 	d := &Driver{
-		cfg: cfg, cgroups: cg, seccomp: prog, host: host, etcBinds: etcBinds,
+		cfg: cfg, cgroups: cg, seccomp: filter, host: host, etcBinds: etcBinds,
 		etc: etcFiles(cfg.UID, cfg.GID), rootDir: root,
 	}
 	if !cfg.ShareCPUs {

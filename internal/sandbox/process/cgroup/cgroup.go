@@ -385,13 +385,26 @@ func backoff(i int) time.Duration {
 }
 
 func writeFile(path, value string) error {
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_TRUNC, 0)
+	// Plain system calls: an *os.File of a cgroup file (pollable) would
+	// be registered with the runtime's epoll and unregistered again, two
+	// more system calls per write, ten writes per sandbox creation. No
+	// O_TRUNC either: control files take each write whole.
+	fd, err := syscall.Open(path, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	for err == syscall.EINTR {
+		fd, err = syscall.Open(path, syscall.O_WRONLY|syscall.O_CLOEXEC, 0)
+	}
 	if err != nil {
-		return err
+		return &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	_, err = f.WriteString(value) // a *PathError naming the file
-	if cerr := f.Close(); err == nil {
-		err = cerr
+	_, err = syscall.Write(fd, []byte(value))
+	for err == syscall.EINTR {
+		_, err = syscall.Write(fd, []byte(value))
 	}
-	return err
+	if cerr := syscall.Close(fd); err == nil && cerr != nil {
+		return &os.PathError{Op: "close", Path: path, Err: cerr}
+	}
+	if err != nil {
+		return &os.PathError{Op: "write", Path: path, Err: err}
+	}
+	return nil
 }

@@ -1,16 +1,9 @@
 package nsinit
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"math"
-	"os"
-	"strings"
 	"syscall"
 	"unsafe"
-
-	"golang.org/x/sys/unix"
 
 	"github.com/flintdev/flint/internal/privdrop"
 )
@@ -25,11 +18,11 @@ func (r *runner) execRuntime() error {
 	}{
 		// The cgroup namespace is created only now, after the host moved
 		// us into the sandbox's cgroups, so that it is rooted there.
-		{"cgroupns", func() error { return unix.Unshare(unix.CLONE_NEWCGROUP) }},
+		{"cgroupns", func() error { return syscall.Unshare(syscall.CLONE_NEWCGROUP) }},
 		{"rlimits", func() error {
 			return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: c.NoFile, Max: c.NoFile})
 		}},
-		{"chdir", func() error { return unix.Chdir("/var/task") }},
+		{"chdir", func() error { return syscall.Chdir("/var/task") }},
 		{"drop-privileges", func() error { return privdrop.Drop(c.UID, c.GID) }},
 		{"seccomp", func() error { return loadSeccomp(c.Seccomp) }},
 	}
@@ -49,26 +42,26 @@ func (r *runner) execRuntime() error {
 	r.step = "exec"
 	// Report the timings of this phase; EOF (the socket closing on exec)
 	// follows unless execve fails.
-	msg, _ := json.Marshal(Ready{Timings: r.timings})
-	if _, err := unix.Write(SockFD, msg); err != nil {
+	msg, _ := (&Ready{Timings: r.timings}).MarshalBinary()
+	if _, err := syscall.Write(SockFD, msg); err != nil {
 		return err
 	}
 	// Everything the Go runtime opened is close-on-exec already; this also
 	// covers anything inherited by mistake. Only 0, 1 and 2 survive.
-	_ = unix.CloseRange(3, math.MaxUint32, unix.CLOSE_RANGE_CLOEXEC)
+	syscall.RawSyscall(sysCloseRange, 3, ^uintptr(0)>>32, closeRangeCloexec)
 	err := syscall.Exec(path, cl.Command, cl.Env)
-	return fmt.Errorf("exec %s: %w", path, err)
+	return wrap("exec "+path, err)
 }
 
 // loadSeccomp installs prog on the calling thread, which then execs.
-func loadSeccomp(prog []unix.SockFilter) error {
+func loadSeccomp(prog []syscall.SockFilter) error {
 	if len(prog) == 0 {
 		return errors.New("empty seccomp program")
 	}
-	fprog := unix.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
-	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, 0, uintptr(unsafe.Pointer(&fprog)))
+	fprog := syscall.SockFprog{Len: uint16(len(prog)), Filter: &prog[0]}
+	_, _, errno := syscall.RawSyscall(sysSeccomp, seccompSetModeFilter, 0, uintptr(unsafe.Pointer(&fprog)))
 	if errno != 0 {
-		return fmt.Errorf("seccomp: %w", errno)
+		return wrap("seccomp", errno)
 	}
 	return nil
 }
@@ -76,23 +69,32 @@ func loadSeccomp(prog []unix.SockFilter) error {
 // lookPath resolves a command without a slash through PATH of env (as the
 // runtime will see it, inside the sandbox).
 func lookPath(cmd string, env []string) (string, error) {
-	if strings.Contains(cmd, "/") {
-		return cmd, nil
+	for i := 0; i < len(cmd); i++ {
+		if cmd[i] == '/' {
+			return cmd, nil
+		}
 	}
 	path := "/usr/local/bin:/usr/bin:/bin"
 	for _, kv := range env {
-		if v, ok := strings.CutPrefix(kv, "PATH="); ok {
-			path = v
+		if len(kv) >= 5 && kv[:5] == "PATH=" {
+			path = kv[5:]
 		}
 	}
-	for _, dir := range strings.Split(path, ":") {
-		if dir == "" {
-			continue
+	for rest := path; ; {
+		i := 0
+		for i < len(rest) && rest[i] != ':' {
+			i++
 		}
-		p := join(dir, cmd)
-		if st, err := os.Stat(p); err == nil && st.Mode().IsRegular() && st.Mode()&0o111 != 0 {
-			return p, nil
+		if d := rest[:i]; d != "" {
+			p := join(d, cmd)
+			if st, err := stat(p); err == nil && isRegular(&st) && st.Mode&0o111 != 0 {
+				return p, nil
+			}
 		}
+		if i == len(rest) {
+			break
+		}
+		rest = rest[i+1:]
 	}
-	return "", fmt.Errorf("%s: not found in PATH %q", cmd, path)
+	return "", errors.New(cmd + ": not found in PATH \"" + path + "\"")
 }

@@ -1,42 +1,20 @@
 package nsinit
 
-import (
-	"errors"
-	"fmt"
-	"os"
-	"strconv"
-	"strings"
-
-	"golang.org/x/sys/unix"
-)
+import "syscall"
 
 // in returns p inside the new root.
 func (r *runner) in(p string) string { return join(r.cfg.Root, p) }
-
-// join joins clean absolute paths (what the host sends). The init avoids
-// package path/filepath: see early.go.
-func join(a, b string) string {
-	return strings.TrimSuffix(a, "/") + "/" + strings.TrimPrefix(b, "/")
-}
-
-// dir is the parent of clean absolute path p.
-func dir(p string) string {
-	if i := strings.LastIndexByte(p, '/'); i > 0 {
-		return p[:i]
-	}
-	return "/"
-}
 
 // buildRoot mounts the root tmpfs and fills it with what every sandbox
 // shares: host system directories and /etc.
 func (r *runner) buildRoot() error {
 	c := r.cfg
-	if err := unix.Mount("tmpfs", c.Root, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, "size=1m,nr_inodes=4096,mode=0755"); err != nil {
-		return fmt.Errorf("mount root tmpfs: %w", err)
+	if err := mount("tmpfs", c.Root, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "size=1m,nr_inodes=4096,mode=0755"); err != nil {
+		return wrap("mount root tmpfs", err)
 	}
 	for _, h := range c.Host {
 		if h.Link != "" {
-			if err := os.Symlink(h.Link, r.in(h.Path)); err != nil {
+			if err := symlink(h.Link, r.in(h.Path)); err != nil {
 				return err
 			}
 			continue
@@ -45,11 +23,11 @@ func (r *runner) buildRoot() error {
 			return err
 		}
 	}
-	if err := os.Mkdir(r.in("/etc"), 0o755); err != nil {
+	if err := mkdir(r.in("/etc"), 0o755); err != nil {
 		return err
 	}
 	for name, data := range c.EtcFiles {
-		if err := os.WriteFile(r.in("/etc/"+name), []byte(data), 0o644); err != nil {
+		if err := createFile(r.in("/etc/"+name), data, 0o644); err != nil {
 			return err
 		}
 	}
@@ -79,12 +57,12 @@ func (r *runner) mountCode() error {
 		}
 	}
 	tmp := r.in("/tmp")
-	if err := os.Mkdir(tmp, 0o755); err != nil {
+	if err := mkdir(tmp, 0o755); err != nil {
 		return err
 	}
-	opts := "mode=1777,size=" + strconv.Itoa(c.TmpMB) + "m"
-	if err := unix.Mount("tmpfs", tmp, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV, opts); err != nil {
-		return fmt.Errorf("mount /tmp: %w", err)
+	opts := "mode=1777,size=" + itoa(c.TmpMB) + "m"
+	if err := mount("tmpfs", tmp, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
+		return wrap("mount /tmp", err)
 	}
 	return nil
 }
@@ -97,36 +75,36 @@ func bindRO(src, dst string, create bool) error {
 			return err
 		}
 	}
-	if err := unix.Mount(src, dst, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("bind %s: %w", src, err)
+	if err := mount(src, dst, "", syscall.MS_BIND|syscall.MS_REC, ""); err != nil {
+		return wrap("bind "+src, err)
 	}
-	flags := uintptr(unix.MS_BIND | unix.MS_REMOUNT | unix.MS_RDONLY | unix.MS_NOSUID | unix.MS_NODEV)
-	if err := unix.Mount("", dst, "", flags, ""); err != nil {
-		return fmt.Errorf("remount %s read-only: %w", src, err)
+	flags := uintptr(syscall.MS_BIND | syscall.MS_REMOUNT | syscall.MS_RDONLY | syscall.MS_NOSUID | syscall.MS_NODEV)
+	if err := mount("", dst, "", flags, ""); err != nil {
+		return wrap("remount "+src+" read-only", err)
 	}
 	return nil
 }
 
 func mkTarget(src, dst string) error {
-	st, err := os.Stat(src)
+	st, err := stat(src)
 	if err != nil {
+		return wrap("stat "+src, err)
+	}
+	if err := mkdirAll(dir(dst), 0o755); err != nil {
 		return err
 	}
-	if err := os.MkdirAll(dir(dst), 0o755); err != nil {
-		return err
-	}
-	if st.IsDir() {
-		err = os.Mkdir(dst, 0o755)
+	if isDir(&st) {
+		err = syscall.Mkdir(dst, 0o755)
 	} else {
-		var f *os.File
-		if f, err = os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644); err == nil {
-			err = f.Close()
+		var fd int
+		if fd, err = syscall.Open(dst, syscall.O_CREAT|syscall.O_EXCL|syscall.O_WRONLY|syscall.O_CLOEXEC, 0o644); err == nil {
+			err = syscall.Close(fd)
 		}
 	}
-	if errors.Is(err, os.ErrExist) {
+	if err == nil || err == syscall.EEXIST {
 		return nil
 	}
-	return err
+	return wrap("create "+dst, err)
 }
 
 // Paths of /proc hidden behind /dev/null, behind an empty read-only tmpfs,
@@ -141,29 +119,29 @@ var (
 // could reveal or change the host.
 func (r *runner) mountProc() error {
 	p := r.in("/proc")
-	if err := os.Mkdir(p, 0o555); err != nil {
+	if err := mkdir(p, 0o555); err != nil {
 		return err
 	}
-	if err := unix.Mount("proc", p, "proc", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, ""); err != nil {
-		return fmt.Errorf("mount proc: %w", err)
+	if err := mount("proc", p, "proc", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, ""); err != nil {
+		return wrap("mount proc", err)
 	}
 	for _, f := range procMaskFiles {
 		dst := join(p, f)
-		if err := unix.Mount("/dev/null", dst, "", unix.MS_BIND, ""); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("mask /proc/%s: %w", f, err)
+		if err := mount("/dev/null", dst, "", syscall.MS_BIND, ""); err != nil && err != syscall.ENOENT {
+			return wrap("mask /proc/"+f, err)
 		}
 	}
 	for _, d := range procMaskDirs {
 		dst := join(p, d)
-		err := unix.Mount("tmpfs", dst, "tmpfs", unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "size=0")
-		if err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("mask /proc/%s: %w", d, err)
+		err := mount("tmpfs", dst, "tmpfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "size=0")
+		if err != nil && err != syscall.ENOENT {
+			return wrap("mask /proc/"+d, err)
 		}
 	}
 	for _, d := range procReadOnly {
 		dst := join(p, d)
-		if err := bindRO(dst, dst, false); err != nil && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("/proc/%s read-only: %w", d, err)
+		if err := bindRO(dst, dst, false); err != nil && !isErrno(err, syscall.ENOENT) {
+			return wrap("/proc/"+d+" read-only", err)
 		}
 	}
 	return nil
@@ -173,59 +151,57 @@ func (r *runner) mountProc() error {
 // usual symlinks.
 func (r *runner) buildDev() error {
 	d := r.in("/dev")
-	if err := os.Mkdir(d, 0o755); err != nil {
+	if err := mkdir(d, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("tmpfs", d, "tmpfs", unix.MS_NOSUID|unix.MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"); err != nil {
-		return fmt.Errorf("mount /dev: %w", err)
+	if err := mount("tmpfs", d, "tmpfs", syscall.MS_NOSUID|syscall.MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"); err != nil {
+		return wrap("mount /dev", err)
 	}
 	for _, n := range r.cfg.DevNodes {
 		dst := join(d, n)
-		f, err := os.OpenFile(dst, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o666)
-		if err != nil {
+		if err := createFile(dst, "", 0o666); err != nil {
 			return err
 		}
-		f.Close()
-		if err := unix.Mount("/dev/"+n, dst, "", unix.MS_BIND, ""); err != nil {
-			return fmt.Errorf("bind /dev/%s: %w", n, err)
+		if err := mount("/dev/"+n, dst, "", syscall.MS_BIND, ""); err != nil {
+			return wrap("bind /dev/"+n, err)
 		}
 	}
 	shm := join(d, "shm")
-	if err := os.Mkdir(shm, 0o755); err != nil {
+	if err := mkdir(shm, 0o755); err != nil {
 		return err
 	}
-	if err := unix.Mount("shm", shm, "tmpfs", unix.MS_NOSUID|unix.MS_NODEV|unix.MS_NOEXEC, "mode=1777,size=64m"); err != nil {
-		return fmt.Errorf("mount /dev/shm: %w", err)
+	if err := mount("shm", shm, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "mode=1777,size=64m"); err != nil {
+		return wrap("mount /dev/shm", err)
 	}
 	links := [][2]string{{"/proc/self/fd", "fd"}, {"/proc/self/fd/0", "stdin"}, {"/proc/self/fd/1", "stdout"}, {"/proc/self/fd/2", "stderr"}}
 	for _, l := range links {
-		if err := os.Symlink(l[0], join(d, l[1])); err != nil {
+		if err := symlink(l[0], join(d, l[1])); err != nil {
 			return err
 		}
 	}
 	// Nothing may be added to /dev from now on.
-	return unix.Mount("", d, "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NOEXEC, "")
+	return mount("", d, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NOEXEC, "")
 }
 
 // pivotRoot makes the new root the process's root, detaches the host's,
 // and makes the root read-only (only /tmp and /dev/shm stay writable).
 func (r *runner) pivotRoot() error {
-	if err := unix.Chdir(r.cfg.Root); err != nil {
+	if err := syscall.Chdir(r.cfg.Root); err != nil {
 		return err
 	}
 	// pivot_root(".", ".") stacks the old root under the new one; unmounting
 	// "." then detaches it without needing a directory for it.
-	if err := unix.PivotRoot(".", "."); err != nil {
-		return fmt.Errorf("pivot_root: %w", err)
+	if err := syscall.PivotRoot(".", "."); err != nil {
+		return wrap("pivot_root", err)
 	}
-	if err := unix.Unmount(".", unix.MNT_DETACH); err != nil {
-		return fmt.Errorf("detach old root: %w", err)
+	if err := syscall.Unmount(".", syscall.MNT_DETACH); err != nil {
+		return wrap("detach old root", err)
 	}
-	if err := unix.Chdir("/"); err != nil {
+	if err := syscall.Chdir("/"); err != nil {
 		return err
 	}
-	if err := unix.Mount("", "/", "", unix.MS_REMOUNT|unix.MS_BIND|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
-		return fmt.Errorf("remount root read-only: %w", err)
+	if err := mount("", "/", "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV, ""); err != nil {
+		return wrap("remount root read-only", err)
 	}
 	return nil
 }

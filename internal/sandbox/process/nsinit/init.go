@@ -1,24 +1,47 @@
 package nsinit
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
-	"os"
 	"runtime"
-	"time"
-
-	"golang.org/x/sys/unix"
+	"syscall"
 )
 
 // MaybeRun runs the init (and never returns) if this process was started
-// as one (os.Args[1] == Marker); otherwise it returns at once. It is what
-// process.MaybeRunInit calls; a dedicated init binary can call it without
-// linking the host side of the driver.
+// as one (its second argument is Marker, as /proc/self/cmdline shows);
+// otherwise it returns at once. It is what process.MaybeRunInit calls; a
+// dedicated init binary can call it without linking the host side of the
+// driver.
 func MaybeRun() {
-	if len(os.Args) > 1 && os.Args[1] == Marker {
+	if isInit() {
 		Run()
 	}
+}
+
+// isInit reports whether this process was started as an init, from its
+// command line in /proc (package os, and so os.Args, is not initialised yet
+// when early.go runs).
+func isInit() bool {
+	fd, err := syscall.Open("/proc/self/cmdline", syscall.O_RDONLY|syscall.O_CLOEXEC, 0)
+	if err != nil {
+		return false
+	}
+	defer syscall.Close(fd)
+	var buf [4096]byte
+	n := 0
+	for n < len(buf) {
+		m, err := syscall.Read(fd, buf[n:])
+		if err != nil || m <= 0 {
+			break
+		}
+		n += m
+	}
+	b := buf[:n]
+	i := 0
+	for i < len(b) && b[i] != 0 {
+		i++
+	}
+	rest := b[min(i+1, len(b)):]
+	return len(rest) > len(Marker) && string(rest[:len(Marker)]) == Marker && rest[len(Marker)] == 0
 }
 
 // Run is the init's main function; it never returns. It must be called
@@ -27,11 +50,11 @@ func Run() {
 	// Capabilities, the seccomp filter and execve are per thread: keep all
 	// of it on this one.
 	runtime.LockOSThread()
-	if os.Getpid() != 1 {
-		fmt.Fprintln(os.Stderr, "flint sandbox init: not started by the process sandbox driver (pid != 1)")
-		os.Exit(2)
+	if syscall.Getpid() != 1 {
+		stderr("flint sandbox init: not started by the process sandbox driver (pid != 1)\n")
+		syscall.Exit(2)
 	}
-	unix.CloseOnExec(SockFD)
+	syscall.CloseOnExec(SockFD)
 	cfg, err := readConfig()
 	if err != nil {
 		fail("config", err)
@@ -41,9 +64,9 @@ func Run() {
 	if err != nil {
 		fail(r.step, err)
 	}
-	msg, _ := json.Marshal(Ready{Timings: r.timings})
-	if _, err := unix.Write(SockFD, msg); err != nil {
-		os.Exit(3)
+	msg, _ := (&Ready{Timings: r.timings}).MarshalBinary()
+	if _, err := syscall.Write(SockFD, msg); err != nil {
+		syscall.Exit(3)
 	}
 	// A pooled sandbox waits here until it is claimed (or killed).
 	if r.claim, err = readClaim(); err != nil {
@@ -53,15 +76,15 @@ func Run() {
 	if err := r.claimed(); err != nil {
 		fail(r.step, err)
 	}
-	msg, _ = json.Marshal(Ready{Timings: r.timings})
-	if err := unix.Sendmsg(SockFD, msg, unix.UnixRights(lnFD), nil, 0); err != nil {
-		os.Exit(3)
+	msg, _ = (&Ready{Timings: r.timings}).MarshalBinary()
+	if err := syscall.Sendmsg(SockFD, msg, syscall.UnixRights(lnFD), nil, 0); err != nil {
+		syscall.Exit(3)
 	}
-	unix.Close(lnFD)
+	syscall.Close(lnFD)
 	var b [1]byte
-	n, err := unix.Read(SockFD, b[:])
+	n, err := syscall.Read(SockFD, b[:])
 	if err != nil || n != 1 || b[0] != GoByte {
-		os.Exit(4) // the host gave up on us
+		syscall.Exit(4) // the host gave up on us
 	}
 	err = r.execRuntime()
 	fail(r.step, err)
@@ -69,22 +92,30 @@ func Run() {
 
 // fail reports err to the host and exits.
 func fail(step string, err error) {
-	msg, _ := json.Marshal(Ready{Step: step, Error: err.Error()})
-	_, _ = unix.Write(SockFD, msg)
-	os.Exit(1)
+	msg, _ := (&Ready{Step: step, Error: err.Error()}).MarshalBinary()
+	_, _ = syscall.Write(SockFD, msg)
+	syscall.Exit(1)
 }
 
+// msgBuf receives the host's messages (one at a time; decoding copies what
+// it keeps). A SOCK_SEQPACKET message larger than the socket's send buffer
+// (~200 KB by default) cannot be sent at all.
+var msgBuf []byte
+
 // readMsg reads one message of the host into v.
-func readMsg(v any) error {
-	buf := make([]byte, 1<<20)
-	n, err := unix.Read(SockFD, buf)
+func readMsg(v interface{ UnmarshalBinary([]byte) error }) error {
+	if msgBuf == nil {
+		msgBuf = make([]byte, 1<<20)
+	}
+	buf := msgBuf
+	n, err := syscall.Read(SockFD, buf)
 	if err != nil {
 		return err
 	}
 	if n == 0 {
 		return errors.New("control socket closed")
 	}
-	return json.Unmarshal(buf[:n], v)
+	return v.UnmarshalBinary(buf[:n])
 }
 
 func readConfig() (*Config, error) {
@@ -119,9 +150,9 @@ type runner struct {
 
 func (r *runner) run(name string, f func() error) error {
 	r.step = name
-	start := time.Now()
+	start := nanotime()
 	err := f()
-	r.timings = append(r.timings, Timing{Step: name, Nanos: int64(time.Since(start))})
+	r.timings = append(r.timings, Timing{Step: name, Nanos: nanotime() - start})
 	return err
 }
 
@@ -150,11 +181,11 @@ func (r *runner) prepare() (int, error) {
 		steps = append(steps, step{"network", func() error { return SetupNet(r.cfg.Net) }})
 	}
 	steps = append(steps,
-		step{"mount-private", func() error { return unix.Mount("", "/", "", unix.MS_REC|unix.MS_PRIVATE, "") }},
+		step{"mount-private", func() error { return syscall.Mount("", "/", "", syscall.MS_REC|syscall.MS_PRIVATE, "") }},
 		step{"rootfs", r.buildRoot},
 		step{"proc", r.mountProc},
 		step{"dev", r.buildDev},
-		step{"hostname", func() error { return unix.Sethostname([]byte(r.cfg.Hostname)) }},
+		step{"hostname", func() error { return syscall.Sethostname([]byte(r.cfg.Hostname)) }},
 		step{"loopback", loopbackUp},
 	)
 	if err := r.runAll(steps); err != nil {
@@ -177,40 +208,40 @@ func (r *runner) claimed() error {
 }
 
 func loopbackUp() error {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq("lo")
+	defer syscall.Close(fd)
+	ifr, err := newIfreq("lo")
 	if err != nil {
 		return err
 	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("get lo flags: %w", err)
+	if err := ioctlIfreq(fd, syscall.SIOCGIFFLAGS, ifr); err != nil {
+		return wrap("get lo flags", err)
 	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("set lo up: %w", err)
+	ifr.setFlags(ifr.flags() | syscall.IFF_UP)
+	if err := ioctlIfreq(fd, syscall.SIOCSIFFLAGS, ifr); err != nil {
+		return wrap("set lo up", err)
 	}
 	return nil
 }
 
 func listen(port int) (int, error) {
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return -1, err
 	}
-	if err := unix.SetsockoptInt(fd, unix.SOL_SOCKET, unix.SO_REUSEADDR, 1); err != nil {
-		unix.Close(fd)
+	if err := syscall.SetsockoptInt(fd, syscall.SOL_SOCKET, syscall.SO_REUSEADDR, 1); err != nil {
+		syscall.Close(fd)
 		return -1, err
 	}
-	if err := unix.Bind(fd, &unix.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		unix.Close(fd)
-		return -1, fmt.Errorf("bind 127.0.0.1:%d: %w", port, err)
+	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Port: port, Addr: [4]byte{127, 0, 0, 1}}); err != nil {
+		syscall.Close(fd)
+		return -1, wrap("bind 127.0.0.1:"+itoa(port), err)
 	}
-	if err := unix.Listen(fd, 128); err != nil {
-		unix.Close(fd)
+	if err := syscall.Listen(fd, 128); err != nil {
+		syscall.Close(fd)
 		return -1, err
 	}
 	return fd, nil

@@ -1,13 +1,9 @@
 package nsinit
 
 import (
-	"encoding/binary"
 	"errors"
-	"fmt"
-	"os"
 	"syscall"
-
-	"golang.org/x/sys/unix"
+	"unsafe"
 )
 
 // Net configures the sandbox's one outside interface (egress mode). The
@@ -28,42 +24,37 @@ type Net struct {
 // brings it up and adds the default route.
 func SetupNet(n *Net) error {
 	for _, p := range []string{"/proc/sys/net/ipv6/conf/all/disable_ipv6", "/proc/sys/net/ipv6/conf/default/disable_ipv6", "/proc/sys/net/ipv6/conf/" + n.Iface + "/disable_ipv6"} {
-		if err := os.WriteFile(p, []byte("1"), 0); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("disable IPv6: %w", err)
+		if err := writeExisting(p, "1"); err != nil && err != syscall.ENOENT {
+			return wrap("disable IPv6", err)
 		}
 	}
-	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_DGRAM|syscall.SOCK_CLOEXEC, 0)
 	if err != nil {
 		return err
 	}
-	defer unix.Close(fd)
-	ifr, err := unix.NewIfreq(n.Iface)
+	defer syscall.Close(fd)
+	ifr, err := newIfreq(n.Iface)
 	if err != nil {
 		return err
 	}
-	if err := ifr.SetInet4Addr(n.Addr[:]); err != nil {
-		return err
-	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFADDR, ifr); err != nil {
-		return fmt.Errorf("address of %s: %w", n.Iface, err)
+	ifr.setInet4(n.Addr)
+	if err := ioctlIfreq(fd, syscall.SIOCSIFADDR, ifr); err != nil {
+		return wrap("address of "+n.Iface, err)
 	}
 	if n.PrefixLen < 1 || n.PrefixLen > 30 {
-		return fmt.Errorf("prefix length %d", n.PrefixLen)
+		return errors.New("prefix length " + itoa(n.PrefixLen))
 	}
-	var mask [4]byte
-	binary.BigEndian.PutUint32(mask[:], ^uint32(0)<<(32-n.PrefixLen))
-	if err := ifr.SetInet4Addr(mask[:]); err != nil {
-		return err
+	m := ^uint32(0) << (32 - n.PrefixLen)
+	ifr.setInet4([4]byte{byte(m >> 24), byte(m >> 16), byte(m >> 8), byte(m)})
+	if err := ioctlIfreq(fd, syscall.SIOCSIFNETMASK, ifr); err != nil {
+		return wrap("netmask of "+n.Iface, err)
 	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFNETMASK, ifr); err != nil {
-		return fmt.Errorf("netmask of %s: %w", n.Iface, err)
+	if err := ioctlIfreq(fd, syscall.SIOCGIFFLAGS, ifr); err != nil {
+		return wrap("flags of "+n.Iface, err)
 	}
-	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("flags of %s: %w", n.Iface, err)
-	}
-	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
-	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
-		return fmt.Errorf("set %s up: %w", n.Iface, err)
+	ifr.setFlags(ifr.flags() | syscall.IFF_UP)
+	if err := ioctlIfreq(fd, syscall.SIOCSIFFLAGS, ifr); err != nil {
+		return wrap("set "+n.Iface+" up", err)
 	}
 	return addDefaultRoute(n.Gateway)
 }
@@ -71,49 +62,55 @@ func SetupNet(n *Net) error {
 // addDefaultRoute adds "default via gw" to the main table with one
 // rtnetlink request and waits for its acknowledgement.
 func addDefaultRoute(gw [4]byte) error {
-	fd, err := unix.Socket(unix.AF_NETLINK, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.NETLINK_ROUTE)
+	fd, err := syscall.Socket(syscall.AF_NETLINK, syscall.SOCK_RAW|syscall.SOCK_CLOEXEC, syscall.NETLINK_ROUTE)
 	if err != nil {
-		return fmt.Errorf("netlink socket: %w", err)
+		return wrap("netlink socket", err)
 	}
-	defer unix.Close(fd)
-	if err := unix.Bind(fd, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("netlink bind: %w", err)
+	defer syscall.Close(fd)
+	if err := syscall.Bind(fd, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		return wrap("netlink bind", err)
 	}
-	attrLen := unix.SizeofRtAttr + 4
-	total := unix.SizeofNlMsghdr + unix.SizeofRtMsg + attrLen
-	b := make([]byte, total)
-	ne := binary.NativeEndian
-	ne.PutUint32(b[0:], uint32(total))
-	ne.PutUint16(b[4:], unix.RTM_NEWROUTE)
-	ne.PutUint16(b[6:], unix.NLM_F_REQUEST|unix.NLM_F_ACK|unix.NLM_F_CREATE|unix.NLM_F_EXCL)
-	ne.PutUint32(b[8:], 1) // sequence number
-	rt := b[unix.SizeofNlMsghdr:]
-	rt[0] = unix.AF_INET
-	rt[1] = 0 // destination prefix length: default route
-	rt[4] = unix.RT_TABLE_MAIN
-	rt[5] = unix.RTPROT_BOOT
-	rt[6] = unix.RT_SCOPE_UNIVERSE
-	rt[7] = unix.RTN_UNICAST
-	at := rt[unix.SizeofRtMsg:]
-	ne.PutUint16(at[0:], uint16(attrLen))
-	ne.PutUint16(at[2:], unix.RTA_GATEWAY)
-	copy(at[unix.SizeofRtAttr:], gw[:])
-	if err := unix.Sendto(fd, b, 0, &unix.SockaddrNetlink{Family: unix.AF_NETLINK}); err != nil {
-		return fmt.Errorf("netlink send: %w", err)
+	// struct { nlmsghdr; rtmsg; rtattr; [4]byte } in native (little)
+	// endianness.
+	type request struct {
+		hdr  syscall.NlMsghdr
+		rt   syscall.RtMsg
+		attr syscall.RtAttr
+		gw   [4]byte
+	}
+	req := request{
+		hdr: syscall.NlMsghdr{
+			Type:  syscall.RTM_NEWROUTE,
+			Flags: syscall.NLM_F_REQUEST | syscall.NLM_F_ACK | syscall.NLM_F_CREATE | syscall.NLM_F_EXCL,
+			Seq:   1,
+		},
+		rt: syscall.RtMsg{
+			Family: syscall.AF_INET, Dst_len: 0, // destination prefix length: default route
+			Table: syscall.RT_TABLE_MAIN, Protocol: syscall.RTPROT_BOOT,
+			Scope: syscall.RT_SCOPE_UNIVERSE, Type: syscall.RTN_UNICAST,
+		},
+		attr: syscall.RtAttr{Len: syscall.SizeofRtAttr + 4, Type: syscall.RTA_GATEWAY},
+		gw:   gw,
+	}
+	req.hdr.Len = uint32(unsafe.Sizeof(req))
+	b := (*[unsafe.Sizeof(request{})]byte)(unsafe.Pointer(&req))[:]
+	if err := syscall.Sendto(fd, b, 0, &syscall.SockaddrNetlink{Family: syscall.AF_NETLINK}); err != nil {
+		return wrap("netlink send", err)
 	}
 	buf := make([]byte, 4096)
-	n, _, err := unix.Recvfrom(fd, buf, 0)
+	n, _, err := syscall.Recvfrom(fd, buf, 0)
 	if err != nil {
-		return fmt.Errorf("netlink receive: %w", err)
+		return wrap("netlink receive", err)
 	}
 	msgs, err := syscall.ParseNetlinkMessage(buf[:n])
 	if err != nil {
-		return fmt.Errorf("netlink reply: %w", err)
+		return wrap("netlink reply", err)
 	}
 	for _, m := range msgs {
-		if m.Header.Type == unix.NLMSG_ERROR && len(m.Data) >= 4 {
-			if errno := int32(ne.Uint32(m.Data[:4])); errno != 0 {
-				return fmt.Errorf("add default route: %w", unix.Errno(-errno))
+		if m.Header.Type == syscall.NLMSG_ERROR && len(m.Data) >= 4 {
+			d := m.Data
+			if errno := int32(uint32(d[0]) | uint32(d[1])<<8 | uint32(d[2])<<16 | uint32(d[3])<<24); errno != 0 {
+				return wrap("add default route", syscall.Errno(-errno))
 			}
 			return nil
 		}

@@ -7,7 +7,8 @@
 // It lives apart from the host side (package process) because it runs in a
 // different world: no host environment, a private mount table, no logger.
 // It talks to the host only over the socket at file descriptor SockFD
-// (SOCK_SEQPACKET, one JSON message per packet):
+// (SOCK_SEQPACKET, one message per packet, in the binary encoding of
+// wire.go):
 //
 //	host                               init (this package)
 //	 │── Config ───────────────────────►│ root tmpfs, host dirs, /etc, /proc,
@@ -31,7 +32,7 @@
 // Any Ready carrying Error ends the exchange.
 package nsinit
 
-import "golang.org/x/sys/unix"
+import "syscall"
 
 // Marker is os.Args[1] of a process started as sandbox init.
 const Marker = "__flint_sandbox_init"
@@ -43,8 +44,8 @@ const SockFD = 3
 // runtime.
 const GoByte = 'G'
 
-// Config is what the init needs to prepare a sandbox, sent by the host as
-// JSON first.
+// Config is what the init needs to prepare a sandbox, sent by the host
+// first.
 type Config struct {
 	// ID is the sandbox id (used in error messages).
 	ID string
@@ -70,20 +71,20 @@ type Config struct {
 	// ListenPort is the Runtime API port on 127.0.0.1 inside the sandbox.
 	ListenPort int
 	// Seccomp is the classic BPF program installed right before execve.
-	Seccomp []unix.SockFilter
+	Seccomp []syscall.SockFilter
 	// Net, when set, configures the interface the host moved into the
 	// sandbox for outbound traffic (egress mode); nil leaves only lo.
-	Net *Net `json:",omitempty"`
+	Net *Net
 }
 
-// Claim is the function's part of a sandbox, sent by the host as JSON once
-// the init reported the sandbox prepared.
+// Claim is the function's part of a sandbox, sent by the host once the
+// init reported the sandbox prepared.
 type Claim struct {
 	// CodeDir is bound read-only at /var/task, RuntimeDir (if set) at
 	// /var/runtime.
 	CodeDir, RuntimeDir string
 	// OptDir, if set, is bound read-only at /opt (the function's layers).
-	OptDir string `json:",omitempty"`
+	OptDir string
 	// TmpMB sizes the private /tmp.
 	TmpMB int
 	// Command and Env are the runtime's argv and complete environment.
@@ -93,7 +94,7 @@ type Claim struct {
 // HostPath is one top-level path of the host file system.
 type HostPath struct {
 	Path string
-	Link string `json:",omitempty"`
+	Link string
 }
 
 // Ready is the init's reply: after Config (the sandbox is prepared), after
@@ -101,10 +102,10 @@ type HostPath struct {
 // (timings just before execve, or an error).
 type Ready struct {
 	// Error is set when a step failed; Step names it.
-	Error string `json:",omitempty"`
-	Step  string `json:",omitempty"`
+	Error string
+	Step  string
 	// Timings are the init's own step durations.
-	Timings []Timing `json:",omitempty"`
+	Timings []Timing
 }
 
 // Timing is the duration of one named init step.

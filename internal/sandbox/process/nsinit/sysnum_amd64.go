@@ -1,0 +1,9 @@
+package nsinit
+
+// System call numbers and constants package syscall lacks.
+const (
+	sysSeccomp           = 317
+	sysCloseRange        = 436
+	seccompSetModeFilter = 1
+	closeRangeCloexec    = 4
+)

@@ -1,0 +1,9 @@
+package nsinit
+
+// System call numbers and constants package syscall lacks.
+const (
+	sysSeccomp           = 277
+	sysCloseRange        = 436
+	seccompSetModeFilter = 1
+	closeRangeCloexec    = 4
+)
