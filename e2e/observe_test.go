@@ -202,7 +202,7 @@ func TestMetricsMatchWorkload(t *testing.T) {
 		{"flint_async_deliveries_total", map[string]string{"function": "obsasync", "destination": "dlq", "result": "ok"}, nAsync},
 		{"flint_async_queue_depth", nil, 0},
 		// The process driver's named steps, once per sandbox created.
-		{"flint_sandbox_create_step_seconds", map[string]string{"step": "wait-init"}, creationsOK(t, srv)},
+		{"flint_sandbox_create_step_seconds", map[string]string{"step": "exec"}, creationsOK(t, srv)},
 	}
 	for _, e := range expect {
 		got, ok := metricValue(fams, e.family, e.labels)

@@ -181,7 +181,7 @@ func runFlintCold(ctx context.Context, cfg *Config, t *flintTarget) (*Cold, erro
 			if len(cs) == 1 {
 				var sum time.Duration
 				for _, s := range cs[0].steps {
-					if !strings.Contains(s.name, "/") { // init/* steps run inside wait-init and exec
+					if !strings.Contains(s.name, "/") { // init/* steps run inside wait-prepared and exec
 						sum += s.d
 					}
 					if _, ok := driverSteps[s.name]; !ok {
@@ -249,7 +249,8 @@ var coldStepNames = [][2]string{{"placement", "placement"}, {"code_fetch", "code
 
 // knownDriverSteps orders the process driver's steps as they happen;
 // others follow by name.
-var knownDriverSteps = []string{"claim", "cgroup", "channels", "start", "send-config", "cgroup-add", "wait-init", "serve", "cpu-limit", "exec", "reset-peak"}
+var knownDriverSteps = []string{"claim", "cgroup", "channels", "start", "network", "send-config", "cgroup-add", "wait-prepared",
+	"send-claim", "claim-cgroup", "serve", "cpu-limit", "exec", "reset-peak"}
 
 // metricsBreakdown splits the mean cold start of function fn from the
 // server's step histograms between two scrapes; nil when the server

@@ -193,7 +193,7 @@ func New(cfg Config) (*Metrics, error) {
 		}, []string{"host"}),
 		createSteps: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "flint_sandbox_create_step_seconds", Buckets: stepBuckets,
-			Help: "Time of each named step of the sandbox driver's create (cgroup, start, wait-init, exec...; init/* ran inside the sandbox init), by host.",
+			Help: "Time of each named step of the sandbox driver's create (cgroup, start, wait-prepared, send-claim, exec...; init/* ran inside the sandbox init), by host.",
 		}, []string{"host", "step"}),
 
 		asyncRetries: prometheus.NewCounterVec(prometheus.CounterOpts{

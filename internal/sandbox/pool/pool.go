@@ -22,6 +22,24 @@
 //
 // Prepared sandboxes beyond the target are destroyed (oldest first), as
 // are those that die while waiting. Close destroys them all.
+//
+// Refilling yields to cold starts: preparing a sandbox costs a few
+// milliseconds of CPU (and takes kernel locks a starting sandbox needs),
+// which on a small host would come out of the cold start that just
+// claimed one. So while the pool still holds a prepared sandbox for the
+// next cold start, a preparation does not begin while one is under way:
+//
+//	under way  from Create until the sandbox's runtime has made its
+//	           second Runtime API request (its first /next, then the
+//	           answer to that invocation) and the request returned, or
+//	           Create failed, or Config.StartGrace passed
+//
+// An empty pool refills at once (the next cold start would find nothing,
+// and a whole creation costs it more than sharing the CPU does), so a
+// burst of cold starts still gets prepared sandboxes. The refiller waits
+// at most about StartGrace in a row: once it has waited that long it
+// prepares at its next wake-up regardless (a cold start ending, at most
+// StartGrace later). A preparation already running is not interrupted.
 package pool
 
 import (
@@ -30,7 +48,9 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/flintdev/flint/internal/clock"
@@ -44,6 +64,7 @@ const (
 	DefaultLead         = 2 * time.Second
 	DefaultRateWindow   = 10 * time.Second
 	DefaultIdleAfter    = 10 * time.Minute
+	DefaultStartGrace   = 100 * time.Millisecond
 	// prepareTimeout bounds one preparation.
 	prepareTimeout = 30 * time.Second
 	// tick is how often the refiller re-evaluates the target while
@@ -69,7 +90,12 @@ type Config struct {
 	RateWindow time.Duration
 	// IdleAfter: with no Create for this long the pool empties.
 	IdleAfter time.Duration
-	// Clock drives the rate, the idle timeout and the refiller's ticks.
+	// StartGrace bounds how long one cold start holds the refill back,
+	// and how long the refiller waits in a row for cold starts to end
+	// (see the package doc). Negative: refilling never waits.
+	StartGrace time.Duration
+	// Clock drives the rate, the idle timeout, StartGrace and the
+	// refiller's ticks.
 	Clock clock.Clock
 	// Logger receives preparation failures (debug: refills).
 	Logger *slog.Logger
@@ -90,6 +116,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleAfter == 0 {
 		c.IdleAfter = DefaultIdleAfter
+	}
+	if c.StartGrace == 0 {
+		c.StartGrace = DefaultStartGrace
 	}
 	if c.Clock == nil {
 		c.Clock = clock.Real
@@ -129,6 +158,7 @@ type Pool struct {
 	rate      float64   // Create calls per second, averaged
 	rateAt    time.Time // when rate was last brought up to date
 	lastUse   time.Time // last Create (or New)
+	starting  int       // cold starts under way (see the package doc)
 	memEach   uint64    // observed memory per prepared sandbox
 	closed    bool
 	claims    uint64 // Creates served by a prepared sandbox
@@ -162,7 +192,19 @@ func (p *Pool) Name() string { return p.cfg.Driver.Name() }
 // ready, else creates one with the driver.
 func (p *Pool) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, error) {
 	pr := p.take()
-	p.poke()
+	cs := p.begin()
+	p.poke() // an empty pool refills at once
+	if spec.RuntimeAPI != nil {
+		spec.RuntimeAPI = &watchedAPI{h: spec.RuntimeAPI, cs: cs}
+	}
+	sb, err := p.create(ctx, pr, spec)
+	if err != nil {
+		cs.end()
+	}
+	return sb, err
+}
+
+func (p *Pool) create(ctx context.Context, pr sandbox.Prepared, spec sandbox.Spec) (sandbox.Sandbox, error) {
 	if pr != nil {
 		sb, err := pr.Claim(ctx, spec)
 		if err == nil || ctx.Err() != nil {
@@ -173,6 +215,68 @@ func (p *Pool) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, 
 		p.cfg.Logger.Debug("claiming a prepared sandbox failed; creating one", "sandbox", spec.ID, "err", err)
 	}
 	return p.cfg.Driver.Create(ctx, spec)
+}
+
+// coldStart is one cold start under way; end (idempotent) marks it over
+// and wakes the refiller.
+type coldStart struct {
+	p     *Pool
+	once  sync.Once
+	ended chan struct{}
+}
+
+// begin counts a cold start under way until it ends or StartGrace passes.
+func (p *Pool) begin() *coldStart {
+	cs := &coldStart{p: p, ended: make(chan struct{})}
+	if p.cfg.StartGrace < 0 {
+		close(cs.ended)
+		p.poke()
+		return cs
+	}
+	p.mu.Lock()
+	p.starting++
+	p.mu.Unlock()
+	t := p.cfg.Clock.NewTimer(p.cfg.StartGrace)
+	go func() {
+		select {
+		case <-t.C():
+			cs.end()
+		case <-cs.ended:
+			t.Stop()
+		}
+	}()
+	return cs
+}
+
+func (cs *coldStart) end() {
+	cs.once.Do(func() {
+		select {
+		case <-cs.ended: // StartGrace < 0: never counted
+			return
+		default:
+		}
+		close(cs.ended)
+		cs.p.mu.Lock()
+		cs.p.starting--
+		cs.p.mu.Unlock()
+		cs.p.poke()
+	})
+}
+
+// watchedAPI is the Runtime API handler of a sandbox the pool created: it
+// ends the sandbox's cold start when the runtime's second request (the
+// answer to its first invocation, after its first /next) has been served.
+type watchedAPI struct {
+	h  http.Handler
+	cs *coldStart
+	n  atomic.Int32 // requests served, counted up to 2
+}
+
+func (w *watchedAPI) ServeHTTP(rw http.ResponseWriter, r *http.Request) {
+	w.h.ServeHTTP(rw, r)
+	if w.n.Load() < 2 && w.n.Add(1) == 2 {
+		w.cs.end()
+	}
 }
 
 // take records a Create and returns a prepared sandbox, or nil.
@@ -236,6 +340,7 @@ func (p *Pool) refill() {
 	t := p.cfg.Clock.NewTimer(tick)
 	defer t.Stop()
 	failures := 0
+	var heldSince time.Time // when the refill began to wait for cold starts
 	for {
 		// Armed before reading the clock: time that passes after the
 		// reading fires it, and the next round sees it.
@@ -261,11 +366,19 @@ func (p *Pool) refill() {
 		}
 		p.discarded += uint64(len(extra))
 		need := len(p.ready) < target
+		held := false
+		if need && p.starting > 0 && len(p.ready) > 0 {
+			if heldSince.IsZero() {
+				heldSince = now
+			}
+			held = now.Sub(heldSince) < p.cfg.StartGrace
+		}
 		p.mu.Unlock()
 		for _, pr := range extra {
 			p.destroy(pr)
 		}
-		if need && failures < 3 {
+		if need && !held && failures < 3 {
+			heldSince = time.Time{}
 			if p.prepareOne() {
 				failures = 0
 			} else {
@@ -273,8 +386,8 @@ func (p *Pool) refill() {
 			}
 			continue
 		}
-		// Idle: wait for a Create, a tick (the rate decays; after
-		// failures, a retry) or Close.
+		// Idle (or held): wait for a Create or the end of a cold start,
+		// a tick (the rate decays; after failures, a retry) or Close.
 		select {
 		case <-p.stop:
 			return

@@ -149,6 +149,9 @@ func TestTargetFollowsRateAndBudget(t *testing.T) {
 	if st := p.Stats(); st.Target != 2 || st.Claims+st.Misses != 10 {
 		t.Fatalf("after 10 cold starts: %+v, want target 2", st)
 	}
+	// Their runtimes never call the Runtime API: each cold start holds
+	// the refill back for StartGrace.
+	clk.Advance(pool.DefaultStartGrace)
 	polltest.Until(t, wait, "the pool to reach its target", func() bool { return p.Stats().Ready == 2 })
 	// Ten more: the target hits MaxSize.
 	for i := range 10 {
@@ -157,6 +160,7 @@ func TestTargetFollowsRateAndBudget(t *testing.T) {
 	if st := p.Stats(); st.Target != 3 {
 		t.Fatalf("after 20 cold starts: %+v, want MaxSize 3", st)
 	}
+	clk.Advance(pool.DefaultStartGrace)
 	polltest.Until(t, wait, "the pool to reach MaxSize", func() bool { return p.Stats().Ready == 3 })
 	if n := len(poolCgroups(t)); n != 3 {
 		t.Errorf("%d prepared sandboxes' cgroups on the host, want 3", n)
@@ -216,4 +220,73 @@ func TestCloseDestroysPrepared(t *testing.T) {
 	if claimed(after) {
 		t.Error("Create after Close claimed a prepared sandbox")
 	}
+}
+
+// TestRefillWaitsForColdStarts: after a claim the pool prepares the next
+// sandbox at once only when it is empty; while it still holds one, it
+// waits until the claimed sandbox's runtime has served its first
+// invocation (two Runtime API requests), or StartGrace when it never gets
+// that far.
+func TestRefillWaitsForColdStarts(t *testing.T) {
+	if _, err := os.Stat("/bin/bash"); err != nil {
+		t.Skip("the test runtime is a bash script: no /bin/bash")
+	}
+	clk := clocktest.New(time.Unix(1e9, 0))
+	// Lead 20 s: one cold start (0.1/s) makes the target 2.
+	p := newPool(t, pool.Config{MaxSize: 2, Lead: 20 * time.Second, IdleAfter: time.Hour, Clock: clk})
+	polltest.Until(t, wait, "the pool to prepare a sandbox", func() bool { return p.Stats().Ready == 1 })
+
+	// A runtime that never calls the Runtime API: the empty pool refills
+	// at once, then waits for StartGrace.
+	silent := create(t, p, "silent-"+strconv.Itoa(os.Getpid()))
+	if !claimed(silent) {
+		t.Fatalf("Create did not claim the prepared sandbox: %v", silent.Timings())
+	}
+	polltest.Until(t, wait, "the empty pool to refill during the cold start", func() bool {
+		st := p.Stats()
+		return st.Target == 2 && st.Prepared == 2 && st.Ready == 1
+	})
+	time.Sleep(300 * time.Millisecond) // the refill had time to go on, were it free to
+	if st := p.Stats(); st.Prepared != 2 {
+		t.Fatalf("the pool prepared a second sandbox during a cold start: %+v", st)
+	}
+	clk.Advance(pool.DefaultStartGrace)
+	polltest.Until(t, wait, "the pool to refill after StartGrace", func() bool { return p.Stats().Ready == 2 })
+
+	// A runtime that asks for its first invocation and answers it: the
+	// refill starts at the answer, with no StartGrace passing.
+	reqs := make(chan string, 4)
+	sp := spec(t, "talker-"+strconv.Itoa(os.Getpid()))
+	sp.Command = []string{"/bin/bash", "-c", `for p in next response; do
+		exec 3<>/dev/tcp/127.0.0.1/${AWS_LAMBDA_RUNTIME_API##*:}
+		printf 'GET /%s HTTP/1.0\r\n\r\n' $p >&3
+		cat <&3 >/dev/null
+		exec 3<&-
+	done
+	exec sleep 600`}
+	sp.RuntimeAPI = http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		reqs <- r.URL.Path
+		w.Write([]byte("ok"))
+	})
+	sb, err := p.Create(context.Background(), sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sb.Destroy(context.Background()) })
+	for _, want := range []string{"/next", "/response"} {
+		select {
+		case got := <-reqs:
+			if got != want {
+				t.Fatalf("Runtime API request %s, want %s", got, want)
+			}
+		case <-sb.Done():
+			t.Fatalf("test runtime exited: %v", sb.Err())
+		case <-time.After(wait):
+			t.Fatalf("no Runtime API request %s", want)
+		}
+	}
+	polltest.Until(t, wait, "the pool to refill after the first invocation", func() bool {
+		st := p.Stats()
+		return st.Ready == 2 && st.Prepared == 4
+	})
 }

@@ -22,7 +22,7 @@ import (
 )
 
 // Step is the duration of one named step of Create. Steps named "init/..."
-// ran inside the sandbox init (they overlap the host's "wait-init").
+// ran inside the sandbox init (they overlap the host's "wait-prepared" and "exec").
 type Step = sandbox.Step
 
 // cloneFlags are the namespaces every sandbox gets at clone time. The
@@ -64,19 +64,24 @@ type namedStep struct {
 //	              doing this in the background gains nothing: the kernel
 //	              serialises the migration with the init's thread creation)
 //	wait-prepared the init builds the root fs (host dirs, /etc, /proc,
-//	              /dev), brings lo up, listens
+//	              /dev), brings lo up, listens, pivots root (detaching
+//	              the host's file system), and sends the listener
 //
-// claimSteps hand it its function and start the runtime:
+// claimSteps hand it its function and start the runtime, in one exchange
+// with the init (no step waits for it before exec):
 //
+//	send-claim    hand the init its nsinit.Claim, with the function's
+//	              directories as detached read-only mounts (open_tree); it
+//	              attaches them, mounts /tmp and makes / read-only while
+//	              the host goes on
 //	claim-cgroup  (pooled only) rename the cgroup(s) after the sandbox and
 //	              set its memory limit
-//	send-claim    hand the init its nsinit.Claim
-//	wait-init     the init binds the code, mounts /tmp, pivots root
 //	serve         serve Spec.RuntimeAPI on the init's listener
 //	cpu-limit     throttle the CPU only now: the init's own setup runs at
 //	              full speed (a 128 MB function gets 7% of a CPU); pin the
 //	              init (so the runtime) to its CPUs
-//	exec          let the init drop privileges and exec the runtime
+//	exec          let the init (once its claim steps are done) drop
+//	              privileges and exec the runtime; wait for the execve
 //	reset-peak    peak memory counts from here (not the init's setup)
 //
 // Create runs both lists back to back; Prepare the first, Claim the second
@@ -95,18 +100,16 @@ func (c *creation) prepareSteps() []namedStep {
 }
 
 func (c *creation) claimSteps(pooled bool) []namedStep {
-	steps := []namedStep{
-		{"send-claim", c.sendClaim},
-		{"wait-init", c.waitInit},
-		{"serve", c.serve},
-		{"cpu-limit", c.cpuLimit},
-		{"exec", c.exec},
-		{"reset-peak", c.resetPeak},
-	}
+	steps := []namedStep{{"send-claim", c.sendClaim}}
 	if pooled {
-		steps = append([]namedStep{{"claim-cgroup", c.claimCgroup}}, steps...)
+		steps = append(steps, namedStep{"claim-cgroup", c.claimCgroup})
 	}
-	return steps
+	return append(steps,
+		namedStep{"serve", c.serve},
+		namedStep{"cpu-limit", c.cpuLimit},
+		namedStep{"exec", c.exec},
+		namedStep{"reset-peak", c.resetPeak},
+	)
 }
 
 func (d *Driver) create(ctx context.Context, spec *sandbox.Spec) (*Sandbox, error) {
@@ -278,7 +281,7 @@ func (c *creation) sendConfig(context.Context) error {
 	}
 	_, err = c.ctl.Write(b)
 	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-		return nil // the init died already; wait-init says how
+		return nil // the init died already; wait-prepared says how
 	}
 	return err
 }
@@ -286,7 +289,7 @@ func (c *creation) sendConfig(context.Context) error {
 func (c *creation) cgroupAdd(context.Context) error {
 	err := c.s.group.Add(c.s.cmd.Process.Pid)
 	if errors.Is(err, syscall.ESRCH) {
-		// The init already died (a setup step failed): wait-init reports
+		// The init already died (a setup step failed): wait-prepared reports
 		// why. Nothing can run outside the cgroups: the process is gone.
 		return nil
 	}
@@ -385,10 +388,25 @@ func (c *creation) reply(ctx context.Context) ([]int, error) {
 	return fds, nil
 }
 
+// waitPrepared waits for the prepared init and takes the Runtime API
+// listener it sends (served from the claim on).
 func (c *creation) waitPrepared(ctx context.Context) error {
 	fds, err := c.reply(ctx)
-	closeAll(fds)
-	return err
+	if err != nil {
+		return err
+	}
+	if len(fds) != 1 {
+		closeAll(fds)
+		return fmt.Errorf("init sent %d descriptors, want 1", len(fds))
+	}
+	f := os.NewFile(uintptr(fds[0]), "runtime-api-listener")
+	ln, err := net.FileListener(f)
+	f.Close()
+	if err != nil {
+		return fmt.Errorf("runtime API listener: %w", err)
+	}
+	c.s.ln = ln
+	return nil
 }
 
 // claimCgroup names the pooled sandbox's cgroups after its new id (on
@@ -420,38 +438,33 @@ func (c *creation) claimCgroup(context.Context) error {
 	return c.s.group.SetMemory(c.d.limits(c.spec).MemoryBytes)
 }
 
+// sendClaim hands the init its nsinit.Claim with the function's
+// directories as detached mounts: clones of the host's (open_tree),
+// read-only, nosuid and nodev, which the init attaches in its own root
+// (the host's file system is out of its reach since it was prepared).
 func (c *creation) sendClaim(context.Context) error {
 	b, err := c.d.initClaim(c.spec).MarshalBinary()
 	if err != nil {
 		return err
 	}
-	_, err = c.ctl.Write(b)
+	var fds []int
+	defer func() { closeAll(fds) }() // the init holds its own copies
+	for _, m := range claimMounts(c.spec) {
+		fd, err := detachedMount(m[0])
+		if err != nil {
+			return fmt.Errorf("%s for %s: %w", m[0], m[1], err)
+		}
+		fds = append(fds, fd)
+	}
+	_, _, err = c.ctl.WriteMsgUnix(b, unix.UnixRights(fds...), nil)
 	if errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
-		return nil // the init died already; wait-init says how
+		return nil // the init died already; exec says how
 	}
 	return err
 }
 
-func (c *creation) waitInit(ctx context.Context) error {
-	fds, err := c.reply(ctx)
-	if err != nil {
-		return err
-	}
-	if len(fds) != 1 {
-		closeAll(fds)
-		return fmt.Errorf("init sent %d descriptors, want 1", len(fds))
-	}
-	f := os.NewFile(uintptr(fds[0]), "runtime-api-listener")
-	ln, err := net.FileListener(f)
-	f.Close()
-	if err != nil {
-		return fmt.Errorf("runtime API listener: %w", err)
-	}
-	c.s.ln = newLimitListener(ln, max(c.d.cfg.MaxAPIConns, c.spec.RuntimeAPIConns))
-	return nil
-}
-
 func (c *creation) serve(context.Context) error {
+	c.s.ln = newLimitListener(c.s.ln, max(c.d.cfg.MaxAPIConns, c.spec.RuntimeAPIConns))
 	srv := &http.Server{
 		Handler:  c.spec.RuntimeAPI,
 		ErrorLog: slog.NewLogLogger(c.s.log.Handler(), slog.LevelDebug),
@@ -489,10 +502,31 @@ func (c *creation) resetPeak(context.Context) error {
 	return c.s.group.ResetPeak()
 }
 
+// detachedMount clones the mount tree at host directory dir into a
+// detached one, read-only, nosuid and nodev throughout, and returns its
+// descriptor.
+func detachedMount(dir string) (int, error) {
+	fd, err := unix.OpenTree(unix.AT_FDCWD, dir, unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_RECURSIVE)
+	if err != nil {
+		return -1, fmt.Errorf("open_tree: %w", err)
+	}
+	attr := unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY | unix.MOUNT_ATTR_NOSUID | unix.MOUNT_ATTR_NODEV}
+	if err := unix.MountSetattr(fd, "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &attr); err != nil {
+		unix.Close(fd)
+		return -1, fmt.Errorf("mount_setattr: %w", err)
+	}
+	return fd, nil
+}
+
+// exec lets the init exec the runtime once its claim steps are done, and
+// waits for the execve: the init's timings (or its error), then EOF.
 func (c *creation) exec(ctx context.Context) error {
-	if _, err := c.ctl.Write([]byte{nsinit.GoByte}); err != nil {
+	_, err := c.ctl.Write([]byte{nsinit.GoByte})
+	if err != nil && !errors.Is(err, syscall.EPIPE) && !errors.Is(err, syscall.ECONNRESET) {
 		return err
 	}
+	// On EPIPE the init died already (a claim step failed): its error
+	// reply is still queued, or EOF says it died without one.
 	r, fds, eof, err := c.readReply(ctx)
 	closeAll(fds)
 	if err != nil {

@@ -306,9 +306,33 @@ func (d *Driver) initClaim(spec *sandbox.Spec) *nsinit.Claim {
 	}
 	env = append(env, fmt.Sprintf("AWS_LAMBDA_RUNTIME_API=127.0.0.1:%d", RuntimeAPIPort))
 	return &nsinit.Claim{
-		CodeDir: spec.CodeDir, RuntimeDir: spec.RuntimeDir, OptDir: spec.OptDir,
-		TmpMB: spec.EphemeralStorageMB, Command: spec.Command, Env: env,
+		Mounts: claimMounts(spec).targets(),
+		TmpMB:  spec.EphemeralStorageMB, Command: spec.Command, Env: env,
 	}
+}
+
+// mountList pairs host directories with where the sandbox sees them.
+type mountList [][2]string
+
+// claimMounts lists the host directories a claim attaches, in
+// nsinit.Claim.Mounts order: the code first.
+func claimMounts(spec *sandbox.Spec) mountList {
+	m := mountList{{spec.CodeDir, "/var/task"}}
+	if spec.RuntimeDir != "" {
+		m = append(m, [2]string{spec.RuntimeDir, "/var/runtime"})
+	}
+	if spec.OptDir != "" {
+		m = append(m, [2]string{spec.OptDir, "/opt"})
+	}
+	return m
+}
+
+func (m mountList) targets() []string {
+	t := make([]string, len(m))
+	for i, p := range m {
+		t[i] = p[1]
+	}
+	return t
 }
 
 // limits derives a sandbox's cgroup limits from its spec: CPU in

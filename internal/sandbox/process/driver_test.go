@@ -173,10 +173,10 @@ func testLimitsIdentityAndCleanup(t *testing.T, pooled bool) {
 	for _, s := range steps {
 		names = append(names, s.Name)
 	}
-	want := []string{"cgroup", "start", "wait-prepared", "wait-init", "exec", "init/rootfs", "init/pivot-root"}
+	want := []string{"cgroup", "start", "wait-prepared", "exec", "init/rootfs", "init/pivot-root"}
 	if pooled {
 		// A claimed sandbox reports what its claim cost.
-		want = []string{"claim-cgroup", "wait-init", "exec", "init/code", "init/pivot-root"}
+		want = []string{"send-claim", "claim-cgroup", "exec", "init/code", "init/root-ro"}
 		if slices.Contains(names, "start") {
 			t.Errorf("claimed sandbox reports its preparation's steps: %v", names)
 		}
@@ -211,7 +211,7 @@ func TestFailedCreateLeavesNothing(t *testing.T) {
 		mutate     func(*sandbox.Spec)
 	}{
 		{"missing runtime", "exec", func(s *sandbox.Spec) { s.Command = []string{"/var/task/nope"} }},
-		{"missing code dir", "wait-init", func(s *sandbox.Spec) { s.CodeDir = "/nonexistent/code" }},
+		{"missing code dir", "send-claim", func(s *sandbox.Spec) { s.CodeDir = "/nonexistent/code" }},
 		{"runtime not in PATH", "exec", func(s *sandbox.Spec) { s.Command = []string{"no-such-command"} }},
 	}
 	for i, tc := range cases {

@@ -30,8 +30,8 @@ var _ sandbox.Preparer = (*Driver)(nil)
 // the name of its cgroups until the claim renames them): the init runs in
 // its namespaces and cgroups, as root still, with the root file system
 // built but for the function's directories and /tmp, the Runtime API
-// socket listening, and the host's file system not yet detached (the
-// claim binds the code from it, then pivots). No function code can run
+// socket listening, and the host's file system already detached (the
+// claim brings the code as detached mounts). No function code can run
 // before the claim, which hands over the rest (see nsinit's protocol).
 func (d *Driver) Prepare(ctx context.Context) (sandbox.Prepared, error) {
 	var b [8]byte

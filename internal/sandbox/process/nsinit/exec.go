@@ -26,7 +26,6 @@ func (r *runner) execRuntime() error {
 		{"drop-privileges", func() error { return privdrop.Drop(c.UID, c.GID) }},
 		{"seccomp", func() error { return loadSeccomp(c.Seccomp) }},
 	}
-	r.timings = r.timings[:0]
 	for _, s := range steps {
 		if err := r.run(s.name, s.f); err != nil {
 			return err
@@ -40,7 +39,7 @@ func (r *runner) execRuntime() error {
 		return err
 	}
 	r.step = "exec"
-	// Report the timings of this phase; EOF (the socket closing on exec)
+	// Report the timings of the claim; EOF (the socket closing on exec)
 	// follows unless execve fails.
 	msg, _ := (&Ready{Timings: r.timings}).MarshalBinary()
 	if _, err := syscall.Write(SockFD, msg); err != nil {

@@ -39,29 +39,26 @@ func (r *runner) buildRoot() error {
 	return nil
 }
 
-// mountCode binds the function's directories (still reachable: the host's
-// root is only detached by pivot_root, after this) and mounts its /tmp.
+// mountCode attaches the function's directories (the detached mounts the
+// host sent with the claim) and mounts its /tmp. The root is the sandbox's
+// own already (pivotRoot ran when it was prepared) and still writable.
 func (r *runner) mountCode() error {
-	c := r.claim
-	if err := bindRO(c.CodeDir, r.in("/var/task"), true); err != nil {
-		return err
-	}
-	if c.RuntimeDir != "" {
-		if err := bindRO(c.RuntimeDir, r.in("/var/runtime"), true); err != nil {
+	for i, dst := range r.claim.Mounts {
+		fd := r.mountFDs[i]
+		if err := mkdirAll(dst, 0o755); err != nil {
 			return err
 		}
-	}
-	if c.OptDir != "" {
-		if err := bindRO(c.OptDir, r.in("/opt"), true); err != nil {
-			return err
+		if err := moveMount(fd, dst); err != nil {
+			return wrap("attach "+dst, err)
 		}
+		syscall.Close(fd)
 	}
-	tmp := r.in("/tmp")
-	if err := mkdir(tmp, 0o755); err != nil {
+	r.mountFDs = nil
+	if err := mkdir("/tmp", 0o755); err != nil {
 		return err
 	}
-	opts := "mode=1777,size=" + itoa(c.TmpMB) + "m"
-	if err := mount("tmpfs", tmp, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
+	opts := "mode=1777,size=" + itoa(r.claim.TmpMB) + "m"
+	if err := mount("tmpfs", "/tmp", "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
 		return wrap("mount /tmp", err)
 	}
 	return nil
@@ -183,8 +180,8 @@ func (r *runner) buildDev() error {
 	return mount("", d, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NOEXEC, "")
 }
 
-// pivotRoot makes the new root the process's root, detaches the host's,
-// and makes the root read-only (only /tmp and /dev/shm stay writable).
+// pivotRoot makes the new root the process's root and detaches the
+// host's: from here on the init reaches nothing of the host's file system.
 func (r *runner) pivotRoot() error {
 	if err := syscall.Chdir(r.cfg.Root); err != nil {
 		return err
@@ -197,9 +194,12 @@ func (r *runner) pivotRoot() error {
 	if err := syscall.Unmount(".", syscall.MNT_DETACH); err != nil {
 		return wrap("detach old root", err)
 	}
-	if err := syscall.Chdir("/"); err != nil {
-		return err
-	}
+	return syscall.Chdir("/")
+}
+
+// readOnlyRoot makes the root read-only (only /tmp and /dev/shm stay
+// writable).
+func readOnlyRoot() error {
 	if err := mount("", "/", "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV, ""); err != nil {
 		return wrap("remount root read-only", err)
 	}

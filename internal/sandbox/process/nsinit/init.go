@@ -64,23 +64,23 @@ func Run() {
 	if err != nil {
 		fail(r.step, err)
 	}
+	// The host serves the Runtime API on the listener from here on; no
+	// runtime can connect before the claim's execve.
 	msg, _ := (&Ready{Timings: r.timings}).MarshalBinary()
-	if _, err := syscall.Write(SockFD, msg); err != nil {
+	if err := syscall.Sendmsg(SockFD, msg, syscall.UnixRights(lnFD), nil, 0); err != nil {
 		syscall.Exit(3)
 	}
+	syscall.Close(lnFD)
 	// A pooled sandbox waits here until it is claimed (or killed).
-	if r.claim, err = readClaim(); err != nil {
+	if r.claim, r.mountFDs, err = readClaim(); err != nil {
 		fail("claim", err)
 	}
 	r.timings = r.timings[:0]
 	if err := r.claimed(); err != nil {
 		fail(r.step, err)
 	}
-	msg, _ = (&Ready{Timings: r.timings}).MarshalBinary()
-	if err := syscall.Sendmsg(SockFD, msg, syscall.UnixRights(lnFD), nil, 0); err != nil {
-		syscall.Exit(3)
-	}
-	syscall.Close(lnFD)
+	// The host sets the function's cgroup limits meanwhile; Go says they
+	// are in place (usually it is queued by now: no wait).
 	var b [1]byte
 	n, err := syscall.Read(SockFD, b[:])
 	if err != nil || n != 1 || b[0] != GoByte {
@@ -129,23 +129,47 @@ func readConfig() (*Config, error) {
 	return &cfg, nil
 }
 
-func readClaim() (*Claim, error) {
+// readClaim reads the Claim and the mount descriptors that come with it.
+func readClaim() (*Claim, []int, error) {
+	if msgBuf == nil {
+		msgBuf = make([]byte, 1<<20)
+	}
+	oob := make([]byte, syscall.CmsgSpace(8*4))
+	n, oobn, _, _, err := syscall.Recvmsg(SockFD, msgBuf, oob, syscall.MSG_CMSG_CLOEXEC)
+	if err != nil {
+		return nil, nil, err
+	}
+	var fds []int
+	if msgs, err := syscall.ParseSocketControlMessage(oob[:oobn]); err == nil {
+		for i := range msgs {
+			if got, err := syscall.ParseUnixRights(&msgs[i]); err == nil {
+				fds = append(fds, got...)
+			}
+		}
+	}
+	if n == 0 {
+		return nil, nil, errors.New("control socket closed")
+	}
 	var c Claim
-	if err := readMsg(&c); err != nil {
-		return nil, err
+	if err := c.UnmarshalBinary(msgBuf[:n]); err != nil {
+		return nil, nil, err
 	}
-	if len(c.Command) == 0 || c.CodeDir == "" {
-		return nil, errors.New("refusing claim: empty command or code dir")
+	if len(c.Command) == 0 || len(c.Mounts) == 0 || c.Mounts[0] != "/var/task" {
+		return nil, nil, errors.New("refusing claim: empty command or no code")
 	}
-	return &c, nil
+	if len(fds) != len(c.Mounts) {
+		return nil, nil, errors.New("refusing claim: " + itoa(len(c.Mounts)) + " mounts, " + itoa(len(fds)) + " descriptors")
+	}
+	return &c, fds, nil
 }
 
 // runner runs the init's named steps and records how long each took.
 type runner struct {
-	cfg     *Config
-	claim   *Claim // nil until claimed
-	step    string
-	timings []Timing
+	cfg      *Config
+	claim    *Claim // nil until claimed
+	mountFDs []int  // the claim's mounts (Claim.Mounts)
+	step     string
+	timings  []Timing
 }
 
 func (r *runner) run(name string, f func() error) error {
@@ -196,14 +220,21 @@ func (r *runner) prepare() (int, error) {
 		fd, err = listen(r.cfg.ListenPort)
 		return err
 	})
-	return fd, err
+	if err != nil {
+		return -1, err
+	}
+	if err := r.run("pivot-root", r.pivotRoot); err != nil {
+		syscall.Close(fd)
+		return -1, err
+	}
+	return fd, nil
 }
 
-// claimed adds the function's part and detaches the host's file system.
+// claimed adds the function's part and makes the root read-only.
 func (r *runner) claimed() error {
 	return r.runAll([]step{
 		{"code", r.mountCode},
-		{"pivot-root", r.pivotRoot},
+		{"root-ro", readOnlyRoot},
 	})
 }
 

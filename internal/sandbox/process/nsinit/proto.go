@@ -12,21 +12,30 @@
 //
 //	host                               init (this package)
 //	 │── Config ───────────────────────►│ root tmpfs, host dirs, /etc, /proc,
-//	 │   (puts the pid into cgroups)    │ /dev, hostname, lo up, listen
-//	 │◄── Ready (prepared) ─────────────│
-//	 │   ... a pooled sandbox waits     │ (no function known yet)
-//	 │── Claim ────────────────────────►│ code, /tmp, pivot_root
+//	 │   (puts the pid into cgroups)    │ /dev, hostname, lo up, listen,
+//	 │                                  │ pivot_root (host fs detached)
 //	 │◄── Ready (+ listener fd) ────────│
+//	 │   ... a pooled sandbox waits     │ (no function known yet)
+//	 │── Claim (+ code mount fds) ─────►│ code, /tmp, / read-only
+//	 │   (function's cgroup limits)     │
 //	 │── Go ───────────────────────────►│ drop privileges, seccomp
 //	 │◄── Ready (timings) ──────────────│ execve
 //	 │◄── EOF (exec ok) or Ready{Error} │
 //
+// A claim is one exchange: the host sends Claim and, once the function's
+// limits are set, Go, without waiting for the init in between; the init
+// waits for Go only after its claim steps, so the host's work and the
+// init's overlap, and nothing of the function runs before both are done.
+//
 // Config carries what every sandbox of the driver shares; Claim carries
 // one function's part (its code, /tmp size, command and environment), so
 // that the host can prepare sandboxes ahead of need and hand each its
-// function later. Nothing of the preparation survives into the runtime:
-// it is the same process, which execs the runtime with only Claim's
-// environment, after pivot_root detached the host's file system.
+// function later. The host's file system is detached (pivot_root) before
+// the sandbox is prepared: the function's code comes with Claim as
+// detached, read-only mounts the host cloned (open_tree), which the init
+// attaches (move_mount). Nothing of the preparation survives into the
+// runtime: it is the same process, which execs the runtime with only
+// Claim's environment.
 //
 // The socket is close-on-exec, so EOF after Go means the runtime runs.
 // Any Ready carrying Error ends the exchange.
@@ -80,11 +89,12 @@ type Config struct {
 // Claim is the function's part of a sandbox, sent by the host once the
 // init reported the sandbox prepared.
 type Claim struct {
-	// CodeDir is bound read-only at /var/task, RuntimeDir (if set) at
-	// /var/runtime.
-	CodeDir, RuntimeDir string
-	// OptDir, if set, is bound read-only at /opt (the function's layers).
-	OptDir string
+	// Mounts are where the mount descriptors that come with the message
+	// (in their order) are attached: /var/task (the code, always first),
+	// then /var/runtime and /opt when the function has them. Each is a
+	// detached, read-only, nosuid, nodev tree (open_tree of the host's
+	// directory).
+	Mounts []string
 	// TmpMB sizes the private /tmp.
 	TmpMB int
 	// Command and Env are the runtime's argv and complete environment.
@@ -97,9 +107,9 @@ type HostPath struct {
 	Link string
 }
 
-// Ready is the init's reply: after Config (the sandbox is prepared), after
-// Claim (with the listener's fd attached on success), and after Go
-// (timings just before execve, or an error).
+// Ready is the init's reply: after Config (the sandbox is prepared, with
+// the Runtime API listener's fd attached on success), and after Claim and
+// Go (the claim's timings just before execve, or an error).
 type Ready struct {
 	// Error is set when a step failed; Step names it.
 	Error string

@@ -165,6 +165,33 @@ func mount(src, dst, fstype string, flags uintptr, data string) error {
 	return syscall.Mount(src, dst, fstype, flags, data)
 }
 
+// Arguments of move_mount(2) package syscall lacks (the same on every
+// architecture).
+const (
+	atFDCWD             = -100
+	moveMountFEmptyPath = 0x4
+)
+
+// moveMount attaches the detached mount tree fd (open_tree's, from the
+// host) at dst: move_mount(fd, "", AT_FDCWD, dst, MOVE_MOUNT_F_EMPTY_PATH).
+func moveMount(fd int, dst string) error {
+	empty, err := syscall.BytePtrFromString("")
+	if err != nil {
+		return err
+	}
+	to, err := syscall.BytePtrFromString(dst)
+	if err != nil {
+		return err
+	}
+	cwd := atFDCWD
+	_, _, e := syscall.Syscall6(sysMoveMount, uintptr(fd), uintptr(unsafe.Pointer(empty)),
+		uintptr(cwd), uintptr(unsafe.Pointer(to)), moveMountFEmptyPath, 0)
+	if e != 0 {
+		return e
+	}
+	return nil
+}
+
 // ifreq is struct ifreq: an interface name and a union, of which the init
 // uses the flags (short) and an IPv4 sockaddr.
 type ifreq struct {

@@ -4,6 +4,7 @@ package nsinit
 const (
 	sysSeccomp           = 317
 	sysCloseRange        = 436
+	sysMoveMount         = 429
 	seccompSetModeFilter = 1
 	closeRangeCloexec    = 4
 )

@@ -207,9 +207,7 @@ func (c *Config) UnmarshalBinary(b []byte) error {
 // MarshalBinary encodes c for the init.
 func (c *Claim) MarshalBinary() ([]byte, error) {
 	e := &encoder{b: []byte{kindClaim}}
-	e.str(c.CodeDir)
-	e.str(c.RuntimeDir)
-	e.str(c.OptDir)
+	e.strs(c.Mounts)
 	e.int(c.TmpMB)
 	e.strs(c.Command)
 	e.strs(c.Env)
@@ -220,7 +218,7 @@ func (c *Claim) MarshalBinary() ([]byte, error) {
 func (c *Claim) UnmarshalBinary(b []byte) error {
 	var d decoder
 	d.start(b, kindClaim)
-	*c = Claim{CodeDir: d.str(), RuntimeDir: d.str(), OptDir: d.str(), TmpMB: d.int()}
+	*c = Claim{Mounts: d.strs(), TmpMB: d.int()}
 	c.Command = d.strs()
 	c.Env = d.strs()
 	return d.end()

@@ -16,7 +16,7 @@ func TestWireRoundTrip(t *testing.T) {
 		Seccomp: []syscall.SockFilter{{Code: 0x20, Jt: 1, Jf: 2, K: 4}, {Code: 6, K: 0x7fff0000}},
 		Net:     &Net{Iface: "eth0", Addr: [4]byte{100, 96, 0, 2}, PrefixLen: 30, Gateway: [4]byte{100, 96, 0, 1}},
 	}
-	claim := &Claim{CodeDir: "/code", RuntimeDir: "/rt", TmpMB: 512, Command: []string{"/var/runtime/bootstrap"}, Env: []string{"A=b", "C="}}
+	claim := &Claim{Mounts: []string{"/var/task", "/var/runtime"}, TmpMB: 512, Command: []string{"/var/runtime/bootstrap"}, Env: []string{"A=b", "C="}}
 	ready := &Ready{Error: "boom", Step: "rootfs", Timings: []Timing{{Step: "proc", Nanos: 12345}, {Step: "dev", Nanos: 1}}}
 	for _, tc := range []struct {
 		in  interface{ MarshalBinary() ([]byte, error) }
@@ -56,7 +56,7 @@ func TestWireRoundTrip(t *testing.T) {
 func FuzzWire(f *testing.F) {
 	for _, m := range []interface{ MarshalBinary() ([]byte, error) }{
 		&Config{ID: "a", Host: []HostPath{{Path: "/usr"}}, EtcFiles: map[string]string{"a": "b"}, Seccomp: []syscall.SockFilter{{Code: 6}}, Net: &Net{Iface: "eth0", PrefixLen: 30}},
-		&Claim{CodeDir: "/c", Command: []string{"x"}, Env: []string{"A=b"}},
+		&Claim{Mounts: []string{"/var/task"}, Command: []string{"x"}, Env: []string{"A=b"}},
 		&Ready{Step: "s", Timings: []Timing{{Step: "t", Nanos: 5}}},
 	} {
 		b, _ := m.MarshalBinary()
