@@ -121,7 +121,7 @@ func newServerCmd() *cobra.Command {
 	f.DurationVar(&cfg.HTTPIdleTimeout, "http-idle-timeout", 2*time.Minute, "close keep-alive API connections idle this long")
 	f.IntVar(&cfg.MaxConnections, "max-connections", 10000, "API connections open at once; past it new ones are answered 429 and closed")
 	f.DurationVar(&cfg.ShutdownTimeout, "shutdown-timeout", 30*time.Second, "how long in-flight requests may take to finish at shutdown (closing the rest takes at most 20s more)")
-	f.BoolVar(&schedBatch, "sched-batch", true, "run the server and its sandboxes under Linux's SCHED_BATCH CPU policy: a wake-up between the server and a runtime does not preempt the task that made it (more warm throughput; longer tails when other processes keep the CPUs busy: docs/warm-path.md); false keeps the default policy")
+	f.BoolVar(&schedBatch, "sched-batch", false, "run the server and its sandboxes under Linux's SCHED_BATCH CPU policy: a wake-up between the server and a runtime does not preempt the task that made it (up to ~20% more warm throughput on a host that runs Flint alone; much longer tails when other processes keep the CPUs busy: docs/warm-path.md)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cleanup, "cleanup", false, "remove the sandbox cgroups a killed server on --data left behind, then exit (refused while a server runs there)")
 	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "sandbox init binary (build cmd/flint-sandbox-init for faster sandbox creation; default: this binary)")
