@@ -168,6 +168,15 @@ type StepTimer interface {
 	Timings() []Step
 }
 
+// PeakMemoryReader is an optional ability of a Sandbox, checked at run
+// time: MaxMemoryBytes reports Stats().MaxMemoryBytes alone, for a caller
+// that needs nothing else (a warm invocation's REPORT line) and a driver
+// for which the full Stats cost more (the process driver reads the OOM
+// count from a second cgroup file).
+type PeakMemoryReader interface {
+	MaxMemoryBytes() (uint64, error)
+}
+
 // ErrOutOfMemory is wrapped by Sandbox.Err when the memory limit killed the
 // runtime.
 var ErrOutOfMemory = errors.New("sandbox: out of memory")

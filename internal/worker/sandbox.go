@@ -321,9 +321,11 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		timeout = 3 * time.Second
 	}
 	start := s.w.cfg.Clock()
-	exitCtx, cancelExit := context.WithCancelCause(ctx)
-	dctx, cancelDeadline := context.WithTimeoutCause(exitCtx, timeout, errTimedOut)
-	stopWatch := context.AfterFunc(s.exited, func() { cancelExit(errRuntimeExited) })
+	// One context ends the dispatch with its cause: the timeout (a timer,
+	// not a second context per invocation), the runtime's exit, or ctx.
+	dctx, cancel := context.WithCancelCause(ctx)
+	deadline := time.AfterFunc(timeout, func() { cancel(errTimedOut) })
+	stopWatch := context.AfterFunc(s.exited, func() { cancel(errRuntimeExited) })
 	var out runtimeapi.Outcome
 	var err error
 	if stream != nil {
@@ -332,8 +334,8 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		out, err = s.api.Dispatch(dctx, req, start.Add(timeout))
 	}
 	stopWatch()
-	cancelDeadline()
-	cancelExit(nil)
+	deadline.Stop()
+	cancel(nil)
 	res.Duration = s.w.cfg.Clock().Sub(start)
 
 	var fail *failure
@@ -398,6 +400,13 @@ func (s *Sandbox) finishFailed(f *frame, res *invocation.Result, fail *failure, 
 }
 
 func (s *Sandbox) maxMemory() uint64 {
+	if pm, ok := s.sb.(sandbox.PeakMemoryReader); ok {
+		v, err := pm.MaxMemoryBytes()
+		if err != nil {
+			return 0
+		}
+		return v
+	}
 	st, err := s.sb.Stats()
 	if err != nil {
 		return 0
@@ -414,22 +423,22 @@ func (s *Sandbox) syncOutput() {
 	}
 }
 
-// appendLog hands the framed log to the log store without blocking the
-// invocation; Worker.Close waits for pending appends.
+// appendLog hands the framed log to the log store. It runs on the
+// invocation's own goroutine, not one of its own: the store queues the
+// entry (group commit) and blocks only while its queue is full, for a
+// bounded time (logstore.Config.StallWait, as for the invocation record),
+// and a goroutine per invocation cost a thread wake-up each. Worker.Close
+// waits for appends in progress.
 func (s *Sandbox) appendLog(requestID string, data []byte) {
 	sink := s.w.cfg.Logs
 	if sink == nil {
 		return
 	}
 	s.w.logsWG.Add(1)
-	go func() {
-		defer s.w.logsWG.Done()
-		ctx, cancel := context.WithTimeout(context.Background(), s.w.cfg.LogAppendTimeout)
-		defer cancel()
-		if err := sink.Append(ctx, s.fn.Account, s.fn.Name, requestID, data); err != nil {
-			s.log.Warn("append log", "request_id", requestID, "err", err)
-		}
-	}()
+	defer s.w.logsWG.Done()
+	if err := sink.Append(context.Background(), s.fn.Account, s.fn.Name, requestID, data); err != nil {
+		s.log.Warn("append log", "request_id", requestID, "err", err)
+	}
 }
 
 // logFor is the sandbox's logger with the request ID, built only when

@@ -53,6 +53,9 @@ type CodeSource interface {
 }
 
 // LogSink stores framed invocation logs (internal/logstore.Store).
+// Append is called on the invocation's path, with a context that has no
+// deadline: it must queue the entry and return, and bound its own wait
+// when it cannot (logstore.Config.StallWait).
 type LogSink interface {
 	Append(ctx context.Context, account, function, requestID string, data []byte) error
 }
@@ -73,10 +76,8 @@ type Config struct {
 	MemoryMB, MaxSandboxes int
 	// InitTimeout bounds a runtime's init (default DefaultInitTimeout).
 	InitTimeout time.Duration
-	// LogAppendTimeout bounds one Logs.Append (default 5s).
-	LogAppendTimeout time.Duration
-	Clock            func() time.Time
-	Logger           *slog.Logger
+	Clock       func() time.Time
+	Logger      *slog.Logger
 }
 
 // Validate reports whether c is usable.
@@ -138,9 +139,6 @@ func New(cfg Config) (*Worker, error) {
 	}
 	if cfg.InitTimeout == 0 {
 		cfg.InitTimeout = DefaultInitTimeout
-	}
-	if cfg.LogAppendTimeout == 0 {
-		cfg.LogAppendTimeout = 5 * time.Second
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now

@@ -138,6 +138,31 @@ func (s *Sandbox) Stats() (sandbox.Stats, error) {
 	return sandbox.Stats{MaxMemoryBytes: st.MaxMemoryBytes, OOMKills: st.OOMKills}, nil
 }
 
+// MaxMemoryBytes implements sandbox.PeakMemoryReader: one read of the
+// cgroup's peak, where Stats also reads the OOM count.
+func (s *Sandbox) MaxMemoryBytes() (uint64, error) {
+	s.mu.Lock()
+	last := s.lastStats
+	s.mu.Unlock()
+	if last != nil {
+		return last.MaxMemoryBytes, nil
+	}
+	peak, err := s.group.Peak()
+	if err != nil {
+		// Lost a race with Destroy?
+		s.mu.Lock()
+		last = s.lastStats
+		s.mu.Unlock()
+		if last != nil {
+			return last.MaxMemoryBytes, nil
+		}
+		return 0, err
+	}
+	return peak, nil
+}
+
+var _ sandbox.PeakMemoryReader = (*Sandbox)(nil)
+
 // rename gives a claimed sandbox its id.
 func (s *Sandbox) rename(id string, log *slog.Logger) {
 	s.mu.Lock()

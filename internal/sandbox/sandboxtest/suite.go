@@ -300,8 +300,10 @@ func (s *suite) testExited(t *testing.T) {
 	}
 	destroy(t, sb)
 	destroy(t, sb) // idempotent
-	if _, err := sb.Stats(); err != nil {
+	if st, err := sb.Stats(); err != nil {
 		t.Errorf("Stats after Destroy: %v", err)
+	} else {
+		checkPeakReader(t, sb, st.MaxMemoryBytes)
 	}
 	if err := sb.SyncOutput(context.Background()); err != nil {
 		t.Errorf("SyncOutput after Destroy: %v", err)
@@ -350,6 +352,7 @@ func (s *suite) testOOM(t *testing.T) {
 	if st.OOMKills == 0 {
 		t.Error("Stats().OOMKills = 0")
 	}
+	checkPeakReader(t, sb, st.MaxMemoryBytes)
 	// The kernel charges in batches and may overshoot the limit by a page
 	// or so.
 	if st.MaxMemoryBytes < 16<<20 || st.MaxMemoryBytes > 65<<20 {
@@ -586,5 +589,20 @@ func (s *suite) testCreateFailure(t *testing.T) {
 			destroy(t, sb)
 			t.Error("Create accepted an invalid id")
 		}
+	}
+}
+
+// checkPeakReader: a sandbox with the PeakMemoryReader ability reports
+// the same peak as Stats (want; its processes have ended, so it is
+// settled).
+func checkPeakReader(t *testing.T, sb sandbox.Sandbox, want uint64) {
+	t.Helper()
+	pm, ok := sb.(sandbox.PeakMemoryReader)
+	if !ok {
+		return
+	}
+	got, err := pm.MaxMemoryBytes()
+	if err != nil || got != want {
+		t.Errorf("MaxMemoryBytes() = %d, %v; Stats().MaxMemoryBytes = %d", got, err, want)
 	}
 }
