@@ -78,8 +78,8 @@ type namedStep struct {
 //	              directories as detached read-only mounts (open_tree); it
 //	              attaches them, mounts /tmp and makes / read-only while
 //	              the host goes on
-//	claim-cgroup  (pooled only) rename the cgroup(s) after the sandbox and
-//	              set its memory limit
+//	claim-cgroup  (pooled only) rename the cgroup(s) after the sandbox (v1;
+//	              v2 keeps pool-<hex>) and set its memory limit
 //	serve         serve Spec.RuntimeAPI on the init's listener
 //	cpu-limit     throttle the CPU only now: the init's own setup runs at
 //	              full speed (a 128 MB function gets 7% of a CPU); pin the
@@ -426,30 +426,15 @@ func (c *creation) waitPrepared(ctx context.Context) error {
 	return nil
 }
 
-// claimCgroup names the pooled sandbox's cgroups after its new id (on
-// cgroup v2, which cannot rename, it moves the init into new ones) and
-// sets the function's memory limit.
+// claimCgroup names the pooled sandbox's cgroups after its new id and sets
+// the function's memory limit. cgroup v2 cannot rename: there the sandbox
+// keeps its pool-<hex> cgroup (moving the init into a new one would cost a
+// migration on the cold start's path, which stalls every fork on the host
+// for an RCU grace period); the Sandbox holds it either way.
 func (c *creation) claimCgroup(context.Context) error {
 	cg := c.d.cgroups
 	err := cg.Rename(c.s.group, c.spec.ID)
-	if errors.Is(err, cgroup.ErrRenameUnsupported) {
-		lim := c.d.limits(c.spec)
-		lim.CPUMillis = 0
-		g, cerr := cg.Create(c.spec.ID, lim)
-		if cerr != nil {
-			return cerr
-		}
-		old := c.s.group
-		c.s.mu.Lock() // wait may read it (oomKills) if the init dies now
-		c.s.group = g
-		c.s.mu.Unlock()
-		if err := g.Add(c.s.cmd.Process.Pid); err != nil {
-			return err
-		}
-		// Empty now: removing it kills nothing.
-		return old.Destroy(time.Now().Add(teardownGrace))
-	}
-	if err != nil {
+	if err != nil && !errors.Is(err, cgroup.ErrRenameUnsupported) {
 		return err
 	}
 	return c.s.group.SetMemory(c.d.limits(c.spec).MemoryBytes)

@@ -109,7 +109,9 @@ func hostMountsUnder(t *testing.T, dir string) []string {
 // TestLimitsIdentityAndCleanup checks a created sandbox, and one prepared
 // (under a pool id, with the preparation's memory limit) then claimed:
 // both end up with the function's limits in cgroups named after the
-// sandbox, and nothing of the preparation is left.
+// sandbox (a claimed one on cgroup v2 keeps its pool cgroup: v2 cannot
+// rename, and a move would be a migration on the cold start's path), and
+// nothing of the preparation is left.
 func TestLimitsIdentityAndCleanup(t *testing.T) {
 	t.Run("Create", func(t *testing.T) { testLimitsIdentityAndCleanup(t, false) })
 	t.Run("PrepareClaim", func(t *testing.T) { testLimitsIdentityAndCleanup(t, true) })
@@ -128,8 +130,12 @@ func testLimitsIdentityAndCleanup(t *testing.T, pooled bool) {
 		}
 		sb, err = pr.Claim(context.Background(), spec(t, id, "/bin/sleep", "600"))
 		if err == nil {
-			if got := poolCgroups(t, d); len(got) != len(before) {
-				t.Errorf("pool cgroups after the claim: %v, want %v", got, before)
+			want := len(before)
+			if d.CgroupVersion() == cgroup.V2 {
+				want++ // kept by the claimed sandbox
+			}
+			if got := poolCgroups(t, d); len(got) != want {
+				t.Errorf("pool cgroups after the claim: %v (before the preparation: %v)", got, before)
 			}
 		}
 	} else {
@@ -142,6 +148,19 @@ func testLimitsIdentityAndCleanup(t *testing.T, pooled bool) {
 	pid := ps.Pid()
 	v := d.CgroupVersion()
 	dirs := cgroupDirs(v, testParent, id)
+	if v == cgroup.V2 && pooled {
+		// The pool cgroup it was prepared in, where the runtime is now.
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cgroup")
+		if err != nil {
+			t.Fatal(err)
+		}
+		rel := strings.TrimPrefix(strings.TrimSpace(string(b)), "0::")
+		if name := filepath.Base(rel); !strings.HasPrefix(name, "pool-") || filepath.Dir(rel) != "/"+testParent {
+			t.Fatalf("claimed sandbox's cgroup %q, want %s/pool-…", rel, testParent)
+		}
+		d := filepath.Join(process.DefaultCgroupRoot, rel)
+		dirs = []string{d, d, d}
+	}
 	mem, pids, cpu := dirs[0], dirs[1], dirs[2]
 	quota := strconv.Itoa(100000 * (256 * 1000 / 1769) / 1000) // 256/1769 of a CPU
 	memFile, cpuFile, cpuWant := "memory.limit_in_bytes", "cpu.cfs_quota_us", quota
