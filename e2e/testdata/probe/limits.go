@@ -7,6 +7,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -14,6 +15,13 @@ import (
 
 // forkBomb starts up to n sleeping children; Count is how many started.
 func forkBomb(r *Reply, n int) {
+	// Once pids.max is reached no thread can start either, and a Go
+	// program that then needs one (a P handed off while fork blocks) dies
+	// ("failed to create new OS thread"). A sandbox pinned to one CPU runs
+	// with GOMAXPROCS=1 and few threads: start some now, so that the
+	// runtime finds them idle when it needs them, and the probe lives to
+	// report.
+	spareThreads(8)
 	exe, _ := os.Executable()
 	var procs []*os.Process
 	var last error
@@ -31,6 +39,25 @@ func forkBomb(r *Reply, n int) {
 		p.Kill()
 		p.Wait()
 	}
+}
+
+// spareThreads makes the Go runtime start n OS threads and keep them idle:
+// a goroutine locked to its thread holds it until it unlocks, and the
+// thread then joins the runtime's idle list.
+func spareThreads(n int) {
+	var started, release sync.WaitGroup
+	started.Add(n)
+	release.Add(1)
+	for range n {
+		go func() {
+			runtime.LockOSThread()
+			started.Done()
+			release.Wait()
+			runtime.UnlockOSThread()
+		}()
+	}
+	started.Wait()
+	release.Done()
 }
 
 // memBomb allocates and touches mb megabytes; it should die of OOM first.
