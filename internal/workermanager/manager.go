@@ -524,11 +524,11 @@ func (m *Manager) placeAndCreate(ctx context.Context, fn *lambdafn.Function) (_ 
 		}
 		m.cfg.Placement.Release(res)
 		err = fmt.Errorf("create sandbox for %s on host %s: %w", fn.Name, res.HostID, err)
-		retry := errors.Is(err, ErrHostUnreachable) || errors.Is(err, ErrHostFull)
-		if errors.Is(err, ErrHostUnreachable) {
+		unreachable := errors.Is(err, ErrHostUnreachable)
+		if unreachable {
 			m.hostUnreachable(res.HostID, err)
 		}
-		if !retry || attempt == maxHostAttempts {
+		if !(unreachable || errors.Is(err, ErrHostFull)) || attempt == maxHostAttempts {
 			return nil, res, placed, err
 		}
 		exclude = append(exclude, res.HostID)
