@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
 
@@ -345,8 +346,9 @@ func (c *creation) readReply(ctx context.Context) (r nsinit.Ready, fds []int, eo
 	ctl := c.ctl
 	stop := context.AfterFunc(ctx, func() { ctl.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	buf := make([]byte, 64<<10)
-	oob := make([]byte, unix.CmsgSpace(4))
+	bp := replyBufs.Get().(*replyBuf)
+	defer replyBufs.Put(bp)
+	buf, oob := bp.msg[:], bp.oob[:unix.CmsgSpace(4)]
 	n, oobn, _, _, err := c.ctl.ReadMsgUnix(buf, oob)
 	if ctx.Err() != nil {
 		return r, nil, false, ctx.Err()
@@ -387,6 +389,17 @@ func (c *creation) readReply(ctx context.Context) (r nsinit.Ready, fds []int, eo
 	}
 	return r, fds, false, nil
 }
+
+// replyBuf is the buffer of one read of an init's reply: a reply is
+// small, but a message longer than the buffer would be cut (SOCK_SEQPACKET),
+// so it is large, and pooled: three replies per creation would otherwise
+// be 192 KB of garbage per sandbox.
+type replyBuf struct {
+	msg [64 << 10]byte
+	oob [32]byte // at least unix.CmsgSpace(4): one descriptor
+}
+
+var replyBufs = sync.Pool{New: func() any { return new(replyBuf) }}
 
 func closeAll(fds []int) {
 	for _, fd := range fds {
@@ -505,7 +518,7 @@ func (c *creation) cpuLimit(context.Context) error {
 	if !c.s.holdCPUs(func() { cs.release(idx) }) {
 		return nil // the init is gone already: exec reports why
 	}
-	err := unix.SchedSetaffinity(c.s.cmd.Process.Pid, cs.mask(idx))
+	err := setAffinity(c.s.cmd.Process.Pid, cs.mask(idx))
 	if errors.Is(err, syscall.ESRCH) {
 		return nil
 	}
