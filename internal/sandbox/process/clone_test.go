@@ -22,11 +22,10 @@ import (
 
 // TestInitStartsInItsCgroup reads which cgroups the init is in right after
 // the start step, before anything could move it: on cgroup v2 with
-// CLONE_INTO_CGROUP ("clone-into") and on v1 started by a thread inside
-// them ("inside", cgroup.Manager.RunInside) its own, and no cgroup-add
-// step runs; without ("migrate": the fallback, forced) still the host's
-// until cgroup-add. Either way the runtime's cgroup namespace is rooted at
-// its cgroup: it sees itself at "/".
+// CLONE_INTO_CGROUP ("clone-into") its own, and no cgroup-add step runs;
+// without ("migrate": cgroup v1, or the fallback forced on v2) still the
+// host's until cgroup-add. Either way the runtime's cgroup namespace is
+// rooted at its cgroup: it sees itself at "/".
 func TestInitStartsInItsCgroup(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("process sandbox tests need root (namespaces, cgroups, mounts)")
@@ -41,22 +40,14 @@ func TestInitStartsInItsCgroup(t *testing.T) {
 	if v == cgroup.V2 && !d.cloneIntoCgroup {
 		t.Errorf("cgroup v2 on kernel %s: no CLONE_INTO_CGROUP (Linux 5.7 has it)", kernelRelease())
 	}
-	if v == cgroup.V1 && !d.startInside {
-		t.Error("cgroup v1: the driver does not start inits inside their cgroups")
-	}
-	type mode struct{ cloneInto, inside bool }
-	modes := map[string]mode{"migrate": {}}
+	modes := map[string]bool{"migrate": false}
 	if d.cloneIntoCgroup {
-		modes["clone-into"] = mode{cloneInto: true}
+		modes["clone-into"] = true
 	}
-	if d.startInside {
-		modes["inside"] = mode{inside: true}
-	}
-	for name, m := range modes {
+	for name, into := range modes {
 		t.Run(name, func(t *testing.T) {
 			dd := *d
-			dd.cloneIntoCgroup, dd.startInside = m.cloneInto, m.inside
-			into := m.cloneInto || m.inside
+			dd.cloneIntoCgroup = into
 			id := "cgstart-" + name + "-" + strconv.Itoa(os.Getpid())
 			c := dd.newCreation(id, cgroup.Limits{MemoryBytes: 256 << 20, Pids: 1024})
 			steps := c.prepareSteps()

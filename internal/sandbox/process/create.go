@@ -58,13 +58,12 @@ type namedStep struct {
 //
 //	cgroup        create the cgroup(s) and set the limits
 //	channels      control socketpair and output pipe
-//	start         clone the init into new namespaces (exec of InitPath),
-//	              born in its cgroup(s): on cgroup v2 with clone3 and
-//	              CLONE_INTO_CGROUP (when the kernel has it), on v1 from a
-//	              thread that joined them (cgroup.Manager.RunInside)
+//	start         clone the init into new namespaces (exec of InitPath);
+//	              on cgroup v2 directly into its cgroup (clone3 with
+//	              CLONE_INTO_CGROUP, when the kernel has it)
 //	network       (egress only) veth pair into the init's network namespace
 //	send-config   hand the init its nsinit.Config
-//	cgroup-add    (only when start could not do the above) move the init into
+//	cgroup-add    (v1, or v2 without CLONE_INTO_CGROUP) move the init into
 //	              the cgroup(s) (it works meanwhile; doing this in the
 //	              background gains nothing: the kernel serialises the
 //	              migration with the init's thread creation, and with every
@@ -101,7 +100,7 @@ func (c *creation) prepareSteps() []namedStep {
 		{"network", c.network},
 		{"send-config", c.sendConfig},
 	}
-	if !c.d.cloneIntoCgroup && !c.d.startInside {
+	if !c.d.cloneIntoCgroup {
 		steps = append(steps, namedStep{"cgroup-add", c.cgroupAdd})
 	}
 	return append(steps, namedStep{"wait-prepared", c.waitPrepared})
@@ -267,21 +266,7 @@ func (c *creation) start(context.Context) error {
 		cmd.SysProcAttr.UseCgroupFD = true
 		cmd.SysProcAttr.CgroupFD = fd
 	}
-	var err error
-	if c.d.startInside {
-		// v1: the init is born in its cgroups too (see
-		// Driver.startInside); its CPU limit comes at cpu-limit.
-		err = c.d.cgroups.RunInside(c.s.group, cmd.Start)
-	} else {
-		err = cmd.Start()
-	}
-	if err != nil {
-		if cmd.Process != nil {
-			// Started, but the thread that started it could not
-			// leave the cgroups: the init dies with it (Pdeathsig);
-			// Destroy reaps it.
-			c.s.started(cmd)
-		}
+	if err := cmd.Start(); err != nil {
 		return err
 	}
 	c.s.started(cmd)

@@ -155,10 +155,6 @@ type Driver struct {
 	// writing, which waits for an RCU grace period while every fork, exec
 	// and thread creation on the host waits for it.
 	cloneIntoCgroup bool
-	// startInside: (cgroup v1) the init is started by a thread that has
-	// joined its cgroups for the purpose (cgroup.Manager.RunInside), so it
-	// too is born in them, with no migration.
-	startInside bool
 }
 
 var _ sandbox.Driver = (*Driver)(nil)
@@ -202,7 +198,6 @@ func New(cfg Config) (*Driver, error) {
 		etc: etcFiles(cfg.UID, cfg.GID), rootDir: root,
 		cloneIntoCgroup: cg.CanCloneInto(),
 	}
-	d.startInside = !d.cloneIntoCgroup && cg.CanRunInside()
 	growFDTable(fdTableSize)
 	if !cfg.ShareCPUs {
 		if d.cpus, err = newCPUSet(); err != nil {
@@ -217,7 +212,7 @@ func New(cfg Config) (*Driver, error) {
 			d.etc["resolv.conf"] = rc
 		}
 	}
-	cfg.Logger.Debug("process sandbox driver ready", "cgroup", cg.Version().String(), "clone_into_cgroup", d.cloneIntoCgroup, "start_inside", d.startInside, "state_dir", cfg.StateDir)
+	cfg.Logger.Debug("process sandbox driver ready", "cgroup", cg.Version().String(), "clone_into_cgroup", d.cloneIntoCgroup, "state_dir", cfg.StateDir)
 	return d, nil
 }
 
