@@ -75,6 +75,9 @@ type namedStep struct {
 // claimSteps hand it its function and start the runtime, in one exchange
 // with the init (no step waits for it before exec):
 //
+//	cpu-pin       pin the init (so the runtime) to its CPUs while it still
+//	              sleeps, waiting for its claim (moving a running task to
+//	              another CPU waits for that CPU's stopper thread)
 //	send-claim    hand the init its nsinit.Claim, with the function's
 //	              directories as detached read-only mounts (open_tree); it
 //	              attaches them, mounts /tmp and makes / read-only while
@@ -82,8 +85,7 @@ type namedStep struct {
 //	claim-cgroup  (pooled only) set the function's memory limit
 //	serve         serve Spec.RuntimeAPI on the init's listener
 //	cpu-limit     throttle the CPU only now: the init's own setup runs at
-//	              full speed (a 128 MB function gets 7% of a CPU); pin the
-//	              init (so the runtime) to its CPUs
+//	              full speed (a 128 MB function gets 7% of a CPU)
 //	exec          let the init (once its claim steps are done) drop
 //	              privileges and exec the runtime; wait for the execve
 //	cgroup-rename (pooled only) rename the cgroup(s) after the sandbox (v1;
@@ -111,7 +113,7 @@ func (c *creation) prepareSteps() []namedStep {
 }
 
 func (c *creation) claimSteps(pooled bool) []namedStep {
-	steps := []namedStep{{"send-claim", c.sendClaim}}
+	steps := []namedStep{{"cpu-pin", c.cpuPin}, {"send-claim", c.sendClaim}}
 	if pooled {
 		steps = append(steps, namedStep{"claim-cgroup", c.claimCgroup})
 	}
@@ -500,18 +502,19 @@ func (c *creation) serve(context.Context) error {
 	return nil
 }
 
-// cpuLimit sets the sandbox's CPU time and the CPUs it runs on (the
-// init's thread, which execs the runtime: its affinity is inherited).
+// cpuLimit sets the sandbox's CPU time.
 func (c *creation) cpuLimit(context.Context) error {
-	millis := c.d.limits(c.spec).CPUMillis
-	if err := c.s.group.SetCPU(millis); err != nil {
-		return err
-	}
+	return c.s.group.SetCPU(c.d.limits(c.spec).CPUMillis)
+}
+
+// cpuPin sets the CPUs the sandbox runs on (the init's thread, which execs
+// the runtime: its affinity is inherited).
+func (c *creation) cpuPin(context.Context) error {
 	cs := c.d.cpus
 	if cs == nil {
 		return nil
 	}
-	idx := cs.assign(cs.cpusFor(millis))
+	idx := cs.assign(cs.cpusFor(c.d.limits(c.spec).CPUMillis))
 	if !c.s.holdCPUs(func() { cs.release(idx) }) {
 		return nil // the init is gone already: exec reports why
 	}
