@@ -448,8 +448,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg: "Unknown operation " + r.Method + " " + r.URL.Path})
 		return
 	}
-	ops := h.handlers(rt)
-	handle := ops[r.Method]
+	var handle handlerFunc
+	if r.Method == http.MethodPost && rt.function != "" && rt.sub == "invocations" {
+		handle = h.invoke // the hot path: no route table built per call
+	}
+	var ops map[string]handlerFunc
+	if handle == nil {
+		ops = h.handlers(rt)
+		handle = ops[r.Method]
+	}
 	if handle == nil {
 		var methods []string
 		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {

@@ -1,0 +1,26 @@
+package frontend
+
+import (
+	"regexp"
+	"testing"
+)
+
+// TestNewUUID checks request and revision IDs are random version-4 UUIDs in
+// the canonical form (Lambda's request IDs look the same).
+func TestNewUUID(t *testing.T) {
+	re := regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
+	seen := map[string]bool{}
+	for range 1000 {
+		id, err := newUUID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !re.MatchString(id) {
+			t.Fatalf("%q is not a version-4 UUID", id)
+		}
+		if seen[id] {
+			t.Fatalf("%q twice", id)
+		}
+		seen[id] = true
+	}
+}
