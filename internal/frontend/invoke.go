@@ -143,13 +143,12 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 // unqualified): the Qualifier parameter, else the FunctionName's (the
 // target lookup has checked that they agree).
 func givenQualifier(r *http.Request, rt route) string {
-	if q := r.URL.Query().Get("Qualifier"); q != "" {
+	if q := queryValue(r, "Qualifier"); q != "" {
 		return q
 	}
-	parts := strings.Split(rt.function, ":")
-	switch len(parts) {
-	case 2, 4, 8:
-		return parts[len(parts)-1]
+	switch strings.Count(rt.function, ":") {
+	case 1, 3, 7: // name:q, account:function:name:q, an ARN with :q
+		return rt.function[strings.LastIndexByte(rt.function, ':')+1:]
 	}
 	return ""
 }
