@@ -15,6 +15,20 @@ import (
 	"github.com/flintdev/flint/internal/metadata"
 )
 
+// Response headers in their canonical form (X-Amzn-RequestId is
+// X-Amzn-Requestid), as the header map holds them: the invoke path sets
+// them directly.
+const (
+	headerRequestID       = "X-Amzn-Requestid"
+	headerExecutedVersion = "X-Amz-Executed-Version"
+	headerFunctionError   = "X-Amz-Function-Error"
+	headerLogResult       = "X-Amz-Log-Result"
+)
+
+// contentJSON is a shared Content-Type value (never modified: Header.Set
+// replaces a value, Add appends to a full slice).
+var contentJSON = []string{"application/json"}
+
 // maxLogTail is how much of the end of an invocation's log X-Amz-Log-Result
 // carries.
 const maxLogTail = 4096
@@ -113,24 +127,29 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 	if err != nil {
 		return err
 	}
-	hdr := w.Header()
 	version := res.ExecutedVersion
 	if version == "" {
 		version = fn.Version
 	}
-	hdr.Set("X-Amz-Executed-Version", version)
+	// Canonical keys set directly, the values in one allocation: this
+	// runs on every invocation (Header.Set would canonicalise each key
+	// and allocate each value).
+	v := [...]string{version, strconv.Itoa(len(res.Payload)), res.FunctionError, ""}
+	hdr := w.Header()
+	hdr[headerExecutedVersion] = v[0:1:1]
 	if res.FunctionError != "" {
-		hdr.Set("X-Amz-Function-Error", res.FunctionError)
+		hdr[headerFunctionError] = v[2:3:3]
 	}
 	if logType == "Tail" {
 		tail := res.Log
 		if len(tail) > maxLogTail {
 			tail = tail[len(tail)-maxLogTail:]
 		}
-		hdr.Set("X-Amz-Log-Result", base64.StdEncoding.EncodeToString(tail))
+		v[3] = base64.StdEncoding.EncodeToString(tail)
+		hdr[headerLogResult] = v[3:4:4]
 	}
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Content-Length", strconv.Itoa(len(res.Payload)))
+	hdr["Content-Type"] = contentJSON
+	hdr["Content-Length"] = v[1:2:2]
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(res.Payload)
 	// Attributes are passed at the call, not bound with With: a With per

@@ -1,6 +1,7 @@
 package frontend
 
 import (
+	"net/http"
 	"regexp"
 	"testing"
 )
@@ -22,5 +23,15 @@ func TestNewUUID(t *testing.T) {
 			t.Fatalf("%q twice", id)
 		}
 		seen[id] = true
+	}
+}
+
+// TestHeaderKeysCanonical guards the invoke path's direct header map
+// writes: a key that is not canonical would be sent as a second header.
+func TestHeaderKeysCanonical(t *testing.T) {
+	for _, k := range []string{headerRequestID, headerExecutedVersion, headerFunctionError, headerLogResult} {
+		if c := http.CanonicalHeaderKey(k); c != k {
+			t.Errorf("%q is not canonical (%q)", k, c)
+		}
 	}
 }
