@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"regexp"
 	"testing"
+	"time"
 )
 
 // TestNewUUID checks request and revision IDs are random version-4 UUIDs in
@@ -33,5 +34,16 @@ func TestHeaderKeysCanonical(t *testing.T) {
 		if c := http.CanonicalHeaderKey(k); c != k {
 			t.Errorf("%q is not canonical (%q)", k, c)
 		}
+	}
+}
+
+// TestNewTraceID checks the X-Ray trace header an invocation gets when it
+// came without one: Root=1-<epoch seconds, hex>-<96 random bits>;Sampled=0.
+func TestNewTraceID(t *testing.T) {
+	h := &Handler{cfg: Config{Clock: func() time.Time { return time.Unix(0x5f0ab1c2, 0) }}}
+	re := regexp.MustCompile(`^Root=1-5f0ab1c2-[0-9a-f]{24};Sampled=0$`)
+	a, b := h.newTraceID(), h.newTraceID()
+	if !re.MatchString(a) || !re.MatchString(b) || a == b {
+		t.Fatalf("trace IDs %q, %q", a, b)
 	}
 }

@@ -209,6 +209,12 @@ func checkActive(fn *metadata.Function) error {
 // came without one: Root=1-<epoch hex>-<96 random bits>;Sampled=0.
 func (h *Handler) newTraceID() string {
 	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
-	return "Root=1-" + strconv.FormatInt(h.cfg.Clock().Unix(), 16) + "-" + hex.EncodeToString(b[:]) + ";Sampled=0"
+	_, _ = rand.Read(b[:])     // crypto/rand.Read never fails on Linux
+	buf := make([]byte, 0, 64) // one allocation with the string below
+	buf = append(buf, "Root=1-"...)
+	buf = strconv.AppendInt(buf, h.cfg.Clock().Unix(), 16)
+	buf = append(buf, '-')
+	buf = hex.AppendEncode(buf, b[:])
+	buf = append(buf, ";Sampled=0"...)
+	return string(buf)
 }
