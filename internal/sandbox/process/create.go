@@ -244,8 +244,10 @@ func (c *creation) start(context.Context) error {
 		// The host's environment never gets in; the init's own ends at
 		// the runtime's execve. No garbage collection (the init
 		// allocates a few MB, then execs) and one P: fewer threads to
-		// start, and to end at the execve (halves the exec step).
-		Env:        []string{"GOGC=off", "GOMAXPROCS=1"},
+		// start, and to end at the execve (halves the exec step). No
+		// memory profiling either: a sampled allocation unwinds its
+		// stack through the binary's tables, faulting in their pages.
+		Env:        []string{"GOGC=off", "GOMAXPROCS=1", "GODEBUG=memprofilerate=0"},
 		Stdout:     c.outW,
 		Stderr:     c.outW,
 		ExtraFiles: []*os.File{c.child}, // fd 3 == nsinit.SockFD

@@ -128,11 +128,27 @@ func (r *runner) mountProc() error {
 			return wrap("mask /proc/"+f, err)
 		}
 	}
+	// One empty read-only tmpfs masks every such directory: the first
+	// that exists gets it, the others a bind of it (which keeps its
+	// read-only, nosuid, nodev and noexec flags), cheaper than a new file
+	// system each.
+	empty := ""
 	for _, d := range procMaskDirs {
 		dst := join(p, d)
-		err := mount("tmpfs", dst, "tmpfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "size=0")
-		if err != nil && err != syscall.ENOENT {
+		var err error
+		if empty == "" {
+			err = mount("tmpfs", dst, "tmpfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "size=0")
+		} else {
+			err = mount(empty, dst, "", syscall.MS_BIND, "")
+		}
+		if err == syscall.ENOENT {
+			continue
+		}
+		if err != nil {
 			return wrap("mask /proc/"+d, err)
+		}
+		if empty == "" {
+			empty = dst
 		}
 	}
 	for _, d := range procReadOnly {
