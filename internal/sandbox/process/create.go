@@ -68,7 +68,7 @@ type namedStep struct {
 //	              migration with the init's thread creation, and with every
 //	              fork, exec and thread creation on the host)
 //	wait-prepared the init builds the root fs (host dirs, /etc, /proc,
-//	              /dev), brings lo up, listens, pivots root (detaching
+//	              /dev, an empty /tmp), brings lo up, listens, pivots root (detaching
 //	              the host's file system), and sends the listener
 //
 // claimSteps hand it its function and start the runtime, in one exchange
@@ -76,7 +76,7 @@ type namedStep struct {
 //
 //	send-claim    hand the init its nsinit.Claim, with the function's
 //	              directories as detached read-only mounts (open_tree); it
-//	              attaches them, mounts /tmp and makes / read-only while
+//	              attaches them, sizes /tmp and makes / read-only while
 //	              the host goes on
 //	claim-cgroup  (pooled only) rename the cgroup(s) after the sandbox (v1;
 //	              v2 keeps pool-<hex>) and set its memory limit

@@ -216,6 +216,7 @@ func (r *runner) prepare() (int, error) {
 		step{"rootfs", r.buildRoot},
 		step{"proc", r.mountProc},
 		step{"dev", r.buildDev},
+		step{"tmp", r.mountTmp},
 		step{"hostname", func() error { return syscall.Sethostname([]byte(r.cfg.Hostname)) }},
 		step{"loopback", loopbackUp},
 	)

@@ -12,11 +12,11 @@
 //
 //	host                               init (this package)
 //	 │── Config ───────────────────────►│ root tmpfs, host dirs, /etc, /proc,
-//	 │   (puts the pid into cgroups)    │ /dev, hostname, lo up, listen,
+//	 │   (puts the pid into cgroups)    │ /dev, /tmp, hostname, lo up, listen,
 //	 │                                  │ pivot_root (host fs detached)
 //	 │◄── Ready (+ listener fd) ────────│
 //	 │   ... a pooled sandbox waits     │ (no function known yet)
-//	 │── Claim (+ code mount fds) ─────►│ code, /tmp, / read-only
+//	 │── Claim (+ code mount fds) ─────►│ code, /tmp's size, / read-only
 //	 │   (function's cgroup limits)     │
 //	 │── Go ───────────────────────────►│ drop privileges, seccomp
 //	 │◄── Ready (timings) ──────────────│ execve
