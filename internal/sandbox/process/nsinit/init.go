@@ -17,6 +17,12 @@ func MaybeRun() {
 	}
 }
 
+// cmdlineBuf receives isInit's command line: a static array, as a 4 KiB one
+// on the stack would make the goroutine's small first stack grow (a copy,
+// and the stack maps of every frame looked up in the binary's tables) in
+// every process started from this binary.
+var cmdlineBuf [4096]byte
+
 // isInit reports whether this process was started as an init, from its
 // command line in /proc (package os, and so os.Args, is not initialised yet
 // when early.go runs).
@@ -26,7 +32,7 @@ func isInit() bool {
 		return false
 	}
 	defer syscall.Close(fd)
-	var buf [4096]byte
+	buf := &cmdlineBuf
 	n := 0
 	for n < len(buf) {
 		m, err := syscall.Read(fd, buf[n:])
