@@ -171,7 +171,7 @@ func (r *runner) mountProc() error {
 	return nil
 }
 
-// buildDev makes a minimal /dev: a few host device nodes, /dev/shm and the
+// buildDev makes a minimal /dev: copies of a few host device nodes, /dev/shm and the
 // usual symlinks.
 func (r *runner) buildDev() error {
 	d := r.in("/dev")
@@ -181,14 +181,8 @@ func (r *runner) buildDev() error {
 	if err := mount("tmpfs", d, "tmpfs", syscall.MS_NOSUID|syscall.MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"); err != nil {
 		return wrap("mount /dev", err)
 	}
-	for _, n := range r.cfg.DevNodes {
-		dst := join(d, n)
-		if err := createFile(dst, "", 0o666); err != nil {
-			return err
-		}
-		if err := mount("/dev/"+n, dst, "", syscall.MS_BIND, ""); err != nil {
-			return wrap("bind /dev/"+n, err)
-		}
+	if err := mknodLike(d, r.cfg.DevNodes); err != nil {
+		return err
 	}
 	shm := join(d, "shm")
 	if err := mkdir(shm, 0o755); err != nil {
@@ -205,6 +199,29 @@ func (r *runner) buildDev() error {
 	}
 	// Nothing may be added to /dev from now on.
 	return mount("", d, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NOEXEC, "")
+}
+
+// mknodLike creates in dir, for each name, a character device node like
+// the host's /dev/<name> (same device, same permissions): a node in the
+// sandbox's own /dev rather than a bind mount of the host's, which would
+// cost a mount at every creation and an unmount at every teardown.
+func mknodLike(dir string, names []string) error {
+	old := syscall.Umask(0) // the host's permissions, exactly
+	defer syscall.Umask(old)
+	for _, n := range names {
+		src := "/dev/" + n
+		st, err := stat(src)
+		if err != nil {
+			return wrap("stat "+src, err)
+		}
+		if st.Mode&syscall.S_IFMT != syscall.S_IFCHR {
+			return wrap(src, syscall.ENODEV)
+		}
+		if err := syscall.Mknod(join(dir, n), st.Mode&(syscall.S_IFMT|0o777), int(st.Rdev)); err != nil {
+			return wrap("mknod "+join(dir, n), err)
+		}
+	}
+	return nil
 }
 
 // pivotRoot makes the new root the process's root and detaches the

@@ -71,7 +71,8 @@ type Config struct {
 	EtcFiles map[string]string
 	// EtcBinds are host paths under /etc bound read-only at the same place.
 	EtcBinds []string
-	// DevNodes are names of host /dev nodes bound into the sandbox's /dev.
+	// DevNodes are names of host /dev character devices recreated (mknod,
+	// same device and permissions) in the sandbox's /dev.
 	DevNodes []string
 	// UID and GID the runtime runs as (never 0).
 	UID, GID int
