@@ -84,8 +84,9 @@ type namedStep struct {
 //	cpu-limit     throttle the CPU only now: the init's own setup runs at
 //	              full speed (a 128 MB function gets 7% of a CPU); pin the
 //	              init (so the runtime) to its CPUs
-//	exec          let the init (once its claim steps are done) drop
-//	              privileges and exec the runtime; wait for the execve
+//	exec          let the init (once its claim steps are done and it has
+//	              dropped privileges and loaded seccomp, meanwhile) exec
+//	              the runtime; wait for the execve
 //	reset-peak    peak memory counts from here (not the init's setup)
 //
 // Create runs both lists back to back; Prepare the first, Claim the second

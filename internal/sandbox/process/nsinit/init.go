@@ -85,6 +85,10 @@ func Run() {
 	if err := r.claimed(); err != nil {
 		fail(r.step, err)
 	}
+	path, err := r.confine()
+	if err != nil {
+		fail(r.step, err)
+	}
 	// The host sets the function's cgroup limits meanwhile; Go says they
 	// are in place (usually it is queued by now: no wait).
 	var b [1]byte
@@ -92,7 +96,7 @@ func Run() {
 	if err != nil || n != 1 || b[0] != GoByte {
 		syscall.Exit(4) // the host gave up on us
 	}
-	err = r.execRuntime()
+	err = r.execRuntime(path)
 	fail(r.step, err)
 }
 
