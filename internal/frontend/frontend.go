@@ -324,8 +324,21 @@ func parsePath(escaped string) (rt route, ok bool) {
 	if rest[0] != '/' {
 		return route{}, false
 	}
-	segs := strings.Split(strings.TrimSuffix(rest[1:], "/"), "/")
-	if len(segs) > 3 || segs[0] == "" {
+	// Split into at most three segments, on the stack (every request).
+	var buf [3]string
+	segs := buf[:0]
+	for p := strings.TrimSuffix(rest[1:], "/"); ; {
+		if len(segs) == len(buf) {
+			return route{}, false
+		}
+		seg, tail, more := strings.Cut(p, "/")
+		segs = append(segs, seg)
+		if !more {
+			break
+		}
+		p = tail
+	}
+	if segs[0] == "" {
 		return route{}, false
 	}
 	name, err := url.PathUnescape(segs[0])
@@ -427,7 +440,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, r, reqID, err)
 		return
 	}
-	w.Header().Set("X-Amzn-RequestId", reqID)
+	w.Header()[headerRequestID] = []string{reqID}
 	if p := r.URL.Path; h.cfg.EventSourceMappings != nil && (p == eventSourceMappings || strings.HasPrefix(p, eventSourceMappings+"/")) {
 		h.cfg.EventSourceMappings.ServeHTTP(w, r)
 		return
@@ -448,8 +461,15 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			msg: "Unknown operation " + r.Method + " " + r.URL.Path})
 		return
 	}
-	ops := h.handlers(rt)
-	handle := ops[r.Method]
+	var handle handlerFunc
+	if r.Method == http.MethodPost && rt.function != "" && rt.sub == "invocations" {
+		handle = h.invoke // the hot path: no route table built per call
+	}
+	var ops map[string]handlerFunc
+	if handle == nil {
+		ops = h.handlers(rt)
+		handle = ops[r.Method]
+	}
 	if handle == nil {
 		var methods []string
 		for _, m := range []string{http.MethodGet, http.MethodPost, http.MethodPut, http.MethodDelete} {

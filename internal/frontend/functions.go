@@ -180,7 +180,7 @@ func (h *Handler) lookup(r *http.Request, rt route) (f *metadata.Function, alias
 	if err != nil {
 		return nil, nil, err
 	}
-	q, err := h.resolveQualifier(ref, r.URL.Query().Get("Qualifier"))
+	q, err := h.resolveQualifier(ref, queryValue(r, "Qualifier"))
 	if err != nil {
 		return nil, nil, err
 	}

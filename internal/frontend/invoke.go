@@ -15,6 +15,20 @@ import (
 	"github.com/flintdev/flint/internal/metadata"
 )
 
+// Response headers in their canonical form (X-Amzn-RequestId is
+// X-Amzn-Requestid), as the header map holds them: the invoke path sets
+// them directly.
+const (
+	headerRequestID       = "X-Amzn-Requestid"
+	headerExecutedVersion = "X-Amz-Executed-Version"
+	headerFunctionError   = "X-Amz-Function-Error"
+	headerLogResult       = "X-Amz-Log-Result"
+)
+
+// contentJSON is a shared Content-Type value (never modified: Header.Set
+// replaces a value, Add appends to a full slice).
+var contentJSON = []string{"application/json"}
+
 // maxLogTail is how much of the end of an invocation's log X-Amz-Log-Result
 // carries.
 const maxLogTail = 4096
@@ -113,24 +127,29 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 	if err != nil {
 		return err
 	}
-	hdr := w.Header()
 	version := res.ExecutedVersion
 	if version == "" {
 		version = fn.Version
 	}
-	hdr.Set("X-Amz-Executed-Version", version)
+	// Canonical keys set directly, the values in one allocation: this
+	// runs on every invocation (Header.Set would canonicalise each key
+	// and allocate each value).
+	v := [...]string{version, strconv.Itoa(len(res.Payload)), res.FunctionError, ""}
+	hdr := w.Header()
+	hdr[headerExecutedVersion] = v[0:1:1]
 	if res.FunctionError != "" {
-		hdr.Set("X-Amz-Function-Error", res.FunctionError)
+		hdr[headerFunctionError] = v[2:3:3]
 	}
 	if logType == "Tail" {
 		tail := res.Log
 		if len(tail) > maxLogTail {
 			tail = tail[len(tail)-maxLogTail:]
 		}
-		hdr.Set("X-Amz-Log-Result", base64.StdEncoding.EncodeToString(tail))
+		v[3] = base64.StdEncoding.EncodeToString(tail)
+		hdr[headerLogResult] = v[3:4:4]
 	}
-	hdr.Set("Content-Type", "application/json")
-	hdr.Set("Content-Length", strconv.Itoa(len(res.Payload)))
+	hdr["Content-Type"] = contentJSON
+	hdr["Content-Length"] = v[1:2:2]
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write(res.Payload)
 	// Attributes are passed at the call, not bound with With: a With per
@@ -143,13 +162,12 @@ func (h *Handler) invoke(w http.ResponseWriter, r *http.Request, reqID string, r
 // unqualified): the Qualifier parameter, else the FunctionName's (the
 // target lookup has checked that they agree).
 func givenQualifier(r *http.Request, rt route) string {
-	if q := r.URL.Query().Get("Qualifier"); q != "" {
+	if q := queryValue(r, "Qualifier"); q != "" {
 		return q
 	}
-	parts := strings.Split(rt.function, ":")
-	switch len(parts) {
-	case 2, 4, 8:
-		return parts[len(parts)-1]
+	switch strings.Count(rt.function, ":") {
+	case 1, 3, 7: // name:q, account:function:name:q, an ARN with :q
+		return rt.function[strings.LastIndexByte(rt.function, ':')+1:]
 	}
 	return ""
 }
@@ -191,6 +209,12 @@ func checkActive(fn *metadata.Function) error {
 // came without one: Root=1-<epoch hex>-<96 random bits>;Sampled=0.
 func (h *Handler) newTraceID() string {
 	var b [12]byte
-	_, _ = rand.Read(b[:]) // crypto/rand.Read never fails on Linux
-	return "Root=1-" + strconv.FormatInt(h.cfg.Clock().Unix(), 16) + "-" + hex.EncodeToString(b[:]) + ";Sampled=0"
+	_, _ = rand.Read(b[:])     // crypto/rand.Read never fails on Linux
+	buf := make([]byte, 0, 64) // one allocation with the string below
+	buf = append(buf, "Root=1-"...)
+	buf = strconv.AppendInt(buf, h.cfg.Clock().Unix(), 16)
+	buf = append(buf, '-')
+	buf = hex.AppendEncode(buf, b[:])
+	buf = append(buf, ";Sampled=0"...)
+	return string(buf)
 }

@@ -68,14 +68,23 @@ func validQualifier(s string) bool {
 // Creating a function under another region's ARN is refused with
 // InvalidParameterValueException by the create handler.
 func (h *Handler) parseFunctionName(ctx context.Context, raw string) (functionRef, error) {
-	bad := validation("functionName", raw, false, "Member must satisfy regular expression pattern: "+functionNamePattern)
+	// Built only when needed: this runs on every invocation.
+	bad := func() error {
+		return validation("functionName", raw, false, "Member must satisfy regular expression pattern: "+functionNamePattern)
+	}
 	if raw == "" {
 		return functionRef{}, validation("functionName", raw, false, "Member must have length greater than or equal to 1")
 	}
 	if len(raw) > 170 {
 		return functionRef{}, validation("functionName", raw, false, "Member must have length less than or equal to 170")
 	}
-	parts := strings.Split(raw, ":")
+	var one [1]string
+	parts := one[:]
+	if strings.Contains(raw, ":") {
+		parts = strings.Split(raw, ":")
+	} else {
+		one[0] = raw // a plain name, the usual case: no allocation
+	}
 	var account, region, name, qual string
 	switch len(parts) {
 	case 1:
@@ -84,7 +93,7 @@ func (h *Handler) parseFunctionName(ctx context.Context, raw string) (functionRe
 		name, qual = parts[0], parts[1]
 	case 3, 4:
 		if parts[1] != "function" || !lambdafn.IsAccountID(parts[0]) {
-			return functionRef{}, bad
+			return functionRef{}, bad()
 		}
 		account, name = parts[0], parts[2]
 		if len(parts) == 4 {
@@ -93,28 +102,28 @@ func (h *Handler) parseFunctionName(ctx context.Context, raw string) (functionRe
 	case 7, 8:
 		if parts[0] != "arn" || !strings.HasPrefix(parts[1], "aws") || parts[2] != "lambda" ||
 			parts[5] != "function" || !lambdafn.IsAccountID(parts[4]) || parts[3] == "" {
-			return functionRef{}, bad
+			return functionRef{}, bad()
 		}
 		region, account, name = parts[3], parts[4], parts[6]
 		if len(parts) == 8 {
 			qual = parts[7]
 		}
 	default:
-		return functionRef{}, bad
+		return functionRef{}, bad()
 	}
 	if len(parts) != 2 && len(parts) != 4 && len(parts) != 8 {
 		qual = ""
 	} else if !validQualifier(qual) {
-		return functionRef{}, bad
+		return functionRef{}, bad()
 	}
 	if name == "" || len(name) > 64 {
 		if len(parts) == 1 && len(name) > 64 {
 			return functionRef{}, validation("functionName", raw, false, "Member must have length less than or equal to 64")
 		}
-		return functionRef{}, bad
+		return functionRef{}, bad()
 	}
 	if !validName(name) {
-		return functionRef{}, bad
+		return functionRef{}, bad()
 	}
 	caller := h.account(ctx)
 	if (account != "" && account != caller) || (region != "" && region != h.cfg.Region) {

@@ -328,8 +328,11 @@ func policyStatement(s metadata.Statement, resource string) any {
 // nothing about other accounts' functions.
 func (h *Handler) invokeTarget(r *http.Request, rt route) (*metadata.Function, *metadata.Alias, error) {
 	fn, alias, err := h.lookup(r, rt)
-	var foreign *foreignARN
-	if err == nil || !errors.As(err, &foreign) || foreign.owner == "" {
+	if err == nil {
+		return fn, alias, nil
+	}
+	var foreign *foreignARN // escapes: declared only on the error path
+	if !errors.As(err, &foreign) || foreign.owner == "" {
 		return fn, alias, err
 	}
 	q := foreign.qualifier

@@ -147,23 +147,31 @@ const (
 // readBody reads at most limit bytes of the request body. A longer body
 // is RequestEntityTooLargeException naming the operation, as Lambda words it.
 func readBody(r *http.Request, limit int64, operation string) ([]byte, error) {
-	tooLarge := lambdaerr.New(lambdaerr.RequestEntityTooLarge,
-		"Request must be smaller than %d bytes for the %s operation", limit, operation)
+	tooLarge := func() error {
+		return lambdaerr.New(lambdaerr.RequestEntityTooLarge,
+			"Request must be smaller than %d bytes for the %s operation", limit, operation)
+	}
 	if r.ContentLength > limit {
 		_, _ = io.CopyN(io.Discard, r.Body, maxDrain)
-		return nil, tooLarge
+		return nil, tooLarge()
+	}
+	if r.ContentLength >= 0 {
+		// The server's body reader ends at Content-Length: read exactly
+		// that into one allocation.
+		body := make([]byte, r.ContentLength)
+		if _, err := io.ReadFull(r.Body, body); err != nil {
+			return nil, lambdaerr.New(lambdaerr.InvalidRequestContent, "Could not read request body: %v", err)
+		}
+		return body, nil
 	}
 	var buf bytes.Buffer
-	if r.ContentLength > 0 {
-		buf.Grow(int(r.ContentLength))
-	}
 	n, err := buf.ReadFrom(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, lambdaerr.New(lambdaerr.InvalidRequestContent, "Could not read request body: %v", err)
 	}
 	if n > limit {
 		_, _ = io.CopyN(io.Discard, r.Body, maxDrain)
-		return nil, tooLarge
+		return nil, tooLarge()
 	}
 	return buf.Bytes(), nil
 }
@@ -202,6 +210,24 @@ func newUUID() (string, error) {
 	}
 	b[6] = b[6]&0x0f | 0x40
 	b[8] = b[8]&0x3f | 0x80
-	h := hex.EncodeToString(b[:])
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:32], nil
+	var s [36]byte // one allocation: the string
+	hex.Encode(s[0:8], b[0:4])
+	s[8] = '-'
+	hex.Encode(s[9:13], b[4:6])
+	s[13] = '-'
+	hex.Encode(s[14:18], b[6:8])
+	s[18] = '-'
+	hex.Encode(s[19:23], b[8:10])
+	s[23] = '-'
+	hex.Encode(s[24:36], b[10:16])
+	return string(s[:]), nil
+}
+
+// queryValue is r's query parameter key, without parsing (or allocating)
+// when the URL has no query, as an Invoke's usually has not.
+func queryValue(r *http.Request, key string) string {
+	if r.URL.RawQuery == "" {
+		return ""
+	}
+	return r.URL.Query().Get(key)
 }

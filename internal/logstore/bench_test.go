@@ -83,7 +83,7 @@ func cpuTime(b *testing.B) time.Duration {
 // included) and how many entries share a message, for several BatchDelays
 // (0: publish at once, one entry per message as before batching).
 func BenchmarkAppendPaced(b *testing.B) {
-	for _, d := range []time.Duration{-1, 2 * time.Millisecond, DefaultBatchDelay, 10 * time.Millisecond} {
+	for _, d := range []time.Duration{-1, 2 * time.Millisecond, 5 * time.Millisecond, 10 * time.Millisecond, DefaultBatchDelay} {
 		b.Run(fmt.Sprintf("delay=%v", max(d, 0)), func(b *testing.B) { benchPaced(b, d) })
 	}
 }

@@ -40,7 +40,7 @@ const (
 	DefaultMaxEntryBytes     = 256 << 10
 	DefaultMaxPending        = 16384    // entries queued or in flight
 	DefaultMaxPendingBytes   = 64 << 20 // their bytes
-	DefaultBatchDelay        = 5 * time.Millisecond
+	DefaultBatchDelay        = 20 * time.Millisecond
 	DefaultStallWait         = 200 * time.Millisecond
 	DefaultReadIdle          = 5 * time.Second
 )

@@ -82,19 +82,26 @@ func (s *Server) serveNext(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusInternalServerError, "Runtime.Shutdown", "sandbox is shutting down")
 		return
 	}
-	h := w.Header()
-	h.Set("Content-Type", "application/json")
-	h.Set(HeaderRequestID, p.req.RequestID)
-	h.Set(HeaderDeadlineMs, strconv.FormatInt(p.deadline.UnixMilli(), 10))
 	arn := p.req.InvokedFunctionARN
 	if arn == "" {
 		arn = s.cfg.FunctionARN
 	}
-	h.Set(HeaderFunctionARN, arn)
-	h.Set(HeaderTraceID, p.req.TraceID)
+	// The header values share one allocation; the keys are canonical
+	// already (no Set, which canonicalises), and Date is left out (a
+	// runtime has no use for it). Two of these responses per invocation.
+	v := [...]string{p.req.RequestID, strconv.FormatInt(p.deadline.UnixMilli(), 10), arn, p.req.TraceID, p.req.ClientContext,
+		strconv.Itoa(len(p.req.Payload))}
+	h := w.Header()
+	h["Content-Type"] = contentJSON
+	h["Date"] = nil
+	h[HeaderRequestID] = v[0:1:1]
+	h[HeaderDeadlineMs] = v[1:2:2]
+	h[HeaderFunctionARN] = v[2:3:3]
+	h[HeaderTraceID] = v[3:4:4]
 	if p.req.ClientContext != "" {
-		h.Set(HeaderClientContext, p.req.ClientContext)
+		h[HeaderClientContext] = v[4:5:5]
 	}
+	h["Content-Length"] = v[5:6:6] // a large event is not chunked
 	w.WriteHeader(http.StatusOK)
 	if _, err := w.Write(p.req.Payload); err != nil {
 		s.log.Warn("runtime api: write event", "request_id", p.req.RequestID, "err", err)
@@ -266,10 +273,22 @@ func parseErrorDoc(body []byte, headerType string) (*ErrorDoc, []byte) {
 	return &doc, mustJSON(&doc)
 }
 
+// contentJSON and acceptedLength are shared header values (never
+// modified: Header.Set replaces a value, Add appends to a full slice).
+var (
+	contentJSON    = []string{"application/json"}
+	acceptedLength = []string{strconv.Itoa(len(accepted))}
+)
+
+const accepted = `{"status":"OK"}`
+
 func writeAccepted(w http.ResponseWriter) {
-	w.Header().Set("Content-Type", "application/json")
+	h := w.Header()
+	h["Content-Type"] = contentJSON
+	h["Content-Length"] = acceptedLength
+	h["Date"] = nil
 	w.WriteHeader(http.StatusAccepted)
-	_, _ = io.WriteString(w, `{"status":"OK"}`)
+	_, _ = io.WriteString(w, accepted)
 }
 
 func writeError(w http.ResponseWriter, status int, typ, msg string) {

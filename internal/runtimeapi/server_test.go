@@ -339,3 +339,13 @@ func TestRawResponsesAndErrors(t *testing.T) {
 		t.Fatalf("outcome %+v %s", out.Err, out.Payload)
 	}
 }
+
+// TestHeaderKeysCanonical guards the Runtime API's direct header map
+// writes: a key that is not canonical would be sent as a second header.
+func TestHeaderKeysCanonical(t *testing.T) {
+	for _, k := range []string{HeaderRequestID, HeaderDeadlineMs, HeaderFunctionARN, HeaderTraceID, HeaderClientContext} {
+		if c := http.CanonicalHeaderKey(k); c != k {
+			t.Errorf("%q is not canonical (%q)", k, c)
+		}
+	}
+}

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -39,49 +40,82 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return len(p), nil
 }
 
-// take returns everything written since the last take.
-func (l *logBuffer) take() []byte {
+// moveTo appends everything written since the last moveTo to f as the
+// function's output (ending it with a newline) and empties l.
+func (l *logBuffer) moveTo(f *frame) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	out := bytes.Clone(l.buf.Bytes())
+	if f.buf == nil {
+		f.buf = make([]byte, 0, l.buf.Len()+frameLines)
+	}
 	if l.dropped > 0 {
-		out = fmt.Appendf(out, "\n[flint: %d bytes of output dropped]\n", l.dropped)
+		f.buf = append(f.buf, l.buf.Bytes()...)
+		f.buf = fmt.Appendf(f.buf, "\n[flint: %d bytes of output dropped]\n", l.dropped)
+	} else {
+		f.output(l.buf.Bytes())
 	}
 	l.buf.Reset()
 	l.dropped = 0
-	return out
 }
 
-// frame builds one invocation's log the way Lambda frames it.
-type frame struct{ bytes.Buffer }
+// frame builds one invocation's log the way Lambda frames it. It appends
+// with strconv rather than fmt: it runs on every invocation.
+type frame struct{ buf []byte }
+
+// frameLines is about what START, END and REPORT take with a 36-byte
+// request ID.
+const frameLines = 288
+
+// Bytes returns the log framed so far.
+func (f *frame) Bytes() []byte { return f.buf }
 
 func (f *frame) start(id, version string) {
-	fmt.Fprintf(f, "START RequestId: %s Version: %s\n", id, version)
+	f.buf = append(f.buf, "START RequestId: "...)
+	f.buf = append(f.buf, id...)
+	f.buf = append(f.buf, " Version: "...)
+	f.buf = append(f.buf, version...)
+	f.buf = append(f.buf, '\n')
 }
 
 // output appends the function's output, ending it with a newline.
 func (f *frame) output(b []byte) {
-	f.Write(b)
+	f.buf = append(f.buf, b...)
 	if len(b) > 0 && b[len(b)-1] != '\n' {
-		f.WriteByte('\n')
+		f.buf = append(f.buf, '\n')
 	}
 }
 
-func (f *frame) line(format string, args ...any) {
-	fmt.Fprintf(f, format, args...)
-	f.WriteByte('\n')
+// line appends s as a line of its own.
+func (f *frame) line(s string) {
+	f.buf = append(f.buf, s...)
+	f.buf = append(f.buf, '\n')
 }
 
-func (f *frame) end(id string) { fmt.Fprintf(f, "END RequestId: %s\n", id) }
+func (f *frame) end(id string) {
+	f.buf = append(f.buf, "END RequestId: "...)
+	f.buf = append(f.buf, id...)
+	f.buf = append(f.buf, '\n')
+}
 
 // report writes Lambda's REPORT line; initDur 0 leaves out Init Duration.
 func (f *frame) report(id string, dur time.Duration, memMB int, maxMemBytes uint64, initDur time.Duration) {
-	fmt.Fprintf(f, "REPORT RequestId: %s\tDuration: %.2f ms\tBilled Duration: %d ms\tMemory Size: %d MB\tMax Memory Used: %d MB\t",
-		id, ms(dur), billedMs(dur), memMB, (maxMemBytes+(1<<20)-1)>>20)
+	b := append(f.buf, "REPORT RequestId: "...)
+	b = append(b, id...)
+	b = append(b, "\tDuration: "...)
+	b = strconv.AppendFloat(b, ms(dur), 'f', 2, 64)
+	b = append(b, " ms\tBilled Duration: "...)
+	b = strconv.AppendInt(b, billedMs(dur), 10)
+	b = append(b, " ms\tMemory Size: "...)
+	b = strconv.AppendInt(b, int64(memMB), 10)
+	b = append(b, " MB\tMax Memory Used: "...)
+	b = strconv.AppendUint(b, (maxMemBytes+(1<<20)-1)>>20, 10)
+	b = append(b, " MB\t"...)
 	if initDur > 0 {
-		fmt.Fprintf(f, "Init Duration: %.2f ms\t", ms(initDur))
+		b = append(b, "Init Duration: "...)
+		b = strconv.AppendFloat(b, ms(initDur), 'f', 2, 64)
+		b = append(b, " ms\t"...)
 	}
-	f.WriteByte('\n')
+	f.buf = append(b, '\n')
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }

@@ -303,7 +303,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		}
 		fail := s.initFail(req.RequestID)
 		s.syncOutput()
-		f.output(s.out.take())
+		s.out.moveTo(f)
 		f.start(req.RequestID, res.ExecutedVersion)
 		s.finishFailed(f, &res, fail, 0)
 		s.logFor(req.RequestID).Info("init failed", "error_type", fail.errorType)
@@ -314,7 +314,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 		// What the runtime printed during init precedes START.
 		s.syncOutput()
 	}
-	f.output(s.out.take()) // init output, or output between invocations
+	s.out.moveTo(f) // init output, or output between invocations
 	f.start(req.RequestID, res.ExecutedVersion)
 	timeout := time.Duration(s.fn.Timeout) * time.Second
 	if timeout <= 0 {
@@ -366,13 +366,13 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 	}
 	if fail != nil {
 		s.syncOutput()
-		f.output(s.out.take())
+		s.out.moveTo(f)
 		s.finishFailed(f, &res, fail, res.Duration)
 		s.logFor(req.RequestID).Info("invocation failed", "error_type", fail.errorType)
 		return res, nil
 	}
 	s.syncOutput()
-	f.output(s.out.take())
+	s.out.moveTo(f)
 	f.end(req.RequestID)
 	res.MemoryUsedBytes = s.maxMemory()
 	f.report(req.RequestID, res.Duration, s.fn.MemorySize, res.MemoryUsedBytes, res.InitDuration)
@@ -385,7 +385,7 @@ func (s *Sandbox) invoke(ctx context.Context, req invocation.Request, stream inv
 // sandbox (unless fail.keep).
 func (s *Sandbox) finishFailed(f *frame, res *invocation.Result, fail *failure, dur time.Duration) {
 	if fail.logLine != "" {
-		f.line("%s", fail.logLine)
+		f.line(fail.logLine)
 	}
 	f.end(res.RequestID)
 	maxMem := s.maxMemory()

@@ -155,6 +155,8 @@ type Manager struct {
 	// SandboxKey (provisioned.go).
 	provisions map[string]*provision
 
+	runners *runners // the goroutines invocations run on
+
 	limiter *concurrency.Limiter // account and reserved concurrency
 	scale   *concurrency.Bucket  // new sandboxes per function
 
@@ -188,6 +190,7 @@ func New(cfg Config) (*Manager, error) {
 		log:        cfg.Logger.With("component", "workermanager"),
 		pools:      make(map[string]*pool),
 		provisions: make(map[string]*provision),
+		runners:    newRunners(),
 		limiter:    limiter,
 		scale:      scale,
 		stopReaper: make(chan struct{}),
@@ -276,12 +279,12 @@ func (m *Manager) invoke(ctx context.Context, fn *lambdafn.Function, req invocat
 
 	done := make(chan outcome, 1) // buffered: the goroutine never blocks on an absent caller
 	runCtx := context.WithoutCancel(ctx)
-	go func() {
+	m.runners.run(func() {
 		res, err := m.run(runCtx, fn, req, stream)
 		release()
 		m.endActive() // before the send: the invocation is over for Close
 		done <- outcome{res, err}
-	}()
+	})
 	select {
 	case o := <-done:
 		return o.res, o.err

@@ -253,10 +253,12 @@ func (m *Middleware) payloadHash(r *http.Request) (string, error) {
 	if r.Header.Get("X-Amz-Content-Sha256") == "UNSIGNED-PAYLOAD" {
 		return "UNSIGNED-PAYLOAD", nil
 	}
-	tooLarge := &Error{Type: RequestTooLarge, Status: http.StatusRequestEntityTooLarge,
-		Message: fmt.Sprintf("Request must be smaller than %d bytes.", m.cfg.MaxBody)}
+	tooLarge := func() error { // built only when needed: this runs per request
+		return &Error{Type: RequestTooLarge, Status: http.StatusRequestEntityTooLarge,
+			Message: fmt.Sprintf("Request must be smaller than %d bytes.", m.cfg.MaxBody)}
+	}
 	if r.ContentLength > m.cfg.MaxBody {
-		return "", tooLarge
+		return "", tooLarge()
 	}
 	if r.Body == nil || r.Body == http.NoBody {
 		return emptySHA256, nil
@@ -270,7 +272,7 @@ func (m *Middleware) payloadHash(r *http.Request) (string, error) {
 		return "", incomplete("Could not read the request body to verify its signature.")
 	}
 	if n > m.cfg.MaxBody {
-		return "", tooLarge
+		return "", tooLarge()
 	}
 	r.Body.Close()
 	r.Body = io.NopCloser(bytes.NewReader(buf.Bytes()))
