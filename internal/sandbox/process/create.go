@@ -69,7 +69,7 @@ type namedStep struct {
 //	              migration with the init's thread creation, and with every
 //	              fork, exec and thread creation on the host)
 //	wait-prepared the init builds the root fs (host dirs, /etc, /proc,
-//	              /dev), brings lo up, listens, pivots root (detaching
+//	              /dev, an empty /tmp), brings lo up, listens, pivots root (detaching
 //	              the host's file system), and sends the listener
 //
 // claimSteps hand it its function and start the runtime, in one exchange
@@ -80,19 +80,20 @@ type namedStep struct {
 //	              another CPU waits for that CPU's stopper thread)
 //	send-claim    hand the init its nsinit.Claim, with the function's
 //	              directories as detached read-only mounts (open_tree); it
-//	              attaches them, mounts /tmp and makes / read-only while
+//	              attaches them, sizes /tmp and makes / read-only while
 //	              the host goes on
 //	claim-cgroup  (pooled only) set the function's memory limit
 //	serve         serve Spec.RuntimeAPI on the init's listener
 //	cpu-limit     throttle the CPU only now: the init's own setup runs at
 //	              full speed (a 128 MB function gets 7% of a CPU)
-//	exec          let the init (once its claim steps are done) drop
-//	              privileges and exec the runtime; wait for the execve
+//	exec          let the init (once its claim steps are done and it has
+//	              dropped privileges and loaded seccomp, meanwhile) exec
+//	              the runtime; wait for the execve
 //	cgroup-rename (pooled only) rename the cgroup(s) after the sandbox (v1;
 //	              v2 keeps pool-<hex>): only a name, so after the exec,
-//	              while the runtime starts (the init waits for "exec" after
-//	              its own claim steps, ~0.1 ms; the host's steps before it
-//	              are the cold start's critical path)
+//	              while the runtime starts (the init waits for "exec" once
+//	              its own claim steps are done: the host's steps before it
+//	              may be the cold start's critical path)
 //	reset-peak    peak memory counts from here (not the init's setup)
 //
 // Create runs both lists back to back; Prepare the first, Claim the second
@@ -254,8 +255,10 @@ func (c *creation) start(context.Context) error {
 		// The host's environment never gets in; the init's own ends at
 		// the runtime's execve. No garbage collection (the init
 		// allocates a few MB, then execs) and one P: fewer threads to
-		// start, and to end at the execve (halves the exec step).
-		Env:        []string{"GOGC=off", "GOMAXPROCS=1"},
+		// start, and to end at the execve (halves the exec step). No
+		// memory profiling either: a sampled allocation unwinds its
+		// stack through the binary's tables, faulting in their pages.
+		Env:        []string{"GOGC=off", "GOMAXPROCS=1", "GODEBUG=memprofilerate=0"},
 		Stdout:     c.outW,
 		Stderr:     c.outW,
 		ExtraFiles: []*os.File{c.child}, // fd 3 == nsinit.SockFD

@@ -15,7 +15,8 @@ var hostSystemPaths = []string{"/usr", "/lib", "/lib64", "/lib32", "/libx32", "/
 // hostEtcPaths are bound read-only into the sandbox's /etc when present.
 var hostEtcPaths = []string{"/etc/ssl/certs", "/etc/ca-certificates", "/etc/localtime"}
 
-// devNodes are the host device nodes bound into the sandbox's /dev.
+// devNodes are the host device nodes recreated in the sandbox's /dev (the
+// same character devices and permissions).
 var devNodes = []string{"null", "zero", "full", "random", "urandom"}
 
 // scanHost inspects the host's top-level paths once, at driver start.

@@ -8,16 +8,16 @@ import (
 	"github.com/flintdev/flint/internal/privdrop"
 )
 
-// execRuntime drops every privilege and replaces the init with the
-// runtime. It only returns on failure.
-func (r *runner) execRuntime() error {
+// confine drops every privilege and installs the seccomp filter, and
+// resolves the runtime's path: everything before execve but the wait for
+// the host's Go, so that it overlaps the host's last claim steps instead
+// of following them. Nothing of the function runs before execRuntime.
+func (r *runner) confine() (path string, err error) {
 	c, cl := r.cfg, r.claim
-	steps := []struct {
-		name string
-		f    func() error
-	}{
-		// The cgroup namespace is created only now, after the host moved
-		// us into the sandbox's cgroups, so that it is rooted there.
+	steps := []step{
+		// The cgroup namespace is created only now, in the sandbox's
+		// cgroups (the host put the init there before it was prepared and
+		// does not move it at the claim), so that it is rooted there.
 		{"cgroupns", func() error { return syscall.Unshare(syscall.CLONE_NEWCGROUP) }},
 		{"rlimits", func() error {
 			return syscall.Setrlimit(syscall.RLIMIT_NOFILE, &syscall.Rlimit{Cur: c.NoFile, Max: c.NoFile})
@@ -25,19 +25,17 @@ func (r *runner) execRuntime() error {
 		{"chdir", func() error { return syscall.Chdir("/var/task") }},
 		{"drop-privileges", func() error { return privdrop.Drop(c.UID, c.GID) }},
 		{"seccomp", func() error { return loadSeccomp(c.Seccomp) }},
-	}
-	for _, s := range steps {
-		if err := r.run(s.name, s.f); err != nil {
+		{"lookpath", func() (err error) {
+			path, err = lookPath(cl.Command[0], cl.Env)
 			return err
-		}
+		}},
 	}
-	var path string
-	if err := r.run("lookpath", func() (err error) {
-		path, err = lookPath(cl.Command[0], cl.Env)
-		return err
-	}); err != nil {
-		return err
-	}
+	return path, r.runAll(steps)
+}
+
+// execRuntime replaces the init with the runtime at path (confined
+// already). It only returns on failure.
+func (r *runner) execRuntime(path string) error {
 	r.step = "exec"
 	// Report the timings of the claim; EOF (the socket closing on exec)
 	// follows unless execve fails.
@@ -48,7 +46,7 @@ func (r *runner) execRuntime() error {
 	// Everything the Go runtime opened is close-on-exec already; this also
 	// covers anything inherited by mistake. Only 0, 1 and 2 survive.
 	syscall.RawSyscall(sysCloseRange, 3, ^uintptr(0)>>32, closeRangeCloexec)
-	err := syscall.Exec(path, cl.Command, cl.Env)
+	err := syscall.Exec(path, r.claim.Command, r.claim.Env)
 	return wrap("exec "+path, err)
 }
 

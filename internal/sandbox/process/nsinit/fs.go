@@ -54,11 +54,22 @@ func (r *runner) mountCode() error {
 		syscall.Close(fd)
 	}
 	r.mountFDs = nil
-	if err := mkdir("/tmp", 0o755); err != nil {
+	// /tmp was mounted when the sandbox was prepared; it gets its size.
+	if err := mount("", "/tmp", "", syscall.MS_REMOUNT|syscall.MS_NOSUID|syscall.MS_NODEV, "size="+itoa(r.claim.TmpMB)+"m"); err != nil {
+		return wrap("size /tmp", err)
+	}
+	return nil
+}
+
+// mountTmp mounts the sandbox's /tmp, still empty and one page small: the
+// claim sizes it (a remount costs less on the cold start's path than a
+// new file system).
+func (r *runner) mountTmp() error {
+	p := r.in("/tmp")
+	if err := mkdir(p, 0o755); err != nil {
 		return err
 	}
-	opts := "mode=1777,size=" + itoa(r.claim.TmpMB) + "m"
-	if err := mount("tmpfs", "/tmp", "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, opts); err != nil {
+	if err := mount("tmpfs", p, "tmpfs", syscall.MS_NOSUID|syscall.MS_NODEV, "mode=1777,size=4k"); err != nil {
 		return wrap("mount /tmp", err)
 	}
 	return nil
@@ -128,11 +139,27 @@ func (r *runner) mountProc() error {
 			return wrap("mask /proc/"+f, err)
 		}
 	}
+	// One empty read-only tmpfs masks every such directory: the first
+	// that exists gets it, the others a bind of it (which keeps its
+	// read-only, nosuid, nodev and noexec flags), cheaper than a new file
+	// system each.
+	empty := ""
 	for _, d := range procMaskDirs {
 		dst := join(p, d)
-		err := mount("tmpfs", dst, "tmpfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "size=0")
-		if err != nil && err != syscall.ENOENT {
+		var err error
+		if empty == "" {
+			err = mount("tmpfs", dst, "tmpfs", syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NODEV|syscall.MS_NOEXEC, "size=0")
+		} else {
+			err = mount(empty, dst, "", syscall.MS_BIND, "")
+		}
+		if err == syscall.ENOENT {
+			continue
+		}
+		if err != nil {
 			return wrap("mask /proc/"+d, err)
+		}
+		if empty == "" {
+			empty = dst
 		}
 	}
 	for _, d := range procReadOnly {
@@ -144,7 +171,7 @@ func (r *runner) mountProc() error {
 	return nil
 }
 
-// buildDev makes a minimal /dev: a few host device nodes, /dev/shm and the
+// buildDev makes a minimal /dev: copies of a few host device nodes, /dev/shm and the
 // usual symlinks.
 func (r *runner) buildDev() error {
 	d := r.in("/dev")
@@ -154,14 +181,8 @@ func (r *runner) buildDev() error {
 	if err := mount("tmpfs", d, "tmpfs", syscall.MS_NOSUID|syscall.MS_NOEXEC, "size=64k,nr_inodes=64,mode=0755"); err != nil {
 		return wrap("mount /dev", err)
 	}
-	for _, n := range r.cfg.DevNodes {
-		dst := join(d, n)
-		if err := createFile(dst, "", 0o666); err != nil {
-			return err
-		}
-		if err := mount("/dev/"+n, dst, "", syscall.MS_BIND, ""); err != nil {
-			return wrap("bind /dev/"+n, err)
-		}
+	if err := mknodLike(d, r.cfg.DevNodes); err != nil {
+		return err
 	}
 	shm := join(d, "shm")
 	if err := mkdir(shm, 0o755); err != nil {
@@ -178,6 +199,29 @@ func (r *runner) buildDev() error {
 	}
 	// Nothing may be added to /dev from now on.
 	return mount("", d, "", syscall.MS_REMOUNT|syscall.MS_BIND|syscall.MS_RDONLY|syscall.MS_NOSUID|syscall.MS_NOEXEC, "")
+}
+
+// mknodLike creates in dir, for each name, a character device node like
+// the host's /dev/<name> (same device, same permissions): a node in the
+// sandbox's own /dev rather than a bind mount of the host's, which would
+// cost a mount at every creation and an unmount at every teardown.
+func mknodLike(dir string, names []string) error {
+	old := syscall.Umask(0) // the host's permissions, exactly
+	defer syscall.Umask(old)
+	for _, n := range names {
+		src := "/dev/" + n
+		st, err := stat(src)
+		if err != nil {
+			return wrap("stat "+src, err)
+		}
+		if st.Mode&syscall.S_IFMT != syscall.S_IFCHR {
+			return wrap(src, syscall.ENODEV)
+		}
+		if err := syscall.Mknod(join(dir, n), st.Mode&(syscall.S_IFMT|0o777), int(st.Rdev)); err != nil {
+			return wrap("mknod "+join(dir, n), err)
+		}
+	}
+	return nil
 }
 
 // pivotRoot makes the new root the process's root and detaches the

@@ -17,6 +17,12 @@ func MaybeRun() {
 	}
 }
 
+// cmdlineBuf receives isInit's command line: a static array, as a 4 KiB one
+// on the stack would make the goroutine's small first stack grow (a copy,
+// and the stack maps of every frame looked up in the binary's tables) in
+// every process started from this binary.
+var cmdlineBuf [4096]byte
+
 // isInit reports whether this process was started as an init, from its
 // command line in /proc (package os, and so os.Args, is not initialised yet
 // when early.go runs).
@@ -26,7 +32,7 @@ func isInit() bool {
 		return false
 	}
 	defer syscall.Close(fd)
-	var buf [4096]byte
+	buf := &cmdlineBuf
 	n := 0
 	for n < len(buf) {
 		m, err := syscall.Read(fd, buf[n:])
@@ -79,6 +85,10 @@ func Run() {
 	if err := r.claimed(); err != nil {
 		fail(r.step, err)
 	}
+	path, err := r.confine()
+	if err != nil {
+		fail(r.step, err)
+	}
 	// The host sets the function's cgroup limits meanwhile; Go says they
 	// are in place (usually it is queued by now: no wait).
 	var b [1]byte
@@ -86,7 +96,7 @@ func Run() {
 	if err != nil || n != 1 || b[0] != GoByte {
 		syscall.Exit(4) // the host gave up on us
 	}
-	err = r.execRuntime()
+	err = r.execRuntime(path)
 	fail(r.step, err)
 }
 
@@ -98,24 +108,31 @@ func fail(step string, err error) {
 }
 
 // msgBuf receives the host's messages (one at a time; decoding copies what
-// it keeps). A SOCK_SEQPACKET message larger than the socket's send buffer
-// (~200 KB by default) cannot be sent at all.
-var msgBuf []byte
+// it keeps). It is a static array rather than a heap buffer: a large
+// allocation would grow the fresh heap (and be sampled by the memory
+// profiler, which unwinds the stack through the binary's tables) in every
+// sandbox, while untouched pages of an array cost nothing. A
+// SOCK_SEQPACKET message larger than the host socket's send buffer
+// (net.core.wmem_default, ~208 KiB unless raised) cannot be sent at all;
+// one larger than msgBuf arrives truncated and is refused.
+var msgBuf [256 << 10]byte
+
+// errTooLarge refuses a message truncated to msgBuf.
+var errTooLarge = errors.New("message from the host larger than 256 KiB")
 
 // readMsg reads one message of the host into v.
 func readMsg(v interface{ UnmarshalBinary([]byte) error }) error {
-	if msgBuf == nil {
-		msgBuf = make([]byte, 1<<20)
-	}
-	buf := msgBuf
-	n, err := syscall.Read(SockFD, buf)
+	n, _, flags, _, err := syscall.Recvmsg(SockFD, msgBuf[:], nil, 0)
 	if err != nil {
 		return err
 	}
 	if n == 0 {
 		return errors.New("control socket closed")
 	}
-	return v.UnmarshalBinary(buf[:n])
+	if flags&syscall.MSG_TRUNC != 0 {
+		return errTooLarge
+	}
+	return v.UnmarshalBinary(msgBuf[:n])
 }
 
 func readConfig() (*Config, error) {
@@ -131,11 +148,8 @@ func readConfig() (*Config, error) {
 
 // readClaim reads the Claim and the mount descriptors that come with it.
 func readClaim() (*Claim, []int, error) {
-	if msgBuf == nil {
-		msgBuf = make([]byte, 1<<20)
-	}
-	oob := make([]byte, syscall.CmsgSpace(8*4))
-	n, oobn, _, _, err := syscall.Recvmsg(SockFD, msgBuf, oob, syscall.MSG_CMSG_CLOEXEC)
+	var oob [64]byte // room for CmsgSpace(8*4): SCM_RIGHTS of up to 8 fds
+	n, oobn, flags, _, err := syscall.Recvmsg(SockFD, msgBuf[:], oob[:syscall.CmsgSpace(8*4)], syscall.MSG_CMSG_CLOEXEC)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -149,6 +163,9 @@ func readClaim() (*Claim, []int, error) {
 	}
 	if n == 0 {
 		return nil, nil, errors.New("control socket closed")
+	}
+	if flags&(syscall.MSG_TRUNC|syscall.MSG_CTRUNC) != 0 {
+		return nil, nil, errTooLarge
 	}
 	var c Claim
 	if err := c.UnmarshalBinary(msgBuf[:n]); err != nil {
@@ -209,6 +226,7 @@ func (r *runner) prepare() (int, error) {
 		step{"rootfs", r.buildRoot},
 		step{"proc", r.mountProc},
 		step{"dev", r.buildDev},
+		step{"tmp", r.mountTmp},
 		step{"hostname", func() error { return syscall.Sethostname([]byte(r.cfg.Hostname)) }},
 		step{"loopback", loopbackUp},
 	)

@@ -12,20 +12,24 @@
 //
 //	host                               init (this package)
 //	 │── Config ───────────────────────►│ root tmpfs, host dirs, /etc, /proc,
-//	 │   (puts the pid into cgroups)    │ /dev, hostname, lo up, listen,
+//	 │   (puts the pid into cgroups)    │ /dev, /tmp, hostname, lo up, listen,
 //	 │                                  │ pivot_root (host fs detached)
 //	 │◄── Ready (+ listener fd) ────────│
 //	 │   ... a pooled sandbox waits     │ (no function known yet)
-//	 │── Claim (+ code mount fds) ─────►│ code, /tmp, / read-only
-//	 │   (function's cgroup limits)     │
-//	 │── Go ───────────────────────────►│ drop privileges, seccomp
+//	 │── Claim (+ code mount fds) ─────►│ code, /tmp's size, / read-only,
+//	 │   (function's cgroup limits)     │ drop privileges, seccomp
+//	 │── Go ───────────────────────────►│
 //	 │◄── Ready (timings) ──────────────│ execve
 //	 │◄── EOF (exec ok) or Ready{Error} │
 //
 // A claim is one exchange: the host sends Claim and, once the function's
 // limits are set, Go, without waiting for the init in between; the init
-// waits for Go only after its claim steps, so the host's work and the
-// init's overlap, and nothing of the function runs before both are done.
+// waits for Go only right before execve (its claim steps, the privilege
+// drop and the seccomp filter done), so the host's work and the init's
+// overlap, and nothing of the function runs before both are done. The host
+// puts the init into the sandbox's cgroups before it is prepared and does
+// not move it at the claim: the init roots its cgroup namespace there
+// before Go.
 //
 // Config carries what every sandbox of the driver shares; Claim carries
 // one function's part (its code, /tmp size, command and environment), so
@@ -71,7 +75,8 @@ type Config struct {
 	EtcFiles map[string]string
 	// EtcBinds are host paths under /etc bound read-only at the same place.
 	EtcBinds []string
-	// DevNodes are names of host /dev nodes bound into the sandbox's /dev.
+	// DevNodes are names of host /dev character devices recreated (mknod,
+	// same device and permissions) in the sandbox's /dev.
 	DevNodes []string
 	// UID and GID the runtime runs as (never 0).
 	UID, GID int
