@@ -3,6 +3,7 @@ package process
 import (
 	"fmt"
 	"sync"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -84,4 +85,17 @@ func (s *cpuSet) mask(idx []int) *unix.CPUSet {
 		m.Set(s.cpus[i])
 	}
 	return &m
+}
+
+// setAffinity is unix.SchedSetaffinity as a blocking system call: moving a
+// task that runs on a CPU outside set waits for the CPU's stopper thread to
+// migrate it (milliseconds during a burst of creations), and
+// unix.SchedSetaffinity makes a raw system call, which keeps its Go P
+// (one of GOMAXPROCS) from running anything else meanwhile.
+func setAffinity(pid int, set *unix.CPUSet) error {
+	_, _, e := unix.Syscall(unix.SYS_SCHED_SETAFFINITY, uintptr(pid), unsafe.Sizeof(*set), uintptr(unsafe.Pointer(set)))
+	if e != 0 {
+		return e
+	}
+	return nil
 }

@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"sync"
 	"syscall"
 	"time"
 
@@ -74,19 +75,25 @@ type namedStep struct {
 // claimSteps hand it its function and start the runtime, in one exchange
 // with the init (no step waits for it before exec):
 //
+//	cpu-pin       pin the init (so the runtime) to its CPUs while it still
+//	              sleeps, waiting for its claim (moving a running task to
+//	              another CPU waits for that CPU's stopper thread)
 //	send-claim    hand the init its nsinit.Claim, with the function's
 //	              directories as detached read-only mounts (open_tree); it
 //	              attaches them, sizes /tmp and makes / read-only while
 //	              the host goes on
-//	claim-cgroup  (pooled only) rename the cgroup(s) after the sandbox (v1;
-//	              v2 keeps pool-<hex>) and set its memory limit
+//	claim-cgroup  (pooled only) set the function's memory limit
 //	serve         serve Spec.RuntimeAPI on the init's listener
 //	cpu-limit     throttle the CPU only now: the init's own setup runs at
-//	              full speed (a 128 MB function gets 7% of a CPU); pin the
-//	              init (so the runtime) to its CPUs
+//	              full speed (a 128 MB function gets 7% of a CPU)
 //	exec          let the init (once its claim steps are done and it has
 //	              dropped privileges and loaded seccomp, meanwhile) exec
 //	              the runtime; wait for the execve
+//	cgroup-rename (pooled only) rename the cgroup(s) after the sandbox (v1;
+//	              v2 keeps pool-<hex>): only a name, so after the exec,
+//	              while the runtime starts (the init waits for "exec" once
+//	              its own claim steps are done: the host's steps before it
+//	              may be the cold start's critical path)
 //	reset-peak    peak memory counts from here (not the init's setup)
 //
 // Create runs both lists back to back; Prepare the first, Claim the second
@@ -107,16 +114,19 @@ func (c *creation) prepareSteps() []namedStep {
 }
 
 func (c *creation) claimSteps(pooled bool) []namedStep {
-	steps := []namedStep{{"send-claim", c.sendClaim}}
+	steps := []namedStep{{"cpu-pin", c.cpuPin}, {"send-claim", c.sendClaim}}
 	if pooled {
 		steps = append(steps, namedStep{"claim-cgroup", c.claimCgroup})
 	}
-	return append(steps,
+	steps = append(steps,
 		namedStep{"serve", c.serve},
 		namedStep{"cpu-limit", c.cpuLimit},
 		namedStep{"exec", c.exec},
-		namedStep{"reset-peak", c.resetPeak},
 	)
+	if pooled {
+		steps = append(steps, namedStep{"cgroup-rename", c.renameCgroup})
+	}
+	return append(steps, namedStep{"reset-peak", c.resetPeak})
 }
 
 func (d *Driver) create(ctx context.Context, spec *sandbox.Spec) (*Sandbox, error) {
@@ -333,8 +343,9 @@ func (c *creation) readReply(ctx context.Context) (r nsinit.Ready, fds []int, eo
 	ctl := c.ctl
 	stop := context.AfterFunc(ctx, func() { ctl.SetReadDeadline(time.Unix(1, 0)) })
 	defer stop()
-	buf := make([]byte, 64<<10)
-	oob := make([]byte, unix.CmsgSpace(4))
+	bp := replyBufs.Get().(*replyBuf)
+	defer replyBufs.Put(bp)
+	buf, oob := bp.msg[:], bp.oob[:unix.CmsgSpace(4)]
 	n, oobn, _, _, err := c.ctl.ReadMsgUnix(buf, oob)
 	if ctx.Err() != nil {
 		return r, nil, false, ctx.Err()
@@ -375,6 +386,17 @@ func (c *creation) readReply(ctx context.Context) (r nsinit.Ready, fds []int, eo
 	}
 	return r, fds, false, nil
 }
+
+// replyBuf is the buffer of one read of an init's reply: a reply is
+// small, but a message longer than the buffer would be cut (SOCK_SEQPACKET),
+// so it is large, and pooled: three replies per creation would otherwise
+// be 192 KB of garbage per sandbox.
+type replyBuf struct {
+	msg [64 << 10]byte
+	oob [32]byte // at least unix.CmsgSpace(4): one descriptor
+}
+
+var replyBufs = sync.Pool{New: func() any { return new(replyBuf) }}
 
 func closeAll(fds []int) {
 	for _, fd := range fds {
@@ -429,18 +451,23 @@ func (c *creation) waitPrepared(ctx context.Context) error {
 	return nil
 }
 
-// claimCgroup names the pooled sandbox's cgroups after its new id and sets
-// the function's memory limit. cgroup v2 cannot rename: there the sandbox
-// keeps its pool-<hex> cgroup (moving the init into a new one would cost a
-// migration on the cold start's path, which stalls every fork on the host
-// for an RCU grace period); the Sandbox holds it either way.
+// claimCgroup sets the pooled sandbox's memory limit to the function's.
 func (c *creation) claimCgroup(context.Context) error {
-	cg := c.d.cgroups
-	err := cg.Rename(c.s.group, c.spec.ID)
+	return c.s.group.SetMemory(c.d.limits(c.spec).MemoryBytes)
+}
+
+// renameCgroup names the pooled sandbox's cgroups after its new id. cgroup
+// v2 cannot rename: there the sandbox keeps its pool-<hex> cgroup (moving
+// the init into a new one would cost a migration on the cold start's path,
+// which stalls every fork on the host for an RCU grace period); the
+// Sandbox holds it either way. The runtime, in its cgroup namespace, sees
+// "/" whatever the name.
+func (c *creation) renameCgroup(context.Context) error {
+	err := c.d.cgroups.Rename(c.s.group, c.spec.ID)
 	if err != nil && !errors.Is(err, cgroup.ErrRenameUnsupported) {
 		return err
 	}
-	return c.s.group.SetMemory(c.d.limits(c.spec).MemoryBytes)
+	return nil
 }
 
 // sendClaim hands the init its nsinit.Claim with the function's
@@ -478,22 +505,23 @@ func (c *creation) serve(context.Context) error {
 	return nil
 }
 
-// cpuLimit sets the sandbox's CPU time and the CPUs it runs on (the
-// init's thread, which execs the runtime: its affinity is inherited).
+// cpuLimit sets the sandbox's CPU time.
 func (c *creation) cpuLimit(context.Context) error {
-	millis := c.d.limits(c.spec).CPUMillis
-	if err := c.s.group.SetCPU(millis); err != nil {
-		return err
-	}
+	return c.s.group.SetCPU(c.d.limits(c.spec).CPUMillis)
+}
+
+// cpuPin sets the CPUs the sandbox runs on (the init's thread, which execs
+// the runtime: its affinity is inherited).
+func (c *creation) cpuPin(context.Context) error {
 	cs := c.d.cpus
 	if cs == nil {
 		return nil
 	}
-	idx := cs.assign(cs.cpusFor(millis))
+	idx := cs.assign(cs.cpusFor(c.d.limits(c.spec).CPUMillis))
 	if !c.s.holdCPUs(func() { cs.release(idx) }) {
 		return nil // the init is gone already: exec reports why
 	}
-	err := unix.SchedSetaffinity(c.s.cmd.Process.Pid, cs.mask(idx))
+	err := setAffinity(c.s.cmd.Process.Pid, cs.mask(idx))
 	if errors.Is(err, syscall.ESRCH) {
 		return nil
 	}

@@ -198,6 +198,7 @@ func New(cfg Config) (*Driver, error) {
 		etc: etcFiles(cfg.UID, cfg.GID), rootDir: root,
 		cloneIntoCgroup: cg.CanCloneInto(),
 	}
+	growFDTable(fdTableSize)
 	if !cfg.ShareCPUs {
 		if d.cpus, err = newCPUSet(); err != nil {
 			return nil, fmt.Errorf("process: %w", err)

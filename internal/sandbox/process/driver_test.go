@@ -195,7 +195,7 @@ func testLimitsIdentityAndCleanup(t *testing.T, pooled bool) {
 	want := []string{"cgroup", "start", "wait-prepared", "exec", "init/rootfs", "init/pivot-root"}
 	if pooled {
 		// A claimed sandbox reports what its claim cost.
-		want = []string{"send-claim", "claim-cgroup", "exec", "init/code", "init/root-ro"}
+		want = []string{"send-claim", "claim-cgroup", "exec", "cgroup-rename", "init/code", "init/root-ro"}
 		if slices.Contains(names, "start") {
 			t.Errorf("claimed sandbox reports its preparation's steps: %v", names)
 		}

@@ -225,6 +225,9 @@ type Group struct {
 	memDir string
 	// cpuDir holds the cpu controller files.
 	cpuDir string
+	// memsw: (v1) the memory controller has memory.memsw.* (swap
+	// accounting), whose limit Create sets to the memory limit.
+	memsw bool
 
 	// mu guards files: Stats holds it while it reads through them (and
 	// their shared buffer), Destroy while it closes them.

@@ -99,6 +99,10 @@ func TestV1(t *testing.T) {
 		if got := read(t, filepath.Join(g.cpuDir, "cpu.cfs_quota_us")); got != "50000" {
 			t.Errorf("cpu.cfs_quota_us = %s, want 50000 (half a CPU)", got)
 		}
+		// SetCPU relies on the kernel's default period being cfsPeriodUs.
+		if got := read(t, filepath.Join(g.cpuDir, "cpu.cfs_period_us")); got != strconv.Itoa(cfsPeriodUs) {
+			t.Errorf("cpu.cfs_period_us = %s, want %d", got, cfsPeriodUs)
+		}
 		if got := read(t, filepath.Join(g.dirs[0], "pids.max")); got != "16" {
 			t.Errorf("pids.max = %s", got)
 		}
@@ -268,5 +272,32 @@ func TestV1ResetPeak(t *testing.T) {
 	}
 	if before.MaxMemoryBytes < 32<<20 || after.MaxMemoryBytes >= before.MaxMemoryBytes/2 {
 		t.Errorf("peak %d before reset, %d after; want >= 32 MiB then much less", before.MaxMemoryBytes, after.MaxMemoryBytes)
+	}
+}
+
+// TestV1SetMemory raises and lowers a group's limit: memory and
+// memory+swap (where the host accounts swap) follow together.
+func TestV1SetMemory(t *testing.T) {
+	m := manager(t, "/sys/fs/cgroup", V1)
+	g, err := m.Create("setmem-"+strconv.Itoa(os.Getpid()), Limits{MemoryBytes: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer g.Destroy(time.Now().Add(5 * time.Second))
+	for _, mb := range []int64{256, 32} {
+		if err := g.SetMemory(mb << 20); err != nil {
+			t.Fatal(err)
+		}
+		want := strconv.FormatInt(mb<<20, 10)
+		if got := read(t, filepath.Join(g.memDir, "memory.limit_in_bytes")); got != want {
+			t.Errorf("memory.limit_in_bytes = %s, want %s", got, want)
+		}
+		if g.memsw {
+			if got := read(t, filepath.Join(g.memDir, "memory.memsw.limit_in_bytes")); got != want {
+				t.Errorf("memory.memsw.limit_in_bytes = %s, want %s", got, want)
+			}
+		} else if _, err := os.Stat(filepath.Join(g.memDir, "memory.memsw.limit_in_bytes")); err == nil {
+			t.Error("the host accounts swap but the group does not know it")
+		}
 	}
 }

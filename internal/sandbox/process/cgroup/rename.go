@@ -62,7 +62,7 @@ func (g *Group) SetMemory(bytes int64) error {
 		// raise memsw first when raising, last when lowering.
 		limit := filepath.Join(g.memDir, "memory.limit_in_bytes")
 		memsw := filepath.Join(g.memDir, "memory.memsw.limit_in_bytes")
-		if _, serr := os.Stat(memsw); serr != nil {
+		if !g.memsw {
 			err = writeFile(limit, m)
 		} else if err = writeFile(memsw, m); err == nil {
 			err = writeFile(limit, m)

@@ -46,7 +46,7 @@ func mkdirParent(dir string) error {
 func (v *v1) dir(ctrl, id string) string { return filepath.Join(v.root, ctrl, v.parent, id) }
 
 func (v *v1) group(id string) *Group {
-	g := &Group{id: id, version: V1, memDir: v.dir("memory", id), cpuDir: v.dir("cpu", id)}
+	g := &Group{id: id, version: V1, memDir: v.dir("memory", id), cpuDir: v.dir("cpu", id), memsw: v.hasMemsw}
 	for _, c := range v1Required {
 		g.dirs = append(g.dirs, v.dir(c, id))
 	}
@@ -102,9 +102,9 @@ func (v *v1) create(id string, lim Limits) (g *Group, err error) {
 }
 
 func (g *Group) setCPUv1(millis int64) error {
-	if err := writeFile(filepath.Join(g.cpuDir, "cpu.cfs_period_us"), strconv.Itoa(cfsPeriodUs)); err != nil {
-		return err
-	}
+	// cpu.cfs_period_us is left alone: a new cgroup's period is the
+	// kernel's default, 100 ms, which is cfsPeriodUs, and nothing here
+	// changes it (one write less per sandbox).
 	if err := writeFile(filepath.Join(g.cpuDir, "cpu.cfs_quota_us"), strconv.FormatInt(cfsQuota(millis), 10)); err != nil {
 		return err
 	}
