@@ -418,53 +418,35 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *invoc
 		p = newPool(fn)
 		m.pools[key] = p
 	}
-	// A multi-slot sandbox with a free slot first (even one still being
-	// created: its runtime then serves this invocation too).
-	for len(p.open) > 0 {
-		e = p.open[len(p.open)-1]
-		if e.sick || e.retired {
-			p.removeOpen(e)
-			continue
-		}
-		e.inflight++
-		if e.inflight >= e.slots {
-			p.removeOpen(e)
-		}
-		m.invocations++
-		ready := e.ready
-		m.mu.Unlock()
-		if ready != nil {
-			<-ready // creation is bounded by CreateTimeout
-			if e.createErr != nil {
-				return nil, false, e.createErr
+	for allowed := false; ; {
+		if e, ready := m.takeLocked(p); e != nil {
+			m.mu.Unlock()
+			if ready != nil {
+				<-ready // creation is bounded by CreateTimeout
+				if e.createErr != nil {
+					return nil, false, e.createErr
+				}
 			}
+			return e, false, nil
 		}
-		return e, false, nil
-	}
-	if n := len(p.idle); n > 0 {
-		e = p.idle[n-1]
-		p.idle[n-1] = nil
-		p.idle = p.idle[:n-1]
-		e.state = stateBusy
-		e.inflight = 1
-		if e.slots > 1 {
-			p.addOpen(e)
+		if allowed {
+			break
 		}
-		p.busy[e] = struct{}{}
-		m.invocations++
+		m.dropIfEmptyLocked(p)
 		m.mu.Unlock()
-		return e, false, nil
-	}
-	m.dropIfEmptyLocked(p)
-	m.mu.Unlock()
-	if !m.scale.Allow(fn.Account + "/" + fn.Name) {
-		return nil, false, fmt.Errorf("create sandbox for %s: scale-out rate exceeded: %w",
-			fn.Name, concurrency.Throttled(concurrency.ReasonScaleRate))
-	}
-	m.mu.Lock()
-	if p = m.pools[key]; p == nil {
-		p = newPool(fn)
-		m.pools[key] = p
+		if !m.scale.Allow(fn.Account + "/" + fn.Name) {
+			return nil, false, fmt.Errorf("create sandbox for %s: scale-out rate exceeded: %w",
+				fn.Name, concurrency.Throttled(concurrency.ReasonScaleRate))
+		}
+		allowed = true
+		// Look again: while the lock was free, a sandbox may have turned
+		// idle or a multi-slot one started that has a free slot; racing
+		// invocations must not each create one.
+		m.mu.Lock()
+		if p = m.pools[key]; p == nil {
+			p = newPool(fn)
+			m.pools[key] = p
+		}
 	}
 	e = &entry{pool: p, state: stateCreating, slots: fn.MaxConcurrency(), inflight: 1}
 	if e.slots > 1 {
@@ -494,6 +476,40 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *invoc
 	log.get().Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
 		"took", m.cfg.Clock.Now().Sub(start), "retired", retired)
 	return e, true, nil
+}
+
+// takeLocked takes a slot of p's sandboxes without creating one: a free
+// slot of a multi-slot sandbox first (even one still being created: then
+// ready is its creation's, to wait for outside the lock), else an idle
+// sandbox. It returns nil when there is neither. m.mu is held.
+func (m *Manager) takeLocked(p *pool) (e *entry, ready chan struct{}) {
+	for len(p.open) > 0 {
+		e = p.open[len(p.open)-1]
+		if e.sick || e.retired {
+			p.removeOpen(e)
+			continue
+		}
+		e.inflight++
+		if e.inflight >= e.slots {
+			p.removeOpen(e)
+		}
+		m.invocations++
+		return e, e.ready
+	}
+	if n := len(p.idle); n > 0 {
+		e = p.idle[n-1]
+		p.idle[n-1] = nil
+		p.idle = p.idle[:n-1]
+		e.state = stateBusy
+		e.inflight = 1
+		if e.slots > 1 {
+			p.addOpen(e)
+		}
+		p.busy[e] = struct{}{}
+		m.invocations++
+		return e, nil
+	}
+	return nil, nil
 }
 
 // placeAndCreate places a sandbox for fn and creates it on the chosen
