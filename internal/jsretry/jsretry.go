@@ -6,8 +6,10 @@
 // JetStream API has no responder yet ("no responders available"), a
 // stream just created is not yet reachable over the cluster's routes ("no
 // response from stream"), or the meta layer answers 503 "JetStream system
-// temporarily unavailable". Do retries such calls, each attempt bounded,
-// the whole bounded too; Starting wraps a JetStream so that every create
+// temporarily unavailable", or a replicated stream cannot be placed because
+// a peer has not reported in yet ("no suitable peers for placement, peer
+// offline"). Do retries such calls, each attempt bounded, the whole bounded
+// too; Starting wraps a JetStream so that every create
 // or lookup of a stream, KV bucket, object store or consumer made through
 // it is retried that way until Settle is called. After Settle the wrapper
 // passes calls straight through: at run time a backbone that cannot answer
@@ -20,6 +22,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -36,6 +39,10 @@ const (
 	Total = 60 * time.Second
 	pause = 200 * time.Millisecond
 )
+
+// codeNoPeers is JetStream's error code for a replicated asset that no
+// set of peers can hold ("no suitable peers for placement").
+const codeNoPeers = 10005
 
 // Transient reports whether err is what a JetStream cluster answers while
 // it is forming or electing a leader, so that the same call may succeed a
@@ -55,6 +62,12 @@ func Transient(err error) bool {
 	switch apiErr.ErrorCode {
 	case jetstream.JSErrCodeJetStreamNotEnabled, jetstream.JSErrCodeJetStreamNotEnabledForAccount:
 		return false // a configuration to fix, not a moment to wait
+	case codeNoPeers:
+		// A replicated asset cannot be placed because a known peer is
+		// offline: right after a cluster starts, until every server has
+		// reported in (or while one restarts). Placement failing for any
+		// other reason (too few servers, storage, tags) is configuration.
+		return strings.Contains(apiErr.Description, "peer offline")
 	}
 	return apiErr.Code == http.StatusServiceUnavailable
 }
