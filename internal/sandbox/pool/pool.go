@@ -194,7 +194,7 @@ func (p *Pool) Create(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbox, 
 	pr := p.take()
 	cs := p.begin()
 	p.poke() // an empty pool refills at once
-	if spec.RuntimeAPI != nil {
+	if cs != nil && spec.RuntimeAPI != nil {
 		spec.RuntimeAPI = &watchedAPI{h: spec.RuntimeAPI, cs: cs}
 	}
 	sb, err := p.create(ctx, pr, spec)
@@ -222,17 +222,16 @@ func (p *Pool) create(ctx context.Context, pr sandbox.Prepared, spec sandbox.Spe
 type coldStart struct {
 	p     *Pool
 	once  sync.Once
-	ended chan struct{}
+	ended chan struct{} // closed by end: stops the StartGrace timer
 }
 
 // begin counts a cold start under way until it ends or StartGrace passes.
+// It returns nil when refilling never waits (StartGrace < 0).
 func (p *Pool) begin() *coldStart {
-	cs := &coldStart{p: p, ended: make(chan struct{})}
 	if p.cfg.StartGrace < 0 {
-		close(cs.ended)
-		p.poke()
-		return cs
+		return nil
 	}
+	cs := &coldStart{p: p, ended: make(chan struct{})}
 	p.mu.Lock()
 	p.starting++
 	p.mu.Unlock()
@@ -248,13 +247,12 @@ func (p *Pool) begin() *coldStart {
 	return cs
 }
 
+// end does nothing on a nil coldStart (StartGrace < 0: never counted).
 func (cs *coldStart) end() {
+	if cs == nil {
+		return
+	}
 	cs.once.Do(func() {
-		select {
-		case <-cs.ended: // StartGrace < 0: never counted
-			return
-		default:
-		}
 		close(cs.ended)
 		cs.p.mu.Lock()
 		cs.p.starting--
