@@ -413,11 +413,7 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *invoc
 		m.mu.Unlock()
 		return nil, false, fmt.Errorf("invoke %s: %w", fn.Name, ErrClosed)
 	}
-	p := m.pools[key]
-	if p == nil {
-		p = newPool(fn)
-		m.pools[key] = p
-	}
+	p := m.poolLocked(key, fn)
 	for allowed := false; ; {
 		if e, ready := m.takeLocked(p); e != nil {
 			m.mu.Unlock()
@@ -443,10 +439,7 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *invoc
 		// idle or a multi-slot one started that has a free slot; racing
 		// invocations must not each create one.
 		m.mu.Lock()
-		if p = m.pools[key]; p == nil {
-			p = newPool(fn)
-			m.pools[key] = p
-		}
+		p = m.poolLocked(key, fn)
 	}
 	e = &entry{pool: p, state: stateCreating, slots: fn.MaxConcurrency(), inflight: 1}
 	if e.slots > 1 {
@@ -476,6 +469,18 @@ func (m *Manager) acquire(ctx context.Context, fn *lambdafn.Function, log *invoc
 	log.get().Info("sandbox created", "sandbox", sb.ID(), "host", res.HostID,
 		"took", m.cfg.Clock.Now().Sub(start), "retired", retired)
 	return e, true, nil
+}
+
+// poolLocked returns the pool of fn's sandboxes (key is its SandboxKey),
+// making it if there is none (dropIfEmptyLocked may have removed it while
+// the lock was free). m.mu is held.
+func (m *Manager) poolLocked(key string, fn *lambdafn.Function) *pool {
+	p := m.pools[key]
+	if p == nil {
+		p = newPool(fn)
+		m.pools[key] = p
+	}
+	return p
 }
 
 // takeLocked takes a slot of p's sandboxes without creating one: a free
