@@ -1,9 +1,7 @@
 package process
 
 import (
-	"bytes"
 	"context"
-	"io"
 	"net/http"
 	"os"
 	"os/exec"
@@ -12,10 +10,10 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
+	"github.com/flintdev/flint/internal/outputtest"
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
 )
@@ -87,7 +85,7 @@ func TestInitStartsInItsCgroup(t *testing.T) {
 			c.abort()
 
 			// The whole Create: the runtime's cgroup namespace.
-			var out syncBuffer
+			var out outputtest.Buffer
 			code := t.TempDir()
 			os.Chmod(code, 0o755)
 			sb, err := dd.create(context.Background(), &sandbox.Spec{
@@ -153,25 +151,6 @@ func kernelRelease() string {
 	b, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	return strings.TrimSpace(string(b))
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-var _ io.Writer = (*syncBuffer)(nil)
 
 // BenchmarkPrepareCgroupStart compares, in one run, the init's start into
 // its cgroup by migration ("migrate": cgroup-add after start) and, on
