@@ -434,6 +434,19 @@ func runRIE(ctx context.Context, cfg *Config, bootstrap string, res *Result) err
 			res.WarmModes[rieConcurrent] = conc
 		}
 		res.Warm = bestWarm(def, conc)
+		// The floor: the same client and bootstrap against the least an
+		// emulator can do (floor.go), sequential and one client.
+		bin := cfg.ServerBinary
+		if bin == "" {
+			bin, err = os.Executable()
+		}
+		if err == nil {
+			cfg.progress("floor: warm, a minimal Runtime API emulator")
+			res.Floor, err = runWarm(ctx, cfg, floorTarget(bin, bootstrap), []int{1})
+		}
+		if err != nil {
+			res.Notes = append(res.Notes, "floor (minimal emulator): "+err.Error())
+		}
 	}
 	if cfg.has(ScenarioCold) {
 		cfg.progress("rie: cold")

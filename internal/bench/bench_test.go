@@ -115,6 +115,10 @@ func TestQuickRun(t *testing.T) {
 			t.Errorf("rie.warm_modes.%s.seq_p50_ms = %v", mode, v)
 		}
 	}
+	// The floor: the minimal emulator, sequential.
+	if v, _ := lookup(doc, "rie.floor.seq_p50_ms"); v == nil || v.(float64) <= 0 {
+		t.Errorf("rie.floor.seq_p50_ms = %v", v)
+	}
 	// Multi-concurrency: measured, or said why not.
 	if rep.Flint.WarmMulti != nil {
 		if rep.Flint.WarmMulti.C16RPS <= 0 {

@@ -54,7 +54,11 @@ type Result struct {
 	// WarmModes (the emulator only) holds the warm scenario in each mode
 	// ("default", "max_concurrency"); Warm is then the better per row.
 	WarmModes map[string]*Warm `json:"warm_modes,omitempty"`
-	Notes     []string         `json:"notes,omitempty"`
+	// Floor (with the emulator only) is the warm scenario, sequential and
+	// one client, against a minimal Runtime API emulator (ServeFloor)
+	// with the same client and bootstrap: what no emulator goes below.
+	Floor *Warm    `json:"floor,omitempty"`
+	Notes []string `json:"notes,omitempty"`
 }
 
 // The emulator's modes (Result.WarmModes keys).
@@ -290,6 +294,9 @@ func (r *Report) PrintTable(w io.Writer) {
 			text("  rie seq p50 ms: default | max-conc", "", num(d.SeqP50)+" | "+num(c.SeqP50))
 			text("  rie seq p99 ms: default | max-conc", "", num(d.SeqP99)+" | "+num(c.SeqP99))
 			text("  rie c1 inv/s: default | max-conc", "", num(d.C1RPS)+" | "+num(c.C1RPS))
+			if f := r.RIE.Floor; f != nil {
+				text("  floor seq p50 | p99 ms (minimal emulator)", "", num(f.SeqP50)+" | "+num(f.SeqP99))
+			}
 		}
 	}
 	if r.Flint.WarmMulti != nil {
@@ -344,6 +351,9 @@ func (r *Report) PrintTable(w io.Writer) {
 	}
 	if peer && r.RIE.Warm != nil {
 		fmt.Fprintf(w, "rie warm: %s\n", r.RIE.Warm.Mode)
+	}
+	if peer && r.RIE.Floor != nil {
+		fmt.Fprintf(w, "floor: the same client and bootstrap against a minimal Runtime API emulator (flint bench floor-emulator: hands each payload to the runtime's /next and its /response back, nothing else); no emulator's sequential latency goes below it\n")
 	}
 	if d := r.Flint.Density; d != nil && d.Capped != "" {
 		fmt.Fprintf(w, "density: %s\n", d.Capped)

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"os/signal"
 	"strings"
+	"syscall"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/spf13/cobra"
@@ -82,5 +84,25 @@ Emulator with the very same bootstrap and prints the ratios. See docs/benchmarks
 	f.StringVar(&cfg.ProfileDir, "profile", "", "write CPU, mutex and block profiles per flint scenario into this dir (needs --in-process)")
 	f.StringVar(&authMode, "auth", "", `authentication mode of the server the bench starts: "required" (the bench signs with the root key it wrote) or "dev" (default)`)
 	f.StringVar(&logLevel, "log-level", "warn", "lowest level of the server's log records shown on stderr (the server itself logs at its default level)")
+	cmd.AddCommand(newBenchFloorCmd())
+	return cmd
+}
+
+// newBenchFloorCmd is `flint bench floor-emulator`, the minimal Runtime
+// API emulator the bench starts as a process of its own (bench.ServeFloor).
+func newBenchFloorCmd() *cobra.Command {
+	var listen string
+	cmd := &cobra.Command{
+		Use:    "floor-emulator BOOTSTRAP",
+		Short:  "Serve Invoke on --listen with BOOTSTRAP as the runtime, doing nothing else (the bench's floor)",
+		Hidden: true,
+		Args:   cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
+			defer stop()
+			return bench.ServeFloor(ctx, listen, args[0])
+		},
+	}
+	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9001", "address of the Invoke API")
 	return cmd
 }
