@@ -133,6 +133,10 @@ func testLimitsIdentityAndCleanup(t *testing.T, pooled bool) {
 			want := len(before)
 			if d.CgroupVersion() == cgroup.V2 {
 				want++ // kept by the claimed sandbox
+			} else {
+				// The claim names the cgroups after the sandbox in
+				// the background.
+				waitExist(t, cgroupDirs(cgroup.V1, testParent, id))
 			}
 			if got := poolCgroups(t, d); len(got) != want {
 				t.Errorf("pool cgroups after the claim: %v (before the preparation: %v)", got, before)
@@ -195,7 +199,7 @@ func testLimitsIdentityAndCleanup(t *testing.T, pooled bool) {
 	want := []string{"cgroup", "start", "wait-prepared", "exec", "init/rootfs", "init/pivot-root"}
 	if pooled {
 		// A claimed sandbox reports what its claim cost.
-		want = []string{"send-claim", "claim-cgroup", "exec", "cgroup-rename", "init/code", "init/root-ro"}
+		want = []string{"send-claim", "claim-cgroup", "exec", "init/code", "init/root-ro"}
 		if slices.Contains(names, "start") {
 			t.Errorf("claimed sandbox reports its preparation's steps: %v", names)
 		}
@@ -444,5 +448,23 @@ func TestBrokenInit(t *testing.T) {
 				t.Errorf("the hanging init survived: %s", out)
 			}
 		})
+	}
+}
+
+// waitExist waits (at most 10s) until every path exists.
+func waitExist(t *testing.T, paths []string) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for _, p := range paths {
+		for {
+			_, err := os.Stat(p)
+			if err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %v", p, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
 }

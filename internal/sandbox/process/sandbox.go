@@ -61,6 +61,7 @@ type Sandbox struct {
 	srv     *http.Server
 	link    *egress.Link // egress veth pair, nil without egress
 	timings []Step
+	renamed chan struct{} // closed when renameGroup is done; nil without one
 
 	done chan struct{} // closed by wait once the init process is reaped
 
@@ -168,6 +169,30 @@ func (s *Sandbox) rename(id string, log *slog.Logger) {
 	s.mu.Lock()
 	s.id, s.log = id, log.With("sandbox", id)
 	s.mu.Unlock()
+}
+
+// renameGroup names the cgroups of a claimed sandbox after it, in the
+// background (cgroup v1 only: v2 cannot rename, and there the sandbox keeps
+// its pool-<hex> cgroup, since moving the init into new ones would be a
+// migration). It is only a name, for whoever reads the host's cgroups: the
+// runtime, in its cgroup namespace, sees "/" whatever it is, and the Sandbox
+// holds its Group. It is not a step of the claim because a rename takes the
+// kernel's cgroup_mutex, which a migration elsewhere (the pool's next
+// preparation moving its init into its cgroups, cgroup-add) holds through an
+// RCU grace period, 5-15 ms on a small VM: the cold start would wait for
+// it. Meanwhile the Group is read only through the descriptors Stats and
+// Peak use; teardown waits for the rename before it removes the cgroups. A
+// rename that fails leaves the pool-<hex> name (Destroy still finds what was
+// renamed). Called once, before the Sandbox is handed out.
+func (s *Sandbox) renameGroup(m *cgroup.Manager, id string) {
+	done := make(chan struct{})
+	s.renamed = done
+	go func() {
+		defer close(done)
+		if err := m.Rename(s.group, id); err != nil {
+			s.log.Warn("naming the sandbox's cgroups after it", "err", err)
+		}
+	}()
 }
 
 // started records the running init and waits for it in the background.
@@ -305,6 +330,13 @@ func (s *Sandbox) teardown() {
 	if s.link != nil {
 		// The veth pair goes with the network namespace.
 		s.link.Release()
+	}
+	if s.renamed != nil {
+		select {
+		case <-s.renamed:
+		case <-time.After(time.Until(deadline)):
+			errs = append(errs, errors.New("renaming the cgroups did not end"))
+		}
 	}
 	if s.group != nil {
 		if st, err := s.group.Stats(); err == nil {
