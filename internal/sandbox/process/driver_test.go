@@ -468,3 +468,41 @@ func waitExist(t *testing.T, paths []string) {
 		}
 	}
 }
+
+// TestLiveSandboxesHoldNoThread: the driver waits for a sandbox's end in
+// the Go runtime's poller (a pidfd), not in a blocking waitid, so live
+// sandboxes hold no OS thread of the server each (and starting one does
+// not leave a Go P in a blocking system call).
+func TestLiveSandboxesHoldNoThread(t *testing.T) {
+	d := testDriver(t)
+	ctx := context.Background()
+	id := func(i int) string { return "threads-" + strconv.Itoa(i) + "-" + strconv.Itoa(os.Getpid()) }
+	// Whatever threads a creation itself needs exist after a first one.
+	sb, err := d.Create(ctx, spec(t, id(0), "/bin/sleep", "600"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb.Destroy(ctx)
+	before := threads(t)
+	const n = 16
+	for i := 1; i <= n; i++ {
+		sb, err := d.Create(ctx, spec(t, id(i), "/bin/sleep", "600"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { sb.Destroy(context.Background()) })
+	}
+	if grown := threads(t) - before; grown >= n/2 {
+		t.Errorf("%d live sandboxes: the process grew by %d threads", n, grown)
+	}
+}
+
+// threads is the number of threads of this process.
+func threads(t *testing.T) int {
+	t.Helper()
+	n, err := strconv.Atoi(statusField(os.Getpid(), "Threads"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}

@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
 )
@@ -198,10 +200,17 @@ func (s *Sandbox) renameGroup(m *cgroup.Manager, id string) {
 // started records the running init and waits for it in the background.
 func (s *Sandbox) started(cmd *exec.Cmd) {
 	s.cmd = cmd
-	go s.wait()
+	// Our child, not yet reaped: its pid cannot have been reused.
+	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		pidfd = -1 // kernel before 5.10: cmd.Wait blocks a thread
+	}
+	go s.wait(pidfd)
 }
 
-func (s *Sandbox) wait() {
+// wait reaps the init once it has exited, then records why it ended.
+func (s *Sandbox) wait(pidfd int) {
+	awaitExit(pidfd)
 	werr := s.cmd.Wait()
 	err := s.exitCause(werr)
 	s.mu.Lock()
@@ -214,6 +223,34 @@ func (s *Sandbox) wait() {
 		release()
 	}
 	close(s.done)
+}
+
+// awaitExit returns once the process of pidfd (non-blocking; closed here)
+// has exited, or at once when pidfd is -1 or cannot be polled. It waits in
+// the Go runtime's network poller, where cmd.Wait would block in waitid:
+// a thread per sandbox for its whole life, and, worse for the cold starts
+// of a small host, the system call keeps its P (GOMAXPROCS is the host's
+// 2 CPUs) until sysmon retakes it, which takes up to 10 ms when the server
+// was idle; with the other P idle and no thread in the poller meanwhile,
+// nothing answers a starting runtime's /next (perf sched traces of the cold
+// bench showed both CPUs idle while a runtime waited).
+func awaitExit(pidfd int) {
+	if pidfd < 0 {
+		return
+	}
+	f := os.NewFile(uintptr(pidfd), "pidfd") // registered with the poller: non-blocking
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A pidfd is readable once its process has exited. Read returns an
+	// error at once if f could not be registered with the poller.
+	_ = rc.Read(func(fd uintptr) bool {
+		p := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p[:], 0)
+		return n > 0 || (err != nil && err != unix.EINTR)
+	})
 }
 
 // holdCPUs records how to give back the CPUs assigned to the sandbox once
