@@ -32,7 +32,7 @@ import (
 // Built once in TestMain.
 var (
 	flintBin string // the flint binary under test
-	initBin  string // cmd/flint-sandbox-init, from the same build
+	initBin  string // cmd/flint-sandbox-init, from the same build, next to flintBin: the servers' default init
 	goFnZip  []byte // the aws-lambda-go test function, zipped as bootstrap
 	goFnZip2 []byte // the same function built with buildMark "v2"
 )
@@ -163,9 +163,15 @@ func startServer(t testing.TB, data string, extra ...string) *flintServer {
 // returns the error (with the server's log) instead of failing the test.
 func startServerErr(t testing.TB, data string, extra ...string) (*flintServer, error) {
 	t.Helper()
+	return startServerBin(t, flintBin, data, extra...)
+}
+
+// startServerBin is startServerErr with the flint binary at bin.
+func startServerBin(t testing.TB, bin, data string, extra ...string) (*flintServer, error) {
+	t.Helper()
 	requireRoot(t)
 	args := append([]string{"server", "--listen", "127.0.0.1:0", "--data", data, "--log-level", "debug"}, extra...)
-	cmd := exec.Command(flintBin, args...)
+	cmd := exec.Command(bin, args...)
 	cmd.Env = append(os.Environ(), "HOME="+t.TempDir())
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	stderr, err := cmd.StderrPipe()

@@ -6,6 +6,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -315,17 +318,57 @@ func TestGoFunctionLifecycle(t *testing.T) {
 	}
 }
 
-// TestSandboxInitBinary runs sandboxes through the small init binary
-// (flint server --sandbox-init) instead of the flint binary itself.
-func TestSandboxInitBinary(t *testing.T) {
-	s := startServer(t, t.TempDir(), "--sandbox-init", initBin)
-	c := s.lambda()
-	createGoFn(t, c, "small-init", nil)
-	out := invoke(t, c, "small-init", map[string]any{"name": "init"}, true)
-	if r := asReply(t, out); r.Hello != "init" {
-		t.Errorf("reply %+v", r)
+// TestSandboxInit: without --sandbox-init the server starts the
+// flint-sandbox-init next to its binary (where `go build -o bin/
+// ./cmd/flint ./cmd/flint-sandbox-init` puts it) as each sandbox's init,
+// re-executes itself when there is none, and takes --sandbox-init when
+// given; GET /flint/v1/stats says which, and sandboxes run with each.
+func TestSandboxInit(t *testing.T) {
+	// The same binary alone in its directory.
+	alone := filepath.Join(t.TempDir(), "flint")
+	if b, err := os.ReadFile(flintBin); err != nil {
+		t.Fatal(err)
+	} else if err := os.WriteFile(alone, b, 0o755); err != nil {
+		t.Fatal(err)
 	}
-	if tail := decodeTail(t, out); !strings.Contains(tail, "Init Duration") {
-		t.Errorf("cold invocation without Init Duration:\n%s", tail)
+	for _, tc := range []struct {
+		name, bin string
+		args      []string
+		want      string
+	}{
+		{"next to the binary", flintBin, nil, initBin + " (next to this binary, same init source)"},
+		{"none next to it", alone, nil, "this binary, re-executed (no flint-sandbox-init next to it)"},
+		{"flag", alone, []string{"--sandbox-init", initBin}, initBin + " (--sandbox-init)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s, err := startServerBin(t, tc.bin, t.TempDir(), tc.args...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var st struct {
+				SandboxInit string `json:"sandboxInit"`
+			}
+			resp, err := http.Get(s.url() + "/flint/v1/stats")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = json.NewDecoder(resp.Body).Decode(&st)
+			resp.Body.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.SandboxInit != tc.want {
+				t.Errorf("stats sandboxInit = %q, want %q", st.SandboxInit, tc.want)
+			}
+			c := s.lambda()
+			createGoFn(t, c, "init-fn", nil)
+			out := invoke(t, c, "init-fn", map[string]any{"name": "init"}, true)
+			if r := asReply(t, out); r.Hello != "init" {
+				t.Errorf("reply %+v", r)
+			}
+			if tail := decodeTail(t, out); !strings.Contains(tail, "Init Duration") {
+				t.Errorf("cold invocation without Init Duration:\n%s", tail)
+			}
+		})
 	}
 }

@@ -43,9 +43,9 @@ func TestDefaultServerClaimsPreparedSandboxes(t *testing.T) {
 }
 
 // TestInitStartsBeforeHeavyInitialisers: the flint binary started as a
-// sandbox init (the default, no --sandbox-init) runs the init before the
-// package initialisers of the rest of the binary (the server, NATS, the
-// AWS SDK): GODEBUG=inittrace=1 lists every package initialised before
+// sandbox init (when no flint-sandbox-init lies next to it) runs the init
+// before the package initialisers of the rest of the binary (the server,
+// NATS, the AWS SDK): GODEBUG=inittrace=1 lists every package initialised before
 // the init ends (here at once: it refuses to run outside a sandbox).
 func TestInitStartsBeforeHeavyInitialisers(t *testing.T) {
 	cmd := exec.Command(flintBin, "__flint_sandbox_init")

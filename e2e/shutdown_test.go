@@ -53,20 +53,23 @@ func TestShutdownLeavesNothing(t *testing.T) {
 			done <- out
 		}()
 	}
+	// This server's sandboxes, by the ids in its log, and their cgroups:
+	// a runtime runs before its sandbox is logged as created (and, on
+	// cgroup v1, before its prepared cgroup is renamed after it).
+	var ours []string
 	polltest.Check(t, 20*time.Second, "two sandboxes running", func() error {
 		if n := len(functionProcesses(fn)); n < 2 {
 			return errorf("%d sandboxes running, want 2", n)
 		}
+		ours = ours[:0]
+		for id := range sandboxIDs(s.log()) {
+			ours = append(ours, cgroupDirs(id)...)
+		}
+		if len(ours) < 2 {
+			return errorf("found %d sandbox cgroups of this server, want at least 2", len(ours))
+		}
 		return nil
 	})
-	// This server's sandboxes, by the ids in its log, and their cgroups.
-	var ours []string
-	for id := range sandboxIDs(s.log()) {
-		ours = append(ours, cgroupDirs(id)...)
-	}
-	if len(ours) < 2 {
-		t.Errorf("found %d sandbox cgroups of this server, want at least 2", len(ours))
-	}
 
 	s.stop()
 	for range 2 {

@@ -51,8 +51,9 @@ type stats struct {
 		MaxSandboxes int `json:"maxSandboxes"`
 		FreeMemoryMB int
 	} `json:"hosts"`
-	Runtimes  []string `json:"runtimes"`
-	Sandboxes struct {
+	Runtimes    []string `json:"runtimes"`
+	SandboxInit string   `json:"sandboxInit"`
+	Sandboxes   struct {
 		Idle, Busy, Creating int
 	} `json:"sandboxes"`
 }
@@ -262,6 +263,13 @@ func (t *flintTarget) describe(ctx context.Context, cfg *Config) *ServerInfo {
 	}
 	if st, err := t.stats(ctx); err == nil {
 		si.Driver = st.Driver
+		if st.SandboxInit != "" {
+			// What the server chose, default or not.
+			si.SandboxInit = st.SandboxInit
+			if !slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "--sandbox-init") }) {
+				si.SandboxInit += ", the server's default (no --sandbox-init)"
+			}
+		}
 		si.Runtimes = len(st.Runtimes)
 		if len(st.Hosts) > 0 {
 			si.HostMemoryMB, si.MaxSandboxes = st.Hosts[0].MemoryMB, st.Hosts[0].MaxSandboxes

@@ -124,7 +124,7 @@ func newServerCmd() *cobra.Command {
 	f.BoolVar(&schedBatch, "sched-batch", false, "run the server and its sandboxes under Linux's SCHED_BATCH CPU policy: a wake-up between the server and a runtime does not preempt the task that made it (up to ~20% more warm throughput on a host that runs Flint alone; much longer tails when other processes keep the CPUs busy: docs/warm-path.md)")
 	f.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	f.BoolVar(&cleanup, "cleanup", false, "remove the sandbox cgroups a killed server on --data left behind, then exit (refused while a server runs there)")
-	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "sandbox init binary (build cmd/flint-sandbox-init for faster sandbox creation; default: this binary)")
+	f.StringVar(&cfg.SandboxInit, "sandbox-init", "", "the process driver's sandbox init binary, cmd/flint-sandbox-init (default: flint-sandbox-init next to this binary if built from the same source, else this binary re-executed, which starts slower)")
 	f.IntVar(&cfg.SandboxPool, "sandbox-pool", pool.DefaultMaxSize, "at most this many sandboxes kept prepared ahead of cold starts (the number follows the cold-start rate; 0 turns the pool off)")
 	f.BoolVar(&cfg.SandboxShareCPUs, "sandbox-share-cpus", false, "let every sandbox run on every CPU (default: a sandbox runs on one CPU per 1769 MB of memory, rounded up, the least used ones, so that runtimes size their threads to their CPU share)")
 	f.StringVar(&cfg.SandboxDriver, "sandbox-driver", "process", `"process" (namespaces, cgroups, seccomp) or "microvm" (a QEMU microVM per sandbox; needs qemu-system-x86, apt for the guest kernel, and flint-vm-init)`)

@@ -58,9 +58,12 @@ type components struct {
 	logs      *logstore.Store
 	runtimes  *runtimes.Catalog
 	driver    sandbox.Driver
-	worker    *worker.Worker
-	placement *placement.Service
-	hostProxy *hostproxy.Server // nil unless clustered with the worker role
+	// sandboxInit says which sandbox init the process driver starts
+	// (GET /flint/v1/stats); "" for the microVM driver.
+	sandboxInit string
+	worker      *worker.Worker
+	placement   *placement.Service
+	hostProxy   *hostproxy.Server // nil unless clustered with the worker role
 	// provisioning keeps this node's share of the cluster's provisioned
 	// concurrency (clustered frontends only; read by the heartbeats).
 	provisioning atomic.Pointer[clusterProvisioning]

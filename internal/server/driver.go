@@ -15,38 +15,45 @@ import (
 
 // startDriver builds the sandbox driver cfg.SandboxDriver names and
 // registers what closes it (after the worker and the manager destroyed
-// every sandbox).
-func startDriver(ctx context.Context, cfg Config, onClose func(string, func(context.Context) error)) (sandbox.Driver, error) {
+// every sandbox). init says which sandbox init the process driver starts
+// ("" for the microVM driver).
+func startDriver(ctx context.Context, cfg Config, onClose func(string, func(context.Context) error)) (d sandbox.Driver, init string, err error) {
 	log, data := cfg.Logger, cfg.DataDir
 	if cfg.SandboxDriver == "microvm" {
-		return startMicroVM(ctx, cfg, onClose)
+		d, err := startMicroVM(ctx, cfg, onClose)
+		return d, "", err
 	}
-	pcfg := sandboxDriverConfig(data, cfg.SandboxInit, cfg.SandboxEgress, log)
+	initPath, init := cfg.SandboxInit, cfg.SandboxInit+" (--sandbox-init)"
+	if initPath == "" {
+		initPath, init = defaultSandboxInit(ctx)
+	}
+	log.Info("process sandbox driver", "init", init)
+	pcfg := sandboxDriverConfig(data, initPath, cfg.SandboxEgress, log)
 	pcfg.ShareCPUs = cfg.SandboxShareCPUs
-	d, err := process.New(pcfg)
+	pd, err := process.New(pcfg)
 	if err != nil {
-		return nil, fmt.Errorf("server: sandbox driver: %w", err)
+		return nil, "", fmt.Errorf("server: sandbox driver: %w", err)
 	}
-	if n, err := d.RemoveStale(ctx); err != nil {
+	if n, err := pd.RemoveStale(ctx); err != nil {
 		log.Warn("removing sandbox cgroups left by an earlier run", "err", err)
 	} else if n > 0 {
 		log.Info("removed sandbox cgroups left by an earlier run", "count", n)
 	}
 	// Removes the egress firewall table.
-	onClose("sandbox driver", d.Close)
+	onClose("sandbox driver", pd.Close)
 	if cfg.SandboxPool < 0 {
-		return d, nil
+		return pd, init, nil
 	}
 	p, err := pool.New(pool.Config{
-		Driver: d, MaxSize: cfg.SandboxPool, Logger: log.With("component", "sandbox-pool"),
+		Driver: pd, MaxSize: cfg.SandboxPool, Logger: log.With("component", "sandbox-pool"),
 	})
 	if err != nil {
-		return nil, fmt.Errorf("server: sandbox pool: %w", err)
+		return nil, "", fmt.Errorf("server: sandbox pool: %w", err)
 	}
 	// Closers run in reverse: the pool's prepared sandboxes go before
 	// the driver.
 	onClose("sandbox pool", p.Close)
-	return p, nil
+	return p, init, nil
 }
 
 // startMicroVM runs the microVM setup step (microvm.Setup, idempotent:

@@ -91,9 +91,11 @@ type Config struct {
 	// sandboxes); nil: sandboxes have only loopback.
 	SandboxEgress *process.EgressConfig
 	// SandboxInit is the binary the process driver starts as each
-	// sandbox's init: "" re-executes this binary; cmd/flint-sandbox-init
-	// is a smaller one that starts faster (it must come from the same
-	// build).
+	// sandbox's init (cmd/flint-sandbox-init, built from the same
+	// source). "" takes flint-sandbox-init next to this executable when
+	// it is safe to run and built from the same init source, else
+	// re-executes this binary (which starts slower: see
+	// docs/sandbox-process.md).
 	SandboxInit string
 	// SandboxPool bounds the sandboxes the process driver keeps prepared
 	// ahead of cold starts (package sandbox/pool; the pool's size follows

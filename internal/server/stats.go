@@ -24,8 +24,11 @@ type serverStats struct {
 	Sandboxes  workermanager.Stats  `json:"sandboxes"`
 	Hosts      []placement.HostInfo `json:"hosts"`
 	Driver     string               `json:"driver"`
-	Runtimes   []string             `json:"runtimes"`
-	NumGC      uint32               `json:"numGC"`
+	// SandboxInit says which binary the process driver starts as each
+	// sandbox's init, and why.
+	SandboxInit string   `json:"sandboxInit,omitempty"`
+	Runtimes    []string `json:"runtimes"`
+	NumGC       uint32   `json:"numGC"`
 	// Backbone is the backbone's health: connection, JetStream, disk.
 	Backbone backbone.Health `json:"backbone"`
 	// LogsDropped counts function log entries not stored (the backbone
@@ -70,6 +73,7 @@ func (c *components) statsHandler(w http.ResponseWriter, r *http.Request) {
 	if c.driver != nil {
 		st.Driver = c.driver.Name()
 	}
+	st.SandboxInit = c.sandboxInit
 	w.Header().Set("Content-Type", "application/json")
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")

@@ -23,7 +23,7 @@ import (
 // address the worker is advertised at ("" when not served).
 func (c *components) startWorker(ctx context.Context, hostID string) (addr string, err error) {
 	cfg, log, data := c.cfg, c.cfg.Logger, c.cfg.DataDir
-	if c.driver, err = startDriver(ctx, cfg, c.onClose); err != nil {
+	if c.driver, c.sandboxInit, err = startDriver(ctx, cfg, c.onClose); err != nil {
 		return "", err
 	}
 
