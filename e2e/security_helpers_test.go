@@ -265,6 +265,30 @@ func sandboxIDs(log string) map[string]bool {
 	return ids
 }
 
+// logCgroupDirs returns the cgroup directories of the sandboxes whose ids
+// server log mentions, once each has all of them (at most 10s): on cgroup v1
+// a claimed sandbox's prepared cgroups are renamed after it in the
+// background, one hierarchy after the other, just after its claim.
+func logCgroupDirs(log string) []string {
+	want := 1
+	if _, err := os.Stat("/sys/fs/cgroup/cgroup.controllers"); err != nil {
+		want = 3 // memory, pids, cpu
+	}
+	var dirs []string
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		dirs = dirs[:0]
+		complete := true
+		for id := range sandboxIDs(log) {
+			d := cgroupDirs(id)
+			complete = complete && len(d) >= want
+			dirs = append(dirs, d...)
+		}
+		if complete || time.Now().After(deadline) {
+			return dirs
+		}
+	}
+}
+
 // cgroupDirs returns the cgroup directories of sandbox id on the host (v1
 // hierarchies or the v2 unified one).
 func cgroupDirs(id string) []string {

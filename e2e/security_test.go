@@ -272,16 +272,30 @@ func (e *secSuite) identity(t *testing.T) {
 
 	// The limits, read from the host's cgroups of this sandbox.
 	_, id, _ := strings.Cut(r.Results["stream"], "]")
-	dirs := cgroupDirs(id)
-	if len(dirs) == 0 {
-		t.Fatalf("no cgroup found on the host for sandbox %q", id)
-	}
-	lim := map[string]string{}
-	for _, d := range dirs {
-		for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max", "memory.swap.max", "pids.max", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.max"} {
-			if v := readCgroup(filepath.Join(d, f)); v != "" {
-				lim[f] = v
+	var lim map[string]string
+	// A claimed sandbox's v1 cgroups are renamed after it in the
+	// background, just after its claim: wait for the memory, pids and cpu
+	// ones (all in one directory on v2).
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		dirs := cgroupDirs(id)
+		lim = map[string]string{}
+		for _, d := range dirs {
+			for _, f := range []string{"memory.limit_in_bytes", "memory.memsw.limit_in_bytes", "memory.max", "memory.swap.max", "pids.max", "cpu.cfs_quota_us", "cpu.cfs_period_us", "cpu.max"} {
+				if v := readCgroup(filepath.Join(d, f)); v != "" {
+					lim[f] = v
+				}
 			}
+		}
+		mem := lim["memory.limit_in_bytes"] != "" || lim["memory.max"] != ""
+		cpu := lim["cpu.cfs_quota_us"] != "" || lim["cpu.max"] != ""
+		if mem && cpu && lim["pids.max"] != "" || e.vm && len(dirs) > 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			if len(dirs) == 0 {
+				t.Fatalf("no cgroup found on the host for sandbox %q", id)
+			}
+			break
 		}
 	}
 	if e.vm {

@@ -107,10 +107,7 @@ func TestCrashLeftoversRemovedOnRestart(t *testing.T) {
 	const fn = "crash-probe"
 	createGoFn(t, c, fn, nil)
 	asReply(t, invoke(t, c, fn, map[string]any{"name": "before-crash"}, false))
-	var ours []string
-	for id := range sandboxIDs(s.log()) {
-		ours = append(ours, cgroupDirs(id)...)
-	}
+	ours := logCgroupDirs(s.log())
 	if len(ours) == 0 {
 		t.Fatal("found no sandbox cgroup of this server")
 	}
@@ -142,10 +139,7 @@ func TestCleanupAfterKill(t *testing.T) {
 	const fn = "cleanup-probe"
 	createGoFn(t, c, fn, nil)
 	asReply(t, invoke(t, c, fn, map[string]any{"name": "before-kill"}, false))
-	var ours []string
-	for id := range sandboxIDs(s.log()) {
-		ours = append(ours, cgroupDirs(id)...)
-	}
+	ours := logCgroupDirs(s.log())
 	if len(ours) == 0 {
 		t.Fatal("found no sandbox cgroup of this server")
 	}

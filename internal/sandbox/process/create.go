@@ -89,12 +89,14 @@ type namedStep struct {
 //	exec          let the init (once its claim steps are done and it has
 //	              dropped privileges and loaded seccomp, meanwhile) exec
 //	              the runtime; wait for the execve
-//	cgroup-rename (pooled only) rename the cgroup(s) after the sandbox (v1;
-//	              v2 keeps pool-<hex>): only a name, so after the exec,
-//	              while the runtime starts (the init waits for "exec" once
-//	              its own claim steps are done: the host's steps before it
-//	              may be the cold start's critical path)
 //	reset-peak    peak memory counts from here (not the init's setup)
+//
+// A claim on cgroup v1 then renames the cgroups after the sandbox (v2
+// cannot rename: the sandbox keeps pool-<hex>) in the background, not as a
+// step: a rename takes the kernel's cgroup_mutex, which a concurrent
+// migration (cgroup-add of the pool's next preparation) holds through an
+// RCU grace period, 5-15 ms on a small VM, and the cold start would wait
+// for it (see Sandbox.renameGroup).
 //
 // Create runs both lists back to back; Prepare the first, Claim the second
 // (see pool.go). If a step fails everything done so far is undone and the
@@ -123,9 +125,6 @@ func (c *creation) claimSteps(pooled bool) []namedStep {
 		namedStep{"cpu-limit", c.cpuLimit},
 		namedStep{"exec", c.exec},
 	)
-	if pooled {
-		steps = append(steps, namedStep{"cgroup-rename", c.renameCgroup})
-	}
 	return append(steps, namedStep{"reset-peak", c.resetPeak})
 }
 
@@ -454,20 +453,6 @@ func (c *creation) waitPrepared(ctx context.Context) error {
 // claimCgroup sets the pooled sandbox's memory limit to the function's.
 func (c *creation) claimCgroup(context.Context) error {
 	return c.s.group.SetMemory(c.d.limits(c.spec).MemoryBytes)
-}
-
-// renameCgroup names the pooled sandbox's cgroups after its new id. cgroup
-// v2 cannot rename: there the sandbox keeps its pool-<hex> cgroup (moving
-// the init into a new one would cost a migration on the cold start's path,
-// which stalls every fork on the host for an RCU grace period); the
-// Sandbox holds it either way. The runtime, in its cgroup namespace, sees
-// "/" whatever the name.
-func (c *creation) renameCgroup(context.Context) error {
-	err := c.d.cgroups.Rename(c.s.group, c.spec.ID)
-	if err != nil && !errors.Is(err, cgroup.ErrRenameUnsupported) {
-		return err
-	}
-	return nil
 }
 
 // sendClaim hands the init its nsinit.Claim with the function's

@@ -94,7 +94,11 @@ func (p *prepared) Claim(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 	if err := c.run(ctx, c.claimSteps(true)); err != nil {
 		return nil, err
 	}
-	return c.finish(ctx), nil
+	s := c.finish(ctx)
+	if c.d.cgroups.Version() == cgroup.V1 {
+		s.renameGroup(c.d.cgroups, spec.ID)
+	}
+	return s, nil
 }
 
 // Done implements sandbox.Prepared.

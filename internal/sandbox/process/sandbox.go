@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/flintdev/flint/internal/sandbox"
 	"github.com/flintdev/flint/internal/sandbox/process/cgroup"
 )
@@ -61,6 +63,7 @@ type Sandbox struct {
 	srv     *http.Server
 	link    *egress.Link // egress veth pair, nil without egress
 	timings []Step
+	renamed chan struct{} // closed when renameGroup is done; nil without one
 
 	done chan struct{} // closed by wait once the init process is reaped
 
@@ -170,13 +173,44 @@ func (s *Sandbox) rename(id string, log *slog.Logger) {
 	s.mu.Unlock()
 }
 
+// renameGroup names the cgroups of a claimed sandbox after it, in the
+// background (cgroup v1 only: v2 cannot rename, and there the sandbox keeps
+// its pool-<hex> cgroup, since moving the init into new ones would be a
+// migration). It is only a name, for whoever reads the host's cgroups: the
+// runtime, in its cgroup namespace, sees "/" whatever it is, and the Sandbox
+// holds its Group. It is not a step of the claim because a rename takes the
+// kernel's cgroup_mutex, which a migration elsewhere (the pool's next
+// preparation moving its init into its cgroups, cgroup-add) holds through an
+// RCU grace period, 5-15 ms on a small VM: the cold start would wait for
+// it. Meanwhile the Group is read only through the descriptors Stats and
+// Peak use; teardown waits for the rename before it removes the cgroups. A
+// rename that fails leaves the pool-<hex> name (Destroy still finds what was
+// renamed). Called once, before the Sandbox is handed out.
+func (s *Sandbox) renameGroup(m *cgroup.Manager, id string) {
+	done := make(chan struct{})
+	s.renamed = done
+	go func() {
+		defer close(done)
+		if err := m.Rename(s.group, id); err != nil {
+			s.log.Warn("naming the sandbox's cgroups after it", "err", err)
+		}
+	}()
+}
+
 // started records the running init and waits for it in the background.
 func (s *Sandbox) started(cmd *exec.Cmd) {
 	s.cmd = cmd
-	go s.wait()
+	// Our child, not yet reaped: its pid cannot have been reused.
+	pidfd, err := unix.PidfdOpen(cmd.Process.Pid, unix.PIDFD_NONBLOCK)
+	if err != nil {
+		pidfd = -1 // kernel before 5.10: cmd.Wait blocks a thread
+	}
+	go s.wait(pidfd)
 }
 
-func (s *Sandbox) wait() {
+// wait reaps the init once it has exited, then records why it ended.
+func (s *Sandbox) wait(pidfd int) {
+	awaitExit(pidfd)
 	werr := s.cmd.Wait()
 	err := s.exitCause(werr)
 	s.mu.Lock()
@@ -189,6 +223,34 @@ func (s *Sandbox) wait() {
 		release()
 	}
 	close(s.done)
+}
+
+// awaitExit returns once the process of pidfd (non-blocking; closed here)
+// has exited, or at once when pidfd is -1 or cannot be polled. It waits in
+// the Go runtime's network poller, where cmd.Wait would block in waitid:
+// a thread per sandbox for its whole life, and, worse for the cold starts
+// of a small host, the system call keeps its P (GOMAXPROCS is the host's
+// 2 CPUs) until sysmon retakes it, which takes up to 10 ms when the server
+// was idle; with the other P idle and no thread in the poller meanwhile,
+// nothing answers a starting runtime's /next (perf sched traces of the cold
+// bench showed both CPUs idle while a runtime waited).
+func awaitExit(pidfd int) {
+	if pidfd < 0 {
+		return
+	}
+	f := os.NewFile(uintptr(pidfd), "pidfd") // registered with the poller: non-blocking
+	defer f.Close()
+	rc, err := f.SyscallConn()
+	if err != nil {
+		return
+	}
+	// A pidfd is readable once its process has exited. Read returns an
+	// error at once if f could not be registered with the poller.
+	_ = rc.Read(func(fd uintptr) bool {
+		p := [1]unix.PollFd{{Fd: int32(fd), Events: unix.POLLIN}}
+		n, err := unix.Poll(p[:], 0)
+		return n > 0 || (err != nil && err != unix.EINTR)
+	})
 }
 
 // holdCPUs records how to give back the CPUs assigned to the sandbox once
@@ -305,6 +367,13 @@ func (s *Sandbox) teardown() {
 	if s.link != nil {
 		// The veth pair goes with the network namespace.
 		s.link.Release()
+	}
+	if s.renamed != nil {
+		select {
+		case <-s.renamed:
+		case <-time.After(time.Until(deadline)):
+			errs = append(errs, errors.New("renaming the cgroups did not end"))
+		}
 	}
 	if s.group != nil {
 		if st, err := s.group.Stats(); err == nil {

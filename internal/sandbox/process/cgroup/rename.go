@@ -15,7 +15,9 @@ var ErrRenameUnsupported = errors.New("cgroup: renaming needs cgroup v1")
 // Rename gives group g (made by this Manager) a new id, in place, with its
 // members, limits and charges: the process driver prepares sandboxes
 // under a pool id and names them after the sandbox that claims them. It
-// must not run concurrently with any other method of g. On cgroup v2 it
+// must not run concurrently with any other method of g but Stats, Peak and
+// OOMKills (they read through descriptors, which follow the directory, or
+// under g's lock). On cgroup v2 it
 // returns ErrRenameUnsupported and changes nothing; on v1 an error may
 // leave some controllers renamed (Destroy of g still removes them all:
 // the Group then knows both names).
