@@ -247,11 +247,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	defer func() {
+	closed := false
+	closeFlint := func() {
+		if closed {
+			return
+		}
+		closed = true
 		if err := ft.close(context.WithoutCancel(ctx)); err != nil {
 			cfg.Logger.Warn("stopping flint", "err", err)
 		}
-	}()
+	}
+	defer closeFlint()
 	target := "flint at " + ft.base
 	switch {
 	case ft.inProcess:
@@ -272,6 +278,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	if cfg.Peer == "rie" {
+		// The peer runs alone: a Flint server left running would still
+		// be executing the async scenario's backlog (tens of thousands of
+		// accepted events) on the same CPUs.
+		closeFlint()
 		rep.RIE = &Result{Target: "aws-lambda-rie (" + RIEModule + ")", Client: clientName}
 		if err := runRIE(ctx, &cfg, bootstrap, rep.RIE); err != nil {
 			rep.RIE.Notes = append(rep.RIE.Notes, "peer failed: "+err.Error())
@@ -442,7 +452,7 @@ func runRIE(ctx context.Context, cfg *Config, bootstrap string, res *Result) err
 		}
 		if err == nil {
 			cfg.progress("floor: warm, a minimal Runtime API emulator")
-			res.Floor, err = runWarm(ctx, cfg, floorTarget(bin, bootstrap), []int{1})
+			res.Floor, err = runWarm(ctx, cfg, floorTarget(bin, bootstrap), warmLevels)
 		}
 		if err != nil {
 			res.Notes = append(res.Notes, "floor (minimal emulator): "+err.Error())

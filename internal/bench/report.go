@@ -54,9 +54,10 @@ type Result struct {
 	// WarmModes (the emulator only) holds the warm scenario in each mode
 	// ("default", "max_concurrency"); Warm is then the better per row.
 	WarmModes map[string]*Warm `json:"warm_modes,omitempty"`
-	// Floor (with the emulator only) is the warm scenario, sequential and
-	// one client, against a minimal Runtime API emulator (ServeFloor)
-	// with the same client and bootstrap: what no emulator goes below.
+	// Floor (with the emulator only) is the warm scenario against a
+	// minimal Runtime API emulator (ServeFloor: one runtime process per
+	// client, nothing else) with the same client and bootstrap: the bound
+	// of any emulator in Lambda's default mode on the machine.
 	Floor *Warm    `json:"floor,omitempty"`
 	Notes []string `json:"notes,omitempty"`
 }
@@ -296,6 +297,7 @@ func (r *Report) PrintTable(w io.Writer) {
 			text("  rie c1 inv/s: default | max-conc", "", num(d.C1RPS)+" | "+num(c.C1RPS))
 			if f := r.RIE.Floor; f != nil {
 				text("  floor seq p50 | p99 ms (minimal emulator)", "", num(f.SeqP50)+" | "+num(f.SeqP99))
+				text("  floor c1 | c4 | c16 inv/s (minimal emulator)", "", num(f.C1RPS)+" | "+num(f.C4RPS)+" | "+num(f.C16RPS))
 			}
 		}
 	}
@@ -353,7 +355,7 @@ func (r *Report) PrintTable(w io.Writer) {
 		fmt.Fprintf(w, "rie warm: %s\n", r.RIE.Warm.Mode)
 	}
 	if peer && r.RIE.Floor != nil {
-		fmt.Fprintf(w, "floor: the same client and bootstrap against a minimal Runtime API emulator (flint bench floor-emulator: hands each payload to the runtime's /next and its /response back, nothing else); no emulator's sequential latency goes below it\n")
+		fmt.Fprintf(w, "floor: the same client and bootstrap against a minimal Runtime API emulator (flint bench floor-emulator: one runtime process per client, as Lambda's default mode; hands each payload to a runtime's /next and its /response back, nothing else): what no emulator in that mode gets past\n")
 	}
 	if d := r.Flint.Density; d != nil && d.Capped != "" {
 		fmt.Fprintf(w, "density: %s\n", d.Capped)

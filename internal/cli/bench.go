@@ -92,17 +92,19 @@ Emulator with the very same bootstrap and prints the ratios. See docs/benchmarks
 // API emulator the bench starts as a process of its own (bench.ServeFloor).
 func newBenchFloorCmd() *cobra.Command {
 	var listen string
+	var runtimes int
 	cmd := &cobra.Command{
 		Use:    "floor-emulator BOOTSTRAP",
-		Short:  "Serve Invoke on --listen with BOOTSTRAP as the runtime, doing nothing else (the bench's floor)",
+		Short:  "Serve Invoke on --listen with --runtimes processes of BOOTSTRAP as the runtime, doing nothing else (the bench's floor)",
 		Hidden: true,
 		Args:   cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGTERM, os.Interrupt)
 			defer stop()
-			return bench.ServeFloor(ctx, listen, args[0])
+			return bench.ServeFloor(ctx, listen, args[0], runtimes)
 		},
 	}
 	cmd.Flags().StringVar(&listen, "listen", "127.0.0.1:9001", "address of the Invoke API")
+	cmd.Flags().IntVar(&runtimes, "runtimes", 1, "runtime processes, each serving one invocation at a time")
 	return cmd
 }
