@@ -31,6 +31,7 @@ import (
 	"runtime/pprof"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -247,16 +248,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
-	closed := false
-	closeFlint := func() {
-		if closed {
-			return
-		}
-		closed = true
+	closeFlint := sync.OnceFunc(func() {
 		if err := ft.close(context.WithoutCancel(ctx)); err != nil {
 			cfg.Logger.Warn("stopping flint", "err", err)
 		}
-	}
+	})
 	defer closeFlint()
 	target := "flint at " + ft.base
 	switch {
@@ -445,11 +441,8 @@ func runRIE(ctx context.Context, cfg *Config, bootstrap string, res *Result) err
 		}
 		res.Warm = bestWarm(def, conc)
 		// The floor: the same client and bootstrap against the least an
-		// emulator can do (floor.go), sequential and one client.
-		bin := cfg.ServerBinary
-		if bin == "" {
-			bin, err = os.Executable()
-		}
+		// emulator can do (floor.go).
+		bin, err := cfg.flintBinary()
 		if err == nil {
 			cfg.progress("floor: warm, a minimal Runtime API emulator")
 			res.Floor, err = runWarm(ctx, cfg, floorTarget(bin, bootstrap), warmLevels)

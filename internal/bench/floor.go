@@ -85,8 +85,9 @@ func ServeFloor(ctx context.Context, addr, bootstrap string, runtimes int) error
 			http.NotFound(w, r)
 		}
 	}))
+	runtimes = max(runtimes, 1)
 	exited := make(chan error, runtimes)
-	for range max(runtimes, 1) {
+	for range runtimes {
 		rt := exec.Command(bootstrap)
 		rt.Env = []string{"AWS_LAMBDA_RUNTIME_API=" + api.Addr().String(), "_HANDLER=bootstrap",
 			"AWS_LAMBDA_FUNCTION_NAME=function", "AWS_LAMBDA_FUNCTION_VERSION=$LATEST",
@@ -143,12 +144,10 @@ func floorTarget(bin, bootstrap string) warmTarget {
 		}
 		addr := "127.0.0.1:" + strconv.Itoa(port)
 		cmd := exec.Command(bin, "bench", "floor-emulator", "--listen", addr, "--runtimes", strconv.Itoa(clients), bootstrap)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-		if err := cmd.Start(); err != nil {
+		p, err := startProc(cmd, "http://"+addr)
+		if err != nil {
 			return "", nil, nil, fmt.Errorf("start the floor emulator: %w", err)
 		}
-		p := &rieProc{cmd: cmd, base: "http://" + addr, done: make(chan struct{})}
-		go func() { cmd.Wait(); close(p.done) }()
 		if err := p.waitListening(); err != nil {
 			p.stop()
 			return "", nil, nil, fmt.Errorf("floor emulator: %w", err)

@@ -79,11 +79,21 @@ func (r *rie) start(conc int) (*rieProc, error) {
 		cmd.Env = append(os.Environ(), "AWS_LAMBDA_MAX_CONCURRENCY="+strconv.Itoa(conc))
 	}
 	// Its logs (a few lines per invocation) go to /dev/null.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
+	p, err := startProc(cmd, "http://127.0.0.1:"+strconv.Itoa(port))
+	if err != nil {
 		return nil, fmt.Errorf("start emulator: %w", err)
 	}
-	p := &rieProc{cmd: cmd, base: "http://127.0.0.1:" + strconv.Itoa(port), done: make(chan struct{})}
+	return p, nil
+}
+
+// startProc starts cmd, a peer serving at base, in a process group of its
+// own (stop ends the group), killed if the bench dies first.
+func startProc(cmd *exec.Cmd, base string) (*rieProc, error) {
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		return nil, err
+	}
+	p := &rieProc{cmd: cmd, base: base, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
 	return p, nil
 }

@@ -250,7 +250,7 @@ var coldStepNames = [][2]string{{"placement", "placement"}, {"code_fetch", "code
 // knownDriverSteps orders the process driver's steps as they happen;
 // others follow by name.
 var knownDriverSteps = []string{"claim", "cgroup", "channels", "start", "network", "send-config", "cgroup-add", "wait-prepared",
-	"cpu-pin", "send-claim", "claim-cgroup", "serve", "cpu-limit", "exec", "cgroup-rename", "reset-peak"}
+	"cpu-pin", "send-claim", "claim-cgroup", "serve", "cpu-limit", "exec", "reset-peak"}
 
 // metricsBreakdown splits the mean cold start of function fn from the
 // server's step histograms between two scrapes; nil when the server

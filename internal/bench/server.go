@@ -36,17 +36,26 @@ type childServer struct {
 	logs    *logScanner
 }
 
+// flintBinary is the flint binary the bench starts as the server (and as
+// its floor emulator): ServerBinary, else the bench's own.
+func (c *Config) flintBinary() (string, error) {
+	if c.ServerBinary != "" {
+		return c.ServerBinary, nil
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		return "", fmt.Errorf("find this binary: %w", err)
+	}
+	return exe, nil
+}
+
 // startChild starts bin as `flint server` on a free loopback port with a
 // fresh data dir and waits until its API answers (at most 60s). extra
 // flags come after the bench's own (--data, --listen), so they win.
 func startChild(ctx context.Context, cfg *Config, t *flintTarget) (*childServer, error) {
-	bin := cfg.ServerBinary
-	if bin == "" {
-		exe, err := os.Executable()
-		if err != nil {
-			return nil, fmt.Errorf("start flint server: find this binary: %w", err)
-		}
-		bin = exe
+	bin, err := cfg.flintBinary()
+	if err != nil {
+		return nil, fmt.Errorf("start flint server: %w", err)
 	}
 	dataDir, err := os.MkdirTemp("", "flint-bench-")
 	if err != nil {
