@@ -15,9 +15,9 @@ import (
 
 // startDriver builds the sandbox driver cfg.SandboxDriver names and
 // registers what closes it (after the worker and the manager destroyed
-// every sandbox). init says which sandbox init the process driver starts
+// every sandbox). The string says which sandbox init the process driver starts
 // ("" for the microVM driver).
-func startDriver(ctx context.Context, cfg Config, onClose func(string, func(context.Context) error)) (d sandbox.Driver, init string, err error) {
+func startDriver(ctx context.Context, cfg Config, onClose func(string, func(context.Context) error)) (sandbox.Driver, string, error) {
 	log, data := cfg.Logger, cfg.DataDir
 	if cfg.SandboxDriver == "microvm" {
 		d, err := startMicroVM(ctx, cfg, onClose)

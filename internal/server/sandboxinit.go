@@ -77,33 +77,38 @@ func siblingInit(ctx context.Context, exe string) (path, how string) {
 // unsafeToRun says why an init binary (fi its Stat, in directory dir)
 // must not run with the server's privileges, or "".
 func unsafeToRun(fi fs.FileInfo, dir string) string {
-	euid := uint32(os.Geteuid())
 	if !fi.Mode().IsRegular() {
 		return "not a regular file"
 	}
 	if fi.Mode().Perm()&0o111 == 0 {
 		return "not executable"
 	}
-	st, ok := fi.Sys().(*syscall.Stat_t)
-	if !ok {
-		return "its owner is unknown"
-	}
-	if st.Uid != euid {
-		return fmt.Sprintf("owned by uid %d, not by this server's uid %d", st.Uid, euid)
-	}
-	if fi.Mode().Perm()&0o022 != 0 {
-		return "writable by its group or others"
+	if why := notPrivate(fi, false); why != "" {
+		return why
 	}
 	di, err := os.Stat(dir)
 	if err != nil {
 		return err.Error()
 	}
-	dst, ok := di.Sys().(*syscall.Stat_t)
-	if !ok || (dst.Uid != euid && dst.Uid != 0) {
-		return "its directory is owned by another user"
+	if why := notPrivate(di, true); why != "" {
+		return "its directory is " + why
 	}
-	if di.Mode().Perm()&0o022 != 0 {
-		return "its directory is writable by its group or others"
+	return ""
+}
+
+// notPrivate says why someone other than this server's user (or root, if
+// rootToo) may change the file or directory fi describes, or "".
+func notPrivate(fi fs.FileInfo, rootToo bool) string {
+	euid := uint32(os.Geteuid())
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	if !ok {
+		return "owned by an unknown user"
+	}
+	if st.Uid != euid && (!rootToo || st.Uid != 0) {
+		return fmt.Sprintf("owned by uid %d, not by this server's uid %d", st.Uid, euid)
+	}
+	if fi.Mode().Perm()&0o022 != 0 {
+		return "writable by its group or others"
 	}
 	return ""
 }
