@@ -39,7 +39,7 @@ const initReplyTimeout = 30 * time.Second
 // first half of Create) to the end of its claim.
 type creation struct {
 	d     *Driver
-	lim   cgroup.Limits // the limits of the preparation
+	lim   cgroup.Limits // the sandbox's limits: its spec's (a pooled one's once claimed)
 	spec  *sandbox.Spec // nil until claimed
 	s     *Sandbox
 	ctl   *net.UnixConn // host end of the control socket
@@ -452,7 +452,7 @@ func (c *creation) waitPrepared(ctx context.Context) error {
 
 // claimCgroup sets the pooled sandbox's memory limit to the function's.
 func (c *creation) claimCgroup(context.Context) error {
-	return c.s.group.SetMemory(c.d.limits(c.spec).MemoryBytes)
+	return c.s.group.SetMemory(c.lim.MemoryBytes)
 }
 
 // sendClaim hands the init its nsinit.Claim with the function's
@@ -492,7 +492,7 @@ func (c *creation) serve(context.Context) error {
 
 // cpuLimit sets the sandbox's CPU time.
 func (c *creation) cpuLimit(context.Context) error {
-	return c.s.group.SetCPU(c.d.limits(c.spec).CPUMillis)
+	return c.s.group.SetCPU(c.lim.CPUMillis)
 }
 
 // cpuPin sets the CPUs the sandbox runs on (the init's thread, which execs
@@ -502,7 +502,7 @@ func (c *creation) cpuPin(context.Context) error {
 	if cs == nil {
 		return nil
 	}
-	idx := cs.assign(cs.cpusFor(c.d.limits(c.spec).CPUMillis))
+	idx := cs.assign(cs.cpusFor(c.lim.CPUMillis))
 	if !c.s.holdCPUs(func() { cs.release(idx) }) {
 		return nil // the init is gone already: exec reports why
 	}

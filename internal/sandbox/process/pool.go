@@ -88,7 +88,7 @@ func (p *prepared) Claim(ctx context.Context, spec sandbox.Spec) (sandbox.Sandbo
 		return nil, fmt.Errorf("claim sandbox %s: prepared sandbox died: %w", spec.ID, err)
 	default:
 	}
-	c.spec = &spec
+	c.spec, c.lim = &spec, c.d.limits(&spec)
 	c.s.rename(spec.ID, c.d.cfg.Logger)
 	c.s.out.setWriter(spec.Output, c.s.log)
 	if err := c.run(ctx, c.claimSteps(true)); err != nil {
