@@ -53,26 +53,22 @@ func TestShutdownLeavesNothing(t *testing.T) {
 			done <- out
 		}()
 	}
-	// This server's sandboxes, by the ids in its log, and their cgroups:
-	// a runtime runs before its sandbox is logged as created (and, on
-	// cgroup v1, before its prepared cgroup is renamed after it).
-	var ours []string
-	polltest.Check(t, 20*time.Second, "two sandboxes running", func() error {
+	// A runtime runs before its sandbox is logged as created: wait for
+	// both. This server's sandboxes, by the ids in its log, and their
+	// cgroups (logCgroupDirs waits for a claimed one's v1 rename).
+	polltest.Check(t, 20*time.Second, "two sandboxes running and logged", func() error {
 		if n := len(functionProcesses(fn)); n < 2 {
 			return errorf("%d sandboxes running, want 2", n)
 		}
-		n := 0
-		for id := range sandboxIDs(s.log()) {
-			if len(cgroupDirs(id)) > 0 {
-				n++
-			}
-		}
-		if n < 2 {
-			return errorf("found the cgroups of %d sandboxes of this server, want 2", n)
+		if n := len(sandboxIDs(s.log())); n < 2 {
+			return errorf("%d sandboxes logged as created, want 2", n)
 		}
 		return nil
 	})
-	ours = logCgroupDirs(s.log()) // all of them, once renamed
+	ours := logCgroupDirs(s.log())
+	if len(ours) < 2 {
+		t.Errorf("found %d sandbox cgroups of this server, want at least 2", len(ours))
+	}
 
 	s.stop()
 	for range 2 {
