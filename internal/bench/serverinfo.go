@@ -207,11 +207,15 @@ func meanDeltas(before, after promSnapshot, name, by string, want map[string]str
 	return means, counts
 }
 
+// defaultInit is ServerInfo.SandboxInit of a server the bench started
+// without --sandbox-init.
+const defaultInit = "the server's default (no --sandbox-init)"
+
 // describe gathers the server's configuration: from the command line the
 // bench gave it and from the server itself (stats, metrics).
 func (t *flintTarget) describe(ctx context.Context, cfg *Config) *ServerInfo {
 	si := &ServerInfo{SignedClient: t.sign, Auth: "required", MemoryOvercommit: "1 (default)",
-		SandboxInit: "the server's default (no --sandbox-init)"}
+		SandboxInit: defaultInit}
 	if !t.sign {
 		si.Auth = "dev (unsigned requests accepted)"
 	}
@@ -263,12 +267,12 @@ func (t *flintTarget) describe(ctx context.Context, cfg *Config) *ServerInfo {
 	}
 	if st, err := t.stats(ctx); err == nil {
 		si.Driver = st.Driver
-		if st.SandboxInit != "" {
-			// What the server chose, default or not.
+		switch {
+		case st.SandboxInit == "":
+		case si.SandboxInit == defaultInit: // what the server chose itself
+			si.SandboxInit = st.SandboxInit + ", " + defaultInit
+		default:
 			si.SandboxInit = st.SandboxInit
-			if !slices.ContainsFunc(flags, func(f string) bool { return strings.HasPrefix(f, "--sandbox-init") }) {
-				si.SandboxInit += ", the server's default (no --sandbox-init)"
-			}
 		}
 		si.Runtimes = len(st.Runtimes)
 		if len(st.Hosts) > 0 {
